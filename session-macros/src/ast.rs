@@ -1,0 +1,317 @@
+//! The intermediate representation: the user's struct and its `#[session(...)]` attributes,
+//! parsed and type-checked, each part keeping the tokens it came from for error spans.
+
+use proc_macro2::Span;
+use syn::{
+    meta::ParseNestedMeta, spanned::Spanned, Data, DeriveInput, Fields, Ident, LitInt, LitStr,
+    Path, Type, Visibility,
+};
+
+use crate::{ctxt::Ctxt, symbol};
+
+/// A schema: one struct with named fields.
+pub(crate) struct Schema<'a> {
+    pub(crate) ident: &'a Ident,
+    pub(crate) vis: &'a Visibility,
+    pub(crate) attrs: ContainerAttrs,
+    pub(crate) fields: Vec<Field<'a>>,
+}
+
+/// `#[session(...)]` on the struct.
+#[derive(Default)]
+pub(crate) struct ContainerAttrs {
+    pub(crate) version: Option<(u32, LitInt)>,
+    pub(crate) migrate: Option<Path>,
+    pub(crate) namespace: Option<LitStr>,
+    pub(crate) krate: Option<Path>,
+}
+
+/// One named field.
+pub(crate) struct Field<'a> {
+    pub(crate) ident: &'a Ident,
+    pub(crate) ty: &'a Type,
+    pub(crate) attrs: FieldAttrs,
+}
+
+/// `#[session(...)]` on a field.
+#[derive(Default)]
+pub(crate) struct FieldAttrs {
+    pub(crate) rename: Option<LitStr>,
+    pub(crate) skip: Option<Span>,
+    pub(crate) default: Option<Path>,
+}
+
+impl<'a> Schema<'a> {
+    /// Parses the input; structural problems (not a struct with named fields) end parsing,
+    /// attribute problems are collected in `cx` and parsing goes on.
+    pub(crate) fn from_input(cx: &mut Ctxt, input: &'a DeriveInput) -> Option<Self> {
+        let named = match &input.data {
+            Data::Struct(data) => match &data.fields {
+                Fields::Named(named) => named,
+                Fields::Unnamed(fields) => {
+                    cx.error_spanned_by(
+                        fields,
+                        "`SessionData` needs named fields, because each field becomes a store key \
+                         and a set of accessors; write `struct Name { field: Type, .. }` instead \
+                         of a tuple struct",
+                    );
+                    return None;
+                }
+                Fields::Unit => {
+                    cx.error_spanned_by(
+                        &input.ident,
+                        "`SessionData` needs named fields, and a unit struct has none; \
+                         write `struct Name { field: Type, .. }`",
+                    );
+                    return None;
+                }
+            },
+            Data::Enum(data) => {
+                cx.error_spanned_by(
+                    data.enum_token,
+                    "`SessionData` can only be derived for a struct with named fields, not an enum; \
+                     keep the enum as the type of a field: `struct MySession { state: MyEnum }`",
+                );
+                return None;
+            }
+            Data::Union(data) => {
+                cx.error_spanned_by(
+                    data.union_token,
+                    "`SessionData` can only be derived for a struct with named fields, not a union",
+                );
+                return None;
+            }
+        };
+
+        if !input.generics.params.is_empty() || input.generics.where_clause.is_some() {
+            cx.error_spanned_by(
+                &input.generics,
+                "`SessionData` does not support generic parameters: a session schema is stored \
+                 by name and must be one concrete type; use concrete field types, e.g. a type alias \
+                 `type MyData = Generic<u64>;` as a field type",
+            );
+        }
+
+        let attrs = ContainerAttrs::parse(cx, input);
+        let fields = named
+            .named
+            .iter()
+            .map(|field| Field {
+                ident: field.ident.as_ref().expect("named fields have identifiers"),
+                ty: &field.ty,
+                attrs: FieldAttrs::parse(cx, field),
+            })
+            .collect();
+        Some(Schema {
+            ident: &input.ident,
+            vis: &input.vis,
+            attrs,
+            fields,
+        })
+    }
+
+    /// The version the code declares (1 when not given).
+    pub(crate) fn version(&self) -> u32 {
+        self.attrs.version.as_ref().map_or(1, |(v, _)| *v)
+    }
+}
+
+impl Field<'_> {
+    /// The key inside the schema's namespace: the `rename` value or the field's name.
+    pub(crate) fn key(&self) -> String {
+        match &self.attrs.rename {
+            Some(lit) => lit.value(),
+            None => self.ident.to_string().trim_start_matches("r#").to_owned(),
+        }
+    }
+
+    /// The span to blame for the key: the `rename` literal if any, else the field name.
+    pub(crate) fn key_span(&self) -> Span {
+        match &self.attrs.rename {
+            Some(lit) => lit.span(),
+            None => self.ident.span(),
+        }
+    }
+
+    /// The field's name without a raw-identifier prefix.
+    pub(crate) fn name(&self) -> String {
+        self.ident.to_string().trim_start_matches("r#").to_owned()
+    }
+}
+
+fn session_attrs(attrs: &[syn::Attribute]) -> impl Iterator<Item = &syn::Attribute> {
+    attrs.iter().filter(|a| a.path().is_ident(symbol::SESSION))
+}
+
+fn unknown(meta: &ParseNestedMeta<'_>, expected: &[&str], place: &str) -> syn::Error {
+    let name = meta
+        .path
+        .get_ident()
+        .map_or_else(|| "this".to_owned(), ToString::to_string);
+    let list = expected
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    meta.error(format!(
+        "unknown session {place} attribute `{name}`; expected one of {list}"
+    ))
+}
+
+fn duplicate(cx: &mut Ctxt, meta: &ParseNestedMeta<'_>, name: &str) {
+    cx.error_spanned_by(&meta.path, format!("duplicate session attribute `{name}`"));
+}
+
+fn value_as<T: syn::parse::Parse>(
+    meta: &ParseNestedMeta<'_>,
+    name: &str,
+    expected: &str,
+) -> syn::Result<T> {
+    let value = meta.value()?;
+    value
+        .parse::<T>()
+        .map_err(|err| syn::Error::new(err.span(), format!("`{name}` expects {expected}")))
+}
+
+fn path_from_str(meta: &ParseNestedMeta<'_>, name: &str, example: &str) -> syn::Result<Path> {
+    // Accept both `migrate = path::to::fn` and `migrate = "path::to::fn"` (as serde does).
+    let value = meta.value()?;
+    if value.peek(LitStr) {
+        let lit: LitStr = value.parse()?;
+        lit.parse::<Path>().map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                format!("`{name}` expects a path, e.g. {example}"),
+            )
+        })
+    } else {
+        value.parse::<Path>().map_err(|err| {
+            syn::Error::new(
+                err.span(),
+                format!("`{name}` expects a path, e.g. {example}"),
+            )
+        })
+    }
+}
+
+impl ContainerAttrs {
+    fn parse(cx: &mut Ctxt, input: &DeriveInput) -> Self {
+        let mut out = ContainerAttrs::default();
+        for attr in session_attrs(&input.attrs) {
+            let result = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident(symbol::VERSION) {
+                    let lit: LitInt = value_as(
+                        &meta,
+                        symbol::VERSION,
+                        "an integer literal, e.g. `version = 2`",
+                    )?;
+                    let value = match lit.base10_parse::<u32>() {
+                        Ok(0) => {
+                            cx.error_spanned_by(
+                                &lit,
+                                "`version` starts at 1: version 1 is the first shape of a schema \
+                                 and migrations run from older to newer versions",
+                            );
+                            1
+                        }
+                        Ok(v) => v,
+                        Err(_) => {
+                            cx.error_spanned_by(
+                                &lit,
+                                "`version` expects a positive integer that fits in u32",
+                            );
+                            1
+                        }
+                    };
+                    if out.version.is_some() {
+                        duplicate(cx, &meta, symbol::VERSION);
+                    }
+                    out.version = Some((value, lit));
+                } else if meta.path.is_ident(symbol::MIGRATE) {
+                    let path = path_from_str(&meta, symbol::MIGRATE, "`migrate = migrate_cart`")?;
+                    if out.migrate.is_some() {
+                        duplicate(cx, &meta, symbol::MIGRATE);
+                    }
+                    out.migrate = Some(path);
+                } else if meta.path.is_ident(symbol::NAMESPACE) {
+                    let lit: LitStr = value_as(
+                        &meta,
+                        symbol::NAMESPACE,
+                        "a string literal, e.g. `namespace = \"cart\"`",
+                    )?;
+                    if out.namespace.is_some() {
+                        duplicate(cx, &meta, symbol::NAMESPACE);
+                    }
+                    out.namespace = Some(lit);
+                } else if meta.path.is_ident(symbol::CRATE) {
+                    let lit: LitStr = value_as(
+                        &meta,
+                        symbol::CRATE,
+                        "a string literal, e.g. `crate = \"my_sessions\"`",
+                    )?;
+                    match lit.parse::<Path>() {
+                        Ok(path) => {
+                            if out.krate.is_some() {
+                                duplicate(cx, &meta, symbol::CRATE);
+                            }
+                            out.krate = Some(path);
+                        }
+                        Err(_) => cx.error_spanned_by(
+                            &lit,
+                            "`crate` expects a path in a string, e.g. `crate = \"my_sessions\"`",
+                        ),
+                    }
+                } else {
+                    return Err(unknown(&meta, symbol::CONTAINER_KEYS, "container"));
+                }
+                Ok(())
+            });
+            if let Err(err) = result {
+                cx.push(err);
+            }
+        }
+        out
+    }
+}
+
+impl FieldAttrs {
+    fn parse(cx: &mut Ctxt, field: &syn::Field) -> Self {
+        let mut out = FieldAttrs::default();
+        for attr in session_attrs(&field.attrs) {
+            let result = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident(symbol::RENAME) {
+                    let lit: LitStr = value_as(
+                        &meta,
+                        symbol::RENAME,
+                        "a string literal, e.g. `rename = \"th\"`",
+                    )?;
+                    if out.rename.is_some() {
+                        duplicate(cx, &meta, symbol::RENAME);
+                    }
+                    out.rename = Some(lit);
+                } else if meta.path.is_ident(symbol::SKIP) {
+                    if meta.input.peek(syn::Token![=]) {
+                        return Err(meta.error("`skip` takes no value: write `#[session(skip)]`"));
+                    }
+                    if out.skip.is_some() {
+                        duplicate(cx, &meta, symbol::SKIP);
+                    }
+                    out.skip = Some(meta.path.span());
+                } else if meta.path.is_ident(symbol::DEFAULT) {
+                    let path = path_from_str(&meta, symbol::DEFAULT, "`default = default_theme`")?;
+                    if out.default.is_some() {
+                        duplicate(cx, &meta, symbol::DEFAULT);
+                    }
+                    out.default = Some(path);
+                } else {
+                    return Err(unknown(&meta, symbol::FIELD_KEYS, "field"));
+                }
+                Ok(())
+            });
+            if let Err(err) = result {
+                cx.push(err);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,47 @@
+//! Every attribute key and reserved name the derive knows, declared in one place.
+
+/// The attribute namespace: `#[session(...)]`.
+pub(crate) const SESSION: &str = "session";
+
+// Container attributes.
+pub(crate) const VERSION: &str = "version";
+pub(crate) const MIGRATE: &str = "migrate";
+pub(crate) const NAMESPACE: &str = "namespace";
+pub(crate) const CRATE: &str = "crate";
+pub(crate) const CONTAINER_KEYS: &[&str] = &[VERSION, MIGRATE, NAMESPACE, CRATE];
+
+// Field attributes.
+pub(crate) const RENAME: &str = "rename";
+pub(crate) const SKIP: &str = "skip";
+pub(crate) const DEFAULT: &str = "default";
+pub(crate) const FIELD_KEYS: &[&str] = &[RENAME, SKIP, DEFAULT];
+
+/// Store keys starting with this prefix hold the runtime's own metadata (schema versions,
+/// creation time, expiry override).
+pub(crate) const RESERVED_KEY_PREFIX: &str = "__";
+
+/// Separates a schema's namespace from its field keys in the store (`ns.key`).
+pub(crate) const NAMESPACE_SEPARATOR: char = '.';
+
+/// Methods that `TypedSession<T>` has itself, or that every type gets from a trait in the
+/// prelude. A generated accessor with one of these names would be shadowed when called on a
+/// `TypedSession`, so such a field is a compile error instead.
+///
+/// Keep in sync with the inherent methods of `session_runtime::TypedSession` (a test in the
+/// runtime checks this list against them).
+pub(crate) const RESERVED_METHODS: &[&str] = &[
+    // TypedSession's own methods.
+    "id",
+    "is_new",
+    "regenerate",
+    "destroy",
+    "save",
+    "set_expiry",
+    "data",
+    // Deref/DerefMut, through which the accessors are reached.
+    "deref",
+    "deref_mut",
+    // Prelude traits implemented by every type.
+    "into",
+    "try_into",
+];

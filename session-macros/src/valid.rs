@@ -1,0 +1,145 @@
+//! Checks on the schema as a whole: store keys, namespace, attribute combinations and
+//! accessor names.
+
+use std::collections::BTreeMap;
+
+use proc_macro2::Span;
+
+use crate::{ast::Schema, ctxt::Ctxt, symbol};
+
+pub(crate) fn check(cx: &mut Ctxt, schema: &Schema<'_>) {
+    check_version(cx, schema);
+    check_namespace(cx, schema);
+    check_keys(cx, schema);
+    check_accessors(cx, schema);
+}
+
+fn check_version(cx: &mut Ctxt, schema: &Schema<'_>) {
+    if let (Some(migrate), None) = (&schema.attrs.migrate, &schema.attrs.version) {
+        cx.error_spanned_by(
+            migrate,
+            "`migrate` needs `version`: a migration turns records of older versions into the \
+             current one, so declare the current version, e.g. `#[session(version = 2, migrate = ...)]`",
+        );
+    }
+}
+
+fn key_problem(key: &str) -> Option<String> {
+    if key.is_empty() {
+        Some("must not be empty".to_owned())
+    } else if key.starts_with(symbol::RESERVED_KEY_PREFIX) {
+        Some(format!(
+            "starts with `{}`, which is reserved for the session's own metadata",
+            symbol::RESERVED_KEY_PREFIX
+        ))
+    } else if key.contains(symbol::NAMESPACE_SEPARATOR) {
+        Some(format!(
+            "contains `{}`, which separates a namespace from its keys",
+            symbol::NAMESPACE_SEPARATOR
+        ))
+    } else {
+        None
+    }
+}
+
+fn check_namespace(cx: &mut Ctxt, schema: &Schema<'_>) {
+    if let Some(lit) = &schema.attrs.namespace {
+        if let Some(problem) = key_problem(&lit.value()) {
+            cx.error_spanned_by(
+                lit,
+                format!(
+                    "the namespace `{}` {problem}; choose another, e.g. `namespace = \"cart\"`",
+                    lit.value()
+                ),
+            );
+        }
+    }
+}
+
+fn check_keys(cx: &mut Ctxt, schema: &Schema<'_>) {
+    let mut seen: BTreeMap<String, &syn::Ident> = BTreeMap::new();
+    for field in &schema.fields {
+        if let (Some(_), Some(rename)) = (field.attrs.skip, &field.attrs.rename) {
+            cx.error_spanned_by(
+                rename,
+                format!(
+                    "field `{}` is `skip`, so it is never stored and `rename` has no effect; remove one of them",
+                    field.name()
+                ),
+            );
+            continue;
+        }
+        if field.attrs.skip.is_some() {
+            continue;
+        }
+        let key = field.key();
+        if let Some(problem) = key_problem(&key) {
+            let fix = if field.attrs.rename.is_some() {
+                "choose another `rename`".to_owned()
+            } else {
+                format!(
+                    "give it another store key with `#[session(rename = \"...\")]` on `{}`",
+                    field.name()
+                )
+            };
+            cx.push(syn::Error::new(
+                field.key_span(),
+                format!("the store key `{key}` {problem}; {fix}"),
+            ));
+            continue;
+        }
+        if let Some(first) = seen.get(&key) {
+            cx.push(syn::Error::new(
+                field.key_span(),
+                format!(
+                    "duplicate store key `{key}`: field `{}` already uses it; each field needs its own \
+                     key, so change or remove a `rename`",
+                    first.to_string().trim_start_matches("r#")
+                ),
+            ));
+        } else {
+            seen.insert(key, field.ident);
+        }
+    }
+}
+
+/// The accessor names generated for a field called `name`.
+pub(crate) fn accessor_names(name: &str) -> [String; 4] {
+    [
+        name.to_owned(),
+        format!("set_{name}"),
+        format!("{name}_mut"),
+        format!("take_{name}"),
+    ]
+}
+
+fn check_accessors(cx: &mut Ctxt, schema: &Schema<'_>) {
+    let mut owners: BTreeMap<String, (String, Span)> = BTreeMap::new();
+    for field in &schema.fields {
+        let name = field.name();
+        for accessor in accessor_names(&name) {
+            if symbol::RESERVED_METHODS.contains(&accessor.as_str()) {
+                cx.error_spanned_by(
+                    field.ident,
+                    format!(
+                        "field `{name}` would generate the accessor `{accessor}()`, which clashes with \
+                         the method `TypedSession::{accessor}`; rename the Rust field and keep its store \
+                         key with `#[session(rename = \"{key}\")]`",
+                        key = field.key()
+                    ),
+                );
+            }
+            if let Some((other, _)) = owners.get(&accessor) {
+                cx.error_spanned_by(
+                    field.ident,
+                    format!(
+                        "field `{name}` would generate the accessor `{accessor}()`, which field `{other}` \
+                         also generates; rename one of the two fields"
+                    ),
+                );
+            } else {
+                owners.insert(accessor, (name.clone(), field.ident.span()));
+            }
+        }
+    }
+}

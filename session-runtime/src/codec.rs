@@ -1,0 +1,104 @@
+//! How one field's value becomes bytes in the store and back.
+//!
+//! Every field is encoded on its own, so a field can be written, read and removed without
+//! touching the others. [`JsonCodec`] (serde_json) is the encoding used today; the
+//! [`Codec`] trait is the seam for other encodings.
+
+use std::{error::Error as StdError, fmt};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Encodes and decodes single field values.
+///
+/// ```
+/// use session_runtime::{Codec, JsonCodec};
+///
+/// let bytes = JsonCodec::encode(&vec![1, 2, 3]).unwrap();
+/// assert_eq!(bytes, b"[1,2,3]");
+/// let back: Vec<u32> = JsonCodec::decode(&bytes).unwrap();
+/// assert_eq!(back, [1, 2, 3]);
+/// ```
+pub trait Codec: Send + Sync + 'static {
+    /// Encodes one value.
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError>;
+    /// Decodes one value.
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>;
+}
+
+/// JSON through `serde_json`: readable in the store, and tolerant of added struct fields.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonCodec;
+
+impl Codec for JsonCodec {
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+        serde_json::to_vec(value).map_err(|e| CodecError::new(CodecErrorKind::Encode, e))
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        serde_json::from_slice(bytes).map_err(|e| CodecError::new(CodecErrorKind::Decode, e))
+    }
+}
+
+/// What went wrong in a [`Codec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodecErrorKind {
+    /// A value could not be encoded (e.g. a map with non-string keys in JSON).
+    Encode,
+    /// Stored bytes did not decode as the field's type.
+    Decode,
+    /// The field is `#[session(skip)]` and has no stored form.
+    NotPersisted,
+}
+
+/// A field value that could not be encoded or decoded.
+#[derive(Debug)]
+pub struct CodecError {
+    kind: CodecErrorKind,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl CodecError {
+    /// An error of `kind` caused by `source`.
+    pub fn new(kind: CodecErrorKind, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self {
+            kind,
+            source: Some(source.into()),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> CodecErrorKind {
+        self.kind
+    }
+
+    #[doc(hidden)]
+    pub fn not_persisted(_index: usize) -> Self {
+        Self {
+            kind: CodecErrorKind::NotPersisted,
+            source: None,
+        }
+    }
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            CodecErrorKind::Encode => f.write_str("failed to encode a session field"),
+            CodecErrorKind::Decode => f.write_str("failed to decode a session field"),
+            CodecErrorKind::NotPersisted => f.write_str("the session field is never stored"),
+        }?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for CodecError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}

@@ -1,0 +1,380 @@
+//! Turning a stored record into a schema value (migrating and checking versions on the
+//! way), and a schema's changes back into store writes.
+
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+    error::Error as StdError,
+    fmt,
+};
+
+use crate::{
+    codec::{Codec, CodecError, JsonCodec},
+    migrate::{MigrationError, RawFields},
+    schema::{FieldState, SchemaFields, SessionData},
+};
+
+/// A store write: `Some(bytes)` sets the key, `None` removes it.
+pub type FieldWrite = (Cow<'static, str>, Option<Vec<u8>>);
+
+/// How loading treats stored data that does not fit the code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodePolicy {
+    /// A field that fails to decode takes its default (the other fields survive) and a
+    /// warning is logged; a record from a newer schema version is read as far as the code
+    /// understands it and its stored version is kept. The default.
+    #[default]
+    Lenient,
+    /// Any field that fails to decode, failing migration or record of a newer version
+    /// rejects the whole record: the request gets an error response.
+    Strict,
+}
+
+/// A stored record did not fit the schema.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// A field's stored value did not decode as the field's type.
+    Field {
+        /// The schema's name.
+        schema: &'static str,
+        /// The Rust field name.
+        field: &'static str,
+        /// The codec's error.
+        source: CodecError,
+    },
+    /// The stored schema version is not a valid version number.
+    Version {
+        /// The schema's name.
+        schema: &'static str,
+        /// The codec's error.
+        source: CodecError,
+    },
+    /// The record was written by a newer version of the schema than this code knows.
+    NewerVersion {
+        /// The schema's name.
+        schema: &'static str,
+        /// The version in the store.
+        stored: u32,
+        /// The version the code declares.
+        current: u32,
+    },
+    /// The migration hook failed.
+    Migration {
+        /// The schema's name.
+        schema: &'static str,
+        /// The stored version the migration started from.
+        from: u32,
+        /// The hook's error.
+        source: MigrationError,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Field { schema, field, .. } => {
+                write!(f, "session field `{schema}.{field}` could not be decoded")
+            }
+            Self::Version { schema, .. } => {
+                write!(f, "the stored version of session schema `{schema}` is invalid")
+            }
+            Self::NewerVersion {
+                schema,
+                stored,
+                current,
+            } => write!(
+                f,
+                "session schema `{schema}` was stored by version {stored}, newer than this code's version {current}"
+            ),
+            Self::Migration { schema, from, .. } => {
+                write!(f, "migrating session schema `{schema}` from version {from} failed")
+            }
+        }
+    }
+}
+
+impl StdError for DecodeError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Self::Field { source, .. } | Self::Version { source, .. } => Some(source),
+            Self::Migration { source, .. } => Some(source),
+            Self::NewerVersion { .. } => None,
+        }
+    }
+}
+
+/// A schema value read from a record.
+pub struct Decoded<T: SessionData> {
+    /// The data with its field state: fields a migration touched are marked changed.
+    pub fields: T::Fields,
+    /// The schema version found in the store (`None` when this schema never wrote).
+    pub stored_version: Option<u32>,
+    /// Writes the migration made outside the schema's fields (removed old keys, the new
+    /// version), to be saved with the next patch.
+    pub extra: Vec<FieldWrite>,
+    /// What did not fit, under [`DecodePolicy::Lenient`] (each was logged as a warning).
+    pub issues: Vec<DecodeError>,
+}
+
+impl<T: SessionData> fmt::Debug for Decoded<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decoded")
+            .field("schema", &T::SCHEMA.name())
+            .field("state", self.fields.parts().1)
+            .field("stored_version", &self.stored_version)
+            .field("extra", &self.extra)
+            .field("issues", &self.issues)
+            .finish()
+    }
+}
+
+/// The version this schema last stored in `stored`, if any.
+pub fn stored_version<T: SessionData>(
+    stored: &HashMap<String, Vec<u8>>,
+) -> Result<Option<u32>, DecodeError> {
+    stored
+        .get(T::SCHEMA.version_key())
+        .map(|bytes| JsonCodec::decode::<u32>(bytes))
+        .transpose()
+        .map_err(|source| DecodeError::Version {
+            schema: T::SCHEMA.name(),
+            source,
+        })
+}
+
+/// Whether loading `T` from a record with this stored version needs every key of the
+/// schema's namespace (a migration will run), not just the schema's current keys.
+pub fn needs_full_record<T: SessionData>(stored_version: Option<u32>) -> bool {
+    stored_version.is_some_and(|v| v < T::SCHEMA.version())
+}
+
+/// Reads `T` from a record's fields (store key → encoded value).
+///
+/// Runs the migration hook for records of an older version, and applies `policy` to
+/// fields that fail to decode and to records of a newer version. For a migration, `stored`
+/// must hold every key of the schema's namespace (see [`needs_full_record`]).
+pub fn decode<T: SessionData>(
+    stored: &HashMap<String, Vec<u8>>,
+    policy: DecodePolicy,
+) -> Result<Decoded<T>, DecodeError> {
+    let schema = T::SCHEMA;
+    let current = schema.version();
+    let mut issues = Vec::new();
+    let mut extra = Vec::new();
+    let mut state = FieldState::new();
+
+    let stored_version = match stored_version::<T>(stored) {
+        Ok(v) => v,
+        Err(err) if policy == DecodePolicy::Lenient => {
+            tracing::warn!(schema = schema.name(), error = %err, "ignoring invalid stored schema version");
+            issues.push(err);
+            None
+        }
+        Err(err) => return Err(err),
+    };
+
+    let mut data = T::from_defaults();
+    let mut migrated: Option<BTreeMap<String, Vec<u8>>> = None;
+    match stored_version {
+        Some(stored_v) if stored_v > current => {
+            let err = DecodeError::NewerVersion {
+                schema: schema.name(),
+                stored: stored_v,
+                current,
+            };
+            if policy == DecodePolicy::Strict {
+                return Err(err);
+            }
+            tracing::warn!(
+                schema = schema.name(),
+                stored = stored_v,
+                current,
+                "session record comes from a newer schema version; reading the fields this code knows and keeping the stored version"
+            );
+            issues.push(err);
+        }
+        Some(from) if from < current => {
+            match run_migration::<T>(stored, from, &mut state, &mut extra) {
+                Ok(fields) => migrated = Some(fields),
+                Err(err) if policy == DecodePolicy::Lenient => {
+                    tracing::warn!(schema = schema.name(), from, error = %err, "session migration failed; reading the record as stored");
+                    issues.push(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        _ => {}
+    }
+
+    for (index, info) in schema.fields().iter().enumerate() {
+        if !info.is_persisted() {
+            continue;
+        }
+        let bytes = match &migrated {
+            Some(fields) => fields.get(info.key()).map(Vec::as_slice),
+            None => stored.get(info.store_key()).map(Vec::as_slice),
+        };
+        let Some(bytes) = bytes else { continue };
+        if let Err(source) = data.decode_field::<JsonCodec>(index, bytes) {
+            let err = DecodeError::Field {
+                schema: schema.name(),
+                field: info.name(),
+                source,
+            };
+            if policy == DecodePolicy::Strict {
+                return Err(err);
+            }
+            tracing::warn!(
+                schema = schema.name(),
+                field = info.name(),
+                key = info.store_key(),
+                error = %err.source().map_or_else(String::new, ToString::to_string),
+                "session field failed to decode; using its default"
+            );
+            data.reset_field(index);
+            issues.push(err);
+        }
+    }
+
+    Ok(Decoded {
+        fields: T::Fields::from_parts(data, state),
+        stored_version: if migrated.is_some() {
+            Some(current)
+        } else {
+            stored_version
+        },
+        extra,
+        issues,
+    })
+}
+
+/// Runs the hook on the namespace's raw fields; marks touched schema fields in `state`
+/// and records writes to other keys (and the new version) in `extra`.
+fn run_migration<T: SessionData>(
+    stored: &HashMap<String, Vec<u8>>,
+    from: u32,
+    state: &mut FieldState,
+    extra: &mut Vec<FieldWrite>,
+) -> Result<BTreeMap<String, Vec<u8>>, DecodeError> {
+    let schema = T::SCHEMA;
+    let before: BTreeMap<String, Vec<u8>> = stored
+        .iter()
+        .filter_map(|(k, v)| {
+            schema
+                .local_key(k)
+                .map(|local| (local.to_owned(), v.clone()))
+        })
+        .collect();
+    let mut raw = RawFields::from_map(before.clone());
+    T::migrate(from, &mut raw).map_err(|source| DecodeError::Migration {
+        schema: schema.name(),
+        from,
+        source,
+    })?;
+    let after = raw.into_map();
+
+    let field_index = |key: &str| {
+        schema
+            .fields()
+            .iter()
+            .position(|f| f.is_persisted() && f.key() == key)
+    };
+    let mut touched: Vec<(&String, bool)> = Vec::new(); // (key, still present)
+    for (key, value) in &after {
+        if before.get(key) != Some(value) {
+            touched.push((key, true));
+        }
+    }
+    for key in before.keys() {
+        if !after.contains_key(key) {
+            touched.push((key, false));
+        }
+    }
+    for (key, present) in touched {
+        match (field_index(key), present) {
+            (Some(index), true) => state.mark_set(index),
+            (Some(index), false) => state.mark_removed(index),
+            (None, true) => {
+                extra.push((Cow::Owned(schema.store_key(key)), after.get(key).cloned()))
+            }
+            (None, false) => extra.push((Cow::Owned(schema.store_key(key)), None)),
+        }
+    }
+    extra.push((
+        Cow::Borrowed(schema.version_key()),
+        Some(version_bytes(schema.version())),
+    ));
+    Ok(after)
+}
+
+fn version_bytes(version: u32) -> Vec<u8> {
+    version.to_string().into_bytes()
+}
+
+/// A changed field that could not be encoded.
+#[derive(Debug)]
+pub struct EncodeError {
+    /// The schema's name.
+    pub schema: &'static str,
+    /// The Rust field name.
+    pub field: &'static str,
+    /// The codec's error.
+    pub source: CodecError,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "session field `{}.{}` could not be encoded",
+            self.schema, self.field
+        )
+    }
+}
+
+impl StdError for EncodeError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Appends the store writes for the changed fields of `fields` to `out`: set fields encoded
+/// with `C`, removed fields as removals, and the schema's version when the store does not
+/// have it yet. Unchanged fields are neither encoded nor written.
+pub fn collect_changes<T: SessionData, C: Codec>(
+    fields: &T::Fields,
+    stored_version: Option<u32>,
+    out: &mut impl Extend<FieldWrite>,
+) -> Result<(), EncodeError> {
+    let (data, state) = fields.parts();
+    if state.is_clean() {
+        return Ok(());
+    }
+    let schema = T::SCHEMA;
+    for index in state.set_fields() {
+        let info = &schema.fields()[index];
+        let bytes = data
+            .encode_field::<C>(index)
+            .map_err(|source| EncodeError {
+                schema: schema.name(),
+                field: info.name(),
+                source,
+            })?;
+        out.extend([(Cow::Borrowed(info.store_key()), Some(bytes))]);
+    }
+    out.extend(
+        state
+            .removed_fields()
+            .map(|index| (Cow::Borrowed(schema.fields()[index].store_key()), None)),
+    );
+    // Never downgrade: a record of a newer version keeps its version.
+    if stored_version.is_none_or(|v| v < schema.version()) {
+        out.extend([(
+            Cow::Borrowed(schema.version_key()),
+            Some(version_bytes(schema.version())),
+        )]);
+    }
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Schema migrations: reshaping records stored by older versions of a schema.
+
+use std::{collections::BTreeMap, error::Error as StdError, fmt};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::codec::{Codec, CodecError, JsonCodec};
+
+/// The raw fields of one schema's record, as a migration hook sees them: key inside the
+/// schema's namespace → encoded value.
+///
+/// The hook gets every key the record holds in the schema's namespace, including keys of
+/// fields the code no longer has. Whatever it changes, inserts or removes is written back by
+/// the next save; the record's version becomes the schema's current version.
+///
+/// ```
+/// use session_runtime::{MigrationError, RawFields, SessionData};
+///
+/// #[derive(SessionData)]
+/// #[session(version = 3, migrate = migrate_user)]
+/// struct User {
+///     display_name: String,
+///     age_years: u32,
+/// }
+///
+/// fn migrate_user(from: u32, fields: &mut RawFields) -> Result<(), MigrationError> {
+///     if from < 2 {
+///         // v1 called the field `name`.
+///         fields.rename("name", "display_name");
+///     }
+///     if from < 3 {
+///         // v2 stored the age as a string and had a `legacy` flag.
+///         fields.convert("age_years", |age: String| age.parse::<u32>().unwrap_or(0))?;
+///         fields.remove("legacy");
+///     }
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawFields {
+    fields: BTreeMap<String, Vec<u8>>,
+}
+
+impl RawFields {
+    /// An empty set of fields.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &str) -> bool {
+        self.fields.contains_key(key)
+    }
+
+    /// The keys present, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.fields.keys().map(String::as_str)
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Decodes `key` as a `T`, leaving it in place. `Ok(None)` when absent.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, MigrationError> {
+        self.fields
+            .get(key)
+            .map(|bytes| JsonCodec::decode(bytes).map_err(|e| MigrationError::decode(key, e)))
+            .transpose()
+    }
+
+    /// Decodes and removes `key`. `Ok(None)` when absent; on a decode error the field stays.
+    pub fn take<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, MigrationError> {
+        let value = self.get(key)?;
+        self.fields.remove(key);
+        Ok(value)
+    }
+
+    /// Encodes `value` under `key`, replacing any previous value.
+    pub fn insert<T: Serialize + ?Sized>(
+        &mut self,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<(), MigrationError> {
+        let key = key.into();
+        let bytes = JsonCodec::encode(value).map_err(|e| MigrationError::encode(&key, e))?;
+        self.fields.insert(key, bytes);
+        Ok(())
+    }
+
+    /// Moves the value of `from` to `to` (replacing `to`). Returns whether `from` existed.
+    pub fn rename(&mut self, from: &str, to: impl Into<String>) -> bool {
+        match self.fields.remove(from) {
+            Some(bytes) => {
+                self.fields.insert(to.into(), bytes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes `key`. Returns whether it existed.
+    pub fn remove(&mut self, key: &str) -> bool {
+        self.fields.remove(key).is_some()
+    }
+
+    /// Replaces the value of `key` with `f(old)`, changing its type from `A` to `B`.
+    /// Returns whether `key` existed.
+    pub fn convert<A: DeserializeOwned, B: Serialize>(
+        &mut self,
+        key: &str,
+        f: impl FnOnce(A) -> B,
+    ) -> Result<bool, MigrationError> {
+        match self.get::<A>(key)? {
+            Some(old) => {
+                self.insert(key, &f(old))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The encoded value of `key`.
+    pub fn get_raw(&self, key: &str) -> Option<&[u8]> {
+        self.fields.get(key).map(Vec::as_slice)
+    }
+
+    /// Stores already-encoded bytes under `key`.
+    pub fn insert_raw(&mut self, key: impl Into<String>, bytes: Vec<u8>) {
+        self.fields.insert(key.into(), bytes);
+    }
+
+    pub(crate) fn into_map(self) -> BTreeMap<String, Vec<u8>> {
+        self.fields
+    }
+
+    pub(crate) fn from_map(fields: BTreeMap<String, Vec<u8>>) -> Self {
+        Self { fields }
+    }
+}
+
+/// A migration hook failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MigrationError {
+    /// A stored value did not decode as the type the hook asked for.
+    Decode {
+        /// The key inside the schema's namespace.
+        key: String,
+        /// The codec's error.
+        source: CodecError,
+    },
+    /// A value the hook inserted could not be encoded.
+    Encode {
+        /// The key inside the schema's namespace.
+        key: String,
+        /// The codec's error.
+        source: CodecError,
+    },
+    /// The hook's own error.
+    Other(Box<dyn StdError + Send + Sync>),
+}
+
+impl MigrationError {
+    /// Wraps the hook's own error or message.
+    pub fn other(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self::Other(error.into())
+    }
+
+    fn decode(key: &str, source: CodecError) -> Self {
+        Self::Decode {
+            key: key.to_owned(),
+            source,
+        }
+    }
+
+    fn encode(key: &str, source: CodecError) -> Self {
+        Self::Encode {
+            key: key.to_owned(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for MigrationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Decode { key, .. } => write!(f, "migration could not decode field `{key}`"),
+            Self::Encode { key, .. } => write!(f, "migration could not encode field `{key}`"),
+            Self::Other(e) => write!(f, "migration failed: {e}"),
+        }
+    }
+}
+
+impl StdError for MigrationError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Self::Decode { source, .. } | Self::Encode { source, .. } => Some(source),
+            Self::Other(e) => Some(&**e),
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The derive and the schema half of the runtime, as a user crate sees them: every attribute,
+//! every accessor, per-field dirty tracking, encoding round trips and migrations.
+
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+    time::{Duration, SystemTime},
+};
+
+use serde::{Deserialize, Serialize};
+use session_runtime::{
+    decode::{self, DecodeError, FieldWrite},
+    DecodePolicy, JsonCodec, MigrationError, RawFields, SchemaFields, SessionData,
+};
+
+mod renamed {
+    pub use session_runtime as sessions;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Item {
+    sku: String,
+    qty: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+enum Plan {
+    #[default]
+    Free,
+    Pro {
+        seats: u16,
+    },
+}
+
+fn default_theme() -> String {
+    "light".to_owned()
+}
+
+fn migrate_shop(from: u32, fields: &mut RawFields) -> Result<(), MigrationError> {
+    if from < 2 {
+        // v1 called the theme `colour` and stored the user as a string.
+        fields.rename("colour", "th");
+        fields.convert("user_id", |id: String| id.parse::<u64>().ok())?;
+        fields.remove("legacy");
+        fields.insert("plan", &Plan::Pro { seats: 1 })?;
+    }
+    Ok(())
+}
+
+/// A schema using every container and field attribute.
+#[derive(SessionData, Debug)]
+#[session(version = 2, migrate = migrate_shop, namespace = "shop", crate = "renamed::sessions")]
+struct Shop {
+    user_id: Option<u64>,
+    items: Vec<Item>,
+    #[session(rename = "th", default = default_theme)]
+    theme: String,
+    plan: Plan,
+    #[session(skip)]
+    scratch: Vec<u8>,
+}
+
+/// The kinds of field users store.
+#[derive(SessionData, Debug)]
+struct Kinds {
+    int: i64,
+    uint: u128,
+    float: f64,
+    text: String,
+    flag: bool,
+    maybe: Option<String>,
+    list: Vec<u32>,
+    map: HashMap<String, u32>,
+    ordered: BTreeMap<u32, Vec<String>>,
+    nested: Vec<Item>,
+    variant: Plan,
+    tuple: (u8, String),
+    duration: Duration,
+    #[session(default = epoch)]
+    instant: SystemTime,
+    unit: (),
+}
+
+fn epoch() -> SystemTime {
+    SystemTime::UNIX_EPOCH
+}
+
+fn empty() -> HashMap<String, Vec<u8>> {
+    HashMap::new()
+}
+
+fn load<T: SessionData>(stored: &HashMap<String, Vec<u8>>) -> decode::Decoded<T> {
+    decode::decode::<T>(stored, DecodePolicy::Lenient).expect("lenient decoding never fails")
+}
+
+/// The writes a save would make for `fields`.
+fn writes<T: SessionData>(fields: &T::Fields, stored_version: Option<u32>) -> Vec<FieldWrite> {
+    let mut out = Vec::new();
+    decode::collect_changes::<T, JsonCodec>(fields, stored_version, &mut out).unwrap();
+    out
+}
+
+fn as_map(writes: &[FieldWrite]) -> BTreeMap<String, Option<String>> {
+    writes
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.as_ref().map(|b| String::from_utf8(b.clone()).unwrap()),
+            )
+        })
+        .collect()
+}
+
+fn into_store(writes: Vec<FieldWrite>) -> HashMap<String, Vec<u8>> {
+    writes
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.into_owned(), v)))
+        .collect()
+}
+
+fn encoded(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap()
+}
+
+#[test]
+fn schema_describes_keys_version_and_namespace() {
+    let schema = Shop::SCHEMA;
+    assert_eq!(schema.name(), "Shop");
+    assert_eq!(schema.version(), 2);
+    assert_eq!(schema.namespace(), Some("shop"));
+    assert_eq!(schema.version_key(), "__v.shop");
+    let keys: Vec<_> = schema.fields().iter().map(|f| f.store_key()).collect();
+    assert_eq!(
+        keys,
+        ["shop.user_id", "shop.items", "shop.th", "shop.plan", ""]
+    );
+    assert!(!schema.fields()[4].is_persisted());
+    assert_eq!(Kinds::SCHEMA.version(), 1);
+    assert_eq!(Kinds::SCHEMA.version_key(), "__v.Kinds");
+    assert!(Shop::SCHEMA.owns_key("shop.old") && !Shop::SCHEMA.owns_key("other.x"));
+    assert!(Kinds::SCHEMA.owns_key("int") && !Kinds::SCHEMA.owns_key("shop.items"));
+}
+
+#[test]
+fn missing_fields_take_their_defaults() {
+    let shop = load::<Shop>(&empty()).fields;
+    assert_eq!(shop.user_id(), &None);
+    assert!(shop.items().is_empty());
+    assert_eq!(
+        shop.theme(),
+        "light",
+        "`default = path` is used when absent"
+    );
+    assert_eq!(shop.plan(), &Plan::Free);
+    assert!(shop.parts().1.is_clean());
+}
+
+#[test]
+fn reads_never_mark_fields() {
+    let shop = load::<Shop>(&empty()).fields;
+    let _ = (
+        shop.user_id(),
+        shop.items(),
+        shop.theme(),
+        shop.plan(),
+        shop.scratch(),
+    );
+    let whole: &Shop = &shop;
+    assert_eq!(whole.theme, "light");
+    assert!(shop.parts().1.is_clean());
+    assert!(writes::<Shop>(&shop, None).is_empty());
+}
+
+#[test]
+fn each_writing_accessor_marks_only_its_field() {
+    let mut shop = load::<Shop>(&empty()).fields;
+    shop.set_user_id(Some(7));
+    let state = shop.parts().1.clone();
+    assert!(state.is_set(0) && !state.is_changed(1) && !state.is_changed(2));
+
+    shop.items_mut().push(Item {
+        sku: "a".into(),
+        qty: 1,
+    });
+    assert!(shop.parts().1.is_set(1));
+
+    let theme = shop.take_theme();
+    assert_eq!(theme, "light");
+    assert!(shop.parts().1.is_removed(2));
+    assert!(!shop.parts().1.is_changed(3));
+
+    assert_eq!(
+        as_map(&writes::<Shop>(&shop, Some(2))),
+        BTreeMap::from([
+            ("shop.user_id".into(), Some("7".into())),
+            ("shop.items".into(), Some(r#"[{"sku":"a","qty":1}]"#.into())),
+            ("shop.th".into(), None),
+        ])
+    );
+}
+
+#[test]
+fn take_returns_the_value_and_resets_to_the_default() {
+    let stored = HashMap::from([
+        ("shop.th".to_owned(), encoded(&"dark")),
+        (
+            "shop.items".to_owned(),
+            encoded(&vec![Item {
+                sku: "x".into(),
+                qty: 2,
+            }]),
+        ),
+        ("__v.shop".to_owned(), b"2".to_vec()),
+    ]);
+    let mut shop = load::<Shop>(&stored).fields;
+    assert_eq!(shop.take_theme(), "dark");
+    assert_eq!(shop.theme(), "light", "reset to the `default = path` value");
+    let items = shop.take_items();
+    assert_eq!(items.len(), 1);
+    assert!(shop.items().is_empty());
+    // Setting after taking writes the field again instead of removing it.
+    shop.set_theme("blue".into());
+    let w = as_map(&writes::<Shop>(&shop, Some(2)));
+    assert_eq!(w.get("shop.th"), Some(&Some("\"blue\"".into())));
+    assert_eq!(w.get("shop.items"), Some(&None));
+}
+
+#[test]
+fn skip_fields_are_never_stored() {
+    let mut shop = load::<Shop>(&empty()).fields;
+    shop.set_scratch(vec![1, 2, 3]);
+    shop.scratch_mut().push(4);
+    assert_eq!(shop.scratch(), &[1, 2, 3, 4]);
+    assert!(shop.parts().1.is_clean());
+    assert!(writes::<Shop>(&shop, None).is_empty());
+    assert_eq!(shop.take_scratch(), [1, 2, 3, 4]);
+    assert!(writes::<Shop>(&shop, None).is_empty());
+}
+
+#[test]
+fn first_write_stores_the_schema_version_and_never_downgrades() {
+    let mut shop = load::<Shop>(&empty()).fields;
+    shop.set_plan(Plan::Pro { seats: 3 });
+    let first = as_map(&writes::<Shop>(&shop, None));
+    assert_eq!(first.get("__v.shop"), Some(&Some("2".into())));
+    let again = as_map(&writes::<Shop>(&shop, Some(2)));
+    assert!(!again.contains_key("__v.shop"));
+    let newer = as_map(&writes::<Shop>(&shop, Some(9)));
+    assert!(!newer.contains_key("__v.shop"), "a newer version is kept");
+}
+
+#[test]
+fn every_kind_of_field_round_trips() {
+    let mut kinds = load::<Kinds>(&empty()).fields;
+    kinds.set_int(-42);
+    kinds.set_uint(u128::MAX);
+    kinds.set_float(1.5);
+    kinds.set_text("héllo \"quoted\"".into());
+    kinds.set_flag(true);
+    kinds.set_maybe(Some("x".into()));
+    kinds.set_list(vec![1, 2, 3]);
+    kinds.set_map(HashMap::from([("a".into(), 1), ("b".into(), 2)]));
+    kinds.set_ordered(BTreeMap::from([(3, vec!["c".into()])]));
+    kinds.set_nested(vec![Item {
+        sku: "n".into(),
+        qty: 9,
+    }]);
+    kinds.set_variant(Plan::Pro { seats: 5 });
+    kinds.set_tuple((7, "t".into()));
+    kinds.set_duration(Duration::from_millis(1234));
+    let now = SystemTime::now();
+    kinds.set_instant(now);
+    kinds.set_unit(());
+
+    let stored = into_store(writes::<Kinds>(&kinds, None));
+    assert_eq!(stored.len(), 16, "15 fields plus the version");
+    let back = load::<Kinds>(&stored);
+    assert!(back.issues.is_empty(), "{:?}", back.issues);
+    let back = back.fields;
+    assert_eq!(back.int(), &-42);
+    assert_eq!(back.uint(), &u128::MAX);
+    assert_eq!(back.float(), &1.5);
+    assert_eq!(back.text(), "héllo \"quoted\"");
+    assert!(*back.flag());
+    assert_eq!(back.maybe().as_deref(), Some("x"));
+    assert_eq!(back.list(), &[1, 2, 3]);
+    assert_eq!(back.map(), kinds.map());
+    assert_eq!(back.ordered(), kinds.ordered());
+    assert_eq!(back.nested(), kinds.nested());
+    assert_eq!(back.variant(), &Plan::Pro { seats: 5 });
+    assert_eq!(back.tuple(), &(7, "t".to_owned()));
+    assert_eq!(back.duration(), &Duration::from_millis(1234));
+    assert_eq!(back.instant(), &now);
+    assert!(back.parts().1.is_clean());
+}
+
+#[test]
+fn a_field_that_fails_to_decode_falls_back_and_the_others_survive() {
+    let stored = HashMap::from([
+        ("shop.user_id".to_owned(), b"\"not a number\"".to_vec()),
+        ("shop.th".to_owned(), encoded(&"dark")),
+        ("shop.items".to_owned(), b"{garbage".to_vec()),
+        ("__v.shop".to_owned(), b"2".to_vec()),
+    ]);
+    let decoded = load::<Shop>(&stored);
+    assert_eq!(decoded.fields.user_id(), &None);
+    assert!(decoded.fields.items().is_empty());
+    assert_eq!(decoded.fields.theme(), "dark");
+    let failed: Vec<_> = decoded
+        .issues
+        .iter()
+        .map(|e| match e {
+            DecodeError::Field { field, .. } => *field,
+            other => panic!("unexpected issue {other}"),
+        })
+        .collect();
+    assert_eq!(failed, ["user_id", "items"]);
+    // The undecodable values are left alone in the store (a newer deploy may read them).
+    assert!(decoded.fields.parts().1.is_clean());
+}
+
+#[test]
+fn strict_policy_rejects_an_undecodable_field() {
+    let stored = HashMap::from([("shop.items".to_owned(), b"{garbage".to_vec())]);
+    let err = decode::decode::<Shop>(&stored, DecodePolicy::Strict).unwrap_err();
+    assert!(
+        matches!(err, DecodeError::Field { field: "items", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Shop.items"));
+}
+
+#[test]
+fn migration_renames_converts_drops_and_adds() {
+    let stored = HashMap::from([
+        ("__v.shop".to_owned(), b"1".to_vec()),
+        ("shop.colour".to_owned(), encoded(&"dark")),
+        ("shop.user_id".to_owned(), encoded(&"42")),
+        ("shop.legacy".to_owned(), encoded(&true)),
+        (
+            "shop.items".to_owned(),
+            encoded(&vec![Item {
+                sku: "k".into(),
+                qty: 1,
+            }]),
+        ),
+        // Another schema's key is not shown to the hook and not touched.
+        ("other.colour".to_owned(), encoded(&"red")),
+    ]);
+    assert!(decode::needs_full_record::<Shop>(Some(1)));
+    let decoded = load::<Shop>(&stored);
+    assert!(decoded.issues.is_empty(), "{:?}", decoded.issues);
+    assert_eq!(decoded.stored_version, Some(2));
+    let shop = &decoded.fields;
+    assert_eq!(shop.theme(), "dark");
+    assert_eq!(shop.user_id(), &Some(42));
+    assert_eq!(shop.plan(), &Plan::Pro { seats: 1 });
+    assert_eq!(shop.items().len(), 1);
+
+    // Touched fields are marked; the untouched one is not.
+    let state = shop.parts().1;
+    assert!(state.is_set(0) && state.is_set(2) && state.is_set(3));
+    assert!(!state.is_changed(1));
+
+    // The next save persists the new shape: new keys, removed old keys, the new version.
+    let mut all = writes::<Shop>(shop, decoded.stored_version);
+    all.extend(decoded.extra.iter().cloned());
+    let all = as_map(&all);
+    assert_eq!(all.get("shop.th"), Some(&Some("\"dark\"".into())));
+    assert_eq!(all.get("shop.user_id"), Some(&Some("42".into())));
+    assert_eq!(
+        all.get("shop.plan"),
+        Some(&Some(r#"{"Pro":{"seats":1}}"#.into()))
+    );
+    assert_eq!(all.get("shop.colour"), Some(&None));
+    assert_eq!(all.get("shop.legacy"), Some(&None));
+    assert_eq!(all.get("__v.shop"), Some(&Some("2".into())));
+    assert!(!all.contains_key("shop.items"));
+    assert!(!all.keys().any(|k| k.starts_with("other.")));
+}
+
+#[derive(SessionData, Debug)]
+#[session(version = 3, migrate = failing_migration)]
+struct Fragile {
+    count: u32,
+    name: String,
+}
+
+fn failing_migration(from: u32, fields: &mut RawFields) -> Result<(), MigrationError> {
+    if from == 1 {
+        return Err(MigrationError::other("v1 records cannot be migrated"));
+    }
+    // v2 -> v3: produce a value of the wrong type for `count`.
+    fields.insert("count", &"many")?;
+    Ok(())
+}
+
+#[test]
+fn a_field_that_still_fails_after_migration_takes_its_default() {
+    let stored = HashMap::from([
+        ("__v.Fragile".to_owned(), b"2".to_vec()),
+        ("count".to_owned(), encoded(&5)),
+        ("name".to_owned(), encoded(&"kept")),
+    ]);
+    let decoded = load::<Fragile>(&stored);
+    assert_eq!(decoded.fields.count(), &0);
+    assert_eq!(decoded.fields.name(), "kept");
+    assert!(matches!(
+        decoded.issues.as_slice(),
+        [DecodeError::Field { field: "count", .. }]
+    ));
+    // The hook touched `count`, so it is rewritten (with its default).
+    assert!(decoded.fields.parts().1.is_set(0));
+
+    let err = decode::decode::<Fragile>(&stored, DecodePolicy::Strict).unwrap_err();
+    assert!(matches!(err, DecodeError::Field { field: "count", .. }));
+}
+
+#[test]
+fn a_failing_migration_reads_the_record_as_stored_or_rejects_it() {
+    let stored = HashMap::from([
+        ("__v.Fragile".to_owned(), b"1".to_vec()),
+        ("count".to_owned(), encoded(&5)),
+    ]);
+    let decoded = load::<Fragile>(&stored);
+    assert_eq!(decoded.fields.count(), &5);
+    assert_eq!(decoded.stored_version, Some(1), "retried on the next load");
+    assert!(decoded.extra.is_empty());
+    assert!(matches!(
+        decoded.issues.as_slice(),
+        [DecodeError::Migration { from: 1, .. }]
+    ));
+    let err = decode::decode::<Fragile>(&stored, DecodePolicy::Strict).unwrap_err();
+    assert!(err.to_string().contains("from version 1"), "{err}");
+}
+
+#[test]
+fn a_newer_record_is_read_but_never_downgraded() {
+    let stored = HashMap::from([
+        ("__v.shop".to_owned(), b"7".to_vec()),
+        ("shop.th".to_owned(), encoded(&"dark")),
+        ("shop.new_in_v7".to_owned(), encoded(&1)),
+    ]);
+    let decoded = load::<Shop>(&stored);
+    assert_eq!(decoded.fields.theme(), "dark");
+    assert_eq!(decoded.stored_version, Some(7));
+    assert!(decoded.extra.is_empty(), "the migration hook did not run");
+    assert!(matches!(
+        decoded.issues.as_slice(),
+        [DecodeError::NewerVersion {
+            stored: 7,
+            current: 2,
+            ..
+        }]
+    ));
+    let mut fields = decoded.fields;
+    fields.set_user_id(Some(1));
+    let w = as_map(&writes::<Shop>(&fields, decoded.stored_version));
+    assert!(!w.contains_key("__v.shop"));
+
+    let err = decode::decode::<Shop>(&stored, DecodePolicy::Strict).unwrap_err();
+    assert!(matches!(err, DecodeError::NewerVersion { stored: 7, .. }));
+}
+
+#[test]
+fn an_invalid_stored_version_is_reported() {
+    let stored = HashMap::from([("__v.shop".to_owned(), b"\"two\"".to_vec())]);
+    assert!(matches!(
+        decode::decode::<Shop>(&stored, DecodePolicy::Strict),
+        Err(DecodeError::Version { .. })
+    ));
+    let decoded = load::<Shop>(&stored);
+    assert_eq!(decoded.issues.len(), 1);
+}
+
+#[test]
+fn raw_fields_api() {
+    let mut raw = RawFields::new();
+    raw.insert("a", &1u32).unwrap();
+    raw.insert_raw("b", b"not json".to_vec());
+    assert_eq!(raw.get::<u32>("a").unwrap(), Some(1));
+    assert!(raw.get::<u32>("b").is_err());
+    assert!(raw.take::<u32>("b").is_err());
+    assert!(raw.contains("b"), "a failed take leaves the field");
+    assert!(raw.rename("a", "c"));
+    assert!(!raw.rename("a", "d"));
+    assert_eq!(raw.take::<u32>("c").unwrap(), Some(1));
+    assert_eq!(raw.take::<u32>("c").unwrap(), None);
+    assert!(raw.remove("b"));
+    assert!(raw.is_empty());
+    raw.insert("n", &"5").unwrap();
+    assert!(raw.convert("n", |s: String| s.len()).unwrap());
+    assert_eq!(raw.get::<usize>("n").unwrap(), Some(1));
+    assert!(!raw.convert("missing", |s: String| s).unwrap());
+    assert_eq!(raw.keys().collect::<Vec<_>>(), ["n"]);
+    assert_eq!(raw.get_raw("n"), Some(&b"1"[..]));
+}
+
+#[test]
+fn fields_marked_set_but_unchanged_are_still_written_once() {
+    // `f_mut` marks even if the caller ends up not changing the value: the mark is about
+    // intent, and one extra write is cheaper than comparing values.
+    let mut shop = load::<Shop>(&empty()).fields;
+    let _ = shop.items_mut();
+    assert_eq!(
+        writes::<Shop>(&shop, Some(2)),
+        vec![(Cow::Borrowed("shop.items"), Some(b"[]".to_vec()))]
+    );
+}
