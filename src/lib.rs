@@ -2,3 +2,122 @@
 //!
 //! This crate is not published; it exists so that `examples/` and `tests/` at the top of
 //! the repository use `session-runtime` exactly as an application would.
+
+pub mod demo;
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::SystemTime,
+};
+
+use session_runtime::{
+    store::{LoadKeys, Patch, Record, WriteResult},
+    SessionId, SessionStore, StoreError,
+};
+
+/// One call a [`Recording`] store saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// `load`, with the keys asked for (`None` = all).
+    Load(Option<Vec<String>>),
+    /// `create` with its patch.
+    Create(Patch),
+    /// `save` with its patch.
+    Save(Patch),
+    /// `regenerate` with its patch.
+    Regenerate(Patch),
+    /// `delete`.
+    Delete,
+    /// `touch`.
+    Touch,
+}
+
+/// Wraps a real store, records every call, and can be switched to fail like a store whose
+/// backend went away.
+#[derive(Clone)]
+pub struct Recording<S> {
+    inner: S,
+    calls: Arc<Mutex<Vec<Call>>>,
+    failing: Arc<AtomicBool>,
+    failures: Arc<AtomicUsize>,
+}
+
+impl<S: SessionStore + Clone> Recording<S> {
+    /// Records calls made to `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            calls: Arc::default(),
+            failing: Arc::default(),
+            failures: Arc::default(),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Takes the calls recorded so far.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut self.calls.lock().unwrap())
+    }
+
+    /// While `true`, every call fails with a backend error.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// How many calls failed because of [`Recording::set_failing`].
+    pub fn failures(&self) -> usize {
+        self.failures.load(Ordering::SeqCst)
+    }
+
+    fn record(&self, call: Call) -> Result<(), StoreError> {
+        self.calls.lock().unwrap().push(call);
+        if self.failing.load(Ordering::SeqCst) {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::backend("store switched off by the test"));
+        }
+        Ok(())
+    }
+}
+
+impl<S: SessionStore + Clone> SessionStore for Recording<S> {
+    async fn load(&self, id: &SessionId, keys: LoadKeys<'_>) -> Result<Option<Record>, StoreError> {
+        let asked = match keys {
+            LoadKeys::All => None,
+            LoadKeys::Only(keys) => Some(keys.iter().map(ToString::to_string).collect()),
+        };
+        self.record(Call::Load(asked))?;
+        self.inner.load(id, keys).await
+    }
+
+    async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        self.record(Call::Create(patch.clone()))?;
+        self.inner.create(id, patch).await
+    }
+
+    async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        self.record(Call::Save(patch.clone()))?;
+        self.inner.save(id, patch).await
+    }
+
+    async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
+        self.record(Call::Regenerate(patch.clone()))?;
+        self.inner.regenerate(old, new, patch).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.record(Call::Delete)?;
+        self.inner.delete(id).await
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: SystemTime) -> WriteResult {
+        self.record(Call::Touch)?;
+        self.inner.touch(id, expires_at).await
+    }
+}

@@ -5,11 +5,11 @@
 //! items through `::session_runtime::__private` (or the path given by
 //! `#[session(crate = "...")]`).
 //!
-//! The macro works in three steps, each in its own module: [`ast`] parses the input and its
+//! The macro works in three steps, each in its own module: `ast` parses the input and its
 //! `#[session(...)]` attributes into an intermediate representation that keeps the user's
-//! tokens for error spans, [`valid`] checks the schema as a whole (store keys, accessor
-//! names), and [`expand`] writes the code. When anything is wrong, every error found is
-//! reported together and [`fallback`] still emits a minimal impl so that one mistake does not
+//! tokens for error spans, `valid` checks the schema as a whole (store keys, accessor
+//! names), and `expand` writes the code. When anything is wrong, every error found is
+//! reported together and `fallback` still emits a minimal impl so that one mistake does not
 //! cascade into a screen of follow-on errors.
 
 mod ast;

@@ -1,15 +1,65 @@
 //! Typed, server-side sessions for axum.
+//!
+//! Declare the session as a struct, derive [`SessionData`](macro@SessionData), and take
+//! [`TypedSession<T>`] as a handler argument. Field names are checked by the compiler, and
+//! after the handler only the fields that changed are written to the store, so two
+//! concurrent requests that change different fields both keep their change.
+//!
+//! ```
+//! use axum::{routing::{get, post}, Router};
+//! use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
+//!
+//! #[derive(SessionData)]
+//! struct Cart {
+//!     user_id: Option<u64>,
+//!     items: Vec<String>,
+//! }
+//!
+//! async fn add(mut cart: TypedSession<Cart>, item: String) -> String {
+//!     cart.items_mut().push(item); // marks `items` changed
+//!     format!("{} items", cart.items().len())
+//! }
+//!
+//! async fn login(mut cart: TypedSession<Cart>) {
+//!     cart.set_user_id(Some(42)); // marks `user_id` changed
+//!     cart.regenerate(); // new session ID, same data: defends against session fixation
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/add", post(add))
+//!     .route("/login", post(login))
+//!     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+//! ```
+//!
+//! See [`SessionData`](trait@SessionData) for the generated accessors and the
+//! `#[session(...)]` attributes, [`SessionLayer`] for cookie and expiry settings, and
+//! [`store`] for the storage contract.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod codec;
+mod config;
 pub mod decode;
+mod error;
+mod extract;
+mod id;
+mod key;
+mod layer;
 mod migrate;
 mod schema;
+mod session;
+pub mod store;
 
 pub use codec::{Codec, CodecError, CodecErrorKind, JsonCodec};
+pub use config::{ConfigError, SameSite};
 pub use decode::DecodePolicy;
+pub use error::SessionError;
+pub use extract::TypedSession;
+pub use id::SessionId;
+pub use key::{Key, KeyError};
+pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use migrate::{MigrationError, RawFields};
 pub use schema::{FieldInfo, FieldState, Schema, SchemaFields, SessionData};
+pub use store::{MemoryStore, SessionStore, StoreError};
 
 /// Derives [`SessionData`](trait@SessionData) for a struct with named fields.
 pub use session_macros::SessionData;

@@ -1,6 +1,7 @@
 use session_runtime::SessionData;
 
-#[derive(Default)]
+// Deserialize but not Serialize: still not storable.
+#[derive(Default, serde::Deserialize)]
 struct Connection;
 
 #[derive(SessionData)]

@@ -1,0 +1,89 @@
+//! Errors of the request layer and the extractor's rejection.
+
+use std::{error::Error as StdError, fmt};
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+use crate::{decode::DecodeError, decode::EncodeError, StoreError};
+
+/// A session operation failed. As an extractor rejection or a failed save it becomes a
+/// `500 Internal Server Error` (`503 Service Unavailable` when the store is down); the
+/// cause is logged, never sent to the client.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// `TypedSession` was extracted in a request that did not pass through a `SessionLayer`.
+    MissingLayer,
+    /// The store failed.
+    Store(StoreError),
+    /// The stored record did not fit the schema, under `DecodePolicy::Strict`.
+    Decode(DecodeError),
+    /// A changed field could not be encoded.
+    Encode(EncodeError),
+    /// The session was deleted or expired in the store while the request ran; its changes
+    /// were not saved.
+    Vanished,
+    /// No free session ID was found (the store kept reporting collisions).
+    IdExhausted,
+}
+
+impl SessionError {
+    /// The status code this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Store(StoreError::Backend(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingLayer => f.write_str(
+                "TypedSession was used in a request without SessionLayer; add `.layer(SessionLayer::new(..))` to the router",
+            ),
+            Self::Store(e) => write!(f, "session store error: {e}"),
+            Self::Decode(e) => write!(f, "session record rejected: {e}"),
+            Self::Encode(e) => write!(f, "session not saved: {e}"),
+            Self::Vanished => f.write_str(
+                "the session was deleted or expired while the request ran; its changes were not saved",
+            ),
+            Self::IdExhausted => f.write_str("could not find a free session ID"),
+        }
+    }
+}
+
+impl StdError for SessionError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Self::Store(e) => Some(e),
+            Self::Decode(e) => Some(e),
+            Self::Encode(e) => Some(e),
+            Self::MissingLayer | Self::Vanished | Self::IdExhausted => None,
+        }
+    }
+}
+
+impl From<StoreError> for SessionError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::Vanished,
+            other => Self::Store(other),
+        }
+    }
+}
+
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        tracing::error!(error = %self, source = ?StdError::source(&self).map(ToString::to_string), "session error");
+        let body = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "Session storage is unavailable. Please try again shortly."
+        } else {
+            "Session error."
+        };
+        (status, body).into_response()
+    }
+}

@@ -1,0 +1,194 @@
+//! `TypedSession<T>`: the axum extractor and the handle a handler works with.
+
+use std::{
+    fmt,
+    ops::{Deref, DerefMut},
+    time::Duration,
+};
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+
+use crate::{
+    schema::{SchemaFields, SessionData},
+    session::RequestSession,
+    SessionError, SessionId,
+};
+
+/// A typed view of the request's session, as an axum extractor.
+///
+/// The generated accessors of `T` are called on it directly (it dereferences to them), and
+/// it dereferences further to `&T` for reading the whole struct. Changes are tracked per
+/// field; after the handler, the layer writes exactly the changed fields to the store, in
+/// one call. A request that only reads writes nothing and sends no cookie.
+///
+/// Any number of `TypedSession`s, of the same or different schemas, can be extracted in one
+/// request: they share one session (one ID, one record). Each holds its own copy of its
+/// fields, and hands its changes to the shared session when it is dropped (at the latest
+/// when the handler returns), so an extractor sees the changes of another one only if it
+/// was extracted after that one was dropped.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
+///
+/// #[derive(SessionData)]
+/// struct Visits {
+///     count: u64,
+/// }
+///
+/// async fn count(mut visits: TypedSession<Visits>) -> String {
+///     *visits.count_mut() += 1;
+///     format!("visit number {}", visits.count())
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/", get(count))
+///     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+/// ```
+pub struct TypedSession<T: SessionData> {
+    session: RequestSession,
+    fields: T::Fields,
+    stored_version: Option<u32>,
+}
+
+impl<T: SessionData> TypedSession<T> {
+    /// The session's ID, or `None` while the session is not stored yet (a new session gets
+    /// its ID when it is first saved).
+    ///
+    /// The ID is a bearer secret: do not log it or send it anywhere but the cookie.
+    pub fn id(&self) -> Option<SessionId> {
+        self.session.id()
+    }
+
+    /// Whether the session is new: not stored yet.
+    pub fn is_new(&self) -> bool {
+        self.session.id().is_none()
+    }
+
+    /// Reads the whole schema struct.
+    pub fn data(&self) -> &T {
+        self.fields.parts().0
+    }
+
+    /// Gives the session a new ID after the handler, keeping its data; the old ID stops
+    /// working. Call it whenever privileges change, above all at login, so that an ID an
+    /// attacker planted before login is worthless after it (session fixation).
+    pub fn regenerate(&mut self) {
+        self.session.regenerate();
+    }
+
+    /// Ends the session: its record is deleted and the browser is told to drop the cookie.
+    ///
+    /// This handle's fields are reset to their defaults. Changes made after `destroy` (on
+    /// any extractor) start a new session with a new ID.
+    pub fn destroy(&mut self) {
+        self.session.destroy();
+        self.fields = T::Fields::from_parts(T::from_defaults(), crate::FieldState::new());
+        self.stored_version = None;
+    }
+
+    /// Overrides the idle timeout of this session, and makes its cookie persistent (for
+    /// example "remember me for 30 days" at login). `None` goes back to the layer's setting.
+    /// The override is stored with the session, so it holds on later requests.
+    pub fn set_expiry(&mut self, ttl: Option<Duration>) {
+        self.session.set_expiry(ttl);
+    }
+
+    /// Saves the changes made so far now, instead of after the handler, and surfaces a
+    /// store failure to the handler. Changes made afterwards are saved after the handler
+    /// as usual.
+    pub async fn save(&mut self) -> Result<(), SessionError> {
+        self.session
+            .flush::<T>(&mut self.fields, &mut self.stored_version);
+        self.session.persist().await
+    }
+}
+
+impl<T: SessionData> Deref for TypedSession<T> {
+    type Target = T::Fields;
+    #[inline]
+    fn deref(&self) -> &T::Fields {
+        &self.fields
+    }
+}
+
+impl<T: SessionData> DerefMut for TypedSession<T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T::Fields {
+        &mut self.fields
+    }
+}
+
+impl<T: SessionData> Drop for TypedSession<T> {
+    fn drop(&mut self) {
+        self.session
+            .flush::<T>(&mut self.fields, &mut self.stored_version);
+    }
+}
+
+impl<T: SessionData> fmt::Debug for TypedSession<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedSession")
+            .field("schema", &T::SCHEMA.name())
+            .field("changes", self.fields.parts().1)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for TypedSession<T> {
+    type Rejection = SessionError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, SessionError> {
+        let session = parts
+            .extensions
+            .get::<RequestSession>()
+            .cloned()
+            .ok_or(SessionError::MissingLayer)?;
+        let (fields, stored_version) = session.extract::<T>(&parts.headers).await?;
+        Ok(Self {
+            session,
+            fields,
+            stored_version,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every method of `TypedSession` must be in the derive's list of reserved names, or a
+    /// field's accessor could be silently shadowed by it.
+    #[test]
+    fn every_method_is_reserved_by_the_derive() {
+        let symbols = include_str!("../../session-macros/src/symbol.rs");
+        let list_start = symbols.find("RESERVED_METHODS").expect("list exists");
+        let list = &symbols[list_start..];
+        let list = &list[..list.find("];").expect("list ends")];
+        let reserved: Vec<&str> = list.split('"').skip(1).step_by(2).collect();
+
+        let source = include_str!("extract.rs");
+        let body_start = source
+            .find("impl<T: SessionData> TypedSession<T> {")
+            .expect("inherent impl exists");
+        let body = &source[body_start..];
+        let body = &body[..body.find("\n}\n").expect("impl ends")];
+        let methods: Vec<&str> = body
+            .match_indices("pub fn ")
+            .chain(body.match_indices("pub async fn "))
+            .map(|(i, m)| {
+                let rest = &body[i + m.len()..];
+                &rest[..rest.find('(').expect("method has arguments")]
+            })
+            .collect();
+        assert!(methods.len() >= 7, "found {methods:?}");
+        for method in methods {
+            assert!(
+                reserved.contains(&method),
+                "TypedSession::{method} is missing from RESERVED_METHODS in session-macros/src/symbol.rs"
+            );
+        }
+        for name in ["deref", "deref_mut", "into", "try_into"] {
+            assert!(reserved.contains(&name));
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Secret keys that sign session cookies, with rotation.
+
+use std::fmt;
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Length of an encoded HMAC-SHA256 tag (32 bytes in unpadded base64url).
+const TAG_LEN: usize = 43;
+
+/// A secret key for signing session cookies with HMAC-SHA256.
+///
+/// At least 32 bytes; generate one with [`Key::generate`] and keep it in your secret store,
+/// or every restart logs everyone out. `Debug` prints `Key(REDACTED)`.
+///
+/// ```
+/// use session_runtime::Key;
+///
+/// let key = Key::generate();
+/// assert_eq!(format!("{key:?}"), "Key(REDACTED)");
+/// assert!(Key::from_bytes(&[7u8; 16]).is_err());
+/// let from_config = Key::from_bytes(&[7u8; 64]).unwrap();
+/// # let _ = from_config;
+/// ```
+#[derive(Clone)]
+pub struct Key {
+    secret: Box<[u8]>,
+}
+
+impl Key {
+    /// The shortest accepted secret, in bytes.
+    pub const MIN_LEN: usize = 32;
+
+    /// A random 64-byte key from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let mut secret = vec![0u8; 64];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        Self {
+            secret: secret.into_boxed_slice(),
+        }
+    }
+
+    /// A key from secret bytes; fails when shorter than [`Key::MIN_LEN`].
+    pub fn from_bytes(secret: &[u8]) -> Result<Self, KeyError> {
+        if secret.len() < Self::MIN_LEN {
+            return Err(KeyError { len: secret.len() });
+        }
+        Ok(Self {
+            secret: secret.into(),
+        })
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        HmacSha256::new_from_slice(&self.secret).expect("HMAC accepts keys of any length")
+    }
+
+    /// `value.tag`, the tag being HMAC-SHA256 of the value under this key.
+    pub(crate) fn sign(&self, value: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(value.as_bytes());
+        let tag = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        let mut out = String::with_capacity(value.len() + 1 + tag.len());
+        out.push_str(value);
+        out.push('.');
+        out.push_str(&tag);
+        out
+    }
+
+    /// Checks `tag` against `value` in constant time.
+    fn verify(&self, value: &str, tag: &[u8]) -> bool {
+        let mut mac = self.mac();
+        mac.update(value.as_bytes());
+        mac.verify_slice(tag).is_ok()
+    }
+}
+
+impl TryFrom<&[u8]> for Key {
+    type Error = KeyError;
+    fn try_from(secret: &[u8]) -> Result<Self, KeyError> {
+        Self::from_bytes(secret)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(REDACTED)")
+    }
+}
+
+/// A secret too short to be a [`Key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError {
+    len: usize,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a session key needs at least {} bytes of secret, got {}",
+            Key::MIN_LEN,
+            self.len
+        )
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// The current key, which signs, and previous keys, which still verify.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    pub(crate) current: Key,
+    pub(crate) previous: Vec<Key>,
+}
+
+/// Why a signed value was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejected {
+    Malformed,
+    BadSignature,
+}
+
+/// A verified value, and whether it must be re-signed with the current key.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Verified<'a> {
+    pub(crate) value: &'a str,
+    pub(crate) stale_key: bool,
+}
+
+impl Keys {
+    /// Splits `value.tag` and checks the tag with the current key, then the previous ones.
+    pub(crate) fn verify<'a>(&self, signed: &'a str) -> Result<Verified<'a>, Rejected> {
+        let (value, tag) = signed.rsplit_once('.').ok_or(Rejected::Malformed)?;
+        if value.is_empty() || tag.len() != TAG_LEN {
+            return Err(Rejected::Malformed);
+        }
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| Rejected::Malformed)?;
+        if self.current.verify(value, &tag) {
+            return Ok(Verified {
+                value,
+                stale_key: false,
+            });
+        }
+        if self.previous.iter().any(|key| key.verify(value, &tag)) {
+            return Ok(Verified {
+                value,
+                stale_key: true,
+            });
+        }
+        Err(Rejected::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(current: &Key, previous: &[&Key]) -> Keys {
+        Keys {
+            current: current.clone(),
+            previous: previous.iter().map(|k| (*k).clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let err = Key::from_bytes(&[1; 31]).unwrap_err();
+        assert!(err.to_string().contains("at least 32 bytes"));
+        assert!(Key::try_from(&[1u8; 32][..]).is_ok());
+    }
+
+    #[test]
+    fn signatures_verify_and_rotate() {
+        let old = Key::generate();
+        let new = Key::generate();
+        let signed_old = old.sign("abc");
+        let signed_new = new.sign("abc");
+        let rotated = keys(&new, &[&old]);
+        assert_eq!(
+            rotated.verify(&signed_new),
+            Ok(Verified {
+                value: "abc",
+                stale_key: false
+            })
+        );
+        assert_eq!(
+            rotated.verify(&signed_old),
+            Ok(Verified {
+                value: "abc",
+                stale_key: true
+            })
+        );
+        assert_eq!(
+            keys(&new, &[]).verify(&signed_old),
+            Err(Rejected::BadSignature)
+        );
+    }
+
+    #[test]
+    fn tampering_is_rejected() {
+        let key = Key::generate();
+        let k = keys(&key, &[]);
+        let signed = key.sign("abc");
+        let (value, tag) = signed.rsplit_once('.').unwrap();
+        assert_eq!(k.verify(&format!("abd.{tag}")), Err(Rejected::BadSignature));
+        let mut bad_tag = tag.to_owned();
+        bad_tag.replace_range(0..1, if tag.starts_with('A') { "B" } else { "A" });
+        assert_eq!(
+            k.verify(&format!("{value}.{bad_tag}")),
+            Err(Rejected::BadSignature)
+        );
+        for malformed in ["", ".", "abc", "abc.", ".tag", "abc.!!!", "a.b.c"] {
+            assert!(k.verify(malformed).is_err(), "{malformed}");
+        }
+        assert_eq!(
+            k.verify(&format!("abc.{}", "!".repeat(43))),
+            Err(Rejected::Malformed)
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! `SessionLayer`: the tower middleware that gives each request its session and saves it
+//! after the handler.
+
+use std::{
+    fmt,
+    future::Future,
+    marker::PhantomData,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+    time::Duration,
+};
+
+use axum::response::{IntoResponse, Response};
+use http::{header::SET_COOKIE, HeaderValue, Request};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{
+    config::{valid_attribute_value, valid_cookie_name, Config, ConfigError, SameSite},
+    session::{CookieOut, RequestSession, Shared},
+    store::SessionStore,
+    DecodePolicy, Key,
+};
+
+/// The session middleware. Add it to a `Router` with `.layer(..)`; handlers then take
+/// [`TypedSession<T>`](crate::TypedSession) arguments.
+///
+/// Defaults: cookie `id` on path `/`, `HttpOnly`, `Secure`, `SameSite=Lax`, persistent with
+/// a Max-Age that slides with the 24-hour idle timeout; no absolute timeout; read-only
+/// requests refresh the expiry at most once a minute.
+///
+/// ```
+/// use std::time::Duration;
+/// use session_runtime::{Key, MemoryStore, SameSite, SessionLayer};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+///     .with_cookie_name("sid")?
+///     .with_same_site(SameSite::Strict)
+///     .with_idle_timeout(Duration::from_secs(30 * 60))
+///     .with_absolute_timeout(Duration::from_secs(12 * 60 * 60));
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use]
+pub struct SessionLayer<S> {
+    store: Arc<S>,
+    config: Config,
+    shared: Option<Arc<Shared>>,
+    _store: PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for SessionLayer<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            config: self.config.clone(),
+            shared: self.shared.clone(),
+            _store: PhantomData,
+        }
+    }
+}
+
+impl<S> fmt::Debug for SessionLayer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("store", &std::any::type_name::<S>())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S: SessionStore> SessionLayer<S> {
+    /// A layer over `store`, signing session cookies with `key`.
+    pub fn new(store: S, key: Key) -> Self {
+        Self {
+            store: Arc::new(store),
+            config: Config::new(key),
+            shared: None,
+            _store: PhantomData,
+        }
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(&mut self.config);
+        self.shared = None;
+        self
+    }
+
+    /// Keys that no longer sign but still verify, for key rotation: cookies signed by one of
+    /// them are accepted and re-signed with the current key.
+    pub fn with_previous_keys(self, keys: impl IntoIterator<Item = Key>) -> Self {
+        self.with(|c| c.keys.previous = keys.into_iter().collect())
+    }
+
+    /// The cookie's name (default `id`).
+    pub fn with_cookie_name(self, name: impl Into<String>) -> Result<Self, ConfigError> {
+        let name = name.into();
+        if !valid_cookie_name(&name) {
+            return Err(ConfigError::CookieName(name));
+        }
+        Ok(self.with(|c| c.cookie.name = name))
+    }
+
+    /// The cookie's `Path` (default `/`).
+    pub fn with_cookie_path(self, path: impl Into<String>) -> Result<Self, ConfigError> {
+        let path = path.into();
+        if !path.starts_with('/') || !valid_attribute_value(&path) {
+            return Err(ConfigError::CookiePath(path));
+        }
+        Ok(self.with(|c| c.cookie.path = path))
+    }
+
+    /// The cookie's `Domain` (default none: the cookie goes to the exact host only).
+    pub fn with_cookie_domain(self, domain: impl Into<String>) -> Result<Self, ConfigError> {
+        let domain = domain.into();
+        if domain.is_empty() || !valid_attribute_value(&domain) {
+            return Err(ConfigError::CookieDomain(domain));
+        }
+        Ok(self.with(|c| c.cookie.domain = Some(domain)))
+    }
+
+    /// Whether the cookie is `Secure`, sent over HTTPS only (default `true`). Turning it off
+    /// lets the session ID travel in clear text; do that only for local development over
+    /// plain HTTP.
+    pub fn with_secure(self, secure: bool) -> Self {
+        self.with(|c| c.cookie.secure = secure)
+    }
+
+    /// Whether the cookie is `HttpOnly`, hidden from JavaScript (default `true`). Turning it
+    /// off lets any script on the page, injected ones included, read the session ID.
+    pub fn with_http_only(self, http_only: bool) -> Self {
+        self.with(|c| c.cookie.http_only = http_only)
+    }
+
+    /// The cookie's `SameSite` (default [`SameSite::Lax`]).
+    pub fn with_same_site(self, same_site: SameSite) -> Self {
+        self.with(|c| c.cookie.same_site = same_site)
+    }
+
+    /// How long a session lives without requests (default 24 hours). Each write, and each
+    /// read once per refresh interval, pushes the expiry out again.
+    pub fn with_idle_timeout(self, timeout: Duration) -> Self {
+        self.with(|c| c.expiry.idle_timeout = timeout)
+    }
+
+    /// How long a session lives at most from its creation, however active (default: no
+    /// limit). The creation time is stored with the session.
+    pub fn with_absolute_timeout(self, timeout: Duration) -> Self {
+        self.with(|c| c.expiry.absolute_timeout = Some(timeout))
+    }
+
+    /// Sends a session-only cookie (no `Max-Age`), which the browser drops when it closes.
+    /// The server still expires the session after the idle timeout. Sessions given their
+    /// own expiry with `TypedSession::set_expiry` still get a persistent cookie.
+    pub fn with_session_only_cookie(self) -> Self {
+        self.with(|c| c.expiry.persistent_cookie = false)
+    }
+
+    /// How often a read-only request may refresh the session's expiry (default 60 s): a
+    /// read pushes the expiry out only once it has moved at least this far.
+    pub fn with_ttl_refresh_interval(self, interval: Duration) -> Self {
+        self.with(|c| c.expiry.refresh_interval = interval)
+    }
+
+    /// How stored data that does not fit the schema is treated (default
+    /// [`DecodePolicy::Lenient`]).
+    pub fn with_decode_policy(self, policy: DecodePolicy) -> Self {
+        self.with(|c| c.decode_policy = policy)
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        match &self.shared {
+            Some(shared) => Arc::clone(shared),
+            None => Arc::new(Shared::new(
+                Arc::clone(&self.store) as Arc<dyn crate::store::DynStore>,
+                self.config.clone(),
+            )),
+        }
+    }
+}
+
+impl<S: SessionStore, I> Layer<I> for SessionLayer<S> {
+    type Service = SessionService<I>;
+
+    fn layer(&self, inner: I) -> SessionService<I> {
+        SessionService {
+            inner,
+            shared: self.shared(),
+        }
+    }
+}
+
+/// The service made by [`SessionLayer`].
+#[derive(Clone)]
+pub struct SessionService<I> {
+    inner: I,
+    shared: Arc<Shared>,
+}
+
+impl<I> fmt::Debug for SessionService<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService").finish_non_exhaustive()
+    }
+}
+
+impl<I, B> Service<Request<B>> for SessionService<I>
+where
+    I: Service<Request<B>, Response = Response>,
+    I::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = I::Error;
+    type Future = ResponseFuture<I::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let session = RequestSession::new(Arc::clone(&self.shared));
+        request.extensions_mut().insert(session.clone());
+        ResponseFuture {
+            state: State::Handler {
+                future: self.inner.call(request),
+                session: Some(session),
+            },
+        }
+    }
+}
+
+type Finishing = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+pin_project! {
+    /// The response future of [`SessionService`]: the handler's future, then, only if the
+    /// handler used the session, saving it.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Handler {
+            #[pin]
+            future: F,
+            session: Option<RequestSession>,
+        },
+        Saving {
+            future: Finishing,
+        },
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project().state.project() {
+                StateProj::Handler { future, session } => {
+                    let response = ready!(future.poll(cx))?;
+                    let session = session.take().expect("polled after completion");
+                    if !session.is_used() {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let saving = Box::pin(finish(session, response));
+                    self.as_mut()
+                        .project()
+                        .state
+                        .set(State::Saving { future: saving });
+                }
+                StateProj::Saving { future } => return future.as_mut().poll(cx).map(Ok),
+            }
+        }
+    }
+}
+
+/// Saves the session after the handler and adds the cookie; a failed save replaces the
+/// response with an error response.
+async fn finish(session: RequestSession, mut response: Response) -> Response {
+    if let Err(err) = session.persist().await {
+        return err.into_response();
+    }
+    if let Some(cookie) = session.take_cookie() {
+        match session.cookie_header(&cookie) {
+            Ok(value) => {
+                response.headers_mut().append(SET_COOKIE, value);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "session cookie is not a valid header value");
+                return http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        }
+    }
+    response
+}
+
+impl RequestSession {
+    fn cookie_header(
+        &self,
+        cookie: &CookieOut,
+    ) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+        let shared = self.shared();
+        let name = &shared.config.cookie.name;
+        let attributes = &shared.cookie_attributes;
+        let text = match cookie {
+            CookieOut::Set { id, max_age } => {
+                let signed = shared.config.keys.current.sign(id.as_str());
+                match max_age {
+                    Some(age) => format!("{name}={signed}; Max-Age={}{attributes}", age.as_secs()),
+                    None => format!("{name}={signed}{attributes}"),
+                }
+            }
+            CookieOut::Remove => {
+                format!("{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{attributes}")
+            }
+        };
+        HeaderValue::try_from(text)
+    }
+}

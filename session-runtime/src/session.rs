@@ -1,0 +1,559 @@
+//! The state of one request's session, shared by every `TypedSession` extractor of the
+//! request and by the layer, which persists it after the handler.
+
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use http::HeaderMap;
+
+use crate::{
+    config::Config,
+    decode::{self, collect_changes},
+    key::Rejected,
+    schema::{SchemaFields, SessionData},
+    store::{DynStore, LoadKeys, Patch, Record},
+    JsonCodec, SessionError, SessionId, StoreError,
+};
+
+/// Metadata key: creation time, milliseconds since the Unix epoch.
+pub(crate) const CREATED_KEY: &str = "__created";
+/// Metadata key: this session's own idle timeout in milliseconds ("remember me").
+pub(crate) const TTL_KEY: &str = "__ttl";
+/// Longest cookie value the layer looks at; browsers cap a whole cookie at about 4 KiB.
+const MAX_COOKIE_LEN: usize = 4096;
+/// How many fresh IDs to try when the store reports collisions.
+const ID_ATTEMPTS: usize = 4;
+
+/// What the layer shares with every request: the store and the configuration.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn DynStore>,
+    pub(crate) config: Config,
+    /// The cookie's attributes, rendered once.
+    pub(crate) cookie_attributes: String,
+}
+
+impl Shared {
+    pub(crate) fn new(store: Arc<dyn DynStore>, config: Config) -> Self {
+        let cookie_attributes = config.cookie.attributes();
+        Self {
+            store,
+            config,
+            cookie_attributes,
+        }
+    }
+}
+
+/// One request's session. Cheap to clone; clones share the state.
+#[derive(Clone)]
+pub(crate) struct RequestSession(Arc<Inner>);
+
+struct Inner {
+    shared: Arc<Shared>,
+    used: AtomicBool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    loaded: Option<Loaded>,
+    /// Writes not yet saved: store key → new value, or `None` to remove it.
+    pending: BTreeMap<Cow<'static, str>, Option<Vec<u8>>>,
+    regenerate: bool,
+    /// A destroyed session's ID, to delete from the store.
+    doomed: Option<SessionId>,
+    /// Errors from extractors dropped with changes that could not be encoded.
+    errors: Vec<SessionError>,
+    /// The cookie to send with the response.
+    cookie: Option<CookieOut>,
+}
+
+/// What the store holds (as far as loaded) plus the writes of this request.
+struct Loaded {
+    /// `None` for a session that is not stored (yet).
+    id: Option<SessionId>,
+    fields: HashMap<String, Vec<u8>>,
+    /// Keys already asked of the store, present or not.
+    asked: HashSet<Cow<'static, str>>,
+    /// Whether every key of the record was loaded.
+    complete: bool,
+    expires_at: Option<SystemTime>,
+    created: Option<SystemTime>,
+    ttl: Option<Duration>,
+    /// The cookie was signed by a previous key and must be re-signed.
+    stale_key: bool,
+}
+
+impl Loaded {
+    fn fresh() -> Self {
+        Self {
+            id: None,
+            fields: HashMap::new(),
+            asked: HashSet::new(),
+            complete: true,
+            expires_at: None,
+            created: None,
+            ttl: None,
+            stale_key: false,
+        }
+    }
+
+    fn merge(&mut self, record: Record, pending: &BTreeMap<Cow<'static, str>, Option<Vec<u8>>>) {
+        for (key, value) in record.fields {
+            // This request's own writes win over what the store had.
+            if !pending.contains_key(key.as_str()) {
+                self.fields.insert(key, value);
+            }
+        }
+        if record.expires_at.is_some() {
+            self.expires_at = record.expires_at;
+        }
+    }
+}
+
+/// The cookie the response carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CookieOut {
+    Set {
+        id: SessionId,
+        max_age: Option<Duration>,
+    },
+    Remove,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Every critical section leaves the state consistent, so a poisoned lock is usable.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn decode_millis(bytes: Option<&Vec<u8>>) -> Option<u64> {
+    bytes.and_then(|b| serde_json::from_slice::<u64>(b).ok())
+}
+
+impl RequestSession {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self(Arc::new(Inner {
+            shared,
+            used: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+        }))
+    }
+
+    /// Whether any extractor touched the session in this request.
+    pub(crate) fn is_used(&self) -> bool {
+        self.0.used.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.0.shared
+    }
+
+    fn config(&self) -> &Config {
+        &self.0.shared.config
+    }
+
+    fn store(&self) -> &dyn DynStore {
+        &*self.0.shared.store
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.0.state)
+    }
+
+    /// Loads what schema `T` needs and decodes it.
+    pub(crate) async fn extract<T: SessionData>(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(T::Fields, Option<u32>), SessionError> {
+        self.0.used.store(true, Ordering::Release);
+        self.ensure_loaded::<T>(headers).await?;
+        let mut state = self.state();
+        let state = &mut *state;
+        let loaded = state.loaded.as_mut().expect("loaded above");
+        let decoded = decode::decode::<T>(&loaded.fields, self.config().decode_policy)
+            .map_err(SessionError::Decode)?;
+        for (key, value) in decoded.extra {
+            match &value {
+                Some(bytes) => loaded.fields.insert(key.to_string(), bytes.clone()),
+                None => loaded.fields.remove(key.as_ref()),
+            };
+            state.pending.insert(key, value);
+        }
+        Ok((decoded.fields, decoded.stored_version))
+    }
+
+    async fn ensure_loaded<T: SessionData>(&self, headers: &HeaderMap) -> Result<(), SessionError> {
+        let schema = T::SCHEMA;
+        // First load of the request: find the cookie and read this schema's keys plus metadata.
+        let first = self.state().loaded.is_none();
+        if first {
+            let (id, stale_key) = match self.cookie_id(headers) {
+                Some(found) => found,
+                None => {
+                    self.state().loaded.get_or_insert_with(Loaded::fresh);
+                    return Ok(());
+                }
+            };
+            let mut keys: Vec<&str> = schema_keys(schema).collect();
+            keys.extend([CREATED_KEY, TTL_KEY]);
+            let record = self.store().load(&id, LoadKeys::Only(&keys)).await?;
+            let mut loaded = Loaded::fresh();
+            if let Some(record) = record {
+                loaded.complete = false;
+                loaded.asked.extend(schema_keys(schema).map(Cow::Borrowed));
+                loaded.merge(record, &BTreeMap::new());
+                loaded.created = decode_millis(loaded.fields.get(CREATED_KEY))
+                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+                loaded.ttl = decode_millis(loaded.fields.get(TTL_KEY)).map(Duration::from_millis);
+                loaded.stale_key = stale_key;
+                loaded.id = Some(id);
+                if self.past_absolute_timeout(loaded.created) {
+                    tracing::debug!("session reached its absolute timeout; starting a new one");
+                    if let Some(id) = loaded.id.take() {
+                        self.store().delete(&id).await?;
+                    }
+                    loaded = Loaded::fresh();
+                }
+            } else {
+                tracing::debug!(
+                    "session cookie names a session the store does not have; starting a new one"
+                );
+            }
+            let mut state = self.state();
+            if state.loaded.is_none() {
+                state.loaded = Some(loaded);
+            }
+        }
+
+        // A later schema: load the keys not asked for yet.
+        let missing: Option<(SessionId, Vec<&'static str>)> = {
+            let state = self.state();
+            let loaded = state.loaded.as_ref().expect("set above");
+            match &loaded.id {
+                Some(id) if !loaded.complete => {
+                    let keys: Vec<&'static str> = schema_keys(schema)
+                        .filter(|k| !loaded.asked.contains(*k))
+                        .collect();
+                    (!keys.is_empty()).then(|| (id.clone(), keys))
+                }
+                _ => None,
+            }
+        };
+        if let Some((id, keys)) = missing {
+            let record = self.store().load(&id, LoadKeys::Only(&keys)).await?;
+            let mut state = self.state();
+            let state = &mut *state;
+            let loaded = state.loaded.as_mut().expect("set above");
+            loaded.asked.extend(keys.into_iter().map(Cow::Borrowed));
+            if let Some(record) = record {
+                loaded.merge(record, &state.pending);
+            }
+        }
+
+        // A migration needs every key of the schema's namespace.
+        let full: Option<SessionId> = {
+            let state = self.state();
+            let loaded = state.loaded.as_ref().expect("set above");
+            let version = decode::stored_version::<T>(&loaded.fields).ok().flatten();
+            match &loaded.id {
+                Some(id) if !loaded.complete && decode::needs_full_record::<T>(version) => {
+                    Some(id.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(id) = full {
+            let record = self.store().load(&id, LoadKeys::All).await?;
+            let mut state = self.state();
+            let state = &mut *state;
+            let loaded = state.loaded.as_mut().expect("set above");
+            loaded.complete = true;
+            if let Some(record) = record {
+                loaded.merge(record, &state.pending);
+            }
+        }
+        Ok(())
+    }
+
+    /// The verified session ID in the request's cookie, and whether it was signed by a
+    /// previous key. Anything else is ignored (and logged without the value).
+    fn cookie_id(&self, headers: &HeaderMap) -> Option<(SessionId, bool)> {
+        let name = self.config().cookie.name.as_str();
+        let mut rejected = None;
+        for header in headers.get_all(http::header::COOKIE) {
+            let Ok(header) = header.to_str() else {
+                rejected = Some("not valid text");
+                continue;
+            };
+            for pair in header.split(';') {
+                let Some((key, value)) = pair.trim().split_once('=') else {
+                    continue;
+                };
+                if key != name {
+                    continue;
+                }
+                let value = value.trim_matches('"');
+                if value.len() > MAX_COOKIE_LEN {
+                    rejected = Some("oversized");
+                    continue;
+                }
+                match self.config().keys.verify(value) {
+                    Ok(verified) => {
+                        return Some((SessionId::from_store(verified.value), verified.stale_key));
+                    }
+                    Err(Rejected::Malformed) => rejected = Some("malformed"),
+                    Err(Rejected::BadSignature) => rejected = Some("bad signature"),
+                }
+            }
+        }
+        if let Some(reason) = rejected {
+            tracing::warn!(
+                cookie = name,
+                reason,
+                "ignoring a session cookie that failed verification; starting a new session"
+            );
+        }
+        None
+    }
+
+    fn past_absolute_timeout(&self, created: Option<SystemTime>) -> bool {
+        match (self.config().expiry.absolute_timeout, created) {
+            (Some(limit), Some(created)) => created + limit <= SystemTime::now(),
+            _ => false,
+        }
+    }
+
+    /// Moves the changes of a dropped (or saving) extractor into the pending writes.
+    pub(crate) fn flush<T: SessionData>(
+        &self,
+        fields: &mut T::Fields,
+        stored_version: &mut Option<u32>,
+    ) {
+        if fields.parts().1.is_clean() {
+            return;
+        }
+        let mut writes = Vec::new();
+        let result = collect_changes::<T, JsonCodec>(fields, *stored_version, &mut writes);
+        fields.parts_mut().1.clear();
+        let mut state = self.state();
+        let state = &mut *state;
+        match result {
+            Ok(()) => {
+                let loaded = state.loaded.get_or_insert_with(Loaded::fresh);
+                for (key, value) in writes {
+                    match &value {
+                        Some(bytes) => loaded.fields.insert(key.to_string(), bytes.clone()),
+                        None => loaded.fields.remove(key.as_ref()),
+                    };
+                    state.pending.insert(key, value);
+                }
+                if stored_version.is_none_or(|v| v < T::SCHEMA.version()) {
+                    *stored_version = Some(T::SCHEMA.version());
+                }
+            }
+            Err(err) => state.errors.push(SessionError::Encode(err)),
+        }
+    }
+
+    pub(crate) fn id(&self) -> Option<SessionId> {
+        self.state().loaded.as_ref().and_then(|l| l.id.clone())
+    }
+
+    pub(crate) fn regenerate(&self) {
+        self.state().regenerate = true;
+    }
+
+    /// Forgets the session: its record is deleted after the handler; writes made after
+    /// this start a new session.
+    pub(crate) fn destroy(&self) {
+        let mut state = self.state();
+        let old = state.loaded.replace(Loaded::fresh()).and_then(|l| l.id);
+        if old.is_some() {
+            state.doomed = old;
+        }
+        state.pending.clear();
+        state.regenerate = false;
+    }
+
+    pub(crate) fn set_expiry(&self, ttl: Option<Duration>) {
+        let mut state = self.state();
+        let value = ttl.map(|ttl| {
+            serde_json::to_vec(&u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+                .expect("integers encode")
+        });
+        state.pending.insert(Cow::Borrowed(TTL_KEY), value);
+        state.loaded.get_or_insert_with(Loaded::fresh).ttl = ttl;
+    }
+
+    /// When a session written now expires, and the cookie's Max-Age for it (`None` for a
+    /// session-only cookie).
+    fn deadline(
+        &self,
+        created: Option<SystemTime>,
+        ttl: Option<Duration>,
+        now: SystemTime,
+    ) -> (SystemTime, Option<Duration>) {
+        let expiry = &self.config().expiry;
+        let mut deadline = now + ttl.unwrap_or(expiry.idle_timeout);
+        if let Some(limit) = expiry.absolute_timeout {
+            deadline = deadline.min(created.unwrap_or(now) + limit);
+        }
+        let persistent = expiry.persistent_cookie || ttl.is_some();
+        let max_age = persistent.then(|| deadline.duration_since(now).unwrap_or_default());
+        (deadline, max_age)
+    }
+
+    /// Writes this request's changes to the store: destroy, regenerate, create or save
+    /// as needed, or a throttled expiry refresh. Decides the response cookie.
+    pub(crate) async fn persist(&self) -> Result<(), SessionError> {
+        let (doomed, regenerate, pending, id, stale_key, created, ttl, expires_at) = {
+            let mut state = self.state();
+            if let Some(err) = state.errors.pop() {
+                for other in state.errors.drain(..) {
+                    tracing::error!(error = %other, "session error");
+                }
+                return Err(err);
+            }
+            let Some(loaded) = &state.loaded else {
+                return Ok(());
+            };
+            let (id, stale_key, created, ttl, expires_at) = (
+                loaded.id.clone(),
+                loaded.stale_key,
+                loaded.created,
+                loaded.ttl,
+                loaded.expires_at,
+            );
+            (
+                state.doomed.take(),
+                std::mem::take(&mut state.regenerate),
+                std::mem::take(&mut state.pending),
+                id,
+                stale_key,
+                created,
+                ttl,
+                expires_at,
+            )
+        };
+
+        if let Some(old) = &doomed {
+            self.store().delete(old).await?;
+            self.state().cookie = Some(CookieOut::Remove);
+        }
+
+        let now = SystemTime::now();
+        let (deadline, max_age) = self.deadline(created, ttl, now);
+        let mut patch = Patch::expiry_only(deadline);
+        for (key, value) in pending {
+            match value {
+                Some(bytes) => patch.set.push((key, bytes)),
+                None => patch.remove.push(key),
+            }
+        }
+        // After a write to an existing session, the cookie is re-sent when the store gave a
+        // new ID, when its Max-Age slides, or when it was signed by a previous key.
+        let resend = |replaced: Option<SessionId>, id: SessionId| {
+            replaced.or_else(|| (max_age.is_some() || stale_key).then_some(id))
+        };
+
+        let cookie_id = match id {
+            Some(old) if regenerate => Some(self.regenerate_in_store(&old, &patch).await?),
+            Some(id) if !patch.is_empty() => {
+                let replaced = self.store().save(&id, &patch).await?;
+                resend(replaced, id)
+            }
+            Some(id) => {
+                let refresh_due = expires_at.is_some_and(|current| {
+                    deadline
+                        .duration_since(current)
+                        .is_ok_and(|gain| gain >= self.config().expiry.refresh_interval)
+                });
+                if refresh_due {
+                    let replaced = self.store().touch(&id, deadline).await?;
+                    resend(replaced, id)
+                } else if stale_key {
+                    Some(id)
+                } else {
+                    return Ok(());
+                }
+            }
+            None if !patch.is_empty() => {
+                patch.set.push((
+                    Cow::Borrowed(CREATED_KEY),
+                    serde_json::to_vec(&millis(now)).expect("integers encode"),
+                ));
+                Some(self.create_in_store(&patch).await?)
+            }
+            None => return Ok(()),
+        };
+
+        let mut state = self.state();
+        if let Some(loaded) = state.loaded.as_mut() {
+            loaded.created = loaded.created.or(Some(now));
+            loaded.expires_at = Some(deadline);
+            loaded.stale_key = false;
+            if let Some(new) = &cookie_id {
+                loaded.id = Some(new.clone());
+            }
+        }
+        if let Some(id) = cookie_id {
+            state.cookie = Some(CookieOut::Set { id, max_age });
+        }
+        Ok(())
+    }
+
+    async fn regenerate_in_store(
+        &self,
+        old: &SessionId,
+        patch: &Patch,
+    ) -> Result<SessionId, SessionError> {
+        for _ in 0..ID_ATTEMPTS {
+            let new = SessionId::generate();
+            match self.store().regenerate(old, &new, patch).await {
+                Ok(replaced) => return Ok(replaced.unwrap_or(new)),
+                Err(StoreError::Collision) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(SessionError::IdExhausted)
+    }
+
+    async fn create_in_store(&self, patch: &Patch) -> Result<SessionId, SessionError> {
+        for _ in 0..ID_ATTEMPTS {
+            let id = SessionId::generate();
+            match self.store().create(&id, patch).await {
+                Ok(replaced) => return Ok(replaced.unwrap_or(id)),
+                Err(StoreError::Collision) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(SessionError::IdExhausted)
+    }
+
+    /// The cookie decided by [`persist`](Self::persist), if any.
+    pub(crate) fn take_cookie(&self) -> Option<CookieOut> {
+        self.state().cookie.take()
+    }
+}
+
+fn schema_keys(schema: &'static crate::Schema) -> impl Iterator<Item = &'static str> {
+    schema
+        .fields()
+        .iter()
+        .filter(|f| f.is_persisted())
+        .map(|f| f.store_key())
+        .chain(std::iter::once(schema.version_key()))
+}

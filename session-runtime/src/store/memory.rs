@@ -1,0 +1,255 @@
+//! The embedded in-process store.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::{Arc, Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+use super::{LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
+use crate::SessionId;
+
+const SHARDS: usize = 16;
+/// Every this many writes to a shard, its expired records are swept.
+const SWEEP_EVERY: u32 = 1024;
+
+/// An in-process store: the default for development, tests and single-instance apps.
+///
+/// Records live in memory, split over 16 independently locked shards (no lock is held
+/// across an `.await`). Expired records are never returned and are evicted as the store is
+/// used; the number of sessions is bounded ([`MemoryStore::with_max_sessions`], default
+/// 100 000): when full, expired records go first, then the ones closest to expiring.
+/// Sessions do not survive a restart and are not shared between processes: use the Redis
+/// store for that.
+///
+/// Cloning is cheap and clones share the records.
+///
+/// ```
+/// use session_runtime::MemoryStore;
+///
+/// let store = MemoryStore::new().with_max_sessions(10_000);
+/// # let _ = store;
+/// ```
+#[derive(Clone, Debug)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    max_per_shard: usize,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    records: HashMap<String, Entry>,
+    writes: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    fields: HashMap<String, Vec<u8>>,
+    expires_at: SystemTime,
+}
+
+impl Entry {
+    fn is_live(&self, now: SystemTime) -> bool {
+        self.expires_at > now
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// The default bound on the number of sessions.
+    pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+
+    /// An empty store holding at most [`Self::DEFAULT_MAX_SESSIONS`] sessions.
+    pub fn new() -> Self {
+        Self::build(Self::DEFAULT_MAX_SESSIONS)
+    }
+
+    /// Bounds the number of live sessions (at least 16; rounded up to a multiple of 16).
+    #[must_use]
+    pub fn with_max_sessions(self, max: usize) -> Self {
+        Self::build(max)
+    }
+
+    fn build(max: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+                hasher: RandomState::new(),
+                max_per_shard: max.div_ceil(SHARDS).max(1),
+            }),
+        }
+    }
+
+    /// The number of records held, expired ones not yet evicted included.
+    pub fn len(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| lock(s).records.len())
+            .sum()
+    }
+
+    /// Whether the store holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, id: &SessionId) -> MutexGuard<'_, Shard> {
+        let index = self.inner.hasher.hash_one(id.as_str()) as usize % SHARDS;
+        lock(&self.inner.shards[index])
+    }
+}
+
+/// Locks a shard; a panic while holding the lock cannot leave a record half-written (every
+/// write is a single map operation), so a poisoned lock is safe to reuse.
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shard {
+    fn live(&mut self, id: &str, now: SystemTime) -> Option<&mut Entry> {
+        if self.records.get(id).is_some_and(|e| !e.is_live(now)) {
+            self.records.remove(id);
+        }
+        self.records.get_mut(id)
+    }
+
+    fn note_write(&mut self, now: SystemTime) {
+        self.writes = self.writes.wrapping_add(1);
+        if self.writes % SWEEP_EVERY == 0 {
+            self.records.retain(|_, e| e.is_live(now));
+        }
+    }
+
+    /// Makes room for one more record.
+    fn reserve(&mut self, max: usize, now: SystemTime) {
+        if self.records.len() < max {
+            return;
+        }
+        self.records.retain(|_, e| e.is_live(now));
+        while self.records.len() >= max {
+            let oldest = self
+                .records
+                .iter()
+                .min_by_key(|(_, e)| e.expires_at)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(key) => {
+                    self.records.remove(&key);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn load(&self, id: &SessionId, keys: LoadKeys<'_>) -> Result<Option<Record>, StoreError> {
+        let now = SystemTime::now();
+        let mut shard = self.shard(id);
+        Ok(shard.live(id.as_str(), now).map(|entry| Record {
+            fields: match keys {
+                LoadKeys::All => entry.fields.clone(),
+                LoadKeys::Only(keys) => keys
+                    .iter()
+                    .filter_map(|k| entry.fields.get_key_value(*k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+            expires_at: Some(entry.expires_at),
+        }))
+    }
+
+    async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        let now = SystemTime::now();
+        let mut shard = self.shard(id);
+        if shard.live(id.as_str(), now).is_some() {
+            return Err(StoreError::Collision);
+        }
+        shard.reserve(self.inner.max_per_shard, now);
+        let mut fields = HashMap::with_capacity(patch.set.len());
+        patch.apply_to(&mut fields);
+        shard.records.insert(
+            id.as_str().to_owned(),
+            Entry {
+                fields,
+                expires_at: patch.expires_at,
+            },
+        );
+        shard.note_write(now);
+        Ok(None)
+    }
+
+    async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        let now = SystemTime::now();
+        let mut shard = self.shard(id);
+        let entry = shard.live(id.as_str(), now).ok_or(StoreError::NotFound)?;
+        patch.apply_to(&mut entry.fields);
+        entry.expires_at = patch.expires_at;
+        shard.note_write(now);
+        Ok(None)
+    }
+
+    async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
+        let now = SystemTime::now();
+        let old_index = self.inner.hasher.hash_one(old.as_str()) as usize % SHARDS;
+        let new_index = self.inner.hasher.hash_one(new.as_str()) as usize % SHARDS;
+        // Lock both shards in index order so concurrent moves cannot deadlock.
+        let (mut first, mut second) = match old_index.cmp(&new_index) {
+            std::cmp::Ordering::Equal => (lock(&self.inner.shards[old_index]), None),
+            std::cmp::Ordering::Less => (
+                lock(&self.inner.shards[old_index]),
+                Some(lock(&self.inner.shards[new_index])),
+            ),
+            std::cmp::Ordering::Greater => {
+                let new_guard = lock(&self.inner.shards[new_index]);
+                (lock(&self.inner.shards[old_index]), Some(new_guard))
+            }
+        };
+        // `first` is always the old ID's shard; `second` (if any) the new ID's.
+        if first.live(old.as_str(), now).is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let target = second.as_deref_mut().unwrap_or(&mut first);
+        if target.live(new.as_str(), now).is_some() {
+            return Err(StoreError::Collision);
+        }
+        let mut entry = first
+            .records
+            .remove(old.as_str())
+            .expect("checked live above under the same lock");
+        patch.apply_to(&mut entry.fields);
+        entry.expires_at = patch.expires_at;
+        let target = second.as_deref_mut().unwrap_or(&mut first);
+        target.records.insert(new.as_str().to_owned(), entry);
+        target.note_write(now);
+        Ok(None)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.shard(id).records.remove(id.as_str());
+        Ok(())
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: SystemTime) -> WriteResult {
+        let now = SystemTime::now();
+        let mut shard = self.shard(id);
+        let entry = shard.live(id.as_str(), now).ok_or(StoreError::NotFound)?;
+        entry.expires_at = expires_at;
+        Ok(None)
+    }
+}

@@ -1,0 +1,235 @@
+//! The storage contract every backend keeps, and the stores that ship with the crate.
+//!
+//! A store keeps one record per session: a map of store keys to encoded values, and an
+//! expiry. Its unit of write is a [`Patch`]: the fields to set, the fields to remove and the
+//! new expiry, never a whole record. That is what lets two concurrent requests that change
+//! different fields both keep their change.
+//!
+//! # The contract
+//!
+//! Every [`SessionStore`] must:
+//!
+//! 1. **Load** returns `Ok(None)` for a session that does not exist or has expired. With
+//!    [`LoadKeys::Only`] it may return just those keys (returning more is allowed).
+//! 2. **Create** writes a new record and fails with [`StoreError::Collision`] if a live
+//!    record already has the ID. It never overwrites another session.
+//! 3. **Save** applies a patch to an existing record atomically: all of it or nothing. If the
+//!    record is gone (deleted or expired) it fails with [`StoreError::NotFound`] and never
+//!    brings it back. Fields the patch does not name are left as they are.
+//! 4. **Regenerate** moves a record to a new ID and applies a patch, atomically: afterwards
+//!    the old ID loads nothing and the new one loads the record. `NotFound` if the old
+//!    record is gone, `Collision` if the new ID is taken; in both cases nothing changes.
+//! 5. **Delete** removes the record; deleting a missing record is not an error.
+//! 6. **Touch** sets a new expiry without rewriting fields; `NotFound` if the record is gone.
+//! 7. After its expiry, a record is never returned again.
+//!
+//! Writes to different fields of one session never overwrite each other; writes to the same
+//! field are last-writer-wins.
+//!
+//! A store may replace a session's ID in any write by returning `Some(new_id)`: a
+//! client-side store whose "ID" is the encrypted record does so on every write. Server-side
+//! stores return `None`.
+
+mod memory;
+
+use std::{
+    borrow::Cow, collections::HashMap, error::Error as StdError, fmt, future::Future, pin::Pin,
+    time::SystemTime,
+};
+
+pub use memory::MemoryStore;
+
+use crate::SessionId;
+
+/// Which keys a load needs.
+#[derive(Debug, Clone, Copy)]
+pub enum LoadKeys<'a> {
+    /// The whole record.
+    All,
+    /// Only these store keys (the store may return more).
+    Only(&'a [&'a str]),
+}
+
+/// A loaded record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Store key → encoded value.
+    pub fields: HashMap<String, Vec<u8>>,
+    /// When the record expires, if the store knows.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// One write to a record: fields to set, fields to remove, the new expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patch {
+    /// Store key → new encoded value.
+    pub set: Vec<(Cow<'static, str>, Vec<u8>)>,
+    /// Store keys to delete.
+    pub remove: Vec<Cow<'static, str>>,
+    /// The record's new expiry.
+    pub expires_at: SystemTime,
+}
+
+impl Patch {
+    /// A patch that only sets the expiry.
+    pub fn expiry_only(expires_at: SystemTime) -> Self {
+        Self {
+            set: Vec::new(),
+            remove: Vec::new(),
+            expires_at,
+        }
+    }
+
+    /// Whether the patch changes no field.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+
+    /// Applies the field changes to a map (for stores that keep records as maps).
+    pub fn apply_to(&self, fields: &mut HashMap<String, Vec<u8>>) {
+        for key in &self.remove {
+            fields.remove(key.as_ref());
+        }
+        for (key, value) in &self.set {
+            fields.insert(key.to_string(), value.clone());
+        }
+    }
+}
+
+/// A store operation failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The session does not exist (deleted, expired, or never created).
+    NotFound,
+    /// Another live session already has this ID.
+    Collision,
+    /// The store refused the record, e.g. because it is too large.
+    Rejected(Box<dyn StdError + Send + Sync>),
+    /// The backend failed: connection lost, timeout, protocol error.
+    Backend(Box<dyn StdError + Send + Sync>),
+}
+
+impl StoreError {
+    /// A backend failure caused by `source`.
+    pub fn backend(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self::Backend(source.into())
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("the session does not exist in the store"),
+            Self::Collision => f.write_str("another session already has this ID"),
+            Self::Rejected(e) => write!(f, "the session store refused the record: {e}"),
+            Self::Backend(e) => write!(f, "the session store failed: {e}"),
+        }
+    }
+}
+
+impl StdError for StoreError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Self::Rejected(e) | Self::Backend(e) => Some(&**e),
+            Self::NotFound | Self::Collision => None,
+        }
+    }
+}
+
+/// The result of a write: `Some(id)` when the store replaced the session's ID.
+pub type WriteResult = Result<Option<SessionId>, StoreError>;
+
+/// A session backend. See the [module documentation](self) for the contract every
+/// implementation keeps.
+///
+/// Implementations write `async fn`s; the futures must be `Send`.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Loads a record, or `None` when it does not exist or expired.
+    fn load(
+        &self,
+        id: &SessionId,
+        keys: LoadKeys<'_>,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// Creates a record; [`StoreError::Collision`] if the ID is taken.
+    fn create(&self, id: &SessionId, patch: &Patch) -> impl Future<Output = WriteResult> + Send;
+
+    /// Applies a patch to an existing record; [`StoreError::NotFound`] if it is gone.
+    fn save(&self, id: &SessionId, patch: &Patch) -> impl Future<Output = WriteResult> + Send;
+
+    /// Moves a record from `old` to `new` and applies a patch, atomically.
+    fn regenerate(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        patch: &Patch,
+    ) -> impl Future<Output = WriteResult> + Send;
+
+    /// Deletes a record.
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Sets a record's expiry without rewriting its fields.
+    fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: SystemTime,
+    ) -> impl Future<Output = WriteResult> + Send;
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`SessionStore`] with boxed futures, so the request layer can hold any store behind one
+/// pointer type.
+pub(crate) trait DynStore: Send + Sync + 'static {
+    fn load<'a>(
+        &'a self,
+        id: &'a SessionId,
+        keys: LoadKeys<'a>,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>>;
+    fn create<'a>(&'a self, id: &'a SessionId, patch: &'a Patch) -> BoxFuture<'a, WriteResult>;
+    fn save<'a>(&'a self, id: &'a SessionId, patch: &'a Patch) -> BoxFuture<'a, WriteResult>;
+    fn regenerate<'a>(
+        &'a self,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        patch: &'a Patch,
+    ) -> BoxFuture<'a, WriteResult>;
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn touch<'a>(&'a self, id: &'a SessionId, expires_at: SystemTime)
+        -> BoxFuture<'a, WriteResult>;
+}
+
+impl<S: SessionStore> DynStore for S {
+    fn load<'a>(
+        &'a self,
+        id: &'a SessionId,
+        keys: LoadKeys<'a>,
+    ) -> BoxFuture<'a, Result<Option<Record>, StoreError>> {
+        Box::pin(SessionStore::load(self, id, keys))
+    }
+    fn create<'a>(&'a self, id: &'a SessionId, patch: &'a Patch) -> BoxFuture<'a, WriteResult> {
+        Box::pin(SessionStore::create(self, id, patch))
+    }
+    fn save<'a>(&'a self, id: &'a SessionId, patch: &'a Patch) -> BoxFuture<'a, WriteResult> {
+        Box::pin(SessionStore::save(self, id, patch))
+    }
+    fn regenerate<'a>(
+        &'a self,
+        old: &'a SessionId,
+        new: &'a SessionId,
+        patch: &'a Patch,
+    ) -> BoxFuture<'a, WriteResult> {
+        Box::pin(SessionStore::regenerate(self, old, new, patch))
+    }
+    fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(SessionStore::delete(self, id))
+    }
+    fn touch<'a>(
+        &'a self,
+        id: &'a SessionId,
+        expires_at: SystemTime,
+    ) -> BoxFuture<'a, WriteResult> {
+        Box::pin(SessionStore::touch(self, id, expires_at))
+    }
+}

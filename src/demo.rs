@@ -1,0 +1,177 @@
+//! The demo app: a visit counter, login and logout, and a shopping cart, as plain HTML forms.
+//!
+//! Run it with `cargo run --example demo` and open <http://127.0.0.1:3000>.
+
+use std::{fmt::Write as _, time::Duration};
+
+use axum::{
+    extract::Form,
+    response::{Html, IntoResponse, Redirect},
+    routing::{get, post},
+    Router,
+};
+use serde::{Deserialize, Serialize};
+use session_runtime::{SessionData, TypedSession};
+
+/// Counts the visitor's page views.
+#[derive(SessionData, Debug)]
+pub struct Visitor {
+    /// Page views in this session.
+    pub visits: u64,
+}
+
+/// Who is logged in.
+#[derive(SessionData, Debug)]
+#[session(namespace = "auth")]
+pub struct Auth {
+    /// The user's name, once logged in.
+    pub user: Option<String>,
+}
+
+/// One line of the cart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// What it is.
+    pub name: String,
+    /// How many.
+    pub quantity: u32,
+}
+
+/// The shopping cart.
+#[derive(SessionData, Debug)]
+#[session(namespace = "cart")]
+pub struct Cart {
+    /// The cart's lines.
+    pub items: Vec<Item>,
+}
+
+/// The demo's routes; add a `SessionLayer` to serve them.
+pub fn routes() -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/cart/add", post(add_item))
+        .route("/cart/clear", post(clear_cart))
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+async fn home(
+    mut visitor: TypedSession<Visitor>,
+    auth: TypedSession<Auth>,
+    cart: TypedSession<Cart>,
+) -> Html<String> {
+    *visitor.visits_mut() += 1;
+    let mut page = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Typed sessions demo</title>\
+         <style>body{font-family:sans-serif;max-width:40em;margin:2em auto}form{margin:.5em 0}</style>\
+         </head><body><h1>Typed sessions demo</h1>",
+    );
+    let _ = write!(
+        page,
+        "<p id=\"visits\">You have viewed this page {} time{} in this session.</p>",
+        visitor.visits(),
+        if *visitor.visits() == 1 { "" } else { "s" }
+    );
+    match auth.user() {
+        Some(user) => {
+            let _ = write!(
+                page,
+                "<p id=\"user\">Logged in as <b>{}</b>.</p>\
+                 <form method=\"post\" action=\"/logout\"><button>Log out</button></form>",
+                escape(user)
+            );
+        }
+        None => page.push_str(
+            "<form method=\"post\" action=\"/login\">\
+             <label>Name <input name=\"user\" required maxlength=\"64\"></label> \
+             <label><input type=\"checkbox\" name=\"remember\" value=\"yes\"> Remember me for 30 days</label> \
+             <button>Log in</button></form>",
+        ),
+    }
+    page.push_str("<h2>Cart</h2><ul id=\"cart\">");
+    for item in cart.items() {
+        let _ = write!(page, "<li>{} × {}</li>", item.quantity, escape(&item.name));
+    }
+    if cart.items().is_empty() {
+        page.push_str("<li><i>empty</i></li>");
+    }
+    page.push_str(
+        "</ul><form method=\"post\" action=\"/cart/add\">\
+         <input name=\"name\" required maxlength=\"64\" placeholder=\"apples\"> \
+         <input name=\"quantity\" type=\"number\" min=\"1\" max=\"999\" value=\"1\"> \
+         <button>Add</button></form>\
+         <form method=\"post\" action=\"/cart/clear\"><button>Empty the cart</button></form>\
+         </body></html>",
+    );
+    Html(page)
+}
+
+/// The login form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    user: String,
+    remember: Option<String>,
+}
+
+async fn login(mut auth: TypedSession<Auth>, Form(form): Form<LoginForm>) -> impl IntoResponse {
+    let user = form.user.trim();
+    if user.is_empty() || user.len() > 64 {
+        return Redirect::to("/");
+    }
+    auth.set_user(Some(user.to_owned()));
+    // A new session ID at login: an ID planted before login is worthless after it.
+    auth.regenerate();
+    if form.remember.is_some() {
+        auth.set_expiry(Some(Duration::from_secs(30 * 24 * 60 * 60)));
+    }
+    Redirect::to("/")
+}
+
+async fn logout(mut auth: TypedSession<Auth>) -> Redirect {
+    auth.destroy();
+    Redirect::to("/")
+}
+
+/// The add-to-cart form.
+#[derive(Debug, Deserialize)]
+pub struct AddForm {
+    name: String,
+    quantity: Option<u32>,
+}
+
+async fn add_item(mut cart: TypedSession<Cart>, Form(form): Form<AddForm>) -> Redirect {
+    let name = form.name.trim();
+    let quantity = form.quantity.unwrap_or(1).clamp(1, 999);
+    if name.is_empty() || name.len() > 64 {
+        return Redirect::to("/");
+    }
+    let items = cart.items_mut();
+    match items.iter_mut().find(|item| item.name == name) {
+        Some(item) => item.quantity = item.quantity.saturating_add(quantity).min(999),
+        None => items.push(Item {
+            name: name.to_owned(),
+            quantity,
+        }),
+    }
+    Redirect::to("/")
+}
+
+async fn clear_cart(mut cart: TypedSession<Cart>) -> Redirect {
+    let _ = cart.take_items();
+    Redirect::to("/")
+}

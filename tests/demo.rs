@@ -1,0 +1,111 @@
+//! The demo app, driven over HTTP like a browser would: visit counter, login (with a new
+//! session ID), the cart, and logout.
+
+use std::time::Duration;
+
+use session_runtime::{Key, MemoryStore, SessionLayer};
+
+async fn serve() -> String {
+    let app = session_suite::demo::routes()
+        .layer(SessionLayer::new(MemoryStore::new(), Key::generate()).with_secure(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn page(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn post_form(client: &reqwest::Client, url: String, form: &str) -> reqwest::Response {
+    client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_counts_logs_in_fills_the_cart_and_logs_out() {
+    let base = serve().await;
+    let browser = browser();
+
+    assert!(page(&browser, &base)
+        .await
+        .contains("viewed this page 1 time in"));
+    assert!(page(&browser, &base)
+        .await
+        .contains("viewed this page 2 times"));
+
+    let response = post_form(
+        &browser,
+        format!("{base}/login"),
+        "user=%3Cada%3E&remember=yes",
+    )
+    .await;
+    assert!(response.status().is_success(), "redirect followed to /");
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("Logged in as <b>&lt;ada&gt;</b>"),
+        "escaped: {html}"
+    );
+    assert!(
+        html.contains("viewed this page 3 times"),
+        "kept across the new ID"
+    );
+
+    post_form(
+        &browser,
+        format!("{base}/cart/add"),
+        "name=apples&quantity=3",
+    )
+    .await;
+    post_form(
+        &browser,
+        format!("{base}/cart/add"),
+        "name=apples&quantity=2",
+    )
+    .await;
+    let html = post_form(&browser, format!("{base}/cart/add"), "name=pears")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<li>5 × apples</li>") && html.contains("<li>1 × pears</li>"),
+        "{html}"
+    );
+
+    let html = post_form(&browser, format!("{base}/cart/clear"), "")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<i>empty</i>"));
+
+    let html = post_form(&browser, format!("{base}/logout"), "")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("name=\"user\""), "login form again");
+    assert!(html.contains("viewed this page 1 time in"), "a new session");
+}

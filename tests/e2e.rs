@@ -1,0 +1,97 @@
+//! End to end over real TCP: an axum server on a loopback port and an HTTP client that keeps
+//! cookies like a browser.
+
+use std::time::Duration;
+
+use axum::{
+    routing::{get, post},
+    Router,
+};
+use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
+
+#[derive(SessionData)]
+struct Visit {
+    count: u64,
+    user: Option<String>,
+}
+
+async fn count(mut visit: TypedSession<Visit>) -> String {
+    *visit.count_mut() += 1;
+    format!(
+        "{}:{}",
+        visit.count(),
+        visit.user().as_deref().unwrap_or("-")
+    )
+}
+
+async fn login(mut visit: TypedSession<Visit>) -> &'static str {
+    visit.set_user(Some("ada".into()));
+    visit.regenerate();
+    "ok"
+}
+
+async fn logout(mut visit: TypedSession<Visit>) -> &'static str {
+    visit.destroy();
+    "bye"
+}
+
+async fn serve() -> String {
+    let app = Router::new()
+        .route("/", get(count))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        // Plain HTTP on loopback: the client would not send a `Secure` cookie back.
+        .layer(SessionLayer::new(MemoryStore::new(), Key::generate()).with_secure(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    let response = client.get(url).send().await.unwrap();
+    assert!(response.status().is_success());
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_browser_like_client_keeps_its_session_across_requests() {
+    let base = serve().await;
+    let alice = client();
+    let bob = client();
+    assert_eq!(get_text(&alice, &format!("{base}/")).await, "1:-");
+    assert_eq!(get_text(&alice, &format!("{base}/")).await, "2:-");
+    assert_eq!(
+        get_text(&bob, &format!("{base}/")).await,
+        "1:-",
+        "sessions are separate"
+    );
+    assert_eq!(get_text(&alice, &format!("{base}/")).await, "3:-");
+
+    let response = alice.post(format!("{base}/login")).send().await.unwrap();
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+    assert_eq!(
+        get_text(&alice, &format!("{base}/")).await,
+        "4:ada",
+        "data kept across regenerate"
+    );
+
+    alice.post(format!("{base}/logout")).send().await.unwrap();
+    assert_eq!(
+        get_text(&alice, &format!("{base}/")).await,
+        "1:-",
+        "a new session after logout"
+    );
+}

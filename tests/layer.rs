@@ -1,0 +1,989 @@
+//! The request layer through a real axum `Router` (tower `oneshot`): laziness, per-field
+//! writes, signed IDs and rotation, bad cookies, lifecycle, expiry, cookie settings,
+//! migrations at load, and error responses.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, SystemTime},
+};
+
+use axum::{
+    body::Body,
+    http::{header, Request, StatusCode},
+    response::Response,
+    routing::{get, post},
+    Router,
+};
+use http_body_util::BodyExt;
+use session_runtime::{
+    store::LoadKeys, DecodePolicy, Key, MemoryStore, MigrationError, RawFields, SameSite,
+    SessionData, SessionId, SessionLayer, SessionStore, TypedSession,
+};
+use session_suite::{Call, Recording};
+use tower::ServiceExt;
+
+#[derive(SessionData, Debug)]
+struct Cart {
+    user_id: Option<u64>,
+    items: Vec<String>,
+    #[session(rename = "th")]
+    theme: String,
+}
+
+#[derive(SessionData, Debug)]
+#[session(namespace = "prefs")]
+struct Prefs {
+    lang: String,
+}
+
+type Store = Recording<MemoryStore>;
+
+fn store() -> Store {
+    Recording::new(MemoryStore::new())
+}
+
+async fn add(mut cart: TypedSession<Cart>, item: String) -> String {
+    cart.items_mut().push(item);
+    cart.items().len().to_string()
+}
+
+async fn show(cart: TypedSession<Cart>) -> String {
+    format!("{:?}|{}", cart.items(), cart.theme())
+}
+
+async fn read_nothing(_cart: TypedSession<Cart>) -> &'static str {
+    "ok"
+}
+
+async fn no_session() -> &'static str {
+    "plain"
+}
+
+async fn login(mut cart: TypedSession<Cart>) -> String {
+    cart.set_user_id(Some(42));
+    cart.regenerate();
+    "in".into()
+}
+
+async fn logout(mut cart: TypedSession<Cart>) -> &'static str {
+    cart.destroy();
+    "out"
+}
+
+async fn whoami(cart: TypedSession<Cart>) -> String {
+    format!("{:?}", cart.id().map(|id| id.as_str().to_owned()))
+}
+
+async fn remember(mut cart: TypedSession<Cart>) -> &'static str {
+    cart.set_user_id(Some(1));
+    cart.set_expiry(Some(Duration::from_secs(30 * 24 * 3600)));
+    "remembered"
+}
+
+async fn both(mut cart: TypedSession<Cart>, mut prefs: TypedSession<Prefs>) -> String {
+    cart.set_theme("dark".into());
+    prefs.set_lang("fr".into());
+    format!("{}|{}", cart.theme(), prefs.lang())
+}
+
+async fn twice(mut first: TypedSession<Cart>) -> String {
+    first.items_mut().push("a".into());
+    drop(first);
+    // Extracted again inside the handler via a second extractor would be the same; here we
+    // check the shared session by reading it through a new request instead.
+    "ok".into()
+}
+
+fn routes() -> Router {
+    Router::new()
+        .route("/add", post(add))
+        .route("/show", get(show))
+        .route("/read", get(read_nothing))
+        .route("/plain", get(no_session))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/whoami", get(whoami))
+        .route("/remember", post(remember))
+        .route("/both", post(both))
+        .route("/twice", post(twice))
+}
+
+fn app_with(layer: SessionLayer<Store>) -> Router {
+    routes().layer(layer)
+}
+
+fn app(store: &Store, key: &Key) -> Router {
+    app_with(SessionLayer::new(store.clone(), key.clone()))
+}
+
+fn request(method: &str, uri: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(cookie) = cookie {
+        builder = builder.header(header::COOKIE, cookie);
+    }
+    builder.body(Body::from(body.to_owned())).unwrap()
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Response {
+    app.clone().oneshot(req).await.unwrap()
+}
+
+async fn text(response: Response) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// The `Set-Cookie` headers of a response.
+fn set_cookies(response: &Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `name=value` of the only `Set-Cookie`, for sending back.
+fn cookie_pair(response: &Response) -> String {
+    let cookies = set_cookies(response);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    cookies[0].split(';').next().unwrap().to_owned()
+}
+
+fn attribute<'a>(set_cookie: &'a str, name: &str) -> Option<&'a str> {
+    set_cookie
+        .split(';')
+        .skip(1)
+        .map(str::trim)
+        .find_map(|attr| {
+            let (key, value) = attr.split_once('=').unwrap_or((attr, ""));
+            key.eq_ignore_ascii_case(name).then_some(value)
+        })
+}
+
+/// The session ID inside a `name=id.tag` cookie pair.
+fn id_of(pair: &str) -> SessionId {
+    let value = pair.split_once('=').unwrap().1;
+    SessionId::from_store(value.rsplit_once('.').unwrap().0)
+}
+
+fn writes(calls: &[Call]) -> Vec<&Call> {
+    calls
+        .iter()
+        .filter(|c| !matches!(c, Call::Load(_)))
+        .collect()
+}
+
+fn keys_set(patch: &session_runtime::store::Patch) -> Vec<&str> {
+    let mut keys: Vec<&str> = patch.set.iter().map(|(k, _)| k.as_ref()).collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// Creates a session with one item and returns its cookie pair.
+async fn started(app: &Router) -> String {
+    let response = send(app, request("POST", "/add", None, "apple")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    cookie_pair(&response)
+}
+
+#[tokio::test]
+async fn a_handler_without_a_session_costs_no_store_call() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    store.take_calls();
+    let response = send(&app, request("GET", "/plain", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "plain");
+    assert!(store.take_calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_new_session_that_stays_empty_is_not_stored_and_gets_no_cookie() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let response = send(&app, request("GET", "/show", None, "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(set_cookies(&response).is_empty());
+    assert!(
+        store.take_calls().is_empty(),
+        "no cookie, so not even a load"
+    );
+    assert!(store.inner().is_empty());
+}
+
+#[tokio::test]
+async fn the_first_write_creates_the_session_with_a_secure_signed_cookie() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let response = send(&app, request("POST", "/add", None, "apple")).await;
+    let cookies = set_cookies(&response);
+    assert_eq!(cookies.len(), 1);
+    let cookie = &cookies[0];
+    assert!(cookie.starts_with("id="));
+    assert_eq!(attribute(cookie, "Path"), Some("/"));
+    assert!(attribute(cookie, "HttpOnly").is_some());
+    assert!(attribute(cookie, "Secure").is_some());
+    assert_eq!(attribute(cookie, "SameSite"), Some("Lax"));
+    let max_age: u64 = attribute(cookie, "Max-Age").unwrap().parse().unwrap();
+    assert!((86_390..=86_400).contains(&max_age), "{max_age}");
+
+    let calls = store.take_calls();
+    let [Call::Create(patch)] = writes(&calls)[..] else {
+        panic!("expected one create, got {calls:?}");
+    };
+    assert_eq!(keys_set(patch), ["__created", "__v.Cart", "items"]);
+
+    let id = id_of(&cookie_pair(&response));
+    assert_eq!(id.as_str().len(), 22, "128-bit random ID");
+    let record = store
+        .inner()
+        .load(&id, LoadKeys::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.fields["items"], br#"["apple"]"#);
+}
+
+#[tokio::test]
+async fn a_read_costs_one_load_and_writes_nothing() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    store.take_calls();
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert!(set_cookies(&response).is_empty());
+    assert_eq!(text(response).await, r#"["apple"]|"#);
+    let calls = store.take_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let Call::Load(Some(keys)) = &calls[0] else {
+        panic!("{calls:?}")
+    };
+    // Only this schema's keys and the metadata are asked for.
+    let mut keys = keys.clone();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["__created", "__ttl", "__v.Cart", "items", "th", "user_id"]
+    );
+}
+
+#[tokio::test]
+async fn an_update_writes_exactly_the_changed_fields_in_one_call() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    store.take_calls();
+    let response = send(&app, request("POST", "/add", Some(&cookie), "pear")).await;
+    assert_eq!(text(response).await, "2");
+    let calls = store.take_calls();
+    let [Call::Save(patch)] = writes(&calls)[..] else {
+        panic!("expected one save, got {calls:?}");
+    };
+    assert_eq!(keys_set(patch), ["items"]);
+    assert!(patch.remove.is_empty());
+}
+
+#[tokio::test]
+async fn extractors_of_different_schemas_share_one_session_and_one_write() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let response = send(&app, request("POST", "/both", None, "")).await;
+    assert_eq!(set_cookies(&response).len(), 1);
+    let cookie = cookie_pair(&response);
+    assert_eq!(text(response).await, "dark|fr");
+    let calls = store.take_calls();
+    let [Call::Create(patch)] = writes(&calls)[..] else {
+        panic!("expected one create, got {calls:?}");
+    };
+    assert_eq!(
+        keys_set(patch),
+        ["__created", "__v.Cart", "__v.prefs", "prefs.lang", "th"]
+    );
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]|dark");
+}
+
+#[tokio::test]
+async fn a_tampered_cookie_starts_a_fresh_session_under_a_new_id() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    let id = id_of(&cookie);
+    let (value, tag) = cookie.split_once('=').unwrap().1.rsplit_once('.').unwrap();
+    let mut forged_id = value.to_owned();
+    forged_id.replace_range(0..1, if value.starts_with('A') { "B" } else { "A" });
+    for bad in [
+        format!("id={forged_id}.{tag}"),
+        format!("id={value}.{}", &tag[1..]),
+        format!("id={value}"),
+        format!("id={}", "A".repeat(10_000)),
+        "id=".to_owned(),
+        "id=..;;==".to_owned(),
+        "id=\"quoted.value\"".to_owned(),
+        format!("id=client-chosen.{tag}"),
+    ] {
+        let response = send(&app, request("POST", "/add", Some(&bad), "x")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{bad}");
+        let new = id_of(&cookie_pair(&response));
+        assert_ne!(new, id);
+        assert_ne!(new.as_str(), forged_id);
+        assert_eq!(text(response).await, "1", "a fresh session: {bad}");
+    }
+    // The original session is untouched.
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, r#"["apple"]|"#);
+}
+
+#[tokio::test]
+async fn non_utf8_cookie_headers_do_not_panic() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let req = Request::builder()
+        .method("POST")
+        .uri("/add")
+        .header(
+            header::COOKIE,
+            axum::http::HeaderValue::from_bytes(b"id=\xff\xfe").unwrap(),
+        )
+        .body(Body::from("x"))
+        .unwrap();
+    let response = send(&app, req).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, "1");
+}
+
+#[tokio::test]
+async fn a_signed_id_unknown_to_the_store_is_not_adopted() {
+    let store = store();
+    let key = Key::generate();
+    let app = app(&store, &key);
+    let cookie = started(&app).await;
+    let id = id_of(&cookie);
+    store.inner().delete(&id).await.unwrap();
+    let response = send(&app, request("POST", "/add", Some(&cookie), "x")).await;
+    let new = id_of(&cookie_pair(&response));
+    assert_ne!(new, id, "the old (signed) ID is not reused");
+    assert!(store
+        .inner()
+        .load(&id, LoadKeys::All)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(text(response).await, "1");
+}
+
+#[tokio::test]
+async fn a_cookie_signed_by_a_previous_key_is_accepted_and_re_signed() {
+    let store = store();
+    let old = Key::generate();
+    let cookie = started(&app(&store, &old)).await;
+    let id = id_of(&cookie);
+
+    let new = Key::generate();
+    let rotated = app_with(SessionLayer::new(store.clone(), new.clone()).with_previous_keys([old]));
+    store.take_calls();
+    let response = send(&rotated, request("GET", "/show", Some(&cookie), "")).await;
+    let resigned = cookie_pair(&response);
+    assert_eq!(text(response).await, r#"["apple"]|"#);
+    assert_eq!(id_of(&resigned), id, "same session");
+    assert_ne!(resigned, cookie, "new signature");
+    assert!(
+        writes(&store.take_calls()).is_empty(),
+        "re-signing writes nothing"
+    );
+
+    // The re-signed cookie verifies under the new key alone.
+    let only_new = app_with(SessionLayer::new(store.clone(), new));
+    let response = send(&only_new, request("GET", "/show", Some(&resigned), "")).await;
+    assert!(set_cookies(&response).is_empty());
+    assert_eq!(text(response).await, r#"["apple"]|"#);
+    // And the old cookie does not.
+    let response = send(&only_new, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]|");
+}
+
+#[tokio::test]
+async fn regenerate_moves_the_data_to_a_new_id_and_kills_the_old_one() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    store.take_calls();
+    let response = send(&app, request("POST", "/login", Some(&cookie), "")).await;
+    let new_cookie = cookie_pair(&response);
+    assert_ne!(id_of(&new_cookie), id_of(&cookie));
+    let calls = store.take_calls();
+    let [Call::Regenerate(patch)] = writes(&calls)[..] else {
+        panic!("expected one regenerate, got {calls:?}");
+    };
+    assert_eq!(
+        keys_set(patch),
+        ["user_id"],
+        "the move does not rewrite other fields"
+    );
+
+    let response = send(&app, request("GET", "/show", Some(&new_cookie), "")).await;
+    assert_eq!(text(response).await, r#"["apple"]|"#);
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]|", "the old ID is dead");
+    assert!(store
+        .inner()
+        .load(&id_of(&cookie), LoadKeys::All)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn destroy_deletes_the_record_and_removes_the_cookie() {
+    let store = store();
+    let layer = SessionLayer::new(store.clone(), Key::generate())
+        .with_cookie_path("/app")
+        .unwrap()
+        .with_cookie_domain("example.com")
+        .unwrap();
+    let app = app_with(layer);
+    let response = send(&app, request("POST", "/add", None, "apple")).await;
+    let cookie = cookie_pair(&response);
+    let response = send(&app, request("POST", "/logout", Some(&cookie), "")).await;
+    let cookies = set_cookies(&response);
+    assert_eq!(cookies.len(), 1);
+    let removal = &cookies[0];
+    assert!(removal.starts_with("id=;"), "{removal}");
+    assert_eq!(attribute(removal, "Max-Age"), Some("0"));
+    assert_eq!(attribute(removal, "Path"), Some("/app"));
+    assert_eq!(attribute(removal, "Domain"), Some("example.com"));
+    assert!(store.inner().is_empty());
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]|");
+}
+
+#[tokio::test]
+async fn the_session_id_is_readable_and_matches_the_cookie() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let response = send(&app, request("GET", "/whoami", None, "")).await;
+    assert_eq!(text(response).await, "None");
+    let cookie = started(&app).await;
+    let response = send(&app, request("GET", "/whoami", Some(&cookie), "")).await;
+    assert_eq!(
+        text(response).await,
+        format!("Some({:?})", id_of(&cookie).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_per_session_expiry_override_is_stored_and_makes_the_cookie_persistent() {
+    let store = store();
+    let app =
+        app_with(SessionLayer::new(store.clone(), Key::generate()).with_session_only_cookie());
+    let cookie = started(&app).await;
+    let response = send(&app, request("POST", "/add", Some(&cookie), "b")).await;
+    let cookies = set_cookies(&response);
+    assert!(
+        cookies.is_empty(),
+        "session-only cookies are not re-sent on writes: {cookies:?}"
+    );
+
+    let response = send(&app, request("POST", "/remember", Some(&cookie), "")).await;
+    let remembered = set_cookies(&response);
+    let max_age: u64 = attribute(&remembered[0], "Max-Age")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((2_591_990..=2_592_000).contains(&max_age), "{max_age}");
+    let id = id_of(&cookie);
+    let record = store
+        .inner()
+        .load(&id, LoadKeys::All)
+        .await
+        .unwrap()
+        .unwrap();
+    let ttl = record
+        .expires_at
+        .unwrap()
+        .duration_since(SystemTime::now())
+        .unwrap();
+    assert!(ttl > Duration::from_secs(29 * 24 * 3600));
+
+    // A later write keeps the override.
+    let response = send(&app, request("POST", "/add", Some(&cookie), "c")).await;
+    let max_age: u64 = attribute(&set_cookies(&response)[0], "Max-Age")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(max_age > 2_591_000);
+}
+
+#[tokio::test]
+async fn session_only_cookies_have_no_max_age() {
+    let store = store();
+    let app =
+        app_with(SessionLayer::new(store.clone(), Key::generate()).with_session_only_cookie());
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let cookie = &set_cookies(&response)[0];
+    assert!(attribute(cookie, "Max-Age").is_none() && attribute(cookie, "Expires").is_none());
+    // The server still expires it.
+    let id = id_of(&cookie_pair(&response));
+    let record = store
+        .inner()
+        .load(&id, LoadKeys::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.expires_at.is_some());
+}
+
+#[tokio::test]
+async fn cookie_max_age_and_store_ttl_agree() {
+    let store = store();
+    let app = app_with(
+        SessionLayer::new(store.clone(), Key::generate())
+            .with_idle_timeout(Duration::from_secs(600)),
+    );
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let max_age: u64 = attribute(&set_cookies(&response)[0], "Max-Age")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let id = id_of(&cookie_pair(&response));
+    let record = store
+        .inner()
+        .load(&id, LoadKeys::All)
+        .await
+        .unwrap()
+        .unwrap();
+    let ttl = record
+        .expires_at
+        .unwrap()
+        .duration_since(SystemTime::now())
+        .unwrap();
+    assert!(max_age.abs_diff(ttl.as_secs()) <= 1, "{max_age} vs {ttl:?}");
+}
+
+#[tokio::test]
+async fn idle_sessions_expire() {
+    let store = store();
+    let app = app_with(
+        SessionLayer::new(store.clone(), Key::generate())
+            .with_idle_timeout(Duration::from_millis(300)),
+    );
+    let cookie = started(&app).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // A write slides the expiry.
+    send(&app, request("POST", "/add", Some(&cookie), "b")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(
+        text(response).await,
+        r#"["apple", "b"]|"#,
+        "still alive: slid"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]|", "expired after idling");
+}
+
+#[tokio::test]
+async fn the_absolute_timeout_ends_even_an_active_session() {
+    let store = store();
+    let app = app_with(
+        SessionLayer::new(store.clone(), Key::generate())
+            .with_idle_timeout(Duration::from_secs(60))
+            .with_absolute_timeout(Duration::from_millis(400)),
+    );
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let max_age: u64 = attribute(&set_cookies(&response)[0], "Max-Age")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(max_age, 0, "the cookie is capped at the absolute deadline");
+    let cookie = cookie_pair(&response);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        send(&app, request("POST", "/add", Some(&cookie), "b")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]|");
+}
+
+#[tokio::test]
+async fn the_absolute_deadline_survives_a_new_layer_instance() {
+    // The creation time is stored with the session, not kept in the process.
+    let store = store();
+    let key = Key::generate();
+    let make = || {
+        app_with(
+            SessionLayer::new(store.clone(), key.clone())
+                .with_absolute_timeout(Duration::from_millis(300)),
+        )
+    };
+    let cookie = started(&make()).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let response = send(&make(), request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]|");
+    assert!(store
+        .inner()
+        .load(&id_of(&cookie), LoadKeys::All)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn reads_refresh_the_expiry_at_most_once_per_interval() {
+    let store = store();
+    let app = app_with(
+        SessionLayer::new(store.clone(), Key::generate())
+            .with_ttl_refresh_interval(Duration::from_millis(200)),
+    );
+    let cookie = started(&app).await;
+    store.take_calls();
+    for _ in 0..5 {
+        let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+        assert!(set_cookies(&response).is_empty());
+    }
+    assert!(writes(&store.take_calls()).is_empty());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    let refreshed = set_cookies(&response);
+    assert_eq!(refreshed.len(), 1, "the sliding Max-Age is re-sent");
+    assert_eq!(writes(&store.take_calls()), [&Call::Touch]);
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert!(set_cookies(&response).is_empty());
+    assert!(writes(&store.take_calls()).is_empty());
+}
+
+#[tokio::test]
+async fn cookie_settings_are_applied() {
+    let store = store();
+    let app = app_with(
+        SessionLayer::new(store.clone(), Key::generate())
+            .with_cookie_name("sid")
+            .unwrap()
+            .with_secure(false)
+            .with_http_only(false)
+            .with_same_site(SameSite::Strict),
+    );
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let cookie = &set_cookies(&response)[0];
+    assert!(cookie.starts_with("sid="));
+    assert!(attribute(cookie, "Secure").is_none());
+    assert!(attribute(cookie, "HttpOnly").is_none());
+    assert_eq!(attribute(cookie, "SameSite"), Some("Strict"));
+    let pair = cookie_pair(&response);
+    // Only the configured name is read.
+    let response = send(&app, request("GET", "/show", Some(&pair), "")).await;
+    assert_eq!(text(response).await, r#"["a"]|"#);
+    let other = pair.replacen("sid=", "id=", 1);
+    let response = send(&app, request("GET", "/show", Some(&other), "")).await;
+    assert_eq!(text(response).await, "[]|");
+}
+
+#[test]
+fn invalid_cookie_settings_are_errors() {
+    let layer = || SessionLayer::new(MemoryStore::new(), Key::generate());
+    assert!(layer().with_cookie_name("").is_err());
+    assert!(layer().with_cookie_name("a;b").is_err());
+    assert!(layer().with_cookie_name("a b").is_err());
+    let err = layer().with_cookie_path("no-slash").unwrap_err();
+    assert!(err.to_string().contains("must start with `/`"));
+    assert!(layer().with_cookie_path("/a;b").is_err());
+    assert!(layer().with_cookie_domain("").is_err());
+    assert!(layer().with_cookie_domain("a b").is_err());
+}
+
+#[test]
+fn keys_are_redacted_in_debug() {
+    let key = Key::from_bytes(b"0123456789abcdef0123456789abcdef-secret").unwrap();
+    let layer = SessionLayer::new(MemoryStore::new(), key.clone()).with_previous_keys([key]);
+    let debug = format!("{layer:?}");
+    assert!(
+        !debug.contains("secret") && !debug.contains("0123"),
+        "{debug}"
+    );
+    assert!(debug.contains("REDACTED"));
+}
+
+#[derive(SessionData, Debug)]
+#[session(version = 2, migrate = migrate_account)]
+struct Account {
+    display_name: String,
+}
+
+fn migrate_account(from: u32, fields: &mut RawFields) -> Result<(), MigrationError> {
+    if from < 2 {
+        fields.rename("name", "display_name");
+    }
+    Ok(())
+}
+
+async fn account(account: TypedSession<Account>) -> String {
+    account.display_name().clone()
+}
+
+#[tokio::test]
+async fn migrations_run_at_load_and_the_next_save_persists_them() {
+    let store = store();
+    let key = Key::generate();
+    let app = Router::new()
+        .route("/account", get(account))
+        .layer(SessionLayer::new(store.clone(), key.clone()));
+    // A record written by version 1 of the schema (plus another schema's field), behind a
+    // cookie the layer issued.
+    let (id, signed) = issued_session(&store, &key).await;
+    let now = SystemTime::now();
+    let patch = session_runtime::store::Patch {
+        set: vec![
+            ("__v.Account".into(), b"1".to_vec()),
+            ("name".into(), br#""Ada""#.to_vec()),
+            ("prefs.lang".into(), br#""fr""#.to_vec()),
+        ],
+        remove: vec![],
+        expires_at: now + Duration::from_secs(60),
+    };
+    store.inner().create(&id, &patch).await.unwrap();
+    store.take_calls();
+
+    let response = send(&app, request("GET", "/account", Some(&signed), "")).await;
+    assert_eq!(text(response).await, "Ada");
+    let calls = store.take_calls();
+    assert!(
+        calls.contains(&Call::Load(None)),
+        "the full record was loaded: {calls:?}"
+    );
+    let [Call::Save(patch)] = writes(&calls)[..] else {
+        panic!("expected one save, got {calls:?}");
+    };
+    assert_eq!(keys_set(patch), ["__v.Account", "display_name"]);
+    assert_eq!(patch.remove, ["name"]);
+    let record = store
+        .inner()
+        .load(&id, LoadKeys::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.fields["display_name"], br#""Ada""#);
+    assert_eq!(record.fields["prefs.lang"], br#""fr""#);
+    assert!(!record.fields.contains_key("name"));
+
+    // Migrated once: the next read writes nothing.
+    let response = send(&app, request("GET", "/account", Some(&signed), "")).await;
+    assert_eq!(text(response).await, "Ada");
+    assert!(writes(&store.take_calls()).is_empty());
+}
+
+/// A session the layer issued a cookie for, with its record emptied out of the store so
+/// the test can write the record it needs under the same ID.
+async fn issued_session(store: &Store, key: &Key) -> (SessionId, String) {
+    let cookie = started(&app(store, key)).await;
+    let id = id_of(&cookie);
+    store.inner().delete(&id).await.unwrap();
+    (id, cookie)
+}
+
+#[tokio::test]
+async fn strict_decoding_rejects_garbage_with_a_500_and_lenient_survives_it() {
+    let store = store();
+    let key = Key::generate();
+    let (id, cookie) = issued_session(&store, &key).await;
+    let patch = session_runtime::store::Patch {
+        set: vec![
+            ("items".into(), b"{not json".to_vec()),
+            ("th".into(), br#""dark""#.to_vec()),
+        ],
+        remove: vec![],
+        expires_at: SystemTime::now() + Duration::from_secs(60),
+    };
+    store.inner().create(&id, &patch).await.unwrap();
+
+    let lenient = app(&store, &key);
+    let response = send(&lenient, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]|dark");
+
+    let strict =
+        app_with(SessionLayer::new(store.clone(), key).with_decode_policy(DecodePolicy::Strict));
+    let response = send(&strict, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    // Garbage in the store is never overwritten by a read.
+    let record = store
+        .inner()
+        .load(&id, LoadKeys::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.fields["items"], b"{not json");
+}
+
+#[tokio::test]
+async fn a_store_failure_on_load_is_a_503_and_on_save_too() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    store.set_failing(true);
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // A new session fails at its first save.
+    let response = send(&app, request("POST", "/add", None, "x")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(set_cookies(&response).is_empty());
+    assert!(store.failures() >= 2);
+    store.set_failing(false);
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, r#"["apple"]|"#, "nothing was lost");
+}
+
+#[tokio::test]
+async fn a_session_deleted_during_the_request_is_not_resurrected() {
+    let store = store();
+    let key = Key::generate();
+    let cookie = started(&app(&store, &key)).await;
+    let id = id_of(&cookie);
+    let (other_request, doomed) = (store.clone(), id.clone());
+    let racing = Router::new()
+        .route(
+            "/race",
+            post(move |mut cart: TypedSession<Cart>| {
+                let (store, id) = (other_request.clone(), doomed.clone());
+                async move {
+                    // Another request logs out while this one runs.
+                    store.inner().delete(&id).await.unwrap();
+                    cart.items_mut().push("late".into());
+                    "done"
+                }
+            }),
+        )
+        .layer(SessionLayer::new(store.clone(), key));
+    let response = send(&racing, request("POST", "/race", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(store
+        .inner()
+        .load(&id, LoadKeys::All)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[derive(SessionData, Debug)]
+struct Unencodable {
+    pairs: HashMap<(u8, u8), u8>,
+}
+
+#[tokio::test]
+async fn a_field_that_cannot_be_encoded_is_a_500_not_a_silent_loss() {
+    let store = store();
+    let app = Router::new()
+        .route(
+            "/bad",
+            post(|mut s: TypedSession<Unencodable>| async move {
+                s.pairs_mut().insert((1, 2), 3);
+                "handler ran"
+            }),
+        )
+        .layer(SessionLayer::new(store.clone(), Key::generate()));
+    let response = send(&app, request("POST", "/bad", None, "")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(set_cookies(&response).is_empty());
+    assert!(store.inner().is_empty(), "no partial record");
+}
+
+#[tokio::test]
+async fn using_the_extractor_without_the_layer_is_a_500() {
+    let app = Router::new().route("/show", get(show));
+    let response = send(&app, request("GET", "/show", None, "")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn an_early_save_persists_before_the_handler_returns() {
+    let store = store();
+    let key = Key::generate();
+    let observer = store.clone();
+    let app = Router::new()
+        .route(
+            "/early",
+            post(move |mut cart: TypedSession<Cart>| {
+                let observer = observer.clone();
+                async move {
+                    cart.set_theme("saved-early".into());
+                    cart.save().await.unwrap();
+                    let id = cart.id().expect("a saved session has an ID");
+                    let record = observer
+                        .inner()
+                        .load(&id, LoadKeys::All)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    cart.items_mut().push("after".into());
+                    String::from_utf8(record.fields["th"].clone()).unwrap()
+                }
+            }),
+        )
+        .route("/show", get(show))
+        .layer(SessionLayer::new(store.clone(), key));
+    let response = send(&app, request("POST", "/early", None, "")).await;
+    let cookie = cookie_pair(&response);
+    assert_eq!(text(response).await, r#""saved-early""#);
+    let calls = store.take_calls();
+    let kinds: Vec<_> = writes(&calls)
+        .iter()
+        .map(|c| match c {
+            Call::Create(p) => format!("create {:?}", keys_set(p)),
+            Call::Save(p) => format!("save {:?}", keys_set(p)),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            r#"create ["__created", "__v.Cart", "th"]"#,
+            r#"save ["items"]"#
+        ]
+    );
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, r#"["after"]|saved-early"#);
+}
+
+#[tokio::test]
+async fn an_early_save_surfaces_a_store_failure_to_the_handler() {
+    let store = store();
+    let failing = store.clone();
+    let app = Router::new()
+        .route(
+            "/early",
+            post(move |mut cart: TypedSession<Cart>| {
+                let failing = failing.clone();
+                async move {
+                    cart.set_theme("x".into());
+                    failing.set_failing(true);
+                    let result = cart.save().await;
+                    failing.set_failing(false);
+                    format!("{}", result.is_err())
+                }
+            }),
+        )
+        .layer(SessionLayer::new(store.clone(), Key::generate()));
+    let response = send(&app, request("POST", "/early", None, "")).await;
+    assert_eq!(text(response).await, "true");
+}
+
+#[tokio::test]
+async fn changes_of_a_dropped_extractor_are_saved() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let response = send(&app, request("POST", "/twice", None, "")).await;
+    let cookie = cookie_pair(&response);
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, r#"["a"]|"#);
+}
+
+#[tokio::test]
+async fn login_regenerates_even_a_new_session() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let response = send(&app, request("POST", "/login", None, "")).await;
+    let cookie = cookie_pair(&response);
+    let response = send(&app, request("GET", "/whoami", Some(&cookie), "")).await;
+    assert!(text(response).await.starts_with("Some("));
+}
