@@ -38,6 +38,9 @@
 
 mod codec;
 mod config;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 pub mod decode;
 mod error;
 mod extract;

@@ -76,7 +76,9 @@ impl MemoryStore {
         Self::build(Self::DEFAULT_MAX_SESSIONS)
     }
 
-    /// Bounds the number of live sessions (at least 16; rounded up to a multiple of 16).
+    /// Bounds the number of sessions held. The bound is kept per shard (`max / 16`, rounded
+    /// up, each), so with an uneven spread a shard may evict while others have room: size it
+    /// with headroom.
     #[must_use]
     pub fn with_max_sessions(self, max: usize) -> Self {
         Self::build(max)

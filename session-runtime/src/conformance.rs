@@ -1,0 +1,364 @@
+//! A conformance suite for [`SessionStore`] implementations, your own included.
+//!
+//! Run it from a test with one call; it panics with a message naming the broken rule:
+//!
+//! ```no_run
+//! # async fn example() {
+//! use session_runtime::{conformance, MemoryStore};
+//!
+//! conformance::run(MemoryStore::new()).await;
+//! # }
+//! ```
+//!
+//! It checks every rule of the [store contract](crate::store): create, load (whole and
+//! partial), patches that set and remove fields, expiry, touch, regenerate, delete, that a
+//! deleted or expired session is never brought back by a late write, collision safety, and
+//! that 50 concurrent patches to different fields of one session all survive. It needs a
+//! Tokio runtime (it sleeps past short expiries and spawns concurrent writers) and takes
+//! about two seconds.
+//!
+//! Each check is also public, for a store that can keep only some of the promises (a
+//! client-side store cannot detect a deleted session, for instance).
+
+use std::{
+    borrow::Cow,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use crate::{
+    store::{LoadKeys, Patch, Record},
+    SessionId, SessionStore, StoreError,
+};
+
+/// Runs every check against `store`.
+pub async fn run<S: SessionStore>(store: S) {
+    let store = Arc::new(store);
+    create_and_load(&*store).await;
+    load_only_some_keys(&*store).await;
+    save_applies_a_patch(&*store).await;
+    save_removes_fields(&*store).await;
+    create_never_overwrites(&*store).await;
+    records_expire(&*store).await;
+    touch_extends_expiry(&*store).await;
+    regenerate_moves_the_record(&*store).await;
+    regenerate_refuses_missing_and_taken_ids(&*store).await;
+    delete_removes_the_record(&*store).await;
+    no_resurrection_after_delete(&*store).await;
+    no_resurrection_after_expiry(&*store).await;
+    concurrent_patches_to_different_fields_survive(Arc::clone(&store)).await;
+}
+
+fn in_a_minute() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(60)
+}
+
+fn patch(set: &[(&str, &str)], remove: &[&str], expires_at: SystemTime) -> Patch {
+    Patch {
+        set: set
+            .iter()
+            .map(|(k, v)| (Cow::Owned((*k).to_owned()), v.as_bytes().to_vec()))
+            .collect(),
+        remove: remove.iter().map(|k| Cow::Owned((*k).to_owned())).collect(),
+        expires_at,
+    }
+}
+
+async fn created<S: SessionStore>(
+    store: &S,
+    set: &[(&str, &str)],
+    expires_at: SystemTime,
+) -> SessionId {
+    let id = SessionId::generate();
+    let replaced = store
+        .create(&id, &patch(set, &[], expires_at))
+        .await
+        .expect("create a new session");
+    replaced.unwrap_or(id)
+}
+
+async fn load_all<S: SessionStore>(store: &S, id: &SessionId) -> Option<Record> {
+    store.load(id, LoadKeys::All).await.expect("load")
+}
+
+fn field<'r>(record: &'r Record, key: &str) -> Option<&'r str> {
+    record
+        .fields
+        .get(key)
+        .map(|v| std::str::from_utf8(v).expect("test values are text"))
+}
+
+/// A created record loads with its fields and an expiry; an unknown ID loads nothing.
+pub async fn create_and_load<S: SessionStore>(store: &S) {
+    let expires_at = in_a_minute();
+    let id = created(store, &[("a", "1"), ("b", "2")], expires_at).await;
+    let record = load_all(store, &id).await.expect("a created session loads");
+    assert_eq!(field(&record, "a"), Some("1"), "create stores every field");
+    assert_eq!(field(&record, "b"), Some("2"), "create stores every field");
+    if let Some(at) = record.expires_at {
+        let diff = at
+            .duration_since(expires_at)
+            .unwrap_or_else(|e| e.duration());
+        assert!(
+            diff < Duration::from_secs(2),
+            "load reports the expiry that was set"
+        );
+    }
+    let unknown = SessionId::generate();
+    assert!(
+        load_all(store, &unknown).await.is_none(),
+        "an unknown ID loads nothing"
+    );
+}
+
+/// `LoadKeys::Only` returns at least the asked keys that exist.
+pub async fn load_only_some_keys<S: SessionStore>(store: &S) {
+    let id = created(store, &[("a", "1"), ("b", "2"), ("c", "3")], in_a_minute()).await;
+    let record = store
+        .load(&id, LoadKeys::Only(&["a", "c", "missing"]))
+        .await
+        .expect("load")
+        .expect("the session exists");
+    assert_eq!(field(&record, "a"), Some("1"));
+    assert_eq!(field(&record, "c"), Some("3"));
+    assert_eq!(field(&record, "missing"), None);
+}
+
+/// A save sets the patch's fields and leaves the others alone.
+pub async fn save_applies_a_patch<S: SessionStore>(store: &S) {
+    let id = created(store, &[("a", "1"), ("b", "2")], in_a_minute()).await;
+    let id = store
+        .save(&id, &patch(&[("b", "20"), ("c", "30")], &[], in_a_minute()))
+        .await
+        .expect("save")
+        .unwrap_or(id);
+    let record = load_all(store, &id).await.expect("still there");
+    assert_eq!(
+        field(&record, "a"),
+        Some("1"),
+        "save leaves other fields alone"
+    );
+    assert_eq!(field(&record, "b"), Some("20"), "save overwrites a field");
+    assert_eq!(field(&record, "c"), Some("30"), "save adds a field");
+}
+
+/// A save removes the patch's removed fields.
+pub async fn save_removes_fields<S: SessionStore>(store: &S) {
+    let id = created(store, &[("a", "1"), ("b", "2")], in_a_minute()).await;
+    let id = store
+        .save(&id, &patch(&[], &["a", "never-there"], in_a_minute()))
+        .await
+        .expect("save")
+        .unwrap_or(id);
+    let record = load_all(store, &id).await.expect("still there");
+    assert_eq!(field(&record, "a"), None, "a removed field is gone");
+    assert_eq!(field(&record, "b"), Some("2"));
+}
+
+/// Creating under a live ID fails with `Collision` and changes nothing.
+pub async fn create_never_overwrites<S: SessionStore>(store: &S) {
+    let id = SessionId::generate();
+    if store
+        .create(&id, &patch(&[("a", "1")], &[], in_a_minute()))
+        .await
+        .expect("create")
+        .is_some()
+    {
+        // A store that picks its own IDs cannot collide.
+        return;
+    }
+    let second = store
+        .create(&id, &patch(&[("a", "other")], &[], in_a_minute()))
+        .await;
+    assert!(
+        matches!(second, Err(StoreError::Collision)),
+        "create on a live ID must fail with Collision, got {second:?}"
+    );
+    let record = load_all(store, &id).await.expect("still there");
+    assert_eq!(
+        field(&record, "a"),
+        Some("1"),
+        "a collision changes nothing"
+    );
+}
+
+/// A record is not returned after its expiry.
+pub async fn records_expire<S: SessionStore>(store: &S) {
+    let id = created(
+        store,
+        &[("a", "1")],
+        SystemTime::now() + Duration::from_millis(300),
+    )
+    .await;
+    assert!(load_all(store, &id).await.is_some());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        load_all(store, &id).await.is_none(),
+        "an expired session must not load"
+    );
+}
+
+/// Touch moves the expiry without changing fields.
+pub async fn touch_extends_expiry<S: SessionStore>(store: &S) {
+    let id = created(
+        store,
+        &[("a", "1")],
+        SystemTime::now() + Duration::from_millis(400),
+    )
+    .await;
+    let id = store
+        .touch(&id, in_a_minute())
+        .await
+        .expect("touch")
+        .unwrap_or(id);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let record = load_all(store, &id)
+        .await
+        .expect("a touched session outlives its old expiry");
+    assert_eq!(field(&record, "a"), Some("1"), "touch keeps the fields");
+}
+
+/// Regenerate moves the record to the new ID, applies the patch, and the old ID is dead.
+pub async fn regenerate_moves_the_record<S: SessionStore>(store: &S) {
+    let old = created(store, &[("a", "1"), ("b", "2")], in_a_minute()).await;
+    let new = SessionId::generate();
+    let new = store
+        .regenerate(&old, &new, &patch(&[("b", "20")], &["a"], in_a_minute()))
+        .await
+        .expect("regenerate")
+        .unwrap_or(new);
+    let record = load_all(store, &new)
+        .await
+        .expect("the new ID loads the record");
+    assert_eq!(field(&record, "a"), None, "regenerate applies removals");
+    assert_eq!(
+        field(&record, "b"),
+        Some("20"),
+        "regenerate applies the patch"
+    );
+    if new != old {
+        assert!(
+            load_all(store, &old).await.is_none(),
+            "the old ID is dead after regenerate"
+        );
+    }
+}
+
+/// Regenerate fails with `NotFound` for a missing record and `Collision` for a taken ID.
+pub async fn regenerate_refuses_missing_and_taken_ids<S: SessionStore>(store: &S) {
+    let missing = SessionId::generate();
+    let result = store
+        .regenerate(
+            &missing,
+            &SessionId::generate(),
+            &patch(&[("a", "1")], &[], in_a_minute()),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::NotFound)),
+        "regenerate of a missing session must fail with NotFound, got {result:?}"
+    );
+    let a = created(store, &[("who", "a")], in_a_minute()).await;
+    let b = created(store, &[("who", "b")], in_a_minute()).await;
+    let result = store
+        .regenerate(&a, &b, &patch(&[], &[], in_a_minute()))
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::Collision)),
+        "regenerate onto a live ID must fail with Collision, got {result:?}"
+    );
+    let record_a = load_all(store, &a).await.expect("a is untouched");
+    let record_b = load_all(store, &b).await.expect("b is untouched");
+    assert_eq!(field(&record_a, "who"), Some("a"));
+    assert_eq!(field(&record_b, "who"), Some("b"));
+}
+
+/// Delete removes the record; deleting again is fine.
+pub async fn delete_removes_the_record<S: SessionStore>(store: &S) {
+    let id = created(store, &[("a", "1")], in_a_minute()).await;
+    store.delete(&id).await.expect("delete");
+    assert!(
+        load_all(store, &id).await.is_none(),
+        "a deleted session must not load"
+    );
+    store
+        .delete(&id)
+        .await
+        .expect("deleting a missing session is not an error");
+}
+
+/// A save or touch after delete fails with `NotFound` and does not bring the record back.
+pub async fn no_resurrection_after_delete<S: SessionStore>(store: &S) {
+    let id = created(store, &[("a", "1")], in_a_minute()).await;
+    store.delete(&id).await.expect("delete");
+    let saved = store
+        .save(&id, &patch(&[("b", "2")], &[], in_a_minute()))
+        .await;
+    assert!(
+        matches!(saved, Err(StoreError::NotFound)),
+        "a save after delete must fail with NotFound, got {saved:?}"
+    );
+    let touched = store.touch(&id, in_a_minute()).await;
+    assert!(
+        matches!(touched, Err(StoreError::NotFound)),
+        "a touch after delete must fail with NotFound, got {touched:?}"
+    );
+    assert!(
+        load_all(store, &id).await.is_none(),
+        "a late write must not resurrect a deleted session"
+    );
+}
+
+/// A save after expiry fails with `NotFound` and does not bring the record back.
+pub async fn no_resurrection_after_expiry<S: SessionStore>(store: &S) {
+    let id = created(
+        store,
+        &[("a", "1")],
+        SystemTime::now() + Duration::from_millis(200),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let saved = store
+        .save(&id, &patch(&[("b", "2")], &[], in_a_minute()))
+        .await;
+    assert!(
+        matches!(saved, Err(StoreError::NotFound)),
+        "a save after expiry must fail with NotFound, got {saved:?}"
+    );
+    assert!(
+        load_all(store, &id).await.is_none(),
+        "a late write must not resurrect an expired session"
+    );
+}
+
+/// 50 concurrent patches, each to a different field of one session, all survive.
+pub async fn concurrent_patches_to_different_fields_survive<S: SessionStore>(store: Arc<S>) {
+    let id = created(&*store, &[("start", "1")], in_a_minute()).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let (store, id) = (Arc::clone(&store), id.clone());
+            tokio::spawn(async move {
+                let key = format!("field{n}");
+                let value = n.to_string();
+                store
+                    .save(&id, &patch(&[(&key, &value)], &[], in_a_minute()))
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .expect("writer task")
+            .expect("a concurrent save succeeds");
+    }
+    let record = load_all(&*store, &id).await.expect("still there");
+    for n in 0..50 {
+        assert_eq!(
+            field(&record, &format!("field{n}")),
+            Some(n.to_string().as_str()),
+            "concurrent patches to different fields must all survive (field{n} lost)"
+        );
+    }
+    assert_eq!(field(&record, "start"), Some("1"));
+}
