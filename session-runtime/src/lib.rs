@@ -62,6 +62,9 @@ pub use key::{Key, KeyError};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use migrate::{MigrationError, RawFields};
 pub use schema::{FieldInfo, FieldState, Schema, SchemaFields, SessionData};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::RedisStore;
 pub use store::{MemoryStore, SessionStore, StoreError};
 
 /// Derives [`SessionData`](trait@SessionData) for a struct with named fields.

@@ -31,12 +31,17 @@
 //! stores return `None`.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::{
     borrow::Cow, collections::HashMap, error::Error as StdError, fmt, future::Future, pin::Pin,
     time::SystemTime,
 };
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 
 use crate::SessionId;

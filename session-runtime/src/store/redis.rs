@@ -1,0 +1,467 @@
+//! `RedisStore`: one Redis hash per session, written field by field with Lua scripts.
+
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    fmt,
+    sync::{Arc, LazyLock},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use redis::{
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster::ClusterClient,
+    cluster_async::ClusterConnection,
+    Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Script, ScriptInvocation, Value,
+};
+
+use super::{LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
+use crate::SessionId;
+
+/// The hash field holding the record's expiry (milliseconds since the epoch, Redis's clock),
+/// written by the scripts so that a load learns the expiry in the same single command.
+const EXPIRES_FIELD: &str = "__exp";
+
+/// Shared Lua: applies deletions and sets from `ARGV` (starting at `ARGV[2]`) to `key`,
+/// then records and sets the expiry from the TTL in `ARGV[1]`.
+///
+/// `ARGV`: ttl-ms, number-of-deletions, deleted fields..., then field, value pairs.
+const APPLY: &str = r"
+local function apply(key, first)
+  local ndel = tonumber(ARGV[first + 1])
+  local del_end = first + 1 + ndel
+  for i = first + 2, del_end, 1000 do
+    redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 999, del_end)))
+  end
+  for i = del_end + 1, #ARGV, 1000 do
+    redis.call('HSET', key, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  end
+  local ttl = tonumber(ARGV[first])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('HSET', key, '__exp', tostring(now + ttl))
+  redis.call('PEXPIRE', key, ttl)
+end
+";
+
+/// Save: refuses (0) when the session is gone, so a late save never resurrects it.
+static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{APPLY}
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+apply(KEYS[1], 1)
+return 1"
+    ))
+});
+
+/// Create: refuses (-1) when the ID is taken.
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{APPLY}
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+apply(KEYS[1], 1)
+return 1"
+    ))
+});
+
+/// Regenerate on one server: an atomic move (RENAMENX) plus the patch.
+static REGENERATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{APPLY}
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('RENAMENX', KEYS[1], KEYS[2]) == 0 then return -1 end
+apply(KEYS[2], 1)
+return 1"
+    ))
+});
+
+/// Touch: a new expiry, fields untouched; 0 when the session is gone.
+static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local ttl = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], '__exp', tostring(now + ttl))
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1",
+    )
+});
+
+/// Cluster regenerate, step 1: move the record aside within its own slot (the old ID is dead
+/// from here on) and return its fields and remaining TTL. Empty when the session is gone.
+static STASH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return redis.call('HGETALL', KEYS[2])",
+    )
+});
+
+/// Cluster regenerate, rollback: put a stashed record back under its old ID.
+static UNSTASH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('EXISTS', KEYS[2]) == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('RENAME', KEYS[2], KEYS[1])
+end
+return 1",
+    )
+});
+
+/// Sessions in Redis: one hash per session (`<prefix>{<id>}`), one hash field per session
+/// field. Behind the `redis` cargo feature.
+///
+/// - **Load** is one `HGETALL`: a read sends a few dozen bytes whatever the session's size.
+/// - **Save** is one round trip: a Lua script (loaded once, invoked by SHA, reloaded after a
+///   `NOSCRIPT`) that refuses when the session no longer exists, `HDEL`s the removed fields,
+///   `HSET`s the changed ones and sets the TTL, atomically. Only the changed fields travel.
+/// - **Create** refuses an ID that is taken; **touch** refreshes the TTL without rewriting
+///   fields; **delete** is `DEL`.
+/// - **Regenerate** on a single server is one atomic script (`RENAMENX` plus the patch). On a
+///   cluster the old and new keys usually live in different slots, so it runs in three
+///   steps: the record is renamed aside within its own slot (the old ID is dead from that
+///   instant, and late writes to it fail), copied with the patch under the new ID, and the
+///   aside copy is deleted. If the copy fails, the record is renamed back. If the process
+///   dies between the steps, the record stays aside until its TTL: no live session gets
+///   data it should not have.
+/// - The connection reconnects by itself after Redis restarts ([`ConnectionManager`], or the
+///   cluster client's own reconnection); while Redis is down, store calls fail fast and the
+///   layer answers `503`.
+///
+/// The expiry is kept both as the key's TTL and as a hidden `__exp` hash field, so a load
+/// knows when the session expires without a second command.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), session_runtime::StoreError> {
+/// use session_runtime::{Key, RedisStore, SessionLayer};
+///
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?.with_key_prefix("myapp:session:");
+/// let layer = SessionLayer::new(store, Key::generate());
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    prefix: Arc<str>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field(
+                "mode",
+                &match self.conn {
+                    Conn::Single(_) => "single",
+                    Conn::Cluster(_) => "cluster",
+                },
+            )
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// How long a store call waits for Redis before failing.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long connecting waits before failing.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn backend(err: redis::RedisError) -> StoreError {
+    StoreError::backend(err)
+}
+
+impl RedisStore {
+    /// The default key prefix.
+    pub const DEFAULT_PREFIX: &'static str = "session:";
+
+    /// Connects to a single Redis server, e.g. `redis://127.0.0.1:6379`. The connection
+    /// reconnects by itself; calls fail after 2 s without an answer.
+    pub async fn connect(url: impl IntoConnectionInfo) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(backend)?;
+        Self::from_client(client).await
+    }
+
+    /// Uses an existing client for a single server (see [`RedisStore::connect`]).
+    pub async fn from_client(client: redis::Client) -> Result<Self, StoreError> {
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(backend)?;
+        Ok(Self::from_connection_manager(manager))
+    }
+
+    /// Uses an existing connection manager, with its own timeouts and retry policy.
+    pub fn from_connection_manager(manager: ConnectionManager) -> Self {
+        Self {
+            conn: Conn::Single(manager),
+            prefix: Arc::from(Self::DEFAULT_PREFIX),
+        }
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes.
+    pub async fn connect_cluster<T: IntoConnectionInfo>(
+        nodes: impl IntoIterator<Item = T>,
+    ) -> Result<Self, StoreError> {
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .build()
+            .map_err(backend)?;
+        let conn = client.get_async_connection().await.map_err(backend)?;
+        Ok(Self::from_cluster_connection(conn))
+    }
+
+    /// Uses an existing cluster connection.
+    pub fn from_cluster_connection(conn: ClusterConnection) -> Self {
+        Self {
+            conn: Conn::Cluster(conn),
+            prefix: Arc::from(Self::DEFAULT_PREFIX),
+        }
+    }
+
+    /// Prefixes every key with `prefix` (default `session:`), so several apps can share one
+    /// Redis.
+    #[must_use]
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Arc::from(prefix.into());
+        self
+    }
+
+    /// The Redis key of a session: `<prefix>{<id>}`. The braces make the ID a hash tag, so
+    /// a session's keys (including the one regenerate sets aside) share one cluster slot.
+    pub fn key(&self, id: &SessionId) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + id.as_str().len() + 2);
+        key.push_str(&self.prefix);
+        key.push('{');
+        key.push_str(id.as_str());
+        key.push('}');
+        key
+    }
+
+    fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+}
+
+/// The script arguments for a patch: TTL in ms, deletion count, deletions, set pairs.
+fn patch_args(invocation: &mut ScriptInvocation<'_>, patch: &Patch) {
+    invocation
+        .arg(ttl_millis(patch.expires_at))
+        .arg(patch.remove.len());
+    for key in &patch.remove {
+        invocation.arg(key.as_ref());
+    }
+    for (key, value) in &patch.set {
+        invocation.arg(key.as_ref()).arg(value.as_slice());
+    }
+}
+
+/// Milliseconds from now until `at`, at least 1 (Redis refuses a TTL of 0).
+fn ttl_millis(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::now()).map_or(1, |d| {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    })
+}
+
+fn outcome(code: i64) -> WriteResult {
+    match code {
+        1 => Ok(None),
+        0 => Err(StoreError::NotFound),
+        -1 => Err(StoreError::Collision),
+        other => Err(StoreError::backend(format!(
+            "unexpected answer {other} from a session script"
+        ))),
+    }
+}
+
+fn into_record(mut fields: HashMap<String, Vec<u8>>) -> Option<Record> {
+    if fields.is_empty() {
+        return None;
+    }
+    let expires_at = fields
+        .remove(EXPIRES_FIELD)
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+    Some(Record { fields, expires_at })
+}
+
+impl SessionStore for RedisStore {
+    async fn load(
+        &self,
+        id: &SessionId,
+        _keys: LoadKeys<'_>,
+    ) -> Result<Option<Record>, StoreError> {
+        // One HGETALL whatever the keys asked: it sends a few dozen bytes, where HMGET would
+        // send every field name. The contract allows returning more keys than asked.
+        let fields: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+            .arg(self.key(id))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        Ok(into_record(fields))
+    }
+
+    async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        let mut invocation = CREATE.key(self.key(id));
+        patch_args(&mut invocation, patch);
+        outcome(
+            invocation
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(backend)?,
+        )
+    }
+
+    async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        let mut invocation = SAVE.key(self.key(id));
+        patch_args(&mut invocation, patch);
+        outcome(
+            invocation
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(backend)?,
+        )
+    }
+
+    async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
+        let (old_key, new_key) = (self.key(old), self.key(new));
+        if let Conn::Single(_) = self.conn {
+            let mut invocation = REGENERATE.key(&old_key);
+            invocation.key(&new_key);
+            patch_args(&mut invocation, patch);
+            return outcome(
+                invocation
+                    .invoke_async(&mut self.conn())
+                    .await
+                    .map_err(backend)?,
+            );
+        }
+        self.regenerate_across_slots(&old_key, &new_key, patch)
+            .await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        redis::cmd("DEL")
+            .arg(self.key(id))
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(backend)
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: SystemTime) -> WriteResult {
+        let code: i64 = TOUCH
+            .key(self.key(id))
+            .arg(ttl_millis(expires_at))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        outcome(code)
+    }
+}
+
+impl RedisStore {
+    /// Regenerate for a cluster, where the two keys may live on different nodes.
+    async fn regenerate_across_slots(
+        &self,
+        old_key: &str,
+        new_key: &str,
+        patch: &Patch,
+    ) -> WriteResult {
+        let aside = format!("{old_key}:moving");
+        let stashed: HashMap<String, Vec<u8>> = STASH
+            .key(old_key)
+            .key(&aside)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        if stashed.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        // The whole record under the new ID, with the patch applied on top.
+        let mut fields = stashed;
+        fields.remove(EXPIRES_FIELD);
+        for key in &patch.remove {
+            fields.remove(key.as_ref());
+        }
+        for (key, value) in &patch.set {
+            fields.insert(key.to_string(), value.clone());
+        }
+        let full = Patch {
+            set: fields
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k), v))
+                .collect(),
+            remove: Vec::new(),
+            expires_at: patch.expires_at,
+        };
+        let mut invocation = CREATE.key(new_key);
+        patch_args(&mut invocation, &full);
+        let created = invocation
+            .invoke_async::<i64>(&mut self.conn())
+            .await
+            .map_err(backend)
+            .and_then(outcome);
+        if let Err(err) = created {
+            // Put the record back under its old ID; a failure here leaves it aside until
+            // its TTL, which loses this session but never hands its data to another.
+            let restored = UNSTASH
+                .key(old_key)
+                .key(&aside)
+                .invoke_async::<i64>(&mut self.conn())
+                .await;
+            if let Err(restore_err) = restored {
+                tracing::error!(error = %restore_err, "could not restore a session after a failed regenerate");
+            }
+            return Err(err);
+        }
+        if let Err(err) = redis::cmd("DEL")
+            .arg(&aside)
+            .query_async::<()>(&mut self.conn())
+            .await
+        {
+            // The new session is complete; the aside copy expires with its TTL.
+            tracing::warn!(error = %err, "could not delete the old copy of a regenerated session");
+        }
+        Ok(None)
+    }
+}

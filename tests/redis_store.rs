@@ -1,0 +1,509 @@
+//! `RedisStore` against real Redis servers: the shared one (with a unique key prefix) and
+//! private ones this test starts, kills and restarts (a persistent single server and a
+//! 3-master cluster).
+
+use std::time::{Duration, SystemTime};
+
+use axum::{
+    body::Body,
+    http::{header, Request, StatusCode},
+    response::Response,
+    routing::{get, post},
+    Router,
+};
+use http_body_util::BodyExt;
+use session_runtime::{
+    conformance,
+    store::{LoadKeys, Patch},
+    Key, RedisStore, SessionData, SessionId, SessionLayer, SessionStore, TypedSession,
+};
+use session_suite::{
+    redis_harness::{
+        net_input_bytes, redis_binaries_present, shared_redis_url, skip_without_redis,
+        unique_prefix, RedisCluster, RedisServer,
+    },
+    Call, Recording,
+};
+use tower::ServiceExt;
+
+/// The shared server's store under a fresh prefix, or `None` (test skipped).
+async fn shared_store(test: &str) -> Option<RedisStore> {
+    let Some(url) = shared_redis_url() else {
+        skip_without_redis(test, "no Redis answers on the shared URL");
+        return None;
+    };
+    Some(
+        RedisStore::connect(url.as_str())
+            .await
+            .expect("connect to the shared Redis")
+            .with_key_prefix(unique_prefix(test)),
+    )
+}
+
+/// Whether this test can start its own servers.
+fn can_start_servers(test: &str) -> bool {
+    let present = redis_binaries_present();
+    if !present {
+        skip_without_redis(test, "redis-server/redis-cli are not installed");
+    }
+    present
+}
+
+#[derive(SessionData, Debug)]
+struct Cart {
+    items: Vec<String>,
+    theme: String,
+}
+
+async fn add(mut cart: TypedSession<Cart>, item: String) -> String {
+    cart.items_mut().push(item);
+    cart.items().len().to_string()
+}
+
+async fn show(cart: TypedSession<Cart>) -> String {
+    format!("{:?}", cart.items())
+}
+
+fn app<S: SessionStore + Clone>(store: S) -> Router {
+    Router::new()
+        .route("/add", post(add))
+        .route("/show", get(show))
+        // Short-lived: these sessions live on a shared server.
+        .layer(
+            SessionLayer::new(store, Key::generate()).with_idle_timeout(Duration::from_secs(300)),
+        )
+}
+
+fn request(method: &str, uri: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(cookie) = cookie {
+        builder = builder.header(header::COOKIE, cookie);
+    }
+    builder.body(Body::from(body.to_owned())).unwrap()
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Response {
+    app.clone().oneshot(req).await.unwrap()
+}
+
+async fn text(response: Response) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn cookie_pair(response: &Response) -> String {
+    response.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn id_of(pair: &str) -> SessionId {
+    let value = pair.split_once('=').unwrap().1;
+    SessionId::from_store(value.rsplit_once('.').unwrap().0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_store_passes_the_conformance_suite() {
+    let Some(store) = shared_store("conformance").await else {
+        return;
+    };
+    conformance::run(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_store_passes_the_conformance_suite_on_a_cluster() {
+    if !can_start_servers("cluster conformance") {
+        return;
+    }
+    let cluster = RedisCluster::start(3);
+    let store = RedisStore::connect_cluster(cluster.urls())
+        .await
+        .expect("connect to the cluster");
+    conformance::run(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regenerate_works_across_cluster_slots() {
+    if !can_start_servers("cluster regenerate") {
+        return;
+    }
+    let cluster = RedisCluster::start(3);
+    let store = RedisStore::connect_cluster(cluster.urls()).await.unwrap();
+    let urls = cluster.urls();
+    let mut keyslot = redis::Client::open(urls[0].as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let slot = |conn: &mut redis::Connection, key: &str| -> i64 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(conn)
+            .unwrap()
+    };
+    let later = SystemTime::now() + Duration::from_secs(60);
+    let mut id = SessionId::generate();
+    store
+        .create(
+            &id,
+            &Patch {
+                set: vec![("n".into(), b"0".to_vec())],
+                remove: vec![],
+                expires_at: later,
+            },
+        )
+        .await
+        .unwrap();
+    let mut crossed = 0;
+    for n in 1..=10u8 {
+        let new = SessionId::generate();
+        if slot(&mut keyslot, &store.key(&id)) != slot(&mut keyslot, &store.key(&new)) {
+            crossed += 1;
+        }
+        let patch = Patch {
+            set: vec![("n".into(), n.to_string().into_bytes())],
+            remove: vec![],
+            expires_at: later,
+        };
+        store.regenerate(&id, &new, &patch).await.unwrap();
+        assert!(
+            store.load(&id, LoadKeys::All).await.unwrap().is_none(),
+            "old ID dead"
+        );
+        let record = store.load(&new, LoadKeys::All).await.unwrap().unwrap();
+        assert_eq!(record.fields["n"], n.to_string().into_bytes());
+        id = new;
+    }
+    assert!(crossed > 0, "at least one move crossed slots");
+}
+
+#[tokio::test]
+async fn sessions_are_hashes_with_one_field_per_session_field() {
+    let Some(store) = shared_store("layout").await else {
+        return;
+    };
+    let app = app(store.clone());
+    let response = send(&app, request("POST", "/add", None, "apple")).await;
+    let id = id_of(&cookie_pair(&response));
+    let mut conn = redis::Client::open(shared_redis_url().unwrap().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = store.key(&id);
+    let kind: String = redis::cmd("TYPE")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kind, "hash");
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut fields = fields;
+    fields.sort();
+    assert_eq!(fields, ["__created", "__exp", "__v.Cart", "items"]);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 86_000_000, "{ttl}");
+}
+
+#[tokio::test]
+async fn over_redis_a_read_writes_nothing_and_an_update_writes_one_field() {
+    let Some(store) = shared_store("layer").await else {
+        return;
+    };
+    let store = Recording::new(store);
+    let app = app(store.clone());
+    let response = send(&app, request("POST", "/add", None, "apple")).await;
+    let cookie = cookie_pair(&response);
+    store.take_calls();
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert!(response.headers().get(header::SET_COOKIE).is_none());
+    assert_eq!(text(response).await, r#"["apple"]"#);
+    assert!(matches!(store.take_calls()[..], [Call::Load(_)]));
+    send(&app, request("POST", "/add", Some(&cookie), "pear")).await;
+    let calls = store.take_calls();
+    let [Call::Load(_), Call::Save(patch)] = &calls[..] else {
+        panic!("{calls:?}")
+    };
+    assert_eq!(patch.set.len(), 1);
+    assert_eq!(patch.set[0].0, "items");
+}
+
+#[derive(SessionData)]
+struct Wide {
+    a: u8,
+    b: u8,
+    c: u8,
+    d: u8,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_redis_concurrent_requests_changing_different_fields_all_survive() {
+    let Some(store) = shared_store("layer-concurrency").await else {
+        return;
+    };
+    let app = Router::new()
+        .route(
+            "/set/{field}",
+            post(
+                |axum::extract::Path(field): axum::extract::Path<String>,
+                 mut wide: TypedSession<Wide>| async move {
+                    match field.as_str() {
+                        "a" => wide.set_a(1),
+                        "b" => wide.set_b(2),
+                        "c" => wide.set_c(3),
+                        _ => wide.set_d(4),
+                    }
+                },
+            ),
+        )
+        .route(
+            "/sum",
+            get(|wide: TypedSession<Wide>| async move {
+                format!("{}{}{}{}", wide.a(), wide.b(), wide.c(), wide.d())
+            }),
+        )
+        .layer(SessionLayer::new(store, Key::generate()));
+    let response = send(&app, request("POST", "/set/a", None, "")).await;
+    let cookie = cookie_pair(&response);
+    for _ in 0..10 {
+        let tasks: Vec<_> = ["b", "c", "d"]
+            .into_iter()
+            .map(|f| {
+                let (app, cookie) = (app.clone(), cookie.clone());
+                tokio::spawn(async move {
+                    send(
+                        &app,
+                        request("POST", &format!("/set/{f}"), Some(&cookie), ""),
+                    )
+                    .await
+                    .status()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), StatusCode::OK);
+        }
+    }
+    let response = send(&app, request("GET", "/sum", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "1234");
+}
+
+#[tokio::test]
+async fn garbage_in_redis_falls_back_per_field_and_never_panics() {
+    let Some(store) = shared_store("garbage").await else {
+        return;
+    };
+    let app = app(store.clone());
+    let response = send(&app, request("POST", "/add", None, "apple")).await;
+    let cookie = cookie_pair(&response);
+    let key = store.key(&id_of(&cookie));
+    let mut conn = redis::Client::open(shared_redis_url().unwrap().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for (field, value) in [
+        ("items", &b"\xff\x00not json"[..]),
+        ("__created", b"yesterday"),
+        ("__exp", b"-12"),
+        ("__v.Cart", b"[]"),
+    ] {
+        redis::cmd("HSET")
+            .arg(&key)
+            .arg(field)
+            .arg(value)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, "[]");
+    // A hash that is not a session at all.
+    redis::cmd("DEL")
+        .arg(&key)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    redis::cmd("SET")
+        .arg(&key)
+        .arg("a string")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "WRONGTYPE is a store error"
+    );
+    redis::cmd("DEL")
+        .arg(&key)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_gives_503s_then_recovers_without_losing_acknowledged_writes() {
+    if !can_start_servers("restart") {
+        return;
+    }
+    let mut server = RedisServer::start_persistent();
+    let store = RedisStore::connect(server.url().as_str()).await.unwrap();
+    let app = app(store);
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let cookie = cookie_pair(&response);
+    for item in ["b", "c"] {
+        let response = send(&app, request("POST", "/add", Some(&cookie), item)).await;
+        assert_eq!(response.status(), StatusCode::OK, "acknowledged");
+    }
+
+    server.kill();
+    for _ in 0..3 {
+        let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let response = send(&app, request("POST", "/add", Some(&cookie), "lost")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a failed save is not an OK"
+        );
+    }
+
+    server.restart();
+    // The same app instance recovers by itself (the connection reconnects).
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+        if response.status() == StatusCode::OK {
+            break text(response).await;
+        }
+        assert!(std::time::Instant::now() < deadline, "did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        body, r#"["a", "b", "c"]"#,
+        "every acknowledged write survived"
+    );
+    let response = send(&app, request("POST", "/add", Some(&cookie), "d")).await;
+    assert_eq!(text(response).await, "4");
+}
+
+#[derive(SessionData)]
+struct Big21 {
+    counter: u64,
+    s01: String,
+    s02: String,
+    s03: String,
+    s04: String,
+    s05: String,
+    s06: String,
+    s07: String,
+    s08: String,
+    s09: String,
+    s10: String,
+    s11: String,
+    s12: String,
+    s13: String,
+    s14: String,
+    s15: String,
+    s16: String,
+    s17: String,
+    s18: String,
+    s19: String,
+    s20: String,
+}
+
+/// Bytes Redis reads for one request (`INFO stats` delta minus the cost of `INFO` itself).
+async fn bytes_for(url: &str, app: &Router, req: impl Fn() -> Request<Body>) -> u64 {
+    let baseline = {
+        let a = net_input_bytes(url);
+        let b = net_input_bytes(url);
+        b - a
+    };
+    let before = net_input_bytes(url);
+    let response = send(app, req()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let after = net_input_bytes(url);
+    after - before - baseline
+}
+
+#[tokio::test]
+async fn an_update_of_one_field_sends_a_small_flat_number_of_bytes() {
+    if !can_start_servers("bytes") {
+        return;
+    }
+    let server = RedisServer::start();
+    let url = server.url();
+    let store = RedisStore::connect(url.as_str()).await.unwrap();
+    let app = Router::new()
+        .route(
+            "/fill",
+            post(|mut s: TypedSession<Big21>| async move {
+                let long = || "x".repeat(100);
+                s.set_s01(long());
+                s.set_s02(long());
+                s.set_s03(long());
+                s.set_s04(long());
+                s.set_s05(long());
+                s.set_s06(long());
+                s.set_s07(long());
+                s.set_s08(long());
+                s.set_s09(long());
+                s.set_s10(long());
+                s.set_s11(long());
+                s.set_s12(long());
+                s.set_s13(long());
+                s.set_s14(long());
+                s.set_s15(long());
+                s.set_s16(long());
+                s.set_s17(long());
+                s.set_s18(long());
+                s.set_s19(long());
+                s.set_s20(long());
+            }),
+        )
+        .route(
+            "/bump",
+            post(|mut s: TypedSession<Big21>| async move {
+                *s.counter_mut() += 1;
+                s.counter().to_string()
+            }),
+        )
+        .route(
+            "/grow",
+            post(|mut s: TypedSession<Cart>| async move {
+                s.items_mut()
+                    .extend((0..200).map(|i| format!("item {i} {}", "y".repeat(50))));
+            }),
+        )
+        .layer(SessionLayer::new(store, Key::generate()));
+    let response = send(&app, request("POST", "/fill", None, "")).await;
+    let cookie = cookie_pair(&response);
+    let bump = || request("POST", "/bump", Some(&cookie), "");
+    // Warm up: scripts loaded, connection set up.
+    bytes_for(&url, &app, bump).await;
+    let small = bytes_for(&url, &app, bump).await;
+    assert!(small <= 240, "an update of one field sent {small} bytes");
+    // The session grows by an order of magnitude; the update costs the same.
+    send(&app, request("POST", "/grow", Some(&cookie), "")).await;
+    let after_growth = bytes_for(&url, &app, bump).await;
+    assert!(
+        after_growth.abs_diff(small) <= 2,
+        "bytes grew with the session: {small} -> {after_growth}"
+    );
+    println!("bytes sent to Redis for one update: {small} (after growth: {after_growth})");
+}
