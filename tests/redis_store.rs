@@ -214,7 +214,10 @@ async fn sessions_are_hashes_with_one_field_per_session_field() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!((290_000..=300_000).contains(&ttl), "the idle timeout (300 s) became the TTL: {ttl}");
+    assert!(
+        (290_000..=300_000).contains(&ttl),
+        "the idle timeout (300 s) became the TTL: {ttl}"
+    );
 }
 
 #[tokio::test]
