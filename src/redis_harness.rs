@@ -7,6 +7,7 @@
 //! unless `SESSION_TEST_REQUIRE_REDIS=1` (as in CI), where they fail instead.
 
 use std::{
+    io::Write as _,
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -24,7 +25,10 @@ pub fn skip_without_redis(test: &str, why: &str) {
         !redis_required(),
         "{test}: Redis is required (SESSION_TEST_REQUIRE_REDIS=1) but {why}"
     );
-    eprintln!(
+    // Straight to the process's stderr: the test harness captures `eprintln!` of passing
+    // tests, and a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
         "SKIPPED {test}: {why}. Install Redis (`apt-get install redis-server`) and start it on \
          127.0.0.1:6379, or set SESSION_TEST_REDIS_URL, then run `cargo test --workspace --all-features`."
     );
