@@ -139,3 +139,36 @@ async fn the_demo_runs_on_redis_too() {
     assert!(html.contains("<li>2 × figs</li>"), "{html}");
     assert!(html.contains("viewed this page 2 times"));
 }
+
+#[tokio::test]
+async fn the_demo_runs_on_the_cookie_store_too() {
+    let key = Key::generate();
+    let app = session_suite::demo::routes()
+        .layer(SessionLayer::new(session_runtime::CookieStore::new(&key), key).with_secure(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let browser = browser();
+    page(&browser, &base).await;
+    let html = post_form(&browser, format!("{base}/login"), "user=bo")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Logged in as <b>bo</b>"), "{html}");
+    let html = post_form(&browser, format!("{base}/cart/add"), "name=plums")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<li>1 × plums</li>") && html.contains("viewed this page 3 times"),
+        "{html}"
+    );
+    let html = post_form(&browser, format!("{base}/logout"), "")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("viewed this page 1 time in"), "{html}");
+}

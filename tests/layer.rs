@@ -987,3 +987,41 @@ async fn login_regenerates_even_a_new_session() {
     let response = send(&app, request("GET", "/whoami", Some(&cookie), "")).await;
     assert!(text(response).await.starts_with("Some("));
 }
+
+#[tokio::test]
+async fn a_bad_cookie_logs_a_warning_without_its_value() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let store = store();
+    // Well-formed, but signed by another key.
+    let forged = started(&app(&store, &Key::generate())).await;
+    let app = app(&store, &Key::generate());
+    send(&app, request("GET", "/show", Some(&forged), "")).await;
+    let logged = logs.text();
+    assert!(logged.contains("WARN"), "{logged}");
+    assert!(
+        logged.contains("failed verification") && logged.contains("bad signature"),
+        "{logged}"
+    );
+    let (id, tag) = forged.split_once('=').unwrap().1.rsplit_once('.').unwrap();
+    assert!(
+        !logged.contains(id) && !logged.contains(tag),
+        "the cookie is not logged: {logged}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_failure_is_logged_with_its_cause() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    store.set_failing(true);
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let logged = logs.text();
+    assert!(logged.contains("ERROR"), "{logged}");
+    assert!(
+        logged.contains("store switched off by the test"),
+        "{logged}"
+    );
+}

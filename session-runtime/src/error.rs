@@ -26,6 +26,15 @@ pub enum SessionError {
     Vanished,
     /// No free session ID was found (the store kept reporting collisions).
     IdExhausted,
+    /// The store chose a session ID that cannot travel in a cookie.
+    InvalidStoreId,
+    /// The session cookie would exceed what browsers accept; it was not sent.
+    CookieTooLarge {
+        /// The `Set-Cookie` value's size in bytes (name, value and attributes).
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl SessionError {
@@ -51,6 +60,14 @@ impl fmt::Display for SessionError {
                 "the session was deleted or expired while the request ran; its changes were not saved",
             ),
             Self::IdExhausted => f.write_str("could not find a free session ID"),
+            Self::InvalidStoreId => {
+                f.write_str("the session store chose an ID that is not valid in a cookie")
+            }
+            Self::CookieTooLarge { size, limit } => write!(
+                f,
+                "the session cookie would be {size} bytes, over the {limit}-byte limit browsers accept; \
+                 keep less data in a cookie-stored session or use a server-side store"
+            ),
         }
     }
 }
@@ -61,7 +78,11 @@ impl StdError for SessionError {
             Self::Store(e) => Some(e),
             Self::Decode(e) => Some(e),
             Self::Encode(e) => Some(e),
-            Self::MissingLayer | Self::Vanished | Self::IdExhausted => None,
+            Self::MissingLayer
+            | Self::Vanished
+            | Self::IdExhausted
+            | Self::InvalidStoreId
+            | Self::CookieTooLarge { .. } => None,
         }
     }
 }

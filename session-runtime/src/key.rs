@@ -54,6 +54,15 @@ impl Key {
         })
     }
 
+    /// A 32-byte subkey for `purpose`: HMAC-SHA256 of the purpose under this key, so each
+    /// use of one secret gets an independent key.
+    #[cfg_attr(not(feature = "cookie-store"), allow(dead_code))]
+    pub(crate) fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = self.mac();
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     fn mac(&self) -> HmacSha256 {
         HmacSha256::new_from_slice(&self.secret).expect("HMAC accepts keys of any length")
     }

@@ -19,9 +19,9 @@ use tower_service::Service;
 
 use crate::{
     config::{valid_attribute_value, valid_cookie_name, Config, ConfigError, SameSite},
-    session::{CookieOut, RequestSession, Shared},
+    session::{CookieOut, RequestSession, Shared, MAX_COOKIE_LEN},
     store::SessionStore,
-    DecodePolicy, Key,
+    DecodePolicy, Key, SessionError,
 };
 
 /// The session middleware. Add it to a `Router` with `.layer(..)`; handlers then take
@@ -295,20 +295,14 @@ async fn finish(session: RequestSession, mut response: Response) -> Response {
             Ok(value) => {
                 response.headers_mut().append(SET_COOKIE, value);
             }
-            Err(err) => {
-                tracing::error!(error = %err, "session cookie is not a valid header value");
-                return http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            }
+            Err(err) => return err.into_response(),
         }
     }
     response
 }
 
 impl RequestSession {
-    fn cookie_header(
-        &self,
-        cookie: &CookieOut,
-    ) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    fn cookie_header(&self, cookie: &CookieOut) -> Result<HeaderValue, SessionError> {
         let shared = self.shared();
         let name = &shared.config.cookie.name;
         let attributes = &shared.cookie_attributes;
@@ -324,6 +318,14 @@ impl RequestSession {
                 format!("{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{attributes}")
             }
         };
-        HeaderValue::try_from(text)
+        if text.len() > MAX_COOKIE_LEN {
+            return Err(SessionError::CookieTooLarge {
+                size: text.len(),
+                limit: MAX_COOKIE_LEN,
+            });
+        }
+        // Names and attributes are validated and our IDs are base64url; only an ID chosen by
+        // a store can fail here.
+        HeaderValue::try_from(text).map_err(|_| SessionError::InvalidStoreId)
     }
 }

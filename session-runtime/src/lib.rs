@@ -62,6 +62,9 @@ pub use key::{Key, KeyError};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use migrate::{MigrationError, RawFields};
 pub use schema::{FieldInfo, FieldState, Schema, SchemaFields, SessionData};
+#[cfg(feature = "cookie-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cookie-store")))]
+pub use store::CookieStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::RedisStore;

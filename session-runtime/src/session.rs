@@ -26,8 +26,9 @@ use crate::{
 pub(crate) const CREATED_KEY: &str = "__created";
 /// Metadata key: this session's own idle timeout in milliseconds ("remember me").
 pub(crate) const TTL_KEY: &str = "__ttl";
-/// Longest cookie value the layer looks at; browsers cap a whole cookie at about 4 KiB.
-const MAX_COOKIE_LEN: usize = 4096;
+/// Longest cookie the layer reads or writes: browsers cap a whole cookie (name, value and
+/// attributes) at about 4 KiB and drop larger ones silently.
+pub(crate) const MAX_COOKIE_LEN: usize = 4096;
 /// How many fresh IDs to try when the store reports collisions.
 const ID_ATTEMPTS: usize = 4;
 
@@ -88,6 +89,8 @@ struct Loaded {
     ttl: Option<Duration>,
     /// The cookie was signed by a previous key and must be re-signed.
     stale_key: bool,
+    /// The store read the record with a previous key and wants it rewritten.
+    stale_record: bool,
 }
 
 impl Loaded {
@@ -101,6 +104,7 @@ impl Loaded {
             created: None,
             ttl: None,
             stale_key: false,
+            stale_record: false,
         }
     }
 
@@ -114,6 +118,7 @@ impl Loaded {
         if record.expires_at.is_some() {
             self.expires_at = record.expires_at;
         }
+        self.stale_record |= record.stale;
     }
 }
 
@@ -419,7 +424,7 @@ impl RequestSession {
     /// Writes this request's changes to the store: destroy, regenerate, create or save
     /// as needed, or a throttled expiry refresh. Decides the response cookie.
     pub(crate) async fn persist(&self) -> Result<(), SessionError> {
-        let (doomed, regenerate, pending, id, stale_key, created, ttl, expires_at) = {
+        let (doomed, regenerate, pending, id, stale_key, stale_record, created, ttl, expires_at) = {
             let mut state = self.state();
             if let Some(err) = state.errors.pop() {
                 for other in state.errors.drain(..) {
@@ -430,9 +435,10 @@ impl RequestSession {
             let Some(loaded) = &state.loaded else {
                 return Ok(());
             };
-            let (id, stale_key, created, ttl, expires_at) = (
+            let (id, stale_key, stale_record, created, ttl, expires_at) = (
                 loaded.id.clone(),
                 loaded.stale_key,
+                loaded.stale_record,
                 loaded.created,
                 loaded.ttl,
                 loaded.expires_at,
@@ -443,6 +449,7 @@ impl RequestSession {
                 std::mem::take(&mut state.pending),
                 id,
                 stale_key,
+                stale_record,
                 created,
                 ttl,
                 expires_at,
@@ -476,11 +483,12 @@ impl RequestSession {
                 resend(replaced, id)
             }
             Some(id) => {
-                let refresh_due = expires_at.is_some_and(|current| {
-                    deadline
-                        .duration_since(current)
-                        .is_ok_and(|gain| gain >= self.config().expiry.refresh_interval)
-                });
+                let refresh_due = stale_record
+                    || expires_at.is_some_and(|current| {
+                        deadline
+                            .duration_since(current)
+                            .is_ok_and(|gain| gain >= self.config().expiry.refresh_interval)
+                    });
                 if refresh_due {
                     let replaced = self.store().touch(&id, deadline).await?;
                     resend(replaced, id)
@@ -505,6 +513,7 @@ impl RequestSession {
             loaded.created = loaded.created.or(Some(now));
             loaded.expires_at = Some(deadline);
             loaded.stale_key = false;
+            loaded.stale_record = false;
             if let Some(new) = &cookie_id {
                 loaded.id = Some(new.clone());
             }

@@ -173,6 +173,7 @@ impl SessionStore for MemoryStore {
                     .collect(),
             },
             expires_at: Some(entry.expires_at),
+            stale: false,
         }))
     }
 

@@ -30,6 +30,8 @@
 //! client-side store whose "ID" is the encrypted record does so on every write. Server-side
 //! stores return `None`.
 
+#[cfg(feature = "cookie-store")]
+mod cookie;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -42,6 +44,9 @@ use std::{
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisStore;
+#[cfg(feature = "cookie-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cookie-store")))]
+pub use cookie::CookieStore;
 pub use memory::MemoryStore;
 
 use crate::SessionId;
@@ -62,6 +67,9 @@ pub struct Record {
     pub fields: HashMap<String, Vec<u8>>,
     /// When the record expires, if the store knows.
     pub expires_at: Option<SystemTime>,
+    /// The store read the record with a previous key and wants it written again with the
+    /// current one (the layer then refreshes it on this request, even if nothing changed).
+    pub stale: bool,
 }
 
 /// One write to a record: fields to set, fields to remove, the new expiry.

@@ -322,7 +322,11 @@ fn into_record(mut fields: HashMap<String, Vec<u8>>) -> Option<Record> {
         .remove(EXPIRES_FIELD)
         .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
         .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-    Some(Record { fields, expires_at })
+    Some(Record {
+        fields,
+        expires_at,
+        stale: false,
+    })
 }
 
 impl SessionStore for RedisStore {
