@@ -28,7 +28,9 @@ const TAG_LEN: usize = 43;
 /// ```
 #[derive(Clone)]
 pub struct Key {
-    secret: Box<[u8]>,
+    /// HMAC-SHA256 already keyed with the secret: each use clones this state instead of
+    /// hashing the key pads again.
+    mac: HmacSha256,
 }
 
 impl Key {
@@ -37,10 +39,14 @@ impl Key {
 
     /// A random 64-byte key from the operating system's CSPRNG.
     pub fn generate() -> Self {
-        let mut secret = vec![0u8; 64];
+        let mut secret = [0u8; 64];
         rand::rngs::OsRng.fill_bytes(&mut secret);
+        Self::keyed(&secret)
+    }
+
+    fn keyed(secret: &[u8]) -> Self {
         Self {
-            secret: secret.into_boxed_slice(),
+            mac: HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length"),
         }
     }
 
@@ -49,9 +55,7 @@ impl Key {
         if secret.len() < Self::MIN_LEN {
             return Err(KeyError { len: secret.len() });
         }
-        Ok(Self {
-            secret: secret.into(),
-        })
+        Ok(Self::keyed(secret))
     }
 
     /// A 32-byte subkey for `purpose`: HMAC-SHA256 of the purpose under this key, so each
@@ -64,7 +68,7 @@ impl Key {
     }
 
     fn mac(&self) -> HmacSha256 {
-        HmacSha256::new_from_slice(&self.secret).expect("HMAC accepts keys of any length")
+        self.mac.clone()
     }
 
     /// `value.tag`, the tag being HMAC-SHA256 of the value under this key.

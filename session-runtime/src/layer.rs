@@ -47,18 +47,15 @@ use crate::{
 /// ```
 #[must_use]
 pub struct SessionLayer<S> {
-    store: Arc<S>,
-    config: Config,
-    shared: Option<Arc<Shared>>,
+    /// Built once; every service the layer makes shares it.
+    shared: Arc<Shared>,
     _store: PhantomData<fn() -> S>,
 }
 
 impl<S> Clone for SessionLayer<S> {
     fn clone(&self) -> Self {
         Self {
-            store: Arc::clone(&self.store),
-            config: self.config.clone(),
-            shared: self.shared.clone(),
+            shared: Arc::clone(&self.shared),
             _store: PhantomData,
         }
     }
@@ -68,7 +65,7 @@ impl<S> fmt::Debug for SessionLayer<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")
             .field("store", &std::any::type_name::<S>())
-            .field("config", &self.config)
+            .field("config", &self.shared.config)
             .finish()
     }
 }
@@ -77,16 +74,15 @@ impl<S: SessionStore> SessionLayer<S> {
     /// A layer over `store`, signing session cookies with `key`.
     pub fn new(store: S, key: Key) -> Self {
         Self {
-            store: Arc::new(store),
-            config: Config::new(key),
-            shared: None,
+            shared: Arc::new(Shared::new(Arc::new(store), Config::new(key))),
             _store: PhantomData,
         }
     }
 
     fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
-        change(&mut self.config);
-        self.shared = None;
+        let shared = Arc::make_mut(&mut self.shared);
+        change(&mut shared.config);
+        shared.cookie_attributes = shared.config.cookie.attributes();
         self
     }
 
@@ -171,16 +167,6 @@ impl<S: SessionStore> SessionLayer<S> {
     pub fn with_decode_policy(self, policy: DecodePolicy) -> Self {
         self.with(|c| c.decode_policy = policy)
     }
-
-    fn shared(&self) -> Arc<Shared> {
-        match &self.shared {
-            Some(shared) => Arc::clone(shared),
-            None => Arc::new(Shared::new(
-                Arc::clone(&self.store) as Arc<dyn crate::store::DynStore>,
-                self.config.clone(),
-            )),
-        }
-    }
 }
 
 impl<S: SessionStore, I> Layer<I> for SessionLayer<S> {
@@ -189,7 +175,7 @@ impl<S: SessionStore, I> Layer<I> for SessionLayer<S> {
     fn layer(&self, inner: I) -> SessionService<I> {
         SessionService {
             inner,
-            shared: self.shared(),
+            shared: Arc::clone(&self.shared),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex, MutexGuard,
@@ -19,7 +19,7 @@ use crate::{
     key::Rejected,
     schema::{SchemaFields, SessionData},
     store::{DynStore, LoadKeys, Patch, Record},
-    JsonCodec, SessionError, SessionId, StoreError,
+    JsonCodec, Schema, SessionError, SessionId, StoreError,
 };
 
 /// Metadata key: creation time, milliseconds since the Unix epoch.
@@ -33,6 +33,7 @@ pub(crate) const MAX_COOKIE_LEN: usize = 4096;
 const ID_ATTEMPTS: usize = 4;
 
 /// What the layer shares with every request: the store and the configuration.
+#[derive(Clone)]
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn DynStore>,
     pub(crate) config: Config,
@@ -80,8 +81,8 @@ struct Loaded {
     /// `None` for a session that is not stored (yet).
     id: Option<SessionId>,
     fields: HashMap<String, Vec<u8>>,
-    /// Keys already asked of the store, present or not.
-    asked: HashSet<Cow<'static, str>>,
+    /// Schemas whose keys were already asked of the store.
+    loaded_schemas: Vec<&'static Schema>,
     /// Whether every key of the record was loaded.
     complete: bool,
     expires_at: Option<SystemTime>,
@@ -98,7 +99,7 @@ impl Loaded {
         Self {
             id: None,
             fields: HashMap::new(),
-            asked: HashSet::new(),
+            loaded_schemas: Vec::new(),
             complete: true,
             expires_at: None,
             created: None,
@@ -218,8 +219,10 @@ impl RequestSession {
             let mut loaded = Loaded::fresh();
             if let Some(record) = record {
                 loaded.complete = false;
-                loaded.asked.extend(schema_keys(schema).map(Cow::Borrowed));
-                loaded.merge(record, &BTreeMap::new());
+                loaded.loaded_schemas.push(schema);
+                loaded.expires_at = record.expires_at;
+                loaded.stale_record = record.stale;
+                loaded.fields = record.fields;
                 loaded.created = decode_millis(loaded.fields.get(CREATED_KEY))
                     .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
                 loaded.ttl = decode_millis(loaded.fields.get(TTL_KEY)).map(Duration::from_millis);
@@ -243,26 +246,30 @@ impl RequestSession {
             }
         }
 
-        // A later schema: load the keys not asked for yet.
-        let missing: Option<(SessionId, Vec<&'static str>)> = {
+        // A later schema: load its keys (values this request wrote are kept).
+        let missing: Option<SessionId> = {
             let state = self.state();
             let loaded = state.loaded.as_ref().expect("set above");
             match &loaded.id {
-                Some(id) if !loaded.complete => {
-                    let keys: Vec<&'static str> = schema_keys(schema)
-                        .filter(|k| !loaded.asked.contains(*k))
-                        .collect();
-                    (!keys.is_empty()).then(|| (id.clone(), keys))
+                Some(id)
+                    if !loaded.complete
+                        && !loaded
+                            .loaded_schemas
+                            .iter()
+                            .any(|s| std::ptr::eq(*s, schema)) =>
+                {
+                    Some(id.clone())
                 }
                 _ => None,
             }
         };
-        if let Some((id, keys)) = missing {
+        if let Some(id) = missing {
+            let keys: Vec<&'static str> = schema_keys(schema).collect();
             let record = self.store().load(&id, LoadKeys::Only(&keys)).await?;
             let mut state = self.state();
             let state = &mut *state;
             let loaded = state.loaded.as_mut().expect("set above");
-            loaded.asked.extend(keys.into_iter().map(Cow::Borrowed));
+            loaded.loaded_schemas.push(schema);
             if let Some(record) = record {
                 loaded.merge(record, &state.pending);
             }

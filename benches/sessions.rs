@@ -1,0 +1,406 @@
+//! Side-by-side benchmarks: a bare axum router, this framework (memory and Redis stores) and
+//! tower-sessions (memory and Redis stores), on the same workload.
+//!
+//! ```text
+//! cargo bench --bench sessions
+//! ```
+//!
+//! Every case sends one request through the router in process (tower `oneshot`, no sockets).
+//! Sessions hold a counter plus 0, 20 or 199 strings of 100 bytes (1, 21 and 200 fields).
+//! Cases: a handler that takes no session, a new session (first write), reading the counter,
+//! reading and updating the counter, and regenerating the session ID. The Redis cases run
+//! against a private `redis-server` the bench starts on a free port (skipped, with a message,
+//! when `redis-server` is not installed). Before the timings, the bench prints the bytes and
+//! commands each framework sends to Redis per request, from `INFO stats` deltas.
+//!
+//! `BENCH_QUICK=1` shortens every measurement (for a smoke run).
+
+mod schemas;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::Body,
+    http::{header, Request, StatusCode},
+    routing::{get, post},
+    Router,
+};
+use criterion::{BenchmarkId, Criterion};
+use schemas::{fill_s1, fill_s200, fill_s21, S1, S200, S21};
+use session_runtime::{Key, MemoryStore, RedisStore, SessionLayer, SessionStore, TypedSession};
+use session_suite::redis_harness::{redis_binaries_present, RedisServer};
+use tokio::runtime::Runtime;
+use tower::ServiceExt;
+use tower_sessions::{
+    MemoryStore as TsMemoryStore, Session, SessionManagerLayer, SessionStore as TsStore,
+};
+use tower_sessions_redis_store::{fred::prelude::*, RedisStore as TsRedisStore};
+
+// ---------------------------------------------------------------- routers
+
+async fn plain() -> &'static str {
+    "ok"
+}
+
+/// Our routes for schema `T`.
+macro_rules! ours {
+    ($T:ty, $fill:path) => {{
+        async fn new(mut s: TypedSession<$T>) -> &'static str {
+            s.set_counter(1);
+            "ok"
+        }
+        async fn fill(mut s: TypedSession<$T>) -> &'static str {
+            s.set_counter(1);
+            $fill(&mut s);
+            "ok"
+        }
+        async fn read(s: TypedSession<$T>) -> String {
+            s.counter().to_string()
+        }
+        async fn update(mut s: TypedSession<$T>) -> String {
+            *s.counter_mut() += 1;
+            s.counter().to_string()
+        }
+        async fn regenerate(mut s: TypedSession<$T>) -> &'static str {
+            s.regenerate();
+            "ok"
+        }
+        Router::new()
+            .route("/plain", get(plain))
+            .route("/new", post(new))
+            .route("/fill", post(fill))
+            .route("/read", get(read))
+            .route("/update", post(update))
+            .route("/regenerate", post(regenerate))
+    }};
+}
+
+fn ours_router<S: SessionStore>(fields: usize, store: S) -> Router {
+    let routes = match fields {
+        1 => ours!(S1, fill_s1),
+        21 => ours!(S21, fill_s21),
+        _ => ours!(S200, fill_s200),
+    };
+    // `with_state` builds the routes once, as serving does; without it axum re-applies the
+    // layers on every in-process call.
+    routes
+        .layer(SessionLayer::new(store, Key::generate()))
+        .with_state(())
+}
+
+/// tower-sessions' routes: the same work with string keys.
+fn ts_router<S: TsStore + Clone>(fields: usize, store: S) -> Router {
+    async fn new(s: Session) -> &'static str {
+        s.insert("counter", 1u64).await.unwrap();
+        "ok"
+    }
+    async fn read(s: Session) -> String {
+        s.get::<u64>("counter")
+            .await
+            .unwrap()
+            .unwrap_or(0)
+            .to_string()
+    }
+    async fn update(s: Session) -> String {
+        let n = s.get::<u64>("counter").await.unwrap().unwrap_or(0) + 1;
+        s.insert("counter", n).await.unwrap();
+        n.to_string()
+    }
+    async fn regenerate(s: Session) -> &'static str {
+        s.cycle_id().await.unwrap();
+        "ok"
+    }
+    let fill = move |s: Session| async move {
+        s.insert("counter", 1u64).await.unwrap();
+        for i in 1..fields {
+            s.insert(&format!("s{i:03}"), "x".repeat(100))
+                .await
+                .unwrap();
+        }
+        "ok"
+    };
+    Router::new()
+        .route("/plain", get(plain))
+        .route("/new", post(new))
+        .route("/fill", post(fill))
+        .route("/read", get(read))
+        .route("/update", post(update))
+        .route("/regenerate", post(regenerate))
+        .layer(SessionManagerLayer::new(store).with_secure(false))
+        .with_state(())
+}
+
+fn bare_router() -> Router {
+    Router::new().route("/plain", get(plain)).with_state(())
+}
+
+// ---------------------------------------------------------------- requests
+
+fn request(method: &str, uri: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(cookie) = cookie {
+        builder = builder.header(header::COOKIE, cookie);
+    }
+    builder.body(Body::empty()).unwrap()
+}
+
+/// Sends a request; returns the `name=value` of a `Set-Cookie`, if any.
+async fn send(app: &Router, req: Request<Body>) -> Option<String> {
+    let response = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response
+        .headers()
+        .get(header::SET_COOKIE)
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+}
+
+/// A session with every field filled; returns its cookie.
+async fn filled(app: &Router) -> String {
+    send(app, request("POST", "/fill", None))
+        .await
+        .expect("a new session sets a cookie")
+}
+
+// ---------------------------------------------------------------- stores
+
+struct Backends {
+    redis: Option<RedisServer>,
+    redis_url: Option<String>,
+}
+
+impl Backends {
+    fn start() -> Self {
+        if !redis_binaries_present() {
+            eprintln!("redis-server is not installed: skipping the Redis benchmarks");
+            return Self {
+                redis: None,
+                redis_url: None,
+            };
+        }
+        let server = RedisServer::start();
+        let url = server.url();
+        Self {
+            redis: Some(server),
+            redis_url: Some(url),
+        }
+    }
+}
+
+async fn ts_redis(url: &str) -> TsRedisStore<Pool> {
+    let pool = Pool::new(Config::from_url(url).unwrap(), None, None, None, 2).unwrap();
+    let _connection = pool.connect();
+    pool.wait_for_connect().await.unwrap();
+    TsRedisStore::new(pool)
+}
+
+async fn ours_redis(url: &str) -> RedisStore {
+    RedisStore::connect(url).await.unwrap()
+}
+
+/// A framework/store pair under test.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    OursMemory,
+    OursRedis,
+    TsMemory,
+    TsRedis,
+}
+
+impl Subject {
+    const ALL: [Subject; 4] = [
+        Self::OursMemory,
+        Self::TsMemory,
+        Self::OursRedis,
+        Self::TsRedis,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::OursMemory => "session-runtime/memory",
+            Self::OursRedis => "session-runtime/redis",
+            Self::TsMemory => "tower-sessions/memory",
+            Self::TsRedis => "tower-sessions/redis",
+        }
+    }
+
+    fn needs_redis(self) -> bool {
+        matches!(self, Self::OursRedis | Self::TsRedis)
+    }
+
+    async fn router(self, fields: usize, redis_url: Option<&str>) -> Router {
+        match self {
+            Self::OursMemory => ours_router(fields, MemoryStore::new()),
+            Self::TsMemory => ts_router(fields, TsMemoryStore::default()),
+            Self::OursRedis => ours_router(fields, ours_redis(redis_url.unwrap()).await),
+            Self::TsRedis => ts_router(fields, ts_redis(redis_url.unwrap()).await),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- wire measurement
+
+fn net_input_bytes(url: &str) -> u64 {
+    session_suite::redis_harness::net_input_bytes(url)
+}
+
+/// Counts the commands clients send (not those a Lua script runs) while `work` runs, by
+/// watching `MONITOR`: each is one round trip unless pipelined.
+fn client_commands<F: FnOnce()>(port: u16, work: F) -> usize {
+    use std::io::{BufRead, BufReader};
+    let mut monitor = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "monitor"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli monitor");
+    let stdout = monitor.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // MONITOR answers OK before streaming.
+    std::thread::sleep(Duration::from_millis(200));
+    work();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let _ = reader.join();
+    rx.try_iter()
+        .filter(|line| line.contains("[0 127.0.0.1:") && !line.contains("\"INFO\""))
+        .count()
+}
+
+/// Bytes sent to Redis and client commands per read+update request, averaged over 50.
+fn wire_cost(rt: &Runtime, subject: Subject, fields: usize, url: &str, port: u16) -> (f64, f64) {
+    let app = rt.block_on(subject.router(fields, Some(url)));
+    let cookie = rt.block_on(filled(&app));
+    for _ in 0..3 {
+        rt.block_on(send(&app, request("POST", "/update", Some(&cookie))));
+    }
+    const N: usize = 50;
+    let run = || {
+        for _ in 0..N {
+            rt.block_on(send(&app, request("POST", "/update", Some(&cookie))));
+        }
+    };
+    // The cost of asking INFO itself, to subtract.
+    let info_cost = {
+        let a = net_input_bytes(url);
+        net_input_bytes(url) - a
+    };
+    let before = net_input_bytes(url);
+    run();
+    let bytes = net_input_bytes(url) - before - info_cost;
+    let commands = client_commands(port, run);
+    (bytes as f64 / N as f64, commands as f64 / N as f64)
+}
+
+fn print_wire_costs(rt: &Runtime, url: &str, port: u16) {
+    println!("\nSent to Redis per read+update request (mean of 50 requests):");
+    println!("| framework | fields | bytes sent | client commands (round trips) |");
+    println!("|---|---:|---:|---:|");
+    for subject in [Subject::OursRedis, Subject::TsRedis] {
+        for fields in [1, 21, 200] {
+            let (bytes, commands) = wire_cost(rt, subject, fields, url, port);
+            println!(
+                "| {} | {fields} | {bytes:.0} | {commands:.1} |",
+                subject.name()
+            );
+        }
+    }
+    println!();
+}
+
+// ---------------------------------------------------------------- timings
+
+fn bench_case(c: &mut Criterion, rt: &Runtime, backends: &Backends, case: &str, fields: usize) {
+    let mut group = c.benchmark_group(format!("{case}/{fields}-fields"));
+    if case == "no_session" && fields == 1 {
+        let bare = bare_router();
+        group.bench_function("bare-axum", |b| {
+            b.iter(|| rt.block_on(send(&bare, request("GET", "/plain", None))));
+        });
+    }
+    for subject in Subject::ALL {
+        if subject.needs_redis() && backends.redis_url.is_none() {
+            continue;
+        }
+        let app = rt.block_on(subject.router(fields, backends.redis_url.as_deref()));
+        let id = BenchmarkId::new(subject.name(), fields);
+        match case {
+            "no_session" => {
+                let cookie = rt.block_on(filled(&app));
+                group.bench_function(id, |b| {
+                    b.iter(|| rt.block_on(send(&app, request("GET", "/plain", Some(&cookie)))));
+                });
+            }
+            "new_session" => {
+                group.bench_function(id, |b| {
+                    b.iter(|| rt.block_on(send(&app, request("POST", "/new", None))));
+                });
+            }
+            "read" => {
+                let cookie = rt.block_on(filled(&app));
+                group.bench_function(id, |b| {
+                    b.iter(|| rt.block_on(send(&app, request("GET", "/read", Some(&cookie)))));
+                });
+            }
+            "read_update" => {
+                let cookie = rt.block_on(filled(&app));
+                group.bench_function(id, |b| {
+                    b.iter(|| rt.block_on(send(&app, request("POST", "/update", Some(&cookie)))));
+                });
+            }
+            "regenerate" => {
+                let cookie = Arc::new(std::sync::Mutex::new(rt.block_on(filled(&app))));
+                group.bench_function(id, |b| {
+                    b.iter(|| {
+                        let current = cookie.lock().unwrap().clone();
+                        let next = rt
+                            .block_on(send(&app, request("POST", "/regenerate", Some(&current))))
+                            .expect("regenerate sets a new cookie");
+                        *cookie.lock().unwrap() = next;
+                    });
+                });
+            }
+            _ => unreachable!(),
+        }
+    }
+    group.finish();
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backends = Backends::start();
+    if let (Some(url), Some(server)) = (&backends.redis_url, &backends.redis) {
+        print_wire_costs(&rt, url, server.port());
+    }
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(if quick { 100 } else { 1000 }))
+        .measurement_time(Duration::from_millis(if quick { 300 } else { 3000 }))
+        .sample_size(if quick { 10 } else { 50 })
+        .configure_from_args();
+    for case in [
+        "no_session",
+        "new_session",
+        "read",
+        "read_update",
+        "regenerate",
+    ] {
+        let sizes: &[usize] = match case {
+            "no_session" | "new_session" => &[1],
+            _ => &[1, 21, 200],
+        };
+        for &fields in sizes {
+            bench_case(&mut c, &rt, &backends, case, fields);
+        }
+    }
+    c.final_summary();
+}
