@@ -105,7 +105,7 @@ fn patch(set: &[(&'static str, &str)], expires_at: SystemTime) -> Patch {
     Patch {
         set: set
             .iter()
-            .map(|(k, v)| (Cow::Borrowed(*k), v.as_bytes().to_vec()))
+            .map(|(k, v)| (Cow::Borrowed(*k), v.as_bytes().to_vec().into()))
             .collect(),
         remove: vec![],
         expires_at,

@@ -76,16 +76,20 @@ fn derives_and_works_under_shadowed_names() {
     use session_runtime::{decode, DecodePolicy, SchemaFields, SessionData};
     use shadowed::Hygienic;
 
-    let mut fields =
-        decode::decode::<Hygienic>(&std::collections::HashMap::new(), DecodePolicy::Lenient)
-            .unwrap()
-            .fields;
+    let mut fields = decode::decode::<Hygienic>(
+        &session_runtime::RawRecord::default(),
+        DecodePolicy::Lenient,
+    )
+    .unwrap()
+    .fields;
     fields.set_count(3);
     fields.list_mut().push("a".to_owned());
     fields.set_type(4);
     assert_eq!(*fields.r#type(), 4);
     assert_eq!(fields.take_label(), "x");
     assert_eq!(Hygienic::SCHEMA.fields()[5].store_key(), "h.type");
-    let state = fields.parts().1;
+    let state = fields.state();
     assert!(state.is_set(0) && state.is_set(1) && state.is_removed(3) && state.is_set(5));
+    let whole = fields.into_data();
+    assert_eq!((whole.count, whole.r#type, whole.list.len()), (3, 4, 1));
 }

@@ -242,7 +242,7 @@ async fn the_first_write_creates_the_session_with_a_secure_signed_cookie() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(record.fields["items"], br#"["apple"]"#);
+    assert_eq!(&record.fields["items"][..], br#"["apple"]"#);
 }
 
 #[tokio::test]
@@ -736,9 +736,9 @@ async fn migrations_run_at_load_and_the_next_save_persists_them() {
     let now = SystemTime::now();
     let patch = session_runtime::store::Patch {
         set: vec![
-            ("__v.Account".into(), b"1".to_vec()),
-            ("name".into(), br#""Ada""#.to_vec()),
-            ("prefs.lang".into(), br#""fr""#.to_vec()),
+            ("__v.Account".into(), b"1".to_vec().into()),
+            ("name".into(), br#""Ada""#.to_vec().into()),
+            ("prefs.lang".into(), br#""fr""#.to_vec().into()),
         ],
         remove: vec![],
         expires_at: now + Duration::from_secs(60),
@@ -764,8 +764,8 @@ async fn migrations_run_at_load_and_the_next_save_persists_them() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(record.fields["display_name"], br#""Ada""#);
-    assert_eq!(record.fields["prefs.lang"], br#""fr""#);
+    assert_eq!(&record.fields["display_name"][..], br#""Ada""#);
+    assert_eq!(&record.fields["prefs.lang"][..], br#""fr""#);
     assert!(!record.fields.contains_key("name"));
 
     // Migrated once: the next read writes nothing.
@@ -790,8 +790,8 @@ async fn strict_decoding_rejects_garbage_with_a_500_and_lenient_survives_it() {
     let (id, cookie) = issued_session(&store, &key).await;
     let patch = session_runtime::store::Patch {
         set: vec![
-            ("items".into(), b"{not json".to_vec()),
-            ("th".into(), br#""dark""#.to_vec()),
+            ("items".into(), b"{not json".to_vec().into()),
+            ("th".into(), br#""dark""#.to_vec().into()),
         ],
         remove: vec![],
         expires_at: SystemTime::now() + Duration::from_secs(60),
@@ -813,7 +813,7 @@ async fn strict_decoding_rejects_garbage_with_a_500_and_lenient_survives_it() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(record.fields["items"], b"{not json");
+    assert_eq!(&record.fields["items"][..], b"{not json");
 }
 
 #[tokio::test]
@@ -916,7 +916,7 @@ async fn an_early_save_persists_before_the_handler_returns() {
                         .unwrap()
                         .unwrap();
                     cart.items_mut().push("after".into());
-                    String::from_utf8(record.fields["th"].clone()).unwrap()
+                    String::from_utf8(record.fields["th"].to_vec()).unwrap()
                 }
             }),
         )

@@ -14,7 +14,7 @@ use session_runtime::{
 
 fn patch(expires_at: SystemTime) -> Patch {
     Patch {
-        set: vec![(Cow::Borrowed("k"), b"v".to_vec())],
+        set: vec![(Cow::Borrowed("k"), b"v".to_vec().into())],
         remove: vec![],
         expires_at,
     }

@@ -151,7 +151,7 @@ async fn regenerate_works_across_cluster_slots() {
         .create(
             &id,
             &Patch {
-                set: vec![("n".into(), b"0".to_vec())],
+                set: vec![("n".into(), b"0".to_vec().into())],
                 remove: vec![],
                 expires_at: later,
             },
@@ -165,7 +165,7 @@ async fn regenerate_works_across_cluster_slots() {
             crossed += 1;
         }
         let patch = Patch {
-            set: vec![("n".into(), n.to_string().into_bytes())],
+            set: vec![("n".into(), n.to_string().into_bytes().into())],
             remove: vec![],
             expires_at: later,
         };

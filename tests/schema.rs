@@ -10,7 +10,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use session_runtime::{
     decode::{self, DecodeError, FieldWrite},
-    DecodePolicy, JsonCodec, MigrationError, RawFields, SchemaFields, SessionData,
+    DecodePolicy, JsonCodec, MigrationError, RawFields, RawRecord, SchemaFields, SessionData,
 };
 
 mod renamed {
@@ -89,12 +89,33 @@ fn empty() -> HashMap<String, Vec<u8>> {
     HashMap::new()
 }
 
+fn raw(stored: &HashMap<String, Vec<u8>>) -> RawRecord {
+    RawRecord::from(stored.clone())
+}
+
 fn load<T: SessionData>(stored: &HashMap<String, Vec<u8>>) -> decode::Decoded<T> {
-    decode::decode::<T>(stored, DecodePolicy::Lenient).expect("lenient decoding never fails")
+    decode::decode::<T>(&raw(stored), DecodePolicy::Lenient).expect("lenient decoding never fails")
+}
+
+fn strict<T: SessionData>(
+    stored: &HashMap<String, Vec<u8>>,
+) -> Result<decode::Decoded<T>, DecodeError> {
+    decode::decode::<T>(&raw(stored), DecodePolicy::Strict)
+}
+
+/// The fields whose stored value failed to decode (they took their default).
+fn failed_fields(errors: &[DecodeError]) -> Vec<&'static str> {
+    errors
+        .iter()
+        .map(|e| match e {
+            DecodeError::Field { field, .. } => *field,
+            other => panic!("unexpected issue {other}"),
+        })
+        .collect()
 }
 
 /// The writes a save would make for `fields`.
-fn writes<T: SessionData>(fields: &T::Fields, stored_version: Option<u32>) -> Vec<FieldWrite> {
+fn writes<T: SessionData>(fields: &mut T::Fields, stored_version: Option<u32>) -> Vec<FieldWrite> {
     let mut out = Vec::new();
     decode::collect_changes::<T, JsonCodec>(fields, stored_version, &mut out).unwrap();
     out
@@ -106,7 +127,7 @@ fn as_map(writes: &[FieldWrite]) -> BTreeMap<String, Option<String>> {
         .map(|(k, v)| {
             (
                 k.to_string(),
-                v.as_ref().map(|b| String::from_utf8(b.clone()).unwrap()),
+                v.as_ref().map(|b| String::from_utf8(b.to_vec()).unwrap()),
             )
         })
         .collect()
@@ -115,7 +136,7 @@ fn as_map(writes: &[FieldWrite]) -> BTreeMap<String, Option<String>> {
 fn into_store(writes: Vec<FieldWrite>) -> HashMap<String, Vec<u8>> {
     writes
         .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k.into_owned(), v)))
+        .filter_map(|(k, v)| v.map(|v| (k.into_owned(), v.to_vec())))
         .collect()
 }
 
@@ -153,12 +174,12 @@ fn missing_fields_take_their_defaults() {
         "`default = path` is used when absent"
     );
     assert_eq!(shop.plan(), &Plan::Free);
-    assert!(shop.parts().1.is_clean());
+    assert!(shop.state().is_clean());
 }
 
 #[test]
 fn reads_never_mark_fields() {
-    let shop = load::<Shop>(&empty()).fields;
+    let mut shop = load::<Shop>(&empty()).fields;
     let _ = (
         shop.user_id(),
         shop.items(),
@@ -166,32 +187,32 @@ fn reads_never_mark_fields() {
         shop.plan(),
         shop.scratch(),
     );
-    let whole: &Shop = &shop;
+    let whole: &Shop = shop.data();
     assert_eq!(whole.theme, "light");
-    assert!(shop.parts().1.is_clean());
-    assert!(writes::<Shop>(&shop, None).is_empty());
+    assert!(shop.state().is_clean());
+    assert!(writes::<Shop>(&mut shop, None).is_empty());
 }
 
 #[test]
 fn each_writing_accessor_marks_only_its_field() {
     let mut shop = load::<Shop>(&empty()).fields;
     shop.set_user_id(Some(7));
-    let state = shop.parts().1.clone();
+    let state = shop.state().clone();
     assert!(state.is_set(0) && !state.is_changed(1) && !state.is_changed(2));
 
     shop.items_mut().push(Item {
         sku: "a".into(),
         qty: 1,
     });
-    assert!(shop.parts().1.is_set(1));
+    assert!(shop.state().is_set(1));
 
     let theme = shop.take_theme();
     assert_eq!(theme, "light");
-    assert!(shop.parts().1.is_removed(2));
-    assert!(!shop.parts().1.is_changed(3));
+    assert!(shop.state().is_removed(2));
+    assert!(!shop.state().is_changed(3));
 
     assert_eq!(
-        as_map(&writes::<Shop>(&shop, Some(2))),
+        as_map(&writes::<Shop>(&mut shop, Some(2))),
         BTreeMap::from([
             ("shop.user_id".into(), Some("7".into())),
             ("shop.items".into(), Some(r#"[{"sku":"a","qty":1}]"#.into())),
@@ -221,7 +242,7 @@ fn take_returns_the_value_and_resets_to_the_default() {
     assert!(shop.items().is_empty());
     // Setting after taking writes the field again instead of removing it.
     shop.set_theme("blue".into());
-    let w = as_map(&writes::<Shop>(&shop, Some(2)));
+    let w = as_map(&writes::<Shop>(&mut shop, Some(2)));
     assert_eq!(w.get("shop.th"), Some(&Some("\"blue\"".into())));
     assert_eq!(w.get("shop.items"), Some(&None));
 }
@@ -232,21 +253,21 @@ fn skip_fields_are_never_stored() {
     shop.set_scratch(vec![1, 2, 3]);
     shop.scratch_mut().push(4);
     assert_eq!(shop.scratch(), &[1, 2, 3, 4]);
-    assert!(shop.parts().1.is_clean());
-    assert!(writes::<Shop>(&shop, None).is_empty());
+    assert!(shop.state().is_clean());
+    assert!(writes::<Shop>(&mut shop, None).is_empty());
     assert_eq!(shop.take_scratch(), [1, 2, 3, 4]);
-    assert!(writes::<Shop>(&shop, None).is_empty());
+    assert!(writes::<Shop>(&mut shop, None).is_empty());
 }
 
 #[test]
 fn first_write_stores_the_schema_version_and_never_downgrades() {
     let mut shop = load::<Shop>(&empty()).fields;
     shop.set_plan(Plan::Pro { seats: 3 });
-    let first = as_map(&writes::<Shop>(&shop, None));
+    let first = as_map(&writes::<Shop>(&mut shop, None));
     assert_eq!(first.get("__v.shop"), Some(&Some("2".into())));
-    let again = as_map(&writes::<Shop>(&shop, Some(2)));
+    let again = as_map(&writes::<Shop>(&mut shop, Some(2)));
     assert!(!again.contains_key("__v.shop"));
-    let newer = as_map(&writes::<Shop>(&shop, Some(9)));
+    let newer = as_map(&writes::<Shop>(&mut shop, Some(9)));
     assert!(!newer.contains_key("__v.shop"), "a newer version is kept");
 }
 
@@ -273,7 +294,7 @@ fn every_kind_of_field_round_trips() {
     kinds.set_instant(now);
     kinds.set_unit(());
 
-    let stored = into_store(writes::<Kinds>(&kinds, None));
+    let stored = into_store(writes::<Kinds>(&mut kinds, None));
     assert_eq!(stored.len(), 16, "15 fields plus the version");
     let back = load::<Kinds>(&stored);
     assert!(back.issues.is_empty(), "{:?}", back.issues);
@@ -292,7 +313,7 @@ fn every_kind_of_field_round_trips() {
     assert_eq!(back.tuple(), &(7, "t".to_owned()));
     assert_eq!(back.duration(), &Duration::from_millis(1234));
     assert_eq!(back.instant(), &now);
-    assert!(back.parts().1.is_clean());
+    assert!(back.state().is_clean());
 }
 
 #[test]
@@ -303,27 +324,28 @@ fn a_field_that_fails_to_decode_falls_back_and_the_others_survive() {
         ("shop.items".to_owned(), b"{garbage".to_vec()),
         ("__v.shop".to_owned(), b"2".to_vec()),
     ]);
-    let decoded = load::<Shop>(&stored);
+    let mut decoded = load::<Shop>(&stored);
+    assert!(decoded.issues.is_empty(), "record-level issues only");
+    // Accessed one by one (lazily), the broken fields take their defaults.
     assert_eq!(decoded.fields.user_id(), &None);
     assert!(decoded.fields.items().is_empty());
     assert_eq!(decoded.fields.theme(), "dark");
-    let failed: Vec<_> = decoded
-        .issues
-        .iter()
-        .map(|e| match e {
-            DecodeError::Field { field, .. } => *field,
-            other => panic!("unexpected issue {other}"),
-        })
-        .collect();
-    assert_eq!(failed, ["user_id", "items"]);
+    // Decoding everything reports exactly the broken ones.
+    let mut again = load::<Shop>(&stored);
+    assert_eq!(
+        failed_fields(&again.fields.decode_all()),
+        ["user_id", "items"]
+    );
+    assert_eq!(again.fields.theme(), "dark");
     // The undecodable values are left alone in the store (a newer deploy may read them).
-    assert!(decoded.fields.parts().1.is_clean());
+    assert!(decoded.fields.state().is_clean());
+    assert!(writes::<Shop>(&mut decoded.fields, Some(2)).is_empty());
 }
 
 #[test]
 fn strict_policy_rejects_an_undecodable_field() {
     let stored = HashMap::from([("shop.items".to_owned(), b"{garbage".to_vec())]);
-    let err = decode::decode::<Shop>(&stored, DecodePolicy::Strict).unwrap_err();
+    let err = strict::<Shop>(&stored).unwrap_err();
     assert!(
         matches!(err, DecodeError::Field { field: "items", .. }),
         "{err}"
@@ -352,14 +374,15 @@ fn migration_renames_converts_drops_and_adds() {
     let decoded = load::<Shop>(&stored);
     assert!(decoded.issues.is_empty(), "{:?}", decoded.issues);
     assert_eq!(decoded.stored_version, Some(2));
-    let shop = &decoded.fields;
+    let mut decoded = decoded;
+    let shop = &mut decoded.fields;
     assert_eq!(shop.theme(), "dark");
     assert_eq!(shop.user_id(), &Some(42));
     assert_eq!(shop.plan(), &Plan::Pro { seats: 1 });
     assert_eq!(shop.items().len(), 1);
 
     // Touched fields are marked; the untouched one is not.
-    let state = shop.parts().1;
+    let state = shop.state();
     assert!(state.is_set(0) && state.is_set(2) && state.is_set(3));
     assert!(!state.is_changed(1));
 
@@ -403,17 +426,14 @@ fn a_field_that_still_fails_after_migration_takes_its_default() {
         ("count".to_owned(), encoded(&5)),
         ("name".to_owned(), encoded(&"kept")),
     ]);
-    let decoded = load::<Fragile>(&stored);
+    let mut decoded = load::<Fragile>(&stored);
+    assert_eq!(failed_fields(&decoded.fields.decode_all()), ["count"]);
     assert_eq!(decoded.fields.count(), &0);
     assert_eq!(decoded.fields.name(), "kept");
-    assert!(matches!(
-        decoded.issues.as_slice(),
-        [DecodeError::Field { field: "count", .. }]
-    ));
     // The hook touched `count`, so it is rewritten (with its default).
-    assert!(decoded.fields.parts().1.is_set(0));
+    assert!(decoded.fields.state().is_set(0));
 
-    let err = decode::decode::<Fragile>(&stored, DecodePolicy::Strict).unwrap_err();
+    let err = strict::<Fragile>(&stored).unwrap_err();
     assert!(matches!(err, DecodeError::Field { field: "count", .. }));
 }
 
@@ -431,7 +451,7 @@ fn a_failing_migration_reads_the_record_as_stored_or_rejects_it() {
         decoded.issues.as_slice(),
         [DecodeError::Migration { from: 1, .. }]
     ));
-    let err = decode::decode::<Fragile>(&stored, DecodePolicy::Strict).unwrap_err();
+    let err = strict::<Fragile>(&stored).unwrap_err();
     assert!(err.to_string().contains("from version 1"), "{err}");
 }
 
@@ -456,10 +476,10 @@ fn a_newer_record_is_read_but_never_downgraded() {
     ));
     let mut fields = decoded.fields;
     fields.set_user_id(Some(1));
-    let w = as_map(&writes::<Shop>(&fields, decoded.stored_version));
+    let w = as_map(&writes::<Shop>(&mut fields, decoded.stored_version));
     assert!(!w.contains_key("__v.shop"));
 
-    let err = decode::decode::<Shop>(&stored, DecodePolicy::Strict).unwrap_err();
+    let err = strict::<Shop>(&stored).unwrap_err();
     assert!(matches!(err, DecodeError::NewerVersion { stored: 7, .. }));
 }
 
@@ -467,7 +487,7 @@ fn a_newer_record_is_read_but_never_downgraded() {
 fn an_invalid_stored_version_is_reported() {
     let stored = HashMap::from([("__v.shop".to_owned(), b"\"two\"".to_vec())]);
     assert!(matches!(
-        decode::decode::<Shop>(&stored, DecodePolicy::Strict),
+        strict::<Shop>(&stored),
         Err(DecodeError::Version { .. })
     ));
     let decoded = load::<Shop>(&stored);
@@ -504,7 +524,65 @@ fn fields_marked_set_but_unchanged_are_still_written_once() {
     let mut shop = load::<Shop>(&empty()).fields;
     let _ = shop.items_mut();
     assert_eq!(
-        writes::<Shop>(&shop, Some(2)),
-        vec![(Cow::Borrowed("shop.items"), Some(b"[]".to_vec()))]
+        writes::<Shop>(&mut shop, Some(2)),
+        vec![(Cow::Borrowed("shop.items"), Some(b"[]".to_vec().into()))]
     );
+}
+
+#[test]
+fn fields_are_decoded_only_when_touched() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let stored = HashMap::from([
+        ("shop.items".to_owned(), b"{garbage".to_vec()),
+        ("shop.th".to_owned(), encoded(&"dark")),
+    ]);
+    let mut shop = load::<Shop>(&stored).fields;
+    assert_eq!(shop.theme(), "dark");
+    assert!(
+        !logs.text().contains("failed to decode"),
+        "an untouched field is not decoded: {}",
+        logs.text()
+    );
+    assert!(shop.items().is_empty(), "touched: default");
+    assert!(logs.text().contains("failed to decode") && logs.text().contains("items"));
+    // Decoding is once per field: a second read logs nothing new.
+    let before = logs.text().len();
+    let _ = shop.items();
+    assert_eq!(logs.text().len(), before);
+    // Setting a field never decodes it.
+    shop.set_plan(Plan::Pro { seats: 2 });
+    assert_eq!(shop.plan(), &Plan::Pro { seats: 2 });
+}
+
+#[test]
+fn the_whole_struct_reflects_accessor_writes_and_accessors_keep_working_after() {
+    let stored = HashMap::from([
+        ("shop.th".to_owned(), encoded(&"dark")),
+        ("shop.user_id".to_owned(), encoded(&7u64)),
+    ]);
+    let mut shop = load::<Shop>(&stored).fields;
+    shop.items_mut().push(Item {
+        sku: "a".into(),
+        qty: 1,
+    });
+    shop.set_scratch(vec![9]);
+    let whole = shop.data();
+    assert_eq!(whole.theme, "dark");
+    assert_eq!(whole.user_id, Some(7));
+    assert_eq!(whole.items.len(), 1);
+    assert_eq!(whole.scratch, [9]);
+    assert_eq!(whole.plan, Plan::Free);
+    // After materializing, accessors read and write the same data, and still mark fields.
+    assert_eq!(shop.theme(), "dark");
+    shop.set_theme("blue".into());
+    assert_eq!(shop.data().theme, "blue");
+    assert_eq!(shop.take_user_id(), Some(7));
+    assert_eq!(shop.data().user_id, None);
+    let w = as_map(&writes::<Shop>(&mut shop, Some(2)));
+    assert_eq!(w.get("shop.th"), Some(&Some("\"blue\"".into())));
+    assert_eq!(w.get("shop.user_id"), Some(&None));
+    assert!(w.contains_key("shop.items"));
+    assert!(!w.contains_key("shop.plan"), "never touched");
+    let owned = shop.into_data();
+    assert_eq!(owned.theme, "blue");
 }

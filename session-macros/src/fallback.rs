@@ -22,25 +22,30 @@ pub(crate) fn expand(input: &DeriveInput, schema: Option<&Schema<'_>>) -> TokenS
         const _: () = {
             #vis struct #fields_ty(#private::FieldState, ::core::marker::PhantomData<#ident>);
 
-            impl ::core::ops::Deref for #fields_ty {
-                type Target = #ident;
-                fn deref(&self) -> &#ident {
-                    ::core::unimplemented!()
-                }
-            }
-
             impl #private::SchemaFields for #fields_ty {
                 type Data = #ident;
-                fn from_parts(_: #ident, _: #private::FieldState) -> Self {
+                fn from_record(_: #private::RawRecord, _: #private::FieldState) -> Self {
                     ::core::unimplemented!()
                 }
-                fn into_parts(self) -> (#ident, #private::FieldState) {
+                fn state(&self) -> &#private::FieldState {
+                    &self.0
+                }
+                fn state_mut(&mut self) -> &mut #private::FieldState {
+                    &mut self.0
+                }
+                fn encode_field<__C: #private::Codec>(
+                    &mut self,
+                    _: usize,
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, #private::CodecError> {
                     ::core::unimplemented!()
                 }
-                fn parts(&self) -> (&#ident, &#private::FieldState) {
+                fn decode_all(&mut self) -> ::std::vec::Vec<#private::DecodeError> {
                     ::core::unimplemented!()
                 }
-                fn parts_mut(&mut self) -> (&mut #ident, &mut #private::FieldState) {
+                fn data(&mut self) -> &#ident {
+                    ::core::unimplemented!()
+                }
+                fn into_data(self) -> #ident {
                     ::core::unimplemented!()
                 }
             }
@@ -49,23 +54,6 @@ pub(crate) fn expand(input: &DeriveInput, schema: Option<&Schema<'_>>) -> TokenS
                 type Fields = #fields_ty;
                 const SCHEMA: &'static #private::Schema =
                     &#private::Schema::new("", 1, ::core::option::Option::None, "", &[]);
-                fn from_defaults() -> Self {
-                    ::core::unimplemented!()
-                }
-                fn reset_field(&mut self, _: usize) {}
-                fn decode_field<__C: #private::Codec>(
-                    &mut self,
-                    _: usize,
-                    _: &[u8],
-                ) -> ::core::result::Result<(), #private::CodecError> {
-                    ::core::unimplemented!()
-                }
-                fn encode_field<__C: #private::Codec>(
-                    &self,
-                    _: usize,
-                ) -> ::core::result::Result<::std::vec::Vec<u8>, #private::CodecError> {
-                    ::core::unimplemented!()
-                }
             }
         };
     }

@@ -26,6 +26,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use bytes::Bytes;
+
 use crate::{
     store::{LoadKeys, Patch, Record},
     SessionId, SessionStore, StoreError,
@@ -57,7 +59,12 @@ fn patch(set: &[(&str, &str)], remove: &[&str], expires_at: SystemTime) -> Patch
     Patch {
         set: set
             .iter()
-            .map(|(k, v)| (Cow::Owned((*k).to_owned()), v.as_bytes().to_vec()))
+            .map(|(k, v)| {
+                (
+                    Cow::Owned((*k).to_owned()),
+                    Bytes::copy_from_slice(v.as_bytes()),
+                )
+            })
             .collect(),
         remove: remove.iter().map(|k| Cow::Owned((*k).to_owned())).collect(),
         expires_at,

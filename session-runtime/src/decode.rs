@@ -1,21 +1,18 @@
 //! Turning a stored record into a schema value (migrating and checking versions on the
 //! way), and a schema's changes back into store writes.
 
-use std::{
-    borrow::Cow,
-    collections::{BTreeMap, HashMap},
-    error::Error as StdError,
-    fmt,
-};
+use std::{borrow::Cow, collections::BTreeMap, error::Error as StdError, fmt, sync::Arc};
+
+use bytes::Bytes;
 
 use crate::{
     codec::{Codec, CodecError, JsonCodec},
     migrate::{MigrationError, RawFields},
-    schema::{FieldState, SchemaFields, SessionData},
+    schema::{FieldState, RawRecord, SchemaFields, SessionData},
 };
 
 /// A store write: `Some(bytes)` sets the key, `None` removes it.
-pub type FieldWrite = (Cow<'static, str>, Option<Vec<u8>>);
+pub type FieldWrite = (Cow<'static, str>, Option<Bytes>);
 
 /// How loading treats stored data that does not fit the code.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,16 +102,21 @@ impl StdError for DecodeError {
     }
 }
 
-/// A schema value read from a record.
+/// A schema's accessors over a record.
 pub struct Decoded<T: SessionData> {
-    /// The data with its field state: fields a migration touched are marked changed.
-    pub fields: T::Fields,
-    /// The schema version found in the store (`None` when this schema never wrote).
+    /// The accessors; fields a migration touched are marked changed. Stored fields are
+    /// decoded on first access (under [`DecodePolicy::Strict`], all of them up front). Boxed:
+    /// it holds a slot per field and is moved several times on the way to a handler.
+    pub fields: Box<T::Fields>,
+    /// The schema version found in the store (`None` when this schema never wrote), or the
+    /// current version after a migration.
     pub stored_version: Option<u32>,
     /// Writes the migration made outside the schema's fields (removed old keys, the new
     /// version), to be saved with the next patch.
     pub extra: Vec<FieldWrite>,
-    /// What did not fit, under [`DecodePolicy::Lenient`] (each was logged as a warning).
+    /// What did not fit at the record level (version, migration), under
+    /// [`DecodePolicy::Lenient`]; each was logged as a warning. Fields that fail to decode
+    /// are reported when they are decoded (see [`SchemaFields::decode_all`]).
     pub issues: Vec<DecodeError>,
 }
 
@@ -122,7 +124,7 @@ impl<T: SessionData> fmt::Debug for Decoded<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Decoded")
             .field("schema", &T::SCHEMA.name())
-            .field("state", self.fields.parts().1)
+            .field("state", self.fields.state())
             .field("stored_version", &self.stored_version)
             .field("extra", &self.extra)
             .field("issues", &self.issues)
@@ -131,12 +133,10 @@ impl<T: SessionData> fmt::Debug for Decoded<T> {
 }
 
 /// The version this schema last stored in `stored`, if any.
-pub fn stored_version<T: SessionData>(
-    stored: &HashMap<String, Vec<u8>>,
-) -> Result<Option<u32>, DecodeError> {
+pub fn stored_version<T: SessionData>(stored: &RawRecord) -> Result<Option<u32>, DecodeError> {
     stored
         .get(T::SCHEMA.version_key())
-        .map(|bytes| JsonCodec::decode::<u32>(bytes))
+        .map(JsonCodec::decode::<u32>)
         .transpose()
         .map_err(|source| DecodeError::Version {
             schema: T::SCHEMA.name(),
@@ -150,13 +150,13 @@ pub fn needs_full_record<T: SessionData>(stored_version: Option<u32>) -> bool {
     stored_version.is_some_and(|v| v < T::SCHEMA.version())
 }
 
-/// Reads `T` from a record's fields (store key → encoded value).
+/// Reads `T` from a record.
 ///
 /// Runs the migration hook for records of an older version, and applies `policy` to
-/// fields that fail to decode and to records of a newer version. For a migration, `stored`
+/// records of a newer version and to fields that fail to decode. For a migration, `stored`
 /// must hold every key of the schema's namespace (see [`needs_full_record`]).
 pub fn decode<T: SessionData>(
-    stored: &HashMap<String, Vec<u8>>,
+    stored: &RawRecord,
     policy: DecodePolicy,
 ) -> Result<Decoded<T>, DecodeError> {
     let schema = T::SCHEMA;
@@ -175,8 +175,8 @@ pub fn decode<T: SessionData>(
         Err(err) => return Err(err),
     };
 
-    let mut data = T::from_defaults();
-    let mut migrated: Option<BTreeMap<String, Vec<u8>>> = None;
+    let mut record = stored.clone();
+    let mut migrated = false;
     match stored_version {
         Some(stored_v) if stored_v > current => {
             let err = DecodeError::NewerVersion {
@@ -197,7 +197,10 @@ pub fn decode<T: SessionData>(
         }
         Some(from) if from < current => {
             match run_migration::<T>(stored, from, &mut state, &mut extra) {
-                Ok(fields) => migrated = Some(fields),
+                Ok(after) => {
+                    record = after;
+                    migrated = true;
+                }
                 Err(err) if policy == DecodePolicy::Lenient => {
                     tracing::warn!(schema = schema.name(), from, error = %err, "session migration failed; reading the record as stored");
                     issues.push(err);
@@ -208,39 +211,15 @@ pub fn decode<T: SessionData>(
         _ => {}
     }
 
-    for (index, info) in schema.fields().iter().enumerate() {
-        if !info.is_persisted() {
-            continue;
-        }
-        let bytes = match &migrated {
-            Some(fields) => fields.get(info.key()).map(Vec::as_slice),
-            None => stored.get(info.store_key()).map(Vec::as_slice),
-        };
-        let Some(bytes) = bytes else { continue };
-        if let Err(source) = data.decode_field::<JsonCodec>(index, bytes) {
-            let err = DecodeError::Field {
-                schema: schema.name(),
-                field: info.name(),
-                source,
-            };
-            if policy == DecodePolicy::Strict {
-                return Err(err);
-            }
-            tracing::warn!(
-                schema = schema.name(),
-                field = info.name(),
-                key = info.store_key(),
-                error = %err.source().map_or_else(String::new, ToString::to_string),
-                "session field failed to decode; using its default"
-            );
-            data.reset_field(index);
-            issues.push(err);
+    let mut fields = Box::new(T::Fields::from_record(record, state));
+    if policy == DecodePolicy::Strict {
+        if let Some(err) = fields.decode_all().into_iter().next() {
+            return Err(err);
         }
     }
-
     Ok(Decoded {
-        fields: T::Fields::from_parts(data, state),
-        stored_version: if migrated.is_some() {
+        fields,
+        stored_version: if migrated {
             Some(current)
         } else {
             stored_version
@@ -250,21 +229,23 @@ pub fn decode<T: SessionData>(
     })
 }
 
-/// Runs the hook on the namespace's raw fields; marks touched schema fields in `state`
-/// and records writes to other keys (and the new version) in `extra`.
+/// Runs the hook on the namespace's raw fields; marks touched schema fields in `state`,
+/// records writes to other keys (and the new version) in `extra`, and returns the record
+/// as the migration left it.
 fn run_migration<T: SessionData>(
-    stored: &HashMap<String, Vec<u8>>,
+    stored: &RawRecord,
     from: u32,
     state: &mut FieldState,
     extra: &mut Vec<FieldWrite>,
-) -> Result<BTreeMap<String, Vec<u8>>, DecodeError> {
+) -> Result<RawRecord, DecodeError> {
     let schema = T::SCHEMA;
-    let before: BTreeMap<String, Vec<u8>> = stored
+    let mut all = stored.to_map();
+    let before: BTreeMap<String, Vec<u8>> = all
         .iter()
         .filter_map(|(k, v)| {
             schema
                 .local_key(k)
-                .map(|local| (local.to_owned(), v.clone()))
+                .map(|local| (local.to_owned(), v.to_vec()))
         })
         .collect();
     let mut raw = RawFields::from_map(before.clone());
@@ -293,24 +274,29 @@ fn run_migration<T: SessionData>(
         }
     }
     for (key, present) in touched {
+        let store_key = schema.store_key(key);
+        match after.get(key) {
+            Some(value) => all.insert(Arc::from(store_key.as_str()), Bytes::from(value.clone())),
+            None => all.remove(store_key.as_str()),
+        };
         match (field_index(key), present) {
             (Some(index), true) => state.mark_set(index),
             (Some(index), false) => state.mark_removed(index),
-            (None, true) => {
-                extra.push((Cow::Owned(schema.store_key(key)), after.get(key).cloned()))
-            }
-            (None, false) => extra.push((Cow::Owned(schema.store_key(key)), None)),
+            (None, _) => extra.push((
+                Cow::Owned(store_key),
+                after.get(key).cloned().map(Bytes::from),
+            )),
         }
     }
     extra.push((
         Cow::Borrowed(schema.version_key()),
         Some(version_bytes(schema.version())),
     ));
-    Ok(after)
+    Ok(RawRecord::new(Arc::new(all)))
 }
 
-fn version_bytes(version: u32) -> Vec<u8> {
-    version.to_string().into_bytes()
+fn version_bytes(version: u32) -> Bytes {
+    Bytes::from(version.to_string())
 }
 
 /// A changed field that could not be encoded.
@@ -342,30 +328,31 @@ impl StdError for EncodeError {
 
 /// Appends the store writes for the changed fields of `fields` to `out`: set fields encoded
 /// with `C`, removed fields as removals, and the schema's version when the store does not
-/// have it yet. Unchanged fields are neither encoded nor written.
+/// have it yet. Unchanged fields are neither decoded, encoded nor written.
 pub fn collect_changes<T: SessionData, C: Codec>(
-    fields: &T::Fields,
+    fields: &mut T::Fields,
     stored_version: Option<u32>,
     out: &mut impl Extend<FieldWrite>,
 ) -> Result<(), EncodeError> {
-    let (data, state) = fields.parts();
-    if state.is_clean() {
+    if fields.state().is_clean() {
         return Ok(());
     }
     let schema = T::SCHEMA;
-    for index in state.set_fields() {
+    let set: Vec<usize> = fields.state().set_fields().collect();
+    for index in set {
         let info = &schema.fields()[index];
-        let bytes = data
+        let bytes = fields
             .encode_field::<C>(index)
             .map_err(|source| EncodeError {
                 schema: schema.name(),
                 field: info.name(),
                 source,
             })?;
-        out.extend([(Cow::Borrowed(info.store_key()), Some(bytes))]);
+        out.extend([(Cow::Borrowed(info.store_key()), Some(Bytes::from(bytes)))]);
     }
     out.extend(
-        state
+        fields
+            .state()
             .removed_fields()
             .map(|index| (Cow::Borrowed(schema.fields()[index].store_key()), None)),
     );

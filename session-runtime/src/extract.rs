@@ -10,16 +10,16 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 
 use crate::{
-    schema::{SchemaFields, SessionData},
+    schema::{RawRecord, SchemaFields, SessionData},
     session::RequestSession,
     SessionError, SessionId,
 };
 
 /// A typed view of the request's session, as an axum extractor.
 ///
-/// The generated accessors of `T` are called on it directly (it dereferences to them), and
-/// it dereferences further to `&T` for reading the whole struct. Changes are tracked per
-/// field; after the handler, the layer writes exactly the changed fields to the store, in
+/// The generated accessors of `T` are called on it directly (it dereferences to them);
+/// [`data`](Self::data) gives the whole struct. Fields are decoded lazily, on first access,
+/// so a request pays only for the fields it touches. Changes are tracked per field; after the handler, the layer writes exactly the changed fields to the store, in
 /// one call. A request that only reads writes nothing and sends no cookie.
 ///
 /// Any number of `TypedSession`s, of the same or different schemas, can be extracted in one
@@ -48,7 +48,7 @@ use crate::{
 /// ```
 pub struct TypedSession<T: SessionData> {
     session: RequestSession,
-    fields: T::Fields,
+    fields: Box<T::Fields>,
     stored_version: Option<u32>,
 }
 
@@ -66,9 +66,10 @@ impl<T: SessionData> TypedSession<T> {
         self.session.id().is_none()
     }
 
-    /// Reads the whole schema struct.
-    pub fn data(&self) -> &T {
-        self.fields.parts().0
+    /// The whole schema struct. Decodes every field not decoded yet (once), which is why it
+    /// takes `&mut self`; the typed accessors decode only what they touch.
+    pub fn data(&mut self) -> &T {
+        self.fields.data()
     }
 
     /// Gives the session a new ID after the handler, keeping its data; the old ID stops
@@ -84,7 +85,7 @@ impl<T: SessionData> TypedSession<T> {
     /// any extractor) start a new session with a new ID.
     pub fn destroy(&mut self) {
         self.session.destroy();
-        self.fields = T::Fields::from_parts(T::from_defaults(), crate::FieldState::new());
+        *self.fields = T::Fields::from_record(RawRecord::default(), crate::FieldState::new());
         self.stored_version = None;
     }
 
@@ -101,7 +102,7 @@ impl<T: SessionData> TypedSession<T> {
     pub async fn save(&mut self) -> Result<(), SessionError> {
         self.session
             .flush::<T>(&mut self.fields, &mut self.stored_version);
-        self.session.persist().await
+        self.session.persist(true).await
     }
 }
 
@@ -131,7 +132,7 @@ impl<T: SessionData> fmt::Debug for TypedSession<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TypedSession")
             .field("schema", &T::SCHEMA.name())
-            .field("changes", self.fields.parts().1)
+            .field("changes", self.fields.state())
             .finish_non_exhaustive()
     }
 }

@@ -273,7 +273,7 @@ where
 /// Saves the session after the handler and adds the cookie; a failed save replaces the
 /// response with an error response.
 async fn finish(session: RequestSession, mut response: Response) -> Response {
-    if let Err(err) = session.persist().await {
+    if let Err(err) = session.persist(false).await {
         return err.into_response();
     }
     if let Some(cookie) = session.take_cookie() {

@@ -61,7 +61,7 @@ pub use id::SessionId;
 pub use key::{Key, KeyError};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use migrate::{MigrationError, RawFields};
-pub use schema::{FieldInfo, FieldState, Schema, SchemaFields, SessionData};
+pub use schema::{FieldInfo, FieldMap, FieldState, RawRecord, Schema, SchemaFields, SessionData};
 #[cfg(feature = "cookie-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cookie-store")))]
 pub use store::CookieStore;
@@ -76,9 +76,12 @@ pub use session_macros::SessionData;
 /// Items the derive's generated code names. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::codec::{Codec, CodecError};
+    pub use crate::codec::{Codec, CodecError, JsonCodec};
+    pub use crate::decode::DecodeError;
     pub use crate::migrate::{MigrationError, RawFields};
     pub use crate::schema::{
-        FieldDefault, FieldInfo, FieldState, Schema, SchemaFields, SessionData, Storable,
+        lazy_force, lazy_get, lazy_get_mut, lazy_take, plain_get, plain_get_mut, plain_take,
+        DecodeFn, FieldDefault, FieldInfo, FieldState, RawRecord, Schema, SchemaFields,
+        SessionData, Storable,
     };
 }

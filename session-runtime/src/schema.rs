@@ -1,10 +1,15 @@
 //! The contract between `#[derive(SessionData)]` and the runtime.
 
-use std::ops::Deref;
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, OnceLock},
+};
 
+use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{codec::Codec, migrate::RawFields, CodecError, MigrationError};
+use crate::{codec::Codec, decode::DecodeError, migrate::RawFields, CodecError, MigrationError};
 
 /// A session schema: a struct whose fields are stored one by one.
 ///
@@ -19,7 +24,8 @@ use crate::{codec::Codec, migrate::RawFields, CodecError, MigrationError};
 /// | `f_mut(&mut self) -> &mut F` | borrows mutably | `f` changed |
 /// | `take_f(&mut self) -> F` | returns it and resets it to its default | `f` removed from the store |
 ///
-/// The whole struct is readable too: `TypedSession<T>` dereferences (twice) to `&T`.
+/// Fields are decoded lazily: a request pays only for the fields it touches. The whole
+/// struct is available with `TypedSession::data`, which decodes every field once.
 ///
 /// # Attributes
 ///
@@ -61,23 +67,12 @@ use crate::{codec::Codec, migrate::RawFields, CodecError, MigrationError};
 /// # fn main() {}
 /// ```
 pub trait SessionData: Sized + Send + Sync + 'static {
-    /// The generated accessor type, holding the data and which fields changed.
+    /// The generated accessor type: the stored record, the fields decoded so far, and which
+    /// fields changed.
     type Fields: SchemaFields<Data = Self>;
 
     /// The schema's name, version, namespace and fields.
     const SCHEMA: &'static Schema;
-
-    /// A value with every field at its default.
-    fn from_defaults() -> Self;
-
-    /// Resets the field at `index` to its default.
-    fn reset_field(&mut self, index: usize);
-
-    /// Replaces the field at `index` with the value decoded from `bytes`.
-    fn decode_field<C: Codec>(&mut self, index: usize, bytes: &[u8]) -> Result<(), CodecError>;
-
-    /// Encodes the field at `index`.
-    fn encode_field<C: Codec>(&self, index: usize) -> Result<Vec<u8>, CodecError>;
 
     /// Reshapes the raw fields of a record stored by version `from` into the current version.
     ///
@@ -89,20 +84,105 @@ pub trait SessionData: Sized + Send + Sync + 'static {
     }
 }
 
-/// The generated accessor type of a schema: its data plus a [`FieldState`].
+/// The generated accessor type of a schema.
 ///
-/// Implemented by `#[derive(SessionData)]`; there is no reason to implement it by hand.
-pub trait SchemaFields: Deref<Target = Self::Data> + Send + Sync + Sized + 'static {
+/// Implemented by `#[derive(SessionData)]`; there is no reason to implement it by hand. The
+/// runtime uses these methods to build, save and inspect a schema's fields.
+pub trait SchemaFields: Send + Sync + Sized + 'static {
     /// The schema.
     type Data: SessionData<Fields = Self>;
-    /// Builds the accessor type from data and field state.
-    fn from_parts(data: Self::Data, state: FieldState) -> Self;
-    /// Splits the accessor type into data and field state.
-    fn into_parts(self) -> (Self::Data, FieldState);
-    /// Borrows data and field state.
-    fn parts(&self) -> (&Self::Data, &FieldState);
-    /// Borrows data and field state mutably. Changing data through this does not mark fields.
-    fn parts_mut(&mut self) -> (&mut Self::Data, &mut FieldState);
+
+    /// Accessors over a stored record; each field is decoded from it on first access.
+    fn from_record(record: RawRecord, state: FieldState) -> Self;
+
+    /// Which fields changed.
+    fn state(&self) -> &FieldState;
+
+    /// Which fields changed, mutably. Changing it does not change any value.
+    fn state_mut(&mut self) -> &mut FieldState;
+
+    /// Encodes the current value of the field at `index` (decoding it first if needed).
+    fn encode_field<C: Codec>(&mut self, index: usize) -> Result<Vec<u8>, CodecError>;
+
+    /// Decodes every stored field not decoded yet. Fields that fail take their default; the
+    /// failures are returned (and logged).
+    fn decode_all(&mut self) -> Vec<crate::decode::DecodeError>;
+
+    /// The whole struct, decoding every field not decoded yet (once).
+    fn data(&mut self) -> &Self::Data;
+
+    /// The whole struct, by value.
+    fn into_data(self) -> Self::Data;
+}
+
+/// A record's fields as a store holds them: store key → encoded value. Cheap to share: the
+/// keys are reference-counted and the values are [`Bytes`].
+pub type FieldMap = HashMap<Arc<str>, Bytes>;
+
+/// A read-only view of a stored record: the fields as loaded, plus (during a request) the
+/// writes not saved yet. Schemas decode their fields from it.
+#[derive(Debug, Clone, Default)]
+pub struct RawRecord {
+    base: Arc<FieldMap>,
+    overlay: Option<Arc<BTreeMap<Cow<'static, str>, Option<Bytes>>>>,
+}
+
+impl RawRecord {
+    /// A view of `fields`.
+    pub fn new(fields: Arc<FieldMap>) -> Self {
+        Self {
+            base: fields,
+            overlay: None,
+        }
+    }
+
+    pub(crate) fn with_overlay(
+        fields: Arc<FieldMap>,
+        overlay: Arc<BTreeMap<Cow<'static, str>, Option<Bytes>>>,
+    ) -> Self {
+        Self {
+            base: fields,
+            overlay: Some(overlay),
+        }
+    }
+
+    /// The encoded value of a store key.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        if let Some(value) = self.overlay.as_ref().and_then(|o| o.get(key)) {
+            return value.as_deref();
+        }
+        self.base.get(key).map(|v| &v[..])
+    }
+
+    /// Every key and value, the unsaved writes applied.
+    pub fn to_map(&self) -> FieldMap {
+        let mut map = (*self.base).clone();
+        if let Some(overlay) = &self.overlay {
+            for (key, value) in overlay.iter() {
+                match value {
+                    Some(v) => map.insert(Arc::from(key.as_ref()), v.clone()),
+                    None => map.remove(key.as_ref()),
+                };
+            }
+        }
+        map
+    }
+}
+
+impl<K: AsRef<str>, V: Into<Bytes>> FromIterator<(K, V)> for RawRecord {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self::new(Arc::new(
+            iter.into_iter()
+                .map(|(k, v)| (Arc::from(k.as_ref()), v.into()))
+                .collect(),
+        ))
+    }
+}
+
+impl From<HashMap<String, Vec<u8>>> for RawRecord {
+    fn from(map: HashMap<String, Vec<u8>>) -> Self {
+        map.into_iter().collect()
+    }
 }
 
 /// Static description of a schema, generated by the derive.
@@ -396,6 +476,131 @@ impl<T: Default> FieldDefault for T {
     fn field_default() -> Self {
         T::default()
     }
+}
+
+// ---- Helpers for the generated accessors (through `__private`). ----
+
+#[doc(hidden)]
+/// Decodes a field's stored bytes: generated once per field, so a field type that cannot be
+/// stored is reported once, at the field.
+pub type DecodeFn<F> = fn(&[u8]) -> Result<F, CodecError>;
+
+/// Decodes field `index` of `schema` from `raw`, or gives its default when absent. A value
+/// that fails to decode gives the default too, and the failure is returned.
+fn decode_or_default<F>(
+    raw: &RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: DecodeFn<F>,
+    default: impl FnOnce() -> F,
+) -> (F, Option<DecodeError>) {
+    let info = &schema.fields()[index];
+    let Some(bytes) = raw.get(info.store_key()) else {
+        return (default(), None);
+    };
+    match decode(bytes) {
+        Ok(value) => (value, None),
+        Err(source) => {
+            tracing::warn!(
+                schema = schema.name(),
+                field = info.name(),
+                key = info.store_key(),
+                error = %source,
+                "session field failed to decode; using its default"
+            );
+            (
+                default(),
+                Some(DecodeError::Field {
+                    schema: schema.name(),
+                    field: info.name(),
+                    source,
+                }),
+            )
+        }
+    }
+}
+
+#[doc(hidden)]
+#[inline]
+pub fn lazy_get<'a, F>(
+    cell: &'a OnceLock<F>,
+    raw: &RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: DecodeFn<F>,
+    default: impl FnOnce() -> F,
+) -> &'a F {
+    cell.get_or_init(|| decode_or_default(raw, schema, index, decode, default).0)
+}
+
+#[doc(hidden)]
+#[inline]
+pub fn lazy_get_mut<'a, F>(
+    cell: &'a mut OnceLock<F>,
+    raw: &RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: DecodeFn<F>,
+    default: impl FnOnce() -> F,
+) -> &'a mut F {
+    if cell.get().is_none() {
+        *cell = OnceLock::from(decode_or_default(raw, schema, index, decode, default).0);
+    }
+    cell.get_mut().expect("initialized above")
+}
+
+#[doc(hidden)]
+#[inline]
+pub fn lazy_take<F>(
+    cell: &mut OnceLock<F>,
+    raw: &RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: DecodeFn<F>,
+    default: impl FnOnce() -> F,
+) -> F {
+    match cell.take() {
+        Some(value) => value,
+        None => decode_or_default(raw, schema, index, decode, default).0,
+    }
+}
+
+#[doc(hidden)]
+pub fn lazy_force<F>(
+    cell: &mut OnceLock<F>,
+    raw: &RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: DecodeFn<F>,
+    default: impl FnOnce() -> F,
+) -> Option<DecodeError> {
+    if cell.get().is_some() {
+        return None;
+    }
+    let (value, error) = decode_or_default(raw, schema, index, decode, default);
+    *cell = OnceLock::from(value);
+    error
+}
+
+#[doc(hidden)]
+#[inline]
+pub fn plain_get<F>(cell: &OnceLock<F>, default: impl FnOnce() -> F) -> &F {
+    cell.get_or_init(default)
+}
+
+#[doc(hidden)]
+#[inline]
+pub fn plain_get_mut<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> &mut F {
+    if cell.get().is_none() {
+        *cell = OnceLock::from(default());
+    }
+    cell.get_mut().expect("initialized above")
+}
+
+#[doc(hidden)]
+#[inline]
+pub fn plain_take<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> F {
+    cell.take().unwrap_or_else(default)
 }
 
 #[cfg(test)]

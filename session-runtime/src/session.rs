@@ -3,7 +3,7 @@
 
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex, MutexGuard,
@@ -11,12 +11,14 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use bytes::Bytes;
 use http::HeaderMap;
 
 use crate::{
     config::Config,
     decode::{self, collect_changes},
     key::Rejected,
+    schema::{FieldMap, RawRecord},
     schema::{SchemaFields, SessionData},
     store::{DynStore, LoadKeys, Patch, Record},
     JsonCodec, Schema, SessionError, SessionId, StoreError,
@@ -66,7 +68,7 @@ struct Inner {
 struct State {
     loaded: Option<Loaded>,
     /// Writes not yet saved: store key → new value, or `None` to remove it.
-    pending: BTreeMap<Cow<'static, str>, Option<Vec<u8>>>,
+    pending: BTreeMap<Cow<'static, str>, Option<Bytes>>,
     regenerate: bool,
     /// A destroyed session's ID, to delete from the store.
     doomed: Option<SessionId>,
@@ -80,7 +82,8 @@ struct State {
 struct Loaded {
     /// `None` for a session that is not stored (yet).
     id: Option<SessionId>,
-    fields: HashMap<String, Vec<u8>>,
+    /// The record as loaded (this request's writes are in `State::pending`).
+    base: Arc<FieldMap>,
     /// Schemas whose keys were already asked of the store.
     loaded_schemas: Vec<&'static Schema>,
     /// Whether every key of the record was loaded.
@@ -98,7 +101,7 @@ impl Loaded {
     fn fresh() -> Self {
         Self {
             id: None,
-            fields: HashMap::new(),
+            base: Arc::default(),
             loaded_schemas: Vec::new(),
             complete: true,
             expires_at: None,
@@ -109,11 +112,14 @@ impl Loaded {
         }
     }
 
-    fn merge(&mut self, record: Record, pending: &BTreeMap<Cow<'static, str>, Option<Vec<u8>>>) {
-        for (key, value) in record.fields {
-            // This request's own writes win over what the store had.
-            if !pending.contains_key(key.as_str()) {
-                self.fields.insert(key, value);
+    /// Adds keys loaded later (another schema's, or the whole record for a migration).
+    fn merge(&mut self, record: Record) {
+        if self.base.is_empty() {
+            self.base = record.fields;
+        } else {
+            let base = Arc::make_mut(&mut self.base);
+            for (key, value) in record.fields.iter() {
+                base.insert(Arc::clone(key), value.clone());
             }
         }
         if record.expires_at.is_some() {
@@ -133,6 +139,22 @@ pub(crate) enum CookieOut {
     Remove,
 }
 
+impl State {
+    /// What schemas decode from: the loaded record with this request's unsaved writes.
+    fn view(&self) -> RawRecord {
+        let base = self
+            .loaded
+            .as_ref()
+            .map(|l| Arc::clone(&l.base))
+            .unwrap_or_default();
+        if self.pending.is_empty() {
+            RawRecord::new(base)
+        } else {
+            RawRecord::with_overlay(base, Arc::new(self.pending.clone()))
+        }
+    }
+}
+
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     // Every critical section leaves the state consistent, so a poisoned lock is usable.
     state
@@ -145,7 +167,7 @@ fn millis(time: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn decode_millis(bytes: Option<&Vec<u8>>) -> Option<u64> {
+fn decode_millis(bytes: Option<&Bytes>) -> Option<u64> {
     bytes.and_then(|b| serde_json::from_slice::<u64>(b).ok())
 }
 
@@ -183,21 +205,14 @@ impl RequestSession {
     pub(crate) async fn extract<T: SessionData>(
         &self,
         headers: &HeaderMap,
-    ) -> Result<(T::Fields, Option<u32>), SessionError> {
+    ) -> Result<(Box<T::Fields>, Option<u32>), SessionError> {
         self.0.used.store(true, Ordering::Release);
         self.ensure_loaded::<T>(headers).await?;
         let mut state = self.state();
-        let state = &mut *state;
-        let loaded = state.loaded.as_mut().expect("loaded above");
-        let decoded = decode::decode::<T>(&loaded.fields, self.config().decode_policy)
+        let view = state.view();
+        let decoded = decode::decode::<T>(&view, self.config().decode_policy)
             .map_err(SessionError::Decode)?;
-        for (key, value) in decoded.extra {
-            match &value {
-                Some(bytes) => loaded.fields.insert(key.to_string(), bytes.clone()),
-                None => loaded.fields.remove(key.as_ref()),
-            };
-            state.pending.insert(key, value);
-        }
+        state.pending.extend(decoded.extra);
         Ok((decoded.fields, decoded.stored_version))
     }
 
@@ -222,10 +237,10 @@ impl RequestSession {
                 loaded.loaded_schemas.push(schema);
                 loaded.expires_at = record.expires_at;
                 loaded.stale_record = record.stale;
-                loaded.fields = record.fields;
-                loaded.created = decode_millis(loaded.fields.get(CREATED_KEY))
+                loaded.base = record.fields;
+                loaded.created = decode_millis(loaded.base.get(CREATED_KEY))
                     .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-                loaded.ttl = decode_millis(loaded.fields.get(TTL_KEY)).map(Duration::from_millis);
+                loaded.ttl = decode_millis(loaded.base.get(TTL_KEY)).map(Duration::from_millis);
                 loaded.stale_key = stale_key;
                 loaded.id = Some(id);
                 if self.past_absolute_timeout(loaded.created) {
@@ -267,19 +282,18 @@ impl RequestSession {
             let keys: Vec<&'static str> = schema_keys(schema).collect();
             let record = self.store().load(&id, LoadKeys::Only(&keys)).await?;
             let mut state = self.state();
-            let state = &mut *state;
             let loaded = state.loaded.as_mut().expect("set above");
             loaded.loaded_schemas.push(schema);
             if let Some(record) = record {
-                loaded.merge(record, &state.pending);
+                loaded.merge(record);
             }
         }
 
         // A migration needs every key of the schema's namespace.
         let full: Option<SessionId> = {
             let state = self.state();
+            let version = decode::stored_version::<T>(&state.view()).ok().flatten();
             let loaded = state.loaded.as_ref().expect("set above");
-            let version = decode::stored_version::<T>(&loaded.fields).ok().flatten();
             match &loaded.id {
                 Some(id) if !loaded.complete && decode::needs_full_record::<T>(version) => {
                     Some(id.clone())
@@ -290,11 +304,10 @@ impl RequestSession {
         if let Some(id) = full {
             let record = self.store().load(&id, LoadKeys::All).await?;
             let mut state = self.state();
-            let state = &mut *state;
             let loaded = state.loaded.as_mut().expect("set above");
             loaded.complete = true;
             if let Some(record) = record {
-                loaded.merge(record, &state.pending);
+                loaded.merge(record);
             }
         }
         Ok(())
@@ -354,24 +367,17 @@ impl RequestSession {
         fields: &mut T::Fields,
         stored_version: &mut Option<u32>,
     ) {
-        if fields.parts().1.is_clean() {
+        if fields.state().is_clean() {
             return;
         }
         let mut writes = Vec::new();
         let result = collect_changes::<T, JsonCodec>(fields, *stored_version, &mut writes);
-        fields.parts_mut().1.clear();
+        fields.state_mut().clear();
         let mut state = self.state();
-        let state = &mut *state;
         match result {
             Ok(()) => {
-                let loaded = state.loaded.get_or_insert_with(Loaded::fresh);
-                for (key, value) in writes {
-                    match &value {
-                        Some(bytes) => loaded.fields.insert(key.to_string(), bytes.clone()),
-                        None => loaded.fields.remove(key.as_ref()),
-                    };
-                    state.pending.insert(key, value);
-                }
+                state.loaded.get_or_insert_with(Loaded::fresh);
+                state.pending.extend(writes);
                 if stored_version.is_none_or(|v| v < T::SCHEMA.version()) {
                     *stored_version = Some(T::SCHEMA.version());
                 }
@@ -403,8 +409,11 @@ impl RequestSession {
     pub(crate) fn set_expiry(&self, ttl: Option<Duration>) {
         let mut state = self.state();
         let value = ttl.map(|ttl| {
-            serde_json::to_vec(&u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
-                .expect("integers encode")
+            Bytes::from(
+                u64::try_from(ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .to_string(),
+            )
         });
         state.pending.insert(Cow::Borrowed(TTL_KEY), value);
         state.loaded.get_or_insert_with(Loaded::fresh).ttl = ttl;
@@ -430,7 +439,9 @@ impl RequestSession {
 
     /// Writes this request's changes to the store: destroy, regenerate, create or save
     /// as needed, or a throttled expiry refresh. Decides the response cookie.
-    pub(crate) async fn persist(&self) -> Result<(), SessionError> {
+    /// `early` is set for a save from inside the handler: the saved writes are then folded
+    /// into the loaded record so later extractors in the same request see them.
+    pub(crate) async fn persist(&self, early: bool) -> Result<(), SessionError> {
         let (doomed, regenerate, pending, id, stale_key, stale_record, created, ttl, expires_at) = {
             let mut state = self.state();
             if let Some(err) = state.errors.pop() {
@@ -508,7 +519,7 @@ impl RequestSession {
             None if !patch.is_empty() => {
                 patch.set.push((
                     Cow::Borrowed(CREATED_KEY),
-                    serde_json::to_vec(&millis(now)).expect("integers encode"),
+                    Bytes::from(millis(now).to_string()),
                 ));
                 Some(self.create_in_store(&patch).await?)
             }
@@ -517,6 +528,9 @@ impl RequestSession {
 
         let mut state = self.state();
         if let Some(loaded) = state.loaded.as_mut() {
+            if early {
+                patch.apply_to(Arc::make_mut(&mut loaded.base));
+            }
             loaded.created = loaded.created.or(Some(now));
             loaded.expires_at = Some(deadline);
             loaded.stale_key = false;

@@ -1,7 +1,6 @@
 //! `CookieStore`: the whole session in an encrypted, authenticated cookie.
 
 use std::{
-    collections::HashMap,
     fmt,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -13,7 +12,11 @@ use aes_gcm::{
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use rand::RngCore;
 
-use super::{LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
 use crate::{Key, SessionId};
 
 /// Bound to every ciphertext, so a value encrypted for another purpose never decrypts here.
@@ -95,11 +98,7 @@ impl CookieStore {
         self
     }
 
-    fn seal(
-        &self,
-        fields: &HashMap<String, Vec<u8>>,
-        expires_at: SystemTime,
-    ) -> Result<SessionId, StoreError> {
+    fn seal(&self, fields: &FieldMap, expires_at: SystemTime) -> Result<SessionId, StoreError> {
         let plaintext = encode(fields, expires_at)?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
@@ -121,7 +120,7 @@ impl CookieStore {
 
     /// Decrypts and decodes a cookie value: the fields, the expiry, and whether a previous
     /// key was needed. `None` for anything that is not a live session sealed by our keys.
-    fn open(&self, id: &SessionId) -> Option<(HashMap<String, Vec<u8>>, SystemTime, bool)> {
+    fn open(&self, id: &SessionId) -> Option<(FieldMap, SystemTime, bool)> {
         let sealed = URL_SAFE_NO_PAD.decode(id.as_str()).ok()?;
         if sealed.len() <= NONCE_LEN {
             return None;
@@ -152,10 +151,7 @@ impl CookieStore {
     }
 }
 
-fn encode(
-    fields: &HashMap<String, Vec<u8>>,
-    expires_at: SystemTime,
-) -> Result<Vec<u8>, StoreError> {
+fn encode(fields: &FieldMap, expires_at: SystemTime) -> Result<Vec<u8>, StoreError> {
     let too_big = |what: &str| {
         StoreError::Rejected(format!("{what} is too large for the cookie store").into())
     };
@@ -179,7 +175,7 @@ fn encode(
 }
 
 /// Reads the plaintext format; `None` on any inconsistency (never panics).
-fn decode(bytes: &[u8]) -> Option<(HashMap<String, Vec<u8>>, SystemTime)> {
+fn decode(bytes: &[u8]) -> Option<(FieldMap, SystemTime)> {
     let mut rest = bytes;
     let mut take = |n: usize| -> Option<&[u8]> {
         if rest.len() < n {
@@ -194,24 +190,21 @@ fn decode(bytes: &[u8]) -> Option<(HashMap<String, Vec<u8>>, SystemTime)> {
     }
     let millis = u64::from_be_bytes(take(8)?.try_into().ok()?);
     let count = u32::from_be_bytes(take(4)?.try_into().ok()?);
-    let mut fields = HashMap::new();
+    let mut fields = FieldMap::with_capacity(usize::try_from(count).unwrap_or(0).min(256));
     for _ in 0..count {
         let key_len = u16::from_be_bytes(take(2)?.try_into().ok()?);
-        let key = std::str::from_utf8(take(usize::from(key_len))?)
-            .ok()?
-            .to_owned();
+        let key: Arc<str> = Arc::from(std::str::from_utf8(take(usize::from(key_len))?).ok()?);
         let value_len = u32::from_be_bytes(take(4)?.try_into().ok()?);
-        let value = take(usize::try_from(value_len).ok()?)?.to_vec();
+        let value = Bytes::copy_from_slice(take(usize::try_from(value_len).ok()?)?);
         fields.insert(key, value);
     }
     // No trailing bytes.
-    take(usize::MAX).is_none().then_some(())?;
     let trailing = bytes.len() - consumed(&fields);
     (trailing == 0).then(|| (fields, UNIX_EPOCH + Duration::from_millis(millis)))
 }
 
 /// How many bytes the encoded form of `fields` takes.
-fn consumed(fields: &HashMap<String, Vec<u8>>) -> usize {
+fn consumed(fields: &FieldMap) -> usize {
     13 + fields
         .iter()
         .map(|(k, v)| 6 + k.len() + v.len())
@@ -225,14 +218,14 @@ impl SessionStore for CookieStore {
         _keys: LoadKeys<'_>,
     ) -> Result<Option<Record>, StoreError> {
         Ok(self.open(id).map(|(fields, expires_at, stale)| Record {
-            fields,
+            fields: Arc::new(fields),
             expires_at: Some(expires_at),
             stale,
         }))
     }
 
     async fn create(&self, _id: &SessionId, patch: &Patch) -> WriteResult {
-        let mut fields = HashMap::with_capacity(patch.set.len());
+        let mut fields = FieldMap::with_capacity(patch.set.len());
         patch.apply_to(&mut fields);
         self.seal(&fields, patch.expires_at).map(Some)
     }
@@ -262,7 +255,10 @@ mod tests {
 
     #[test]
     fn the_plaintext_format_round_trips_and_rejects_garbage() {
-        let fields = HashMap::from([("a".to_owned(), b"1".to_vec()), ("bb".to_owned(), vec![])]);
+        let fields = FieldMap::from([
+            (Arc::from("a"), Bytes::from_static(b"1")),
+            (Arc::from("bb"), Bytes::new()),
+        ]);
         let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         let bytes = encode(&fields, at).unwrap();
         assert_eq!(decode(&bytes), Some((fields, at)));

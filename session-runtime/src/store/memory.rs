@@ -7,7 +7,7 @@ use std::{
     time::SystemTime,
 };
 
-use super::{LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
+use super::{FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
 use crate::SessionId;
 
 const SHARDS: usize = 16;
@@ -51,7 +51,8 @@ struct Shard {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    fields: HashMap<String, Vec<u8>>,
+    /// Shared with the requests that loaded it; a save copies it only if one still holds it.
+    fields: Arc<FieldMap>,
     expires_at: SystemTime,
 }
 
@@ -160,18 +161,16 @@ impl Shard {
 }
 
 impl SessionStore for MemoryStore {
-    async fn load(&self, id: &SessionId, keys: LoadKeys<'_>) -> Result<Option<Record>, StoreError> {
+    async fn load(
+        &self,
+        id: &SessionId,
+        _keys: LoadKeys<'_>,
+    ) -> Result<Option<Record>, StoreError> {
+        // The whole record, shared: cheaper than picking keys out of it.
         let now = SystemTime::now();
         let mut shard = self.shard(id);
         Ok(shard.live(id.as_str(), now).map(|entry| Record {
-            fields: match keys {
-                LoadKeys::All => entry.fields.clone(),
-                LoadKeys::Only(keys) => keys
-                    .iter()
-                    .filter_map(|k| entry.fields.get_key_value(*k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            },
+            fields: Arc::clone(&entry.fields),
             expires_at: Some(entry.expires_at),
             stale: false,
         }))
@@ -184,12 +183,12 @@ impl SessionStore for MemoryStore {
             return Err(StoreError::Collision);
         }
         shard.reserve(self.inner.max_per_shard, now);
-        let mut fields = HashMap::with_capacity(patch.set.len());
+        let mut fields = FieldMap::with_capacity(patch.set.len());
         patch.apply_to(&mut fields);
         shard.records.insert(
             id.as_str().to_owned(),
             Entry {
-                fields,
+                fields: Arc::new(fields),
                 expires_at: patch.expires_at,
             },
         );
@@ -201,7 +200,7 @@ impl SessionStore for MemoryStore {
         let now = SystemTime::now();
         let mut shard = self.shard(id);
         let entry = shard.live(id.as_str(), now).ok_or(StoreError::NotFound)?;
-        patch.apply_to(&mut entry.fields);
+        patch.apply_to(Arc::make_mut(&mut entry.fields));
         entry.expires_at = patch.expires_at;
         shard.note_write(now);
         Ok(None)
@@ -235,7 +234,7 @@ impl SessionStore for MemoryStore {
             .records
             .remove(old.as_str())
             .expect("checked live above under the same lock");
-        patch.apply_to(&mut entry.fields);
+        patch.apply_to(Arc::make_mut(&mut entry.fields));
         entry.expires_at = patch.expires_at;
         let target = second.as_deref_mut().unwrap_or(&mut first);
         target.records.insert(new.as_str().to_owned(), entry);

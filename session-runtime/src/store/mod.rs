@@ -37,9 +37,11 @@ mod memory;
 mod redis;
 
 use std::{
-    borrow::Cow, collections::HashMap, error::Error as StdError, fmt, future::Future, pin::Pin,
+    borrow::Cow, error::Error as StdError, fmt, future::Future, pin::Pin, sync::Arc,
     time::SystemTime,
 };
+
+use bytes::Bytes;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -49,6 +51,7 @@ pub use self::redis::RedisStore;
 pub use cookie::CookieStore;
 pub use memory::MemoryStore;
 
+pub use crate::schema::FieldMap;
 use crate::SessionId;
 
 /// Which keys a load needs.
@@ -63,8 +66,9 @@ pub enum LoadKeys<'a> {
 /// A loaded record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
-    /// Store key → encoded value.
-    pub fields: HashMap<String, Vec<u8>>,
+    /// Store key → encoded value. Shared, so a store that keeps records in memory can hand
+    /// one out without copying it.
+    pub fields: Arc<FieldMap>,
     /// When the record expires, if the store knows.
     pub expires_at: Option<SystemTime>,
     /// The store read the record with a previous key and wants it written again with the
@@ -76,7 +80,7 @@ pub struct Record {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Patch {
     /// Store key → new encoded value.
-    pub set: Vec<(Cow<'static, str>, Vec<u8>)>,
+    pub set: Vec<(Cow<'static, str>, Bytes)>,
     /// Store keys to delete.
     pub remove: Vec<Cow<'static, str>>,
     /// The record's new expiry.
@@ -99,12 +103,12 @@ impl Patch {
     }
 
     /// Applies the field changes to a map (for stores that keep records as maps).
-    pub fn apply_to(&self, fields: &mut HashMap<String, Vec<u8>>) {
+    pub fn apply_to(&self, fields: &mut FieldMap) {
         for key in &self.remove {
             fields.remove(key.as_ref());
         }
         for (key, value) in &self.set {
-            fields.insert(key.to_string(), value.clone());
+            fields.insert(Arc::from(key.as_ref()), value.clone());
         }
     }
 }

@@ -15,7 +15,9 @@ use redis::{
     Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Script, ScriptInvocation, Value,
 };
 
-use super::{LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
+use bytes::Bytes;
+
+use super::{FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
 use crate::SessionId;
 
 /// The hash field holding the record's expiry (milliseconds since the epoch, Redis's clock),
@@ -292,7 +294,7 @@ fn patch_args(invocation: &mut ScriptInvocation<'_>, patch: &Patch) {
         invocation.arg(key.as_ref());
     }
     for (key, value) in &patch.set {
-        invocation.arg(key.as_ref()).arg(value.as_slice());
+        invocation.arg(key.as_ref()).arg(&value[..]);
     }
 }
 
@@ -322,8 +324,12 @@ fn into_record(mut fields: HashMap<String, Vec<u8>>) -> Option<Record> {
         .remove(EXPIRES_FIELD)
         .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
         .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+    let fields: FieldMap = fields
+        .into_iter()
+        .map(|(k, v)| (Arc::from(k), Bytes::from(v)))
+        .collect();
     Some(Record {
-        fields,
+        fields: Arc::new(fields),
         expires_at,
         stale: false,
     })
@@ -428,12 +434,12 @@ impl RedisStore {
             fields.remove(key.as_ref());
         }
         for (key, value) in &patch.set {
-            fields.insert(key.to_string(), value.clone());
+            fields.insert(key.to_string(), value.to_vec());
         }
         let full = Patch {
             set: fields
                 .into_iter()
-                .map(|(k, v)| (Cow::Owned(k), v))
+                .map(|(k, v)| (Cow::Owned(k), Bytes::from(v)))
                 .collect(),
             remove: Vec::new(),
             expires_at: patch.expires_at,
