@@ -1025,3 +1025,23 @@ async fn a_store_failure_is_logged_with_its_cause() {
         "{logged}"
     );
 }
+
+#[tokio::test]
+async fn a_write_re_sends_the_same_signed_cookie_with_a_fresh_max_age() {
+    let store = store();
+    let key = Key::generate();
+    let app = app(&store, &key);
+    let cookie = started(&app).await;
+    let response = send(&app, request("POST", "/add", Some(&cookie), "pear")).await;
+    let again = set_cookies(&response);
+    assert_eq!(again.len(), 1);
+    assert_eq!(cookie_pair(&response), cookie, "same ID, same tag");
+    assert!(attribute(&again[0], "Max-Age").is_some());
+    // And it still verifies on its own.
+    let response = send(
+        &app,
+        request("GET", "/show", Some(&cookie_pair(&response)), ""),
+    )
+    .await;
+    assert_eq!(text(response).await, r#"["apple", "pear"]|"#);
+}

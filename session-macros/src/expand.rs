@@ -72,6 +72,15 @@ fn expand(schema: &Schema<'_>) -> TokenStream {
         quote!(#private::FieldInfo::new(#field_name, #key, #store_key, #persisted))
     });
 
+    let load_keys: Vec<String> = schema
+        .fields
+        .iter()
+        .filter(|f| f.attrs.skip.is_none())
+        .map(|f| match &namespace {
+            Some(ns) => format!("{ns}{}{}", symbol::NAMESPACE_SEPARATOR, f.key()),
+            None => f.key(),
+        })
+        .collect();
     let indices: Vec<usize> = (0..schema.fields.len()).collect();
     let cells: Vec<syn::Ident> = indices
         .iter()
@@ -249,6 +258,7 @@ fn expand(schema: &Schema<'_>) -> TokenStream {
                     #namespace_tokens,
                     #version_key,
                     &[#(#field_infos),*],
+                    &[#(#load_keys,)* #version_key, #private::CREATED_KEY, #private::TTL_KEY],
                 );
 
                 #migrate

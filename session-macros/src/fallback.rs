@@ -53,7 +53,7 @@ pub(crate) fn expand(input: &DeriveInput, schema: Option<&Schema<'_>>) -> TokenS
             impl #private::SessionData for #ident {
                 type Fields = #fields_ty;
                 const SCHEMA: &'static #private::Schema =
-                    &#private::Schema::new("", 1, ::core::option::Option::None, "", &[]);
+                    &#private::Schema::new("", 1, ::core::option::Option::None, "", &[], &[]);
             }
         };
     }

@@ -134,10 +134,15 @@ impl<T: SessionData> fmt::Debug for Decoded<T> {
 
 /// The version this schema last stored in `stored`, if any.
 pub fn stored_version<T: SessionData>(stored: &RawRecord) -> Result<Option<u32>, DecodeError> {
-    stored
-        .get(T::SCHEMA.version_key())
-        .map(JsonCodec::decode::<u32>)
-        .transpose()
+    let Some(bytes) = stored.get(T::SCHEMA.version_key()) else {
+        return Ok(None);
+    };
+    // Versions are written as plain digits; anything else goes through JSON for its error.
+    if let Some(version) = crate::codec::parse_u64(bytes).and_then(|v| u32::try_from(v).ok()) {
+        return Ok(Some(version));
+    }
+    JsonCodec::decode::<u32>(bytes)
+        .map(Some)
         .map_err(|source| DecodeError::Version {
             schema: T::SCHEMA.name(),
             source,

@@ -75,12 +75,7 @@ impl Key {
     pub(crate) fn sign(&self, value: &str) -> String {
         let mut mac = self.mac();
         mac.update(value.as_bytes());
-        let tag = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        let mut out = String::with_capacity(value.len() + 1 + tag.len());
-        out.push_str(value);
-        out.push('.');
-        out.push_str(&tag);
-        out
+        signed(value, &mac.finalize().into_bytes().into())
     }
 
     /// Checks `tag` against `value` in constant time.
@@ -89,6 +84,15 @@ impl Key {
         mac.update(value.as_bytes());
         mac.verify_slice(tag).is_ok()
     }
+}
+
+/// `value.tag` from a tag computed earlier.
+pub(crate) fn signed(value: &str, tag: &[u8; 32]) -> String {
+    let mut out = String::with_capacity(value.len() + 1 + TAG_LEN);
+    out.push_str(value);
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(tag, &mut out);
+    out
 }
 
 impl TryFrom<&[u8]> for Key {
@@ -142,6 +146,8 @@ pub(crate) enum Rejected {
 pub(crate) struct Verified<'a> {
     pub(crate) value: &'a str,
     pub(crate) stale_key: bool,
+    /// The tag, so the same cookie can be sent again without signing again.
+    pub(crate) tag: [u8; 32],
 }
 
 impl Keys {
@@ -151,19 +157,24 @@ impl Keys {
         if value.is_empty() || tag.len() != TAG_LEN {
             return Err(Rejected::Malformed);
         }
-        let tag = URL_SAFE_NO_PAD
-            .decode(tag)
-            .map_err(|_| Rejected::Malformed)?;
+        let mut decoded = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(tag, &mut decoded) {
+            Ok(32) => {}
+            _ => return Err(Rejected::Malformed),
+        }
+        let tag = decoded;
         if self.current.verify(value, &tag) {
             return Ok(Verified {
                 value,
                 stale_key: false,
+                tag,
             });
         }
         if self.previous.iter().any(|key| key.verify(value, &tag)) {
             return Ok(Verified {
                 value,
                 stale_key: true,
+                tag,
             });
         }
         Err(Rejected::BadSignature)
@@ -195,20 +206,15 @@ mod tests {
         let signed_old = old.sign("abc");
         let signed_new = new.sign("abc");
         let rotated = keys(&new, &[&old]);
+        let fresh = rotated.verify(&signed_new).unwrap();
+        assert_eq!((fresh.value, fresh.stale_key), ("abc", false));
         assert_eq!(
-            rotated.verify(&signed_new),
-            Ok(Verified {
-                value: "abc",
-                stale_key: false
-            })
+            signed("abc", &fresh.tag),
+            signed_new,
+            "the tag re-encodes to the cookie"
         );
-        assert_eq!(
-            rotated.verify(&signed_old),
-            Ok(Verified {
-                value: "abc",
-                stale_key: true
-            })
-        );
+        let old_one = rotated.verify(&signed_old).unwrap();
+        assert_eq!((old_one.value, old_one.stale_key), ("abc", true));
         assert_eq!(
             keys(&new, &[]).verify(&signed_old),
             Err(Rejected::BadSignature)

@@ -255,7 +255,9 @@ where
                 StateProj::Handler { future, session } => {
                     let response = ready!(future.poll(cx))?;
                     let session = session.take().expect("polled after completion");
-                    if !session.is_used() {
+                    // Only a request that changed something (or needs a refresh) pays for the
+                    // save: a read returns here, with no allocation.
+                    if !session.is_used() || session.nothing_to_persist() {
                         return Poll::Ready(Ok(response));
                     }
                     let saving = Box::pin(finish(session, response));
@@ -293,8 +295,11 @@ impl RequestSession {
         let name = &shared.config.cookie.name;
         let attributes = &shared.cookie_attributes;
         let text = match cookie {
-            CookieOut::Set { id, max_age } => {
-                let signed = shared.config.keys.current.sign(id.as_str());
+            CookieOut::Set { id, max_age, tag } => {
+                let signed = match tag {
+                    Some(tag) => crate::key::signed(id.as_str(), tag),
+                    None => shared.config.keys.current.sign(id.as_str()),
+                };
                 match max_age {
                     Some(age) => format!("{name}={signed}; Max-Age={}{attributes}", age.as_secs()),
                     None => format!("{name}={signed}{attributes}"),

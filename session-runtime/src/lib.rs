@@ -84,4 +84,5 @@ pub mod __private {
         DecodeFn, FieldDefault, FieldInfo, FieldState, RawRecord, Schema, SchemaFields,
         SessionData, Storable,
     };
+    pub use crate::session::{CREATED_KEY, TTL_KEY};
 }

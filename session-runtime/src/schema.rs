@@ -116,8 +116,9 @@ pub trait SchemaFields: Send + Sync + Sized + 'static {
 }
 
 /// A record's fields as a store holds them: store key → encoded value. Cheap to share: the
-/// keys are reference-counted and the values are [`Bytes`].
-pub type FieldMap = HashMap<Arc<str>, Bytes>;
+/// keys are reference-counted and the values are [`Bytes`]. Hashed with FxHash: the keys
+/// are the application's own field names, never chosen by a client.
+pub type FieldMap = HashMap<Arc<str>, Bytes, rustc_hash::FxBuildHasher>;
 
 /// A read-only view of a stored record: the fields as loaded, plus (during a request) the
 /// writes not saved yet. Schemas decode their fields from it.
@@ -193,6 +194,7 @@ pub struct Schema {
     namespace: Option<&'static str>,
     version_key: &'static str,
     fields: &'static [FieldInfo],
+    load_keys: &'static [&'static str],
 }
 
 impl Schema {
@@ -203,6 +205,7 @@ impl Schema {
         namespace: Option<&'static str>,
         version_key: &'static str,
         fields: &'static [FieldInfo],
+        load_keys: &'static [&'static str],
     ) -> Self {
         Self {
             name,
@@ -210,6 +213,7 @@ impl Schema {
             namespace,
             version_key,
             fields,
+            load_keys,
         }
     }
 
@@ -237,6 +241,12 @@ impl Schema {
     /// Every field, in declaration order; a field's index is its position here.
     pub fn fields(&self) -> &'static [FieldInfo] {
         self.fields
+    }
+
+    /// The store keys a load of this schema asks for: its stored fields, its version, and
+    /// the session's metadata.
+    pub fn load_keys(&self) -> &'static [&'static str] {
+        self.load_keys
     }
 
     /// Whether a store key belongs to this schema's namespace (including keys of fields the

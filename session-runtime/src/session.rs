@@ -25,9 +25,9 @@ use crate::{
 };
 
 /// Metadata key: creation time, milliseconds since the Unix epoch.
-pub(crate) const CREATED_KEY: &str = "__created";
+pub const CREATED_KEY: &str = "__created";
 /// Metadata key: this session's own idle timeout in milliseconds ("remember me").
-pub(crate) const TTL_KEY: &str = "__ttl";
+pub const TTL_KEY: &str = "__ttl";
 /// Longest cookie the layer reads or writes: browsers cap a whole cookie (name, value and
 /// attributes) at about 4 KiB and drop larger ones silently.
 pub(crate) const MAX_COOKIE_LEN: usize = 4096;
@@ -93,6 +93,9 @@ struct Loaded {
     ttl: Option<Duration>,
     /// The cookie was signed by a previous key and must be re-signed.
     stale_key: bool,
+    /// The request's cookie tag, verified under the current key: re-sent with the ID while
+    /// the ID does not change, instead of signing again.
+    tag: Option<[u8; 32]>,
     /// The store read the record with a previous key and wants it rewritten.
     stale_record: bool,
 }
@@ -109,6 +112,7 @@ impl Loaded {
             ttl: None,
             stale_key: false,
             stale_record: false,
+            tag: None,
         }
     }
 
@@ -129,12 +133,28 @@ impl Loaded {
     }
 }
 
+/// What `persist` works from, taken out of the state under the lock.
+struct Snapshot {
+    doomed: Option<SessionId>,
+    regenerate: bool,
+    pending: BTreeMap<Cow<'static, str>, Option<Bytes>>,
+    id: Option<SessionId>,
+    stale_key: bool,
+    stale_record: bool,
+    created: Option<SystemTime>,
+    ttl: Option<Duration>,
+    expires_at: Option<SystemTime>,
+    tag: Option<[u8; 32]>,
+}
+
 /// The cookie the response carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CookieOut {
     Set {
         id: SessionId,
         max_age: Option<Duration>,
+        /// The tag, when `id` was already signed with the current key.
+        tag: Option<[u8; 32]>,
     },
     Remove,
 }
@@ -168,7 +188,7 @@ fn millis(time: SystemTime) -> u64 {
 }
 
 fn decode_millis(bytes: Option<&Bytes>) -> Option<u64> {
-    bytes.and_then(|b| serde_json::from_slice::<u64>(b).ok())
+    crate::codec::parse_u64(bytes?)
 }
 
 impl RequestSession {
@@ -221,16 +241,17 @@ impl RequestSession {
         // First load of the request: find the cookie and read this schema's keys plus metadata.
         let first = self.state().loaded.is_none();
         if first {
-            let (id, stale_key) = match self.cookie_id(headers) {
+            let (id, stale_key, tag) = match self.cookie_id(headers) {
                 Some(found) => found,
                 None => {
                     self.state().loaded.get_or_insert_with(Loaded::fresh);
                     return Ok(());
                 }
             };
-            let mut keys: Vec<&str> = schema_keys(schema).collect();
-            keys.extend([CREATED_KEY, TTL_KEY]);
-            let record = self.store().load(&id, LoadKeys::Only(&keys)).await?;
+            let record = self
+                .store()
+                .load(&id, LoadKeys::Only(schema.load_keys()))
+                .await?;
             let mut loaded = Loaded::fresh();
             if let Some(record) = record {
                 loaded.complete = false;
@@ -242,6 +263,7 @@ impl RequestSession {
                     .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
                 loaded.ttl = decode_millis(loaded.base.get(TTL_KEY)).map(Duration::from_millis);
                 loaded.stale_key = stale_key;
+                loaded.tag = tag;
                 loaded.id = Some(id);
                 if self.past_absolute_timeout(loaded.created) {
                     tracing::debug!("session reached its absolute timeout; starting a new one");
@@ -279,8 +301,10 @@ impl RequestSession {
             }
         };
         if let Some(id) = missing {
-            let keys: Vec<&'static str> = schema_keys(schema).collect();
-            let record = self.store().load(&id, LoadKeys::Only(&keys)).await?;
+            let record = self
+                .store()
+                .load(&id, LoadKeys::Only(schema.load_keys()))
+                .await?;
             let mut state = self.state();
             let loaded = state.loaded.as_mut().expect("set above");
             loaded.loaded_schemas.push(schema);
@@ -315,7 +339,7 @@ impl RequestSession {
 
     /// The verified session ID in the request's cookie, and whether it was signed by a
     /// previous key. Anything else is ignored (and logged without the value).
-    fn cookie_id(&self, headers: &HeaderMap) -> Option<(SessionId, bool)> {
+    fn cookie_id(&self, headers: &HeaderMap) -> Option<(SessionId, bool, Option<[u8; 32]>)> {
         let name = self.config().cookie.name.as_str();
         let mut rejected = None;
         for header in headers.get_all(http::header::COOKIE) {
@@ -337,7 +361,12 @@ impl RequestSession {
                 }
                 match self.config().keys.verify(value) {
                     Ok(verified) => {
-                        return Some((SessionId::from_store(verified.value), verified.stale_key));
+                        let tag = (!verified.stale_key).then_some(verified.tag);
+                        return Some((
+                            SessionId::from_store(verified.value),
+                            verified.stale_key,
+                            tag,
+                        ));
                     }
                     Err(Rejected::Malformed) => rejected = Some("malformed"),
                     Err(Rejected::BadSignature) => rejected = Some("bad signature"),
@@ -419,6 +448,32 @@ impl RequestSession {
         state.loaded.get_or_insert_with(Loaded::fresh).ttl = ttl;
     }
 
+    /// Whether this request changed nothing, needs no refresh and no re-signing: the common
+    /// read-only case, decided without cloning anything.
+    pub(crate) fn nothing_to_persist(&self) -> bool {
+        let state = self.state();
+        let Some(loaded) = &state.loaded else {
+            return true;
+        };
+        if !state.errors.is_empty()
+            || state.doomed.is_some()
+            || state.regenerate
+            || !state.pending.is_empty()
+            || loaded.stale_key
+            || loaded.stale_record
+            || loaded.id.is_none()
+        {
+            return false;
+        }
+        let (Some(current), ttl) = (loaded.expires_at, loaded.ttl) else {
+            return true;
+        };
+        let (deadline, _) = self.deadline(loaded.created, ttl, SystemTime::now());
+        deadline
+            .duration_since(current)
+            .map_or(true, |gain| gain < self.config().expiry.refresh_interval)
+    }
+
     /// When a session written now expires, and the cookie's Max-Age for it (`None` for a
     /// session-only cookie).
     fn deadline(
@@ -442,7 +497,21 @@ impl RequestSession {
     /// `early` is set for a save from inside the handler: the saved writes are then folded
     /// into the loaded record so later extractors in the same request see them.
     pub(crate) async fn persist(&self, early: bool) -> Result<(), SessionError> {
-        let (doomed, regenerate, pending, id, stale_key, stale_record, created, ttl, expires_at) = {
+        if self.nothing_to_persist() {
+            return Ok(());
+        }
+        let Snapshot {
+            doomed,
+            regenerate,
+            pending,
+            id,
+            stale_key,
+            stale_record,
+            created,
+            ttl,
+            expires_at,
+            tag,
+        } = {
             let mut state = self.state();
             if let Some(err) = state.errors.pop() {
                 for other in state.errors.drain(..) {
@@ -450,28 +519,29 @@ impl RequestSession {
                 }
                 return Err(err);
             }
-            let Some(loaded) = &state.loaded else {
+            let doomed = state.doomed.take();
+            let regenerate = std::mem::take(&mut state.regenerate);
+            let pending = std::mem::take(&mut state.pending);
+            let Some(loaded) = state.loaded.as_mut() else {
                 return Ok(());
             };
-            let (id, stale_key, stale_record, created, ttl, expires_at) = (
-                loaded.id.clone(),
-                loaded.stale_key,
-                loaded.stale_record,
-                loaded.created,
-                loaded.ttl,
-                loaded.expires_at,
-            );
-            (
-                state.doomed.take(),
-                std::mem::take(&mut state.regenerate),
-                std::mem::take(&mut state.pending),
-                id,
-                stale_key,
-                stale_record,
-                created,
-                ttl,
-                expires_at,
-            )
+            if !early {
+                // Nothing decodes after the final save: let go of the loaded record, so a
+                // store that shares records need not copy it to apply the patch.
+                loaded.base = Arc::default();
+            }
+            Snapshot {
+                doomed,
+                regenerate,
+                pending,
+                id: loaded.id.clone(),
+                stale_key: loaded.stale_key,
+                stale_record: loaded.stale_record,
+                created: loaded.created,
+                ttl: loaded.ttl,
+                expires_at: loaded.expires_at,
+                tag: loaded.tag.take(),
+            }
         };
 
         if let Some(old) = &doomed {
@@ -494,7 +564,7 @@ impl RequestSession {
             replaced.or_else(|| (max_age.is_some() || stale_key).then_some(id))
         };
 
-        let cookie_id = match id {
+        let cookie_id = match id.clone() {
             Some(old) if regenerate => Some(self.regenerate_in_store(&old, &patch).await?),
             Some(id) if !patch.is_empty() => {
                 let replaced = self.store().save(&id, &patch).await?;
@@ -539,8 +609,14 @@ impl RequestSession {
                 loaded.id = Some(new.clone());
             }
         }
-        if let Some(id) = cookie_id {
-            state.cookie = Some(CookieOut::Set { id, max_age });
+        if let Some(cookie_id) = cookie_id {
+            // The request's own cookie still names this ID under the current key.
+            let tag = tag.filter(|_| id.as_ref() == Some(&cookie_id));
+            state.cookie = Some(CookieOut::Set {
+                id: cookie_id,
+                max_age,
+                tag,
+            });
         }
         Ok(())
     }
@@ -577,13 +653,4 @@ impl RequestSession {
     pub(crate) fn take_cookie(&self) -> Option<CookieOut> {
         self.state().cookie.take()
     }
-}
-
-fn schema_keys(schema: &'static crate::Schema) -> impl Iterator<Item = &'static str> {
-    schema
-        .fields()
-        .iter()
-        .filter(|f| f.is_persisted())
-        .map(|f| f.store_key())
-        .chain(std::iter::once(schema.version_key()))
 }

@@ -190,7 +190,10 @@ fn decode(bytes: &[u8]) -> Option<(FieldMap, SystemTime)> {
     }
     let millis = u64::from_be_bytes(take(8)?.try_into().ok()?);
     let count = u32::from_be_bytes(take(4)?.try_into().ok()?);
-    let mut fields = FieldMap::with_capacity(usize::try_from(count).unwrap_or(0).min(256));
+    let mut fields = FieldMap::with_capacity_and_hasher(
+        usize::try_from(count).unwrap_or(0).min(256),
+        rustc_hash::FxBuildHasher,
+    );
     for _ in 0..count {
         let key_len = u16::from_be_bytes(take(2)?.try_into().ok()?);
         let key: Arc<str> = Arc::from(std::str::from_utf8(take(usize::from(key_len))?).ok()?);
@@ -225,7 +228,8 @@ impl SessionStore for CookieStore {
     }
 
     async fn create(&self, _id: &SessionId, patch: &Patch) -> WriteResult {
-        let mut fields = FieldMap::with_capacity(patch.set.len());
+        let mut fields =
+            FieldMap::with_capacity_and_hasher(patch.set.len(), rustc_hash::FxBuildHasher);
         patch.apply_to(&mut fields);
         self.seal(&fields, patch.expires_at).map(Some)
     }
@@ -255,10 +259,12 @@ mod tests {
 
     #[test]
     fn the_plaintext_format_round_trips_and_rejects_garbage() {
-        let fields = FieldMap::from([
+        let fields: FieldMap = [
             (Arc::from("a"), Bytes::from_static(b"1")),
             (Arc::from("bb"), Bytes::new()),
-        ]);
+        ]
+        .into_iter()
+        .collect();
         let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         let bytes = encode(&fields, at).unwrap();
         assert_eq!(decode(&bytes), Some((fields, at)));
