@@ -24,25 +24,27 @@ use crate::SessionId;
 /// written by the scripts so that a load learns the expiry in the same single command.
 const EXPIRES_FIELD: &str = "__exp";
 
-/// Shared Lua: applies deletions and sets from `ARGV` (starting at `ARGV[2]`) to `key`,
-/// then records and sets the expiry from the TTL in `ARGV[1]`.
+/// Shared Lua: applies a patch from `ARGV` to `key` and sets its expiry.
 ///
-/// `ARGV`: ttl-ms, number-of-deletions, deleted fields..., then field, value pairs.
+/// `ARGV`: ttl-ms, expires-at-ms, number-of-deletions, deleted fields..., then field, value
+/// pairs. The expiry instant goes into the hidden `__exp` field in the same `HSET` as the
+/// changed fields; the key's TTL is set relative, so clock skew between the app and Redis
+/// does not move it.
 const APPLY: &str = r"
-local function apply(key, first)
-  local ndel = tonumber(ARGV[first + 1])
-  local del_end = first + 1 + ndel
-  for i = first + 2, del_end, 1000 do
+local function apply(key)
+  local ndel = tonumber(ARGV[3])
+  local del_end = 3 + ndel
+  for i = 4, del_end, 1000 do
     redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 999, del_end)))
   end
-  for i = del_end + 1, #ARGV, 1000 do
-    redis.call('HSET', key, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  local first = del_end + 1
+  local last = #ARGV
+  while last - first >= 999 do
+    redis.call('HSET', key, unpack(ARGV, first, first + 999))
+    first = first + 1000
   end
-  local ttl = tonumber(ARGV[first])
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('HSET', key, '__exp', tostring(now + ttl))
-  redis.call('PEXPIRE', key, ttl)
+  redis.call('HSET', key, '__exp', ARGV[2], unpack(ARGV, first, last))
+  redis.call('PEXPIRE', key, ARGV[1])
 end
 ";
 
@@ -51,7 +53,7 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{APPLY}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-apply(KEYS[1], 1)
+apply(KEYS[1])
 return 1"
     ))
 });
@@ -61,7 +63,7 @@ static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{APPLY}
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-apply(KEYS[1], 1)
+apply(KEYS[1])
 return 1"
     ))
 });
@@ -72,20 +74,18 @@ static REGENERATE: LazyLock<Script> = LazyLock::new(|| {
         "{APPLY}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('RENAMENX', KEYS[1], KEYS[2]) == 0 then return -1 end
-apply(KEYS[2], 1)
+apply(KEYS[2])
 return 1"
     ))
 });
 
 /// Touch: a new expiry, fields untouched; 0 when the session is gone.
+/// `ARGV`: ttl-ms, expires-at-ms.
 static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local ttl = tonumber(ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], '__exp', tostring(now + ttl))
-redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('HSET', KEYS[1], '__exp', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1",
     )
 });
@@ -130,8 +130,9 @@ return 1",
 ///   cluster client's own reconnection); while Redis is down, store calls fail fast and the
 ///   layer answers `503`.
 ///
-/// The expiry is kept both as the key's TTL and as a hidden `__exp` hash field, so a load
-/// knows when the session expires without a second command.
+/// The expiry is kept both as the key's TTL and as a hidden `__exp` hash field (written in the
+/// same `HSET` as the changed fields), so a load knows when the session expires without a
+/// second command.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), session_runtime::StoreError> {
@@ -285,10 +286,12 @@ impl RedisStore {
     }
 }
 
-/// The script arguments for a patch: TTL in ms, deletion count, deletions, set pairs.
+/// The script arguments for a patch: TTL in ms, expiry instant in ms, deletion count,
+/// deletions, set pairs.
 fn patch_args(invocation: &mut ScriptInvocation<'_>, patch: &Patch) {
     invocation
         .arg(ttl_millis(patch.expires_at))
+        .arg(epoch_millis(patch.expires_at))
         .arg(patch.remove.len());
     for key in &patch.remove {
         invocation.arg(key.as_ref());
@@ -305,6 +308,12 @@ fn ttl_millis(at: SystemTime) -> u64 {
     })
 }
 
+/// Milliseconds since the Unix epoch.
+fn epoch_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn outcome(code: i64) -> WriteResult {
     match code {
         1 => Ok(None),
@@ -316,23 +325,52 @@ fn outcome(code: i64) -> WriteResult {
     }
 }
 
-fn into_record(mut fields: HashMap<String, Vec<u8>>) -> Option<Record> {
-    if fields.is_empty() {
-        return None;
+/// Reads an `HGETALL` reply (a flat array in RESP2, a map in RESP3) straight into a record,
+/// without an intermediate map. `None` for an empty reply: no such session.
+fn into_record(reply: Value) -> Result<Option<Record>, StoreError> {
+    let pairs: Vec<(Value, Value)> = match reply {
+        Value::Nil => return Ok(None),
+        Value::Map(pairs) => pairs,
+        Value::Array(items) => {
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            let mut items = items.into_iter();
+            while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                pairs.push((k, v));
+            }
+            pairs
+        }
+        other => {
+            return Err(StoreError::backend(format!(
+                "unexpected HGETALL reply: {other:?}"
+            )))
+        }
+    };
+    if pairs.is_empty() {
+        return Ok(None);
     }
-    let expires_at = fields
-        .remove(EXPIRES_FIELD)
-        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
-        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-    let fields: FieldMap = fields
-        .into_iter()
-        .map(|(k, v)| (Arc::from(k), Bytes::from(v)))
-        .collect();
-    Some(Record {
+    let mut fields = FieldMap::with_capacity_and_hasher(pairs.len(), Default::default());
+    let mut expires_at = None;
+    for (key, value) in pairs {
+        let (Value::BulkString(key), Value::BulkString(value)) = (key, value) else {
+            return Err(StoreError::backend(
+                "a session hash holds a non-string entry",
+            ));
+        };
+        let key = String::from_utf8(key).map_err(|_| {
+            StoreError::backend("a session hash has a field name that is not UTF-8")
+        })?;
+        if key == EXPIRES_FIELD {
+            expires_at =
+                crate::codec::parse_u64(&value).map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        } else {
+            fields.insert(Arc::from(key), Bytes::from(value));
+        }
+    }
+    Ok(Some(Record {
         fields: Arc::new(fields),
         expires_at,
         stale: false,
-    })
+    }))
 }
 
 impl SessionStore for RedisStore {
@@ -343,12 +381,12 @@ impl SessionStore for RedisStore {
     ) -> Result<Option<Record>, StoreError> {
         // One HGETALL whatever the keys asked: it sends a few dozen bytes, where HMGET would
         // send every field name. The contract allows returning more keys than asked.
-        let fields: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+        let reply: Value = redis::cmd("HGETALL")
             .arg(self.key(id))
             .query_async(&mut self.conn())
             .await
             .map_err(backend)?;
-        Ok(into_record(fields))
+        into_record(reply)
     }
 
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
@@ -402,6 +440,7 @@ impl SessionStore for RedisStore {
         let code: i64 = TOUCH
             .key(self.key(id))
             .arg(ttl_millis(expires_at))
+            .arg(epoch_millis(expires_at))
             .invoke_async(&mut self.conn())
             .await
             .map_err(backend)?;
