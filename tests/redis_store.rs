@@ -510,3 +510,30 @@ async fn an_update_of_one_field_sends_a_small_flat_number_of_bytes() {
     );
     println!("bytes sent to Redis for one update: {small} (after growth: {after_growth})");
 }
+
+#[tokio::test]
+async fn a_flushed_script_cache_is_reloaded_on_noscript() {
+    if !can_start_servers("noscript") {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::connect(server.url().as_str()).await.unwrap();
+    let app = app(store);
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let cookie = cookie_pair(&response);
+    let mut conn = redis::Client::open(server.url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let response = send(&app, request("POST", "/add", Some(&cookie), "b")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, "2");
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, r#"["a", "b"]"#);
+}
