@@ -4,6 +4,7 @@
 //! the repository use `session-runtime` exactly as an application would.
 
 pub mod demo;
+pub mod http;
 pub mod logs;
 pub mod redis_harness;
 

@@ -6,19 +6,16 @@ use std::{
 };
 
 use axum::{
-    body::Body,
-    http::{header, Request, StatusCode},
-    response::Response,
+    http::StatusCode,
     routing::{get, post},
     Router,
 };
-use http_body_util::BodyExt;
 use session_runtime::{
     conformance,
     store::{LoadKeys, Patch},
     CookieStore, Key, SessionData, SessionId, SessionLayer, SessionStore, TypedSession,
 };
-use tower::ServiceExt;
+use session_suite::http::{cookie_pair, request, send, set_cookies, text};
 
 #[derive(SessionData, Debug)]
 struct Cart {
@@ -64,38 +61,6 @@ fn app_with(layer: SessionLayer<CookieStore>) -> Router {
         .layer(layer)
 }
 
-fn request(method: &str, uri: &str, cookie: Option<&str>, body: String) -> Request<Body> {
-    let mut builder = Request::builder().method(method).uri(uri);
-    if let Some(cookie) = cookie {
-        builder = builder.header(header::COOKIE, cookie);
-    }
-    builder.body(Body::from(body)).unwrap()
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Response {
-    app.clone().oneshot(req).await.unwrap()
-}
-
-async fn text(response: Response) -> String {
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
-
-fn set_cookies(response: &Response) -> Vec<String> {
-    response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect()
-}
-
-fn cookie_pair(response: &Response) -> String {
-    let cookies = set_cookies(response);
-    assert_eq!(cookies.len(), 1, "{cookies:?}");
-    cookies[0].split(';').next().unwrap().to_owned()
-}
-
 /// The sealed record inside a `name=sealed.tag` cookie.
 fn sealed(pair: &str) -> SessionId {
     SessionId::from_store(pair.split_once('=').unwrap().1.rsplit_once('.').unwrap().0)
@@ -126,13 +91,13 @@ async fn switching_to_the_cookie_store_is_one_line_and_keeps_no_server_state() {
     let key = Key::generate();
     let store_key = Key::generate();
     let app = app(CookieStore::new(&store_key), &key);
-    let response = send(&app, request("POST", "/add", None, "secret-apple".into())).await;
+    let response = send(&app, request("POST", "/add", None, "secret-apple")).await;
     let cookie = cookie_pair(&response);
     assert!(
         !cookie.contains("secret-apple"),
         "the data is encrypted: {cookie}"
     );
-    let response = send(&app, request("POST", "/add", Some(&cookie), "pear".into())).await;
+    let response = send(&app, request("POST", "/add", Some(&cookie), "pear")).await;
     let cookie = cookie_pair(&response);
 
     // A brand-new app instance with the same keys reads the session: no server state.
@@ -219,7 +184,7 @@ async fn through_the_layer_an_expired_session_starts_fresh() {
         SessionLayer::new(CookieStore::new(&key), key.clone())
             .with_idle_timeout(Duration::from_millis(200)),
     );
-    let response = send(&app, request("POST", "/add", None, "a".into())).await;
+    let response = send(&app, request("POST", "/add", None, "a")).await;
     let cookie = cookie_pair(&response);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let response = send(&app, request("GET", "/show", Some(&cookie), String::new())).await;
@@ -233,10 +198,10 @@ async fn the_absolute_timeout_is_enforced_from_the_sealed_creation_time() {
         SessionLayer::new(CookieStore::new(&key), key.clone())
             .with_absolute_timeout(Duration::from_millis(300)),
     );
-    let response = send(&app, request("POST", "/add", None, "a".into())).await;
+    let response = send(&app, request("POST", "/add", None, "a")).await;
     let mut cookie = cookie_pair(&response);
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let response = send(&app, request("POST", "/add", Some(&cookie), "b".into())).await;
+    let response = send(&app, request("POST", "/add", Some(&cookie), "b")).await;
     cookie = cookie_pair(&response);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let response = send(&app, request("GET", "/show", Some(&cookie), String::new())).await;
@@ -247,7 +212,7 @@ async fn the_absolute_timeout_is_enforced_from_the_sealed_creation_time() {
 async fn a_tampered_cookie_starts_a_fresh_session() {
     let key = Key::generate();
     let app = app(CookieStore::new(&key), &key);
-    let response = send(&app, request("POST", "/add", None, "a".into())).await;
+    let response = send(&app, request("POST", "/add", None, "a")).await;
     let cookie = cookie_pair(&response);
     let tampered = cookie.replacen('=', "=x", 1);
     let response = send(
@@ -266,7 +231,7 @@ async fn a_cookie_sealed_with_an_old_key_is_read_and_re_encrypted() {
     let new = Key::generate();
     let response = send(
         &app(CookieStore::new(&old), &signing),
-        request("POST", "/add", None, "kept".into()),
+        request("POST", "/add", None, "kept"),
     )
     .await;
     let old_cookie = cookie_pair(&response);
@@ -307,7 +272,7 @@ async fn the_cookie_is_re_sent_only_on_change_or_refresh() {
         SessionLayer::new(CookieStore::new(&key), key.clone())
             .with_ttl_refresh_interval(Duration::from_millis(200)),
     );
-    let response = send(&app, request("POST", "/add", None, "a".into())).await;
+    let response = send(&app, request("POST", "/add", None, "a")).await;
     let cookie = cookie_pair(&response);
     for _ in 0..3 {
         let response = send(&app, request("GET", "/show", Some(&cookie), String::new())).await;
@@ -317,7 +282,7 @@ async fn the_cookie_is_re_sent_only_on_change_or_refresh() {
     let response = send(&app, request("GET", "/show", Some(&cookie), String::new())).await;
     let refreshed = cookie_pair(&response);
     assert_ne!(refreshed, cookie, "a refresh re-seals the expiry");
-    let response = send(&app, request("POST", "/add", Some(&refreshed), "b".into())).await;
+    let response = send(&app, request("POST", "/add", Some(&refreshed), "b")).await;
     assert_eq!(set_cookies(&response).len(), 1, "a change is sent");
 }
 
@@ -325,7 +290,7 @@ async fn the_cookie_is_re_sent_only_on_change_or_refresh() {
 async fn regenerate_issues_a_fresh_value_and_destroy_removes_the_cookie() {
     let key = Key::generate();
     let app = app(CookieStore::new(&key), &key);
-    let response = send(&app, request("POST", "/add", None, "a".into())).await;
+    let response = send(&app, request("POST", "/add", None, "a")).await;
     let cookie = cookie_pair(&response);
     let response = send(
         &app,
@@ -354,7 +319,7 @@ async fn an_oversized_session_is_a_500_with_a_logged_size_never_a_dropped_cookie
     let (_guard, logs) = session_suite::logs::capture();
     let key = Key::generate();
     let app = app(CookieStore::new(&key), &key);
-    let response = send(&app, request("POST", "/add", None, "small".into())).await;
+    let response = send(&app, request("POST", "/add", None, "small")).await;
     let cookie = cookie_pair(&response);
 
     let response = send(

@@ -10,17 +10,15 @@ use std::{
 use axum::{
     body::Body,
     http::{header, Request, StatusCode},
-    response::Response,
     routing::{get, post},
     Router,
 };
-use http_body_util::BodyExt;
 use session_runtime::{
     store::LoadKeys, DecodePolicy, Key, MemoryStore, MigrationError, RawFields, SameSite,
     SessionData, SessionId, SessionLayer, SessionStore, TypedSession,
 };
+use session_suite::http::{attribute, cookie_pair, id_of, request, send, set_cookies, text};
 use session_suite::{Call, Recording};
-use tower::ServiceExt;
 
 #[derive(SessionData, Debug)]
 struct Cart {
@@ -114,57 +112,6 @@ fn app_with(layer: SessionLayer<Store>) -> Router {
 
 fn app(store: &Store, key: &Key) -> Router {
     app_with(SessionLayer::new(store.clone(), key.clone()))
-}
-
-fn request(method: &str, uri: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
-    let mut builder = Request::builder().method(method).uri(uri);
-    if let Some(cookie) = cookie {
-        builder = builder.header(header::COOKIE, cookie);
-    }
-    builder.body(Body::from(body.to_owned())).unwrap()
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Response {
-    app.clone().oneshot(req).await.unwrap()
-}
-
-async fn text(response: Response) -> String {
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
-
-/// The `Set-Cookie` headers of a response.
-fn set_cookies(response: &Response) -> Vec<String> {
-    response
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect()
-}
-
-/// `name=value` of the only `Set-Cookie`, for sending back.
-fn cookie_pair(response: &Response) -> String {
-    let cookies = set_cookies(response);
-    assert_eq!(cookies.len(), 1, "{cookies:?}");
-    cookies[0].split(';').next().unwrap().to_owned()
-}
-
-fn attribute<'a>(set_cookie: &'a str, name: &str) -> Option<&'a str> {
-    set_cookie
-        .split(';')
-        .skip(1)
-        .map(str::trim)
-        .find_map(|attr| {
-            let (key, value) = attr.split_once('=').unwrap_or((attr, ""));
-            key.eq_ignore_ascii_case(name).then_some(value)
-        })
-}
-
-/// The session ID inside a `name=id.tag` cookie pair.
-fn id_of(pair: &str) -> SessionId {
-    let value = pair.split_once('=').unwrap().1;
-    SessionId::from_store(value.rsplit_once('.').unwrap().0)
 }
 
 fn writes(calls: &[Call]) -> Vec<&Call> {

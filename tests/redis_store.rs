@@ -7,16 +7,15 @@ use std::time::{Duration, SystemTime};
 use axum::{
     body::Body,
     http::{header, Request, StatusCode},
-    response::Response,
     routing::{get, post},
     Router,
 };
-use http_body_util::BodyExt;
 use session_runtime::{
     conformance,
     store::{LoadKeys, Patch},
     Key, RedisStore, SessionData, SessionId, SessionLayer, SessionStore, TypedSession,
 };
+use session_suite::http::{cookie_pair, id_of, request, send, text};
 use session_suite::{
     redis_harness::{
         net_input_bytes, redis_binaries_present, shared_redis_url, skip_without_redis,
@@ -24,7 +23,6 @@ use session_suite::{
     },
     Call, Recording,
 };
-use tower::ServiceExt;
 
 /// The shared server's store under a fresh prefix, or `None` (test skipped).
 async fn shared_store(test: &str) -> Option<RedisStore> {
@@ -72,38 +70,6 @@ fn app<S: SessionStore + Clone>(store: S) -> Router {
         .layer(
             SessionLayer::new(store, Key::generate()).with_idle_timeout(Duration::from_secs(300)),
         )
-}
-
-fn request(method: &str, uri: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
-    let mut builder = Request::builder().method(method).uri(uri);
-    if let Some(cookie) = cookie {
-        builder = builder.header(header::COOKIE, cookie);
-    }
-    builder.body(Body::from(body.to_owned())).unwrap()
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Response {
-    app.clone().oneshot(req).await.unwrap()
-}
-
-async fn text(response: Response) -> String {
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
-
-fn cookie_pair(response: &Response) -> String {
-    response.headers()[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
-fn id_of(pair: &str) -> SessionId {
-    let value = pair.split_once('=').unwrap().1;
-    SessionId::from_store(value.rsplit_once('.').unwrap().0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -390,39 +390,17 @@ impl SessionStore for RedisStore {
     }
 
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
-        let mut invocation = CREATE.key(self.key(id));
-        patch_args(&mut invocation, patch);
-        outcome(
-            invocation
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(backend)?,
-        )
+        self.write(&CREATE, &[&self.key(id)], patch).await
     }
 
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
-        let mut invocation = SAVE.key(self.key(id));
-        patch_args(&mut invocation, patch);
-        outcome(
-            invocation
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(backend)?,
-        )
+        self.write(&SAVE, &[&self.key(id)], patch).await
     }
 
     async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
         let (old_key, new_key) = (self.key(old), self.key(new));
         if let Conn::Single(_) = self.conn {
-            let mut invocation = REGENERATE.key(&old_key);
-            invocation.key(&new_key);
-            patch_args(&mut invocation, patch);
-            return outcome(
-                invocation
-                    .invoke_async(&mut self.conn())
-                    .await
-                    .map_err(backend)?,
-            );
+            return self.write(&REGENERATE, &[&old_key, &new_key], patch).await;
         }
         self.regenerate_across_slots(&old_key, &new_key, patch)
             .await
@@ -449,6 +427,21 @@ impl SessionStore for RedisStore {
 }
 
 impl RedisStore {
+    /// Runs one of the patch scripts on `keys`: one round trip.
+    async fn write(&self, script: &Script, keys: &[&str], patch: &Patch) -> WriteResult {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        patch_args(&mut invocation, patch);
+        outcome(
+            invocation
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(backend)?,
+        )
+    }
+
     /// Regenerate for a cluster, where the two keys may live on different nodes.
     async fn regenerate_across_slots(
         &self,
@@ -483,14 +476,7 @@ impl RedisStore {
             remove: Vec::new(),
             expires_at: patch.expires_at,
         };
-        let mut invocation = CREATE.key(new_key);
-        patch_args(&mut invocation, &full);
-        let created = invocation
-            .invoke_async::<i64>(&mut self.conn())
-            .await
-            .map_err(backend)
-            .and_then(outcome);
-        if let Err(err) = created {
+        if let Err(err) = self.write(&CREATE, &[new_key], &full).await {
             // Put the record back under its old ID; a failure here leaves it aside until
             // its TTL, which loses this session but never hands its data to another.
             let restored = UNSTASH

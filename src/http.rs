@@ -1,0 +1,84 @@
+//! Requests through a `Router` in process, and reading the session cookie back: the helpers
+//! the integration tests share.
+
+use axum::{
+    body::Body,
+    http::{header, Request},
+    response::Response,
+    Router,
+};
+use http_body_util::BodyExt;
+use session_runtime::SessionId;
+use tower::ServiceExt;
+
+/// A request with an optional `Cookie` header.
+pub fn request(
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    body: impl Into<Body>,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(cookie) = cookie {
+        builder = builder.header(header::COOKIE, cookie);
+    }
+    builder.body(body.into()).expect("a valid test request")
+}
+
+/// Sends one request through the router (tower `oneshot`).
+pub async fn send(app: &Router, request: Request<Body>) -> Response {
+    app.clone()
+        .oneshot(request)
+        .await
+        .expect("routers are infallible")
+}
+
+/// The response body as text.
+pub async fn text(response: Response) -> String {
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("an in-memory body")
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).expect("a UTF-8 body")
+}
+
+/// Every `Set-Cookie` header of a response.
+pub fn set_cookies(response: &Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().expect("a text cookie").to_owned())
+        .collect()
+}
+
+/// `name=value` of the response's only `Set-Cookie`, ready to send back.
+pub fn cookie_pair(response: &Response) -> String {
+    let cookies = set_cookies(response);
+    assert_eq!(cookies.len(), 1, "expected one Set-Cookie, got {cookies:?}");
+    cookies[0]
+        .split(';')
+        .next()
+        .expect("split yields at least one part")
+        .to_owned()
+}
+
+/// An attribute of a `Set-Cookie` value (`Some("")` for a flag such as `HttpOnly`).
+pub fn attribute<'a>(set_cookie: &'a str, name: &str) -> Option<&'a str> {
+    set_cookie
+        .split(';')
+        .skip(1)
+        .map(str::trim)
+        .find_map(|attr| {
+            let (key, value) = attr.split_once('=').unwrap_or((attr, ""));
+            key.eq_ignore_ascii_case(name).then_some(value)
+        })
+}
+
+/// The session ID inside a `name=id.tag` cookie pair.
+pub fn id_of(pair: &str) -> SessionId {
+    let value = pair.split_once('=').expect("name=value").1;
+    SessionId::from_store(value.rsplit_once('.').expect("id.tag").0)
+}
