@@ -124,3 +124,47 @@ impl<S: SessionStore + Clone> SessionStore for Recording<S> {
         self.inner.touch(id, expires_at).await
     }
 }
+
+/// Wraps a store so that loads return only the keys asked for, as a store that honours
+/// [`LoadKeys::Only`] does (the shipped stores return whole records).
+#[derive(Clone)]
+pub struct OnlyAskedKeys<S>(pub S);
+
+impl<S: SessionStore + Clone> SessionStore for OnlyAskedKeys<S> {
+    async fn load(&self, id: &SessionId, keys: LoadKeys<'_>) -> Result<Option<Record>, StoreError> {
+        let Some(mut record) = self.0.load(id, LoadKeys::All).await? else {
+            return Ok(None);
+        };
+        if let LoadKeys::Only(keys) = keys {
+            let fields = record
+                .fields
+                .iter()
+                .filter(|(k, _)| keys.contains(&k.as_ref()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            record.fields = std::sync::Arc::new(fields);
+            record.complete = false;
+        }
+        Ok(Some(record))
+    }
+
+    async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        self.0.create(id, patch).await
+    }
+
+    async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        self.0.save(id, patch).await
+    }
+
+    async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
+        self.0.regenerate(old, new, patch).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.0.delete(id).await
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: SystemTime) -> WriteResult {
+        self.0.touch(id, expires_at).await
+    }
+}

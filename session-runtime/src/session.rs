@@ -254,7 +254,7 @@ impl RequestSession {
                 .await?;
             let mut loaded = Loaded::fresh();
             if let Some(record) = record {
-                loaded.complete = false;
+                loaded.complete = record.complete;
                 loaded.loaded_schemas.push(schema);
                 loaded.expires_at = record.expires_at;
                 loaded.stale_record = record.stale;

@@ -224,6 +224,7 @@ impl SessionStore for CookieStore {
             fields: Arc::new(fields),
             expires_at: Some(expires_at),
             stale,
+            complete: true,
         }))
     }
 

@@ -173,6 +173,7 @@ impl SessionStore for MemoryStore {
             fields: Arc::clone(&entry.fields),
             expires_at: Some(entry.expires_at),
             stale: false,
+            complete: true,
         }))
     }
 

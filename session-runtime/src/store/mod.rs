@@ -74,6 +74,9 @@ pub struct Record {
     /// The store read the record with a previous key and wants it written again with the
     /// current one (the layer then refreshes it on this request, even if nothing changed).
     pub stale: bool,
+    /// The record holds every key, whatever [`LoadKeys`] asked for: the layer then never
+    /// loads this session again in the same request (for another schema or a migration).
+    pub complete: bool,
 }
 
 /// One write to a record: fields to set, fields to remove, the new expiry.

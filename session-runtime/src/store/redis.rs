@@ -370,6 +370,7 @@ fn into_record(reply: Value) -> Result<Option<Record>, StoreError> {
         fields: Arc::new(fields),
         expires_at,
         stale: false,
+        complete: true,
     }))
 }
 
