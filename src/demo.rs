@@ -11,7 +11,8 @@ use axum::{
     Router,
 };
 use serde::{Deserialize, Serialize};
-use session_runtime::{SessionData, TypedSession};
+use session_runtime::{SessionData, SessionLayer, SessionStore, TypedSession};
+use tracing_subscriber::EnvFilter;
 
 /// Counts the visitor's page views.
 #[derive(SessionData, Debug)]
@@ -43,6 +44,29 @@ pub struct Item {
 pub struct Cart {
     /// The cart's lines.
     pub items: Vec<Item>,
+}
+
+/// Serves the demo with `layer` on `DEMO_ADDR` (default `127.0.0.1:3000`) until Ctrl-C,
+/// logging through `tracing` (`RUST_LOG` sets the level, default `info`).
+pub async fn serve<S: SessionStore>(
+    layer: SessionLayer<S>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .try_init();
+    // The demo serves plain HTTP on loopback; over HTTPS keep the default `Secure`.
+    let app = routes().layer(layer.with_secure(false));
+    let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    tracing::info!("demo listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
 }
 
 /// The demo's routes; add a `SessionLayer` to serve them.
