@@ -553,10 +553,9 @@ pub fn lazy_get_mut<'a, F>(
     decode: DecodeFn<F>,
     default: impl FnOnce() -> F,
 ) -> &'a mut F {
-    if cell.get().is_none() {
-        *cell = OnceLock::from(decode_or_default(raw, schema, index, decode, default).0);
-    }
-    cell.get_mut().expect("initialized above")
+    // A decode failure was logged by `decode_or_default`; the default stands in.
+    let _ = lazy_force(cell, raw, schema, index, decode, default);
+    cell.get_mut().expect("initialized by lazy_force")
 }
 
 #[doc(hidden)]

@@ -465,13 +465,18 @@ impl RequestSession {
         {
             return false;
         }
-        let (Some(current), ttl) = (loaded.expires_at, loaded.ttl) else {
-            return true;
-        };
-        let (deadline, _) = self.deadline(loaded.created, ttl, SystemTime::now());
-        deadline
-            .duration_since(current)
-            .map_or(true, |gain| gain < self.config().expiry.refresh_interval)
+        let (deadline, _) = self.deadline(loaded.created, loaded.ttl, SystemTime::now());
+        !self.refresh_due(loaded.expires_at, deadline)
+    }
+
+    /// Whether a read-only request should push the expiry out: only once the new deadline
+    /// gains at least the refresh interval over the stored one.
+    fn refresh_due(&self, current: Option<SystemTime>, deadline: SystemTime) -> bool {
+        current.is_some_and(|current| {
+            deadline
+                .duration_since(current)
+                .is_ok_and(|gain| gain >= self.config().expiry.refresh_interval)
+        })
     }
 
     /// When a session written now expires, and the cookie's Max-Age for it (`None` for a
@@ -497,7 +502,8 @@ impl RequestSession {
     /// `early` is set for a save from inside the handler: the saved writes are then folded
     /// into the loaded record so later extractors in the same request see them.
     pub(crate) async fn persist(&self, early: bool) -> Result<(), SessionError> {
-        if self.nothing_to_persist() {
+        // After the handler, the response future has already asked this.
+        if early && self.nothing_to_persist() {
             return Ok(());
         }
         let Snapshot {
@@ -571,13 +577,7 @@ impl RequestSession {
                 resend(replaced, id)
             }
             Some(id) => {
-                let refresh_due = stale_record
-                    || expires_at.is_some_and(|current| {
-                        deadline
-                            .duration_since(current)
-                            .is_ok_and(|gain| gain >= self.config().expiry.refresh_interval)
-                    });
-                if refresh_due {
+                if stale_record || self.refresh_due(expires_at, deadline) {
                     let replaced = self.store().touch(&id, deadline).await?;
                     resend(replaced, id)
                 } else if stale_key {
