@@ -343,8 +343,9 @@ pub fn collect_changes<T: SessionData, C: Codec>(
         return Ok(());
     }
     let schema = T::SCHEMA;
-    let set: Vec<usize> = fields.state().set_fields().collect();
-    for index in set {
+    // A copy of the change set (no allocation below 64 fields): encoding needs `fields`.
+    let changed = fields.state().clone();
+    for index in changed.set_fields() {
         let info = &schema.fields()[index];
         let bytes = fields
             .encode_field::<C>(index)

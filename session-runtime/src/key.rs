@@ -72,10 +72,16 @@ impl Key {
     }
 
     /// `value.tag`, the tag being HMAC-SHA256 of the value under this key.
+    #[cfg(test)]
     pub(crate) fn sign(&self, value: &str) -> String {
+        signed(value, &self.tag(value))
+    }
+
+    /// HMAC-SHA256 of `value` under this key.
+    pub(crate) fn tag(&self, value: &str) -> [u8; 32] {
         let mut mac = self.mac();
         mac.update(value.as_bytes());
-        signed(value, &mac.finalize().into_bytes().into())
+        mac.finalize().into_bytes().into()
     }
 
     /// Checks `tag` against `value` in constant time.
@@ -87,12 +93,23 @@ impl Key {
 }
 
 /// `value.tag` from a tag computed earlier.
+#[cfg(test)]
 pub(crate) fn signed(value: &str, tag: &[u8; 32]) -> String {
-    let mut out = String::with_capacity(value.len() + 1 + TAG_LEN);
+    let mut out = String::with_capacity(signed_len(value));
+    push_signed(&mut out, value, tag);
+    out
+}
+
+/// The length of `value.tag`.
+pub(crate) fn signed_len(value: &str) -> usize {
+    value.len() + 1 + TAG_LEN
+}
+
+/// Appends `value.tag` to `out`.
+pub(crate) fn push_signed(out: &mut String, value: &str, tag: &[u8; 32]) {
     out.push_str(value);
     out.push('.');
-    URL_SAFE_NO_PAD.encode_string(tag, &mut out);
-    out
+    URL_SAFE_NO_PAD.encode_string(tag, out);
 }
 
 impl TryFrom<&[u8]> for Key {

@@ -296,14 +296,29 @@ impl RequestSession {
         let attributes = &shared.cookie_attributes;
         let text = match cookie {
             CookieOut::Set { id, max_age, tag } => {
-                let signed = match tag {
-                    Some(tag) => crate::key::signed(id.as_str(), tag),
-                    None => shared.config.keys.current.sign(id.as_str()),
+                let tag = match tag {
+                    Some(tag) => *tag,
+                    None => shared.config.keys.current.tag(id.as_str()),
                 };
-                match max_age {
-                    Some(age) => format!("{name}={signed}; Max-Age={}{attributes}", age.as_secs()),
-                    None => format!("{name}={signed}{attributes}"),
+                let max_age = max_age.map(|age| age.as_secs());
+                // Built at its exact size: the header value then takes the buffer over
+                // without copying or allocating again.
+                let len = name.len()
+                    + 1
+                    + crate::key::signed_len(id.as_str())
+                    + max_age.map_or(0, |age| MAX_AGE.len() + decimal_len(age))
+                    + attributes.len();
+                let mut text = String::with_capacity(len);
+                text.push_str(name);
+                text.push('=');
+                crate::key::push_signed(&mut text, id.as_str(), &tag);
+                if let Some(age) = max_age {
+                    text.push_str(MAX_AGE);
+                    push_decimal(&mut text, age);
                 }
+                text.push_str(attributes);
+                debug_assert_eq!(text.len(), len);
+                text
             }
             CookieOut::Remove => {
                 format!("{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{attributes}")
@@ -318,5 +333,45 @@ impl RequestSession {
         // Names and attributes are validated and our IDs are base64url; only an ID chosen by
         // a store can fail here.
         HeaderValue::try_from(text).map_err(|_| SessionError::InvalidStoreId)
+    }
+}
+
+const MAX_AGE: &str = "; Max-Age=";
+
+/// The number of decimal digits of `n`.
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut rest = n;
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        out.push(char::from(digit));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_written_at_their_counted_length() {
+        for n in [0, 1, 9, 10, 99, 100, 86_400, 1_000_000_007, u64::MAX] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+            assert_eq!(decimal_len(n), out.len(), "{n}");
+        }
     }
 }

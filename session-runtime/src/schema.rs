@@ -124,7 +124,8 @@ pub type FieldMap = HashMap<Arc<str>, Bytes, rustc_hash::FxBuildHasher>;
 /// writes not saved yet. Schemas decode their fields from it.
 #[derive(Debug, Clone, Default)]
 pub struct RawRecord {
-    base: Arc<FieldMap>,
+    /// `None` for an empty record (no map allocated).
+    base: Option<Arc<FieldMap>>,
     overlay: Option<Arc<BTreeMap<Cow<'static, str>, Option<Bytes>>>>,
 }
 
@@ -132,19 +133,16 @@ impl RawRecord {
     /// A view of `fields`.
     pub fn new(fields: Arc<FieldMap>) -> Self {
         Self {
-            base: fields,
+            base: Some(fields),
             overlay: None,
         }
     }
 
-    pub(crate) fn with_overlay(
-        fields: Arc<FieldMap>,
-        overlay: Arc<BTreeMap<Cow<'static, str>, Option<Bytes>>>,
+    pub(crate) fn from_parts(
+        base: Option<Arc<FieldMap>>,
+        overlay: Option<Arc<BTreeMap<Cow<'static, str>, Option<Bytes>>>>,
     ) -> Self {
-        Self {
-            base: fields,
-            overlay: Some(overlay),
-        }
+        Self { base, overlay }
     }
 
     /// The encoded value of a store key.
@@ -152,12 +150,12 @@ impl RawRecord {
         if let Some(value) = self.overlay.as_ref().and_then(|o| o.get(key)) {
             return value.as_deref();
         }
-        self.base.get(key).map(|v| &v[..])
+        self.base.as_ref()?.get(key).map(|v| &v[..])
     }
 
     /// Every key and value, the unsaved writes applied.
     pub fn to_map(&self) -> FieldMap {
-        let mut map = (*self.base).clone();
+        let mut map = self.base.as_deref().cloned().unwrap_or_default();
         if let Some(overlay) = &self.overlay {
             for (key, value) in overlay.iter() {
                 match value {

@@ -82,8 +82,9 @@ struct State {
 struct Loaded {
     /// `None` for a session that is not stored (yet).
     id: Option<SessionId>,
-    /// The record as loaded (this request's writes are in `State::pending`).
-    base: Arc<FieldMap>,
+    /// The record as loaded (this request's writes are in `State::pending`); `None` while
+    /// empty, so a new session allocates no map.
+    base: Option<Arc<FieldMap>>,
     /// Schemas whose keys were already asked of the store.
     loaded_schemas: Vec<&'static Schema>,
     /// Whether every key of the record was loaded.
@@ -104,7 +105,7 @@ impl Loaded {
     fn fresh() -> Self {
         Self {
             id: None,
-            base: Arc::default(),
+            base: None,
             loaded_schemas: Vec::new(),
             complete: true,
             expires_at: None,
@@ -118,13 +119,14 @@ impl Loaded {
 
     /// Adds keys loaded later (another schema's, or the whole record for a migration).
     fn merge(&mut self, record: Record) {
-        if self.base.is_empty() {
-            self.base = record.fields;
-        } else {
-            let base = Arc::make_mut(&mut self.base);
-            for (key, value) in record.fields.iter() {
-                base.insert(Arc::clone(key), value.clone());
+        match &mut self.base {
+            Some(base) if !base.is_empty() => {
+                let base = Arc::make_mut(base);
+                for (key, value) in record.fields.iter() {
+                    base.insert(Arc::clone(key), value.clone());
+                }
             }
+            _ => self.base = Some(record.fields),
         }
         if record.expires_at.is_some() {
             self.expires_at = record.expires_at;
@@ -162,16 +164,9 @@ pub(crate) enum CookieOut {
 impl State {
     /// What schemas decode from: the loaded record with this request's unsaved writes.
     fn view(&self) -> RawRecord {
-        let base = self
-            .loaded
-            .as_ref()
-            .map(|l| Arc::clone(&l.base))
-            .unwrap_or_default();
-        if self.pending.is_empty() {
-            RawRecord::new(base)
-        } else {
-            RawRecord::with_overlay(base, Arc::new(self.pending.clone()))
-        }
+        let base = self.loaded.as_ref().and_then(|l| l.base.clone());
+        let overlay = (!self.pending.is_empty()).then(|| Arc::new(self.pending.clone()));
+        RawRecord::from_parts(base, overlay)
     }
 }
 
@@ -255,13 +250,17 @@ impl RequestSession {
             let mut loaded = Loaded::fresh();
             if let Some(record) = record {
                 loaded.complete = record.complete;
-                loaded.loaded_schemas.push(schema);
+                // Only a partial record is ever asked again, for another schema's keys.
+                if !record.complete {
+                    loaded.loaded_schemas.push(schema);
+                }
                 loaded.expires_at = record.expires_at;
                 loaded.stale_record = record.stale;
-                loaded.base = record.fields;
-                loaded.created = decode_millis(loaded.base.get(CREATED_KEY))
+                loaded.created = decode_millis(record.fields.get(CREATED_KEY))
                     .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-                loaded.ttl = decode_millis(loaded.base.get(TTL_KEY)).map(Duration::from_millis);
+                loaded.ttl =
+                    decode_millis(record.fields.get(TTL_KEY)).map(Duration::from_millis);
+                loaded.base = Some(record.fields);
                 loaded.stale_key = stale_key;
                 loaded.tag = tag;
                 loaded.id = Some(id);
@@ -363,7 +362,7 @@ impl RequestSession {
                     Ok(verified) => {
                         let tag = (!verified.stale_key).then_some(verified.tag);
                         return Some((
-                            SessionId::from_store(verified.value),
+                            SessionId::from_str_unverified(verified.value),
                             verified.stale_key,
                             tag,
                         ));
@@ -534,7 +533,7 @@ impl RequestSession {
             if !early {
                 // Nothing decodes after the final save: let go of the loaded record, so a
                 // store that shares records need not copy it to apply the patch.
-                loaded.base = Arc::default();
+                loaded.base = None;
             }
             Snapshot {
                 doomed,
@@ -599,7 +598,7 @@ impl RequestSession {
         let mut state = self.state();
         if let Some(loaded) = state.loaded.as_mut() {
             if early {
-                patch.apply_to(Arc::make_mut(&mut loaded.base));
+                patch.apply_to(Arc::make_mut(loaded.base.get_or_insert_with(Arc::default)));
             }
             loaded.created = loaded.created.or(Some(now));
             loaded.expires_at = Some(deadline);

@@ -49,7 +49,7 @@ struct Inner {
 /// reaches the store only after its signature checked out.
 #[derive(Debug, Default)]
 struct Shard {
-    records: HashMap<String, Entry, FxBuildHasher>,
+    records: HashMap<SessionId, Entry, FxBuildHasher>,
     writes: u32,
 }
 
@@ -113,9 +113,16 @@ impl MemoryStore {
     }
 
     fn shard(&self, id: &SessionId) -> MutexGuard<'_, Shard> {
-        let index = FxBuildHasher.hash_one(id.as_str()) as usize % SHARDS;
-        lock(&self.inner.shards[index])
+        lock(&self.inner.shards[shard_index(id)])
     }
+}
+
+/// The shard holding `id`. Taken from bits 32..36 of the hash: the shard's own table
+/// places entries by the low bits and tags them with the top seven, so neither is
+/// correlated with the shard (with the low bits, every entry of a shard would start its
+/// probe in the same sixteenth of the table).
+fn shard_index(id: &SessionId) -> usize {
+    (FxBuildHasher.hash_one(id) >> 32) as usize % SHARDS
 }
 
 /// Locks a shard; a panic while holding the lock cannot leave a record half-written (every
@@ -127,7 +134,7 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl Shard {
-    fn live(&mut self, id: &str, now: SystemTime) -> Option<&mut Entry> {
+    fn live(&mut self, id: &SessionId, now: SystemTime) -> Option<&mut Entry> {
         if self.records.get(id).is_some_and(|e| !e.is_live(now)) {
             self.records.remove(id);
         }
@@ -169,7 +176,7 @@ impl SessionStore for MemoryStore {
         // The whole record, shared: cheaper than picking keys out of it.
         let now = SystemTime::now();
         let mut shard = self.shard(id);
-        Ok(shard.live(id.as_str(), now).map(|entry| Record {
+        Ok(shard.live(id, now).map(|entry| Record {
             fields: Arc::clone(&entry.fields),
             expires_at: Some(entry.expires_at),
             stale: false,
@@ -180,14 +187,14 @@ impl SessionStore for MemoryStore {
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
         let now = SystemTime::now();
         let mut shard = self.shard(id);
-        if shard.live(id.as_str(), now).is_some() {
+        if shard.live(id, now).is_some() {
             return Err(StoreError::Collision);
         }
         shard.reserve(self.inner.max_per_shard, now);
         let mut fields = FieldMap::with_capacity_and_hasher(patch.set.len(), FxBuildHasher);
         patch.apply_to(&mut fields);
         shard.records.insert(
-            id.as_str().to_owned(),
+            id.clone(),
             Entry {
                 fields: Arc::new(fields),
                 expires_at: patch.expires_at,
@@ -200,7 +207,7 @@ impl SessionStore for MemoryStore {
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
         let now = SystemTime::now();
         let mut shard = self.shard(id);
-        let entry = shard.live(id.as_str(), now).ok_or(StoreError::NotFound)?;
+        let entry = shard.live(id, now).ok_or(StoreError::NotFound)?;
         patch.apply_to(Arc::make_mut(&mut entry.fields));
         entry.expires_at = patch.expires_at;
         shard.note_write(now);
@@ -209,8 +216,8 @@ impl SessionStore for MemoryStore {
 
     async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
         let now = SystemTime::now();
-        let old_index = FxBuildHasher.hash_one(old.as_str()) as usize % SHARDS;
-        let new_index = FxBuildHasher.hash_one(new.as_str()) as usize % SHARDS;
+        let old_index = shard_index(old);
+        let new_index = shard_index(new);
         // Lock both shards in index order so concurrent moves cannot deadlock.
         let (mut first, mut second) = match old_index.cmp(&new_index) {
             std::cmp::Ordering::Equal => (lock(&self.inner.shards[old_index]), None),
@@ -224,34 +231,34 @@ impl SessionStore for MemoryStore {
             }
         };
         // `first` is always the old ID's shard; `second` (if any) the new ID's.
-        if first.live(old.as_str(), now).is_none() {
+        if first.live(old, now).is_none() {
             return Err(StoreError::NotFound);
         }
         let target = second.as_deref_mut().unwrap_or(&mut first);
-        if target.live(new.as_str(), now).is_some() {
+        if target.live(new, now).is_some() {
             return Err(StoreError::Collision);
         }
         let mut entry = first
             .records
-            .remove(old.as_str())
+            .remove(old)
             .expect("checked live above under the same lock");
         patch.apply_to(Arc::make_mut(&mut entry.fields));
         entry.expires_at = patch.expires_at;
         let target = second.as_deref_mut().unwrap_or(&mut first);
-        target.records.insert(new.as_str().to_owned(), entry);
+        target.records.insert(new.clone(), entry);
         target.note_write(now);
         Ok(None)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.shard(id).records.remove(id.as_str());
+        self.shard(id).records.remove(id);
         Ok(())
     }
 
     async fn touch(&self, id: &SessionId, expires_at: SystemTime) -> WriteResult {
         let now = SystemTime::now();
         let mut shard = self.shard(id);
-        let entry = shard.live(id.as_str(), now).ok_or(StoreError::NotFound)?;
+        let entry = shard.live(id, now).ok_or(StoreError::NotFound)?;
         entry.expires_at = expires_at;
         Ok(None)
     }
