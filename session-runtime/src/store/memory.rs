@@ -263,3 +263,26 @@ impl SessionStore for MemoryStore {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the shard came from the low hash bits, which also pick an entry's bucket
+    /// in the shard's table, so all of a shard's entries probed from one sixteenth of it.
+    #[test]
+    fn the_shard_is_independent_of_the_bits_that_place_entries() {
+        let mut low_bits = vec![std::collections::HashSet::new(); SHARDS];
+        let mut top_bits = vec![std::collections::HashSet::new(); SHARDS];
+        for _ in 0..4096 {
+            let id = SessionId::generate();
+            let hash = FxBuildHasher.hash_one(&id);
+            low_bits[shard_index(&id)].insert(hash % 16);
+            top_bits[shard_index(&id)].insert(hash >> 57);
+        }
+        for shard in 0..SHARDS {
+            assert!(low_bits[shard].len() > 8, "shard {shard}: {:?}", low_bits[shard]);
+            assert!(top_bits[shard].len() > 32, "shard {shard}");
+        }
+    }
+}
