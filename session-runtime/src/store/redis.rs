@@ -328,16 +328,22 @@ fn outcome(code: i64) -> WriteResult {
 /// Reads an `HGETALL` reply (a flat array in RESP2, a map in RESP3) straight into a record,
 /// without an intermediate map. `None` for an empty reply: no such session.
 fn into_record(reply: Value) -> Result<Option<Record>, StoreError> {
-    let pairs: Vec<(Value, Value)> = match reply {
+    // RESP2 answers a flat array of name, value, name, value...; RESP3 a map.
+    let mut flat;
+    let mut pairs;
+    let capacity;
+    let entries: &mut dyn Iterator<Item = (Value, Value)> = match reply {
         Value::Nil => return Ok(None),
-        Value::Map(pairs) => pairs,
+        Value::Map(map) => {
+            capacity = map.len();
+            pairs = map.into_iter();
+            &mut pairs
+        }
         Value::Array(items) => {
-            let mut pairs = Vec::with_capacity(items.len() / 2);
+            capacity = items.len() / 2;
             let mut items = items.into_iter();
-            while let (Some(k), Some(v)) = (items.next(), items.next()) {
-                pairs.push((k, v));
-            }
-            pairs
+            flat = std::iter::from_fn(move || Some((items.next()?, items.next()?)));
+            &mut flat
         }
         other => {
             return Err(StoreError::backend(format!(
@@ -345,18 +351,17 @@ fn into_record(reply: Value) -> Result<Option<Record>, StoreError> {
             )))
         }
     };
-    if pairs.is_empty() {
-        return Ok(None);
-    }
-    let mut fields = FieldMap::with_capacity_and_hasher(pairs.len(), Default::default());
+    let mut fields = FieldMap::with_capacity_and_hasher(capacity, Default::default());
     let mut expires_at = None;
-    for (key, value) in pairs {
+    let mut any = false;
+    for (key, value) in entries {
+        any = true;
         let (Value::BulkString(key), Value::BulkString(value)) = (key, value) else {
             return Err(StoreError::backend(
                 "a session hash holds a non-string entry",
             ));
         };
-        let key = String::from_utf8(key).map_err(|_| {
+        let key = std::str::from_utf8(&key).map_err(|_| {
             StoreError::backend("a session hash has a field name that is not UTF-8")
         })?;
         if key == EXPIRES_FIELD {
@@ -365,6 +370,9 @@ fn into_record(reply: Value) -> Result<Option<Record>, StoreError> {
         } else {
             fields.insert(Arc::from(key), Bytes::from(value));
         }
+    }
+    if !any {
+        return Ok(None);
     }
     Ok(Some(Record {
         fields: Arc::new(fields),
