@@ -134,6 +134,15 @@ fn bare_router() -> Router {
     Router::new().route("/plain", get(plain)).with_state(())
 }
 
+/// The bare router behind a pass-through tower layer: what `Router::layer` costs any
+/// middleware before it does any work (axum re-boxes each layered route and its future).
+fn noop_layer_router() -> Router {
+    Router::new()
+        .route("/plain", get(plain))
+        .layer(tower::util::MapRequestLayer::new(|r: Request<Body>| r))
+        .with_state(())
+}
+
 // ---------------------------------------------------------------- requests
 
 fn request(method: &str, uri: &str, cookie: Option<&str>) -> Request<Body> {
@@ -319,9 +328,20 @@ fn print_wire_costs(rt: &Runtime, url: &str, port: u16) {
 fn bench_case(c: &mut Criterion, rt: &Runtime, backends: &Backends, case: &str, fields: usize) {
     let mut group = c.benchmark_group(format!("{case}/{fields}-fields"));
     if case == "no_session" && fields == 1 {
+        // Baselines. Without a cookie: the request of `new_session`. With a session cookie
+        // (a real one, which these routers ignore): the request of every other case, so
+        // the cookie header's own cost is not counted as the session layer's.
         let bare = bare_router();
+        let cookie = rt.block_on(filled(&ours_router(1, MemoryStore::new())));
         group.bench_function("bare-axum", |b| {
             b.iter(|| rt.block_on(send(&bare, request("GET", "/plain", None))));
+        });
+        group.bench_function("bare-axum+cookie", |b| {
+            b.iter(|| rt.block_on(send(&bare, request("GET", "/plain", Some(&cookie)))));
+        });
+        let noop = noop_layer_router();
+        group.bench_function("noop-layer+cookie", |b| {
+            b.iter(|| rt.block_on(send(&noop, request("GET", "/plain", Some(&cookie)))));
         });
     }
     for subject in Subject::ALL {
@@ -373,6 +393,7 @@ fn bench_case(c: &mut Criterion, rt: &Runtime, backends: &Backends, case: &str, 
 }
 
 fn main() {
+    STARTED.get_or_init(std::time::SystemTime::now);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -403,4 +424,80 @@ fn main() {
         }
     }
     c.final_summary();
+    print_ratio_table();
+}
+
+// ---------------------------------------------------------------- summary
+
+/// When this run started: estimates written before it are from an earlier run.
+static STARTED: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+
+/// Criterion's median estimate for one benchmark, in nanoseconds, if it ran in this run.
+fn median_ns(group: &str, function: &str, parameter: Option<usize>) -> Option<f64> {
+    let clean = |s: &str| s.replace('/', "_");
+    let mut path = std::path::PathBuf::from("target/criterion");
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        path = std::path::PathBuf::from(dir).join("criterion");
+    }
+    path.push(clean(group));
+    path.push(clean(function));
+    if let Some(parameter) = parameter {
+        path.push(parameter.to_string());
+    }
+    path.push("new/estimates.json");
+    let written = std::fs::metadata(&path).ok()?.modified().ok()?;
+    if STARTED.get().is_some_and(|started| written < *started) {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["median"]["point_estimate"].as_f64()
+}
+
+/// Prints every case as a ratio to its baseline: `new_session` (no cookie) to the bare
+/// handler, the cases that send a session cookie to the bare handler given the same cookie.
+fn print_ratio_table() {
+    let group = "no_session/1-fields";
+    let (Some(bare), Some(bare_cookie)) = (
+        median_ns(group, "bare-axum", None),
+        median_ns(group, "bare-axum+cookie", None),
+    ) else {
+        return;
+    };
+    println!("\nMedians as ratios to the bare handler ({bare:.0} ns without a cookie, {bare_cookie:.0} ns with one):");
+    if let Some(noop) = median_ns(group, "noop-layer+cookie", None) {
+        println!(
+            "pass-through layer: {:.2}x ({noop:.0} ns)",
+            noop / bare_cookie
+        );
+    }
+    let subjects = Subject::ALL.map(Subject::name);
+    println!("| case | fields | {} |", subjects.join(" | "));
+    println!("|---|---:|{}", "---:|".repeat(subjects.len()));
+    for (case, sizes) in [
+        ("no_session", &[1][..]),
+        ("new_session", &[1]),
+        ("read", &[1, 21, 200]),
+        ("read_update", &[1, 21, 200]),
+        ("regenerate", &[1, 21, 200]),
+    ] {
+        let base = if case == "new_session" {
+            bare
+        } else {
+            bare_cookie
+        };
+        for &fields in sizes {
+            let cells: Vec<String> = subjects
+                .iter()
+                .map(|subject| {
+                    median_ns(&format!("{case}/{fields}-fields"), subject, Some(fields))
+                        .map_or_else(
+                            || "-".to_owned(),
+                            |ns| format!("{:.2}x ({:.2} µs)", ns / base, ns / 1000.0),
+                        )
+                })
+                .collect();
+            println!("| {case} | {fields} | {} |", cells.join(" | "));
+        }
+    }
 }
