@@ -123,6 +123,9 @@ mod tests {
         );
         // A multi-byte character straddling the inline limit still round-trips.
         let straddling = format!("{}é", "z".repeat(INLINE_LEN - 1));
-        assert_eq!(SessionId::from_store(straddling.as_str()).as_str(), straddling);
+        assert_eq!(
+            SessionId::from_store(straddling.as_str()).as_str(),
+            straddling
+        );
     }
 }

@@ -258,8 +258,7 @@ impl RequestSession {
                 loaded.stale_record = record.stale;
                 loaded.created = decode_millis(record.fields.get(CREATED_KEY))
                     .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-                loaded.ttl =
-                    decode_millis(record.fields.get(TTL_KEY)).map(Duration::from_millis);
+                loaded.ttl = decode_millis(record.fields.get(TTL_KEY)).map(Duration::from_millis);
                 loaded.base = Some(record.fields);
                 loaded.stale_key = stale_key;
                 loaded.tag = tag;

@@ -281,7 +281,11 @@ mod tests {
             top_bits[shard_index(&id)].insert(hash >> 57);
         }
         for shard in 0..SHARDS {
-            assert!(low_bits[shard].len() > 8, "shard {shard}: {:?}", low_bits[shard]);
+            assert!(
+                low_bits[shard].len() > 8,
+                "shard {shard}: {:?}",
+                low_bits[shard]
+            );
             assert!(top_bits[shard].len() > 32, "shard {shard}");
         }
     }
