@@ -170,10 +170,13 @@ pub(crate) struct Verified<'a> {
 impl Keys {
     /// Splits `value.tag` and checks the tag with the current key, then the previous ones.
     pub(crate) fn verify<'a>(&self, signed: &'a str) -> Result<Verified<'a>, Rejected> {
-        let (value, tag) = signed.rsplit_once('.').ok_or(Rejected::Malformed)?;
-        if value.is_empty() || tag.len() != TAG_LEN {
-            return Err(Rejected::Malformed);
-        }
+        // `value.tag` with a fixed-length tag: split at the known position (no scan).
+        let split = signed
+            .len()
+            .checked_sub(TAG_LEN + 1)
+            .filter(|&dot| dot > 0 && signed.as_bytes()[dot] == b'.')
+            .ok_or(Rejected::Malformed)?;
+        let (value, tag) = (&signed[..split], &signed[split + 1..]);
         let mut decoded = [0u8; 32];
         match URL_SAFE_NO_PAD.decode_slice(tag, &mut decoded) {
             Ok(32) => {}
@@ -254,6 +257,27 @@ mod tests {
         for malformed in ["", ".", "abc", "abc.", ".tag", "abc.!!!", "a.b.c"] {
             assert!(k.verify(malformed).is_err(), "{malformed}");
         }
+        // Client input with multi-byte characters around the tag position: rejected, no
+        // panic on a split inside a character.
+        for malformed in [
+            format!("é.{}x", "é".repeat(21)),
+            format!("abc{}", "é".repeat(22)),
+            format!("abcé{}", "A".repeat(42)),
+            format!(".{tag}"),
+        ] {
+            assert_eq!(
+                k.verify(&malformed),
+                Err(Rejected::Malformed),
+                "{malformed}"
+            );
+        }
+        assert_eq!(
+            k.verify(&format!("{value}.{tag}.{tag}")),
+            Err(Rejected::BadSignature)
+        );
+        // A value holding dots is fine: the tag is the fixed-length tail.
+        let dotted = key.sign("a.b");
+        assert_eq!(k.verify(&dotted).unwrap().value, "a.b");
         assert_eq!(
             k.verify(&format!("abc.{}", "!".repeat(43))),
             Err(Rejected::Malformed)

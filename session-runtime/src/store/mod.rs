@@ -111,7 +111,13 @@ impl Patch {
             fields.remove(key.as_ref());
         }
         for (key, value) in &self.set {
-            fields.insert(Arc::from(key.as_ref()), value.clone());
+            // An existing key keeps its name; only a new one is allocated.
+            match fields.get_mut(key.as_ref()) {
+                Some(slot) => *slot = value.clone(),
+                None => {
+                    fields.insert(Arc::from(key.as_ref()), value.clone());
+                }
+            }
         }
     }
 }
