@@ -435,10 +435,16 @@ static STARTED: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock
 /// Criterion's median estimate for one benchmark, in nanoseconds, if it ran in this run.
 fn median_ns(group: &str, function: &str, parameter: Option<usize>) -> Option<f64> {
     let clean = |s: &str| s.replace('/', "_");
-    let mut path = std::path::PathBuf::from("target/criterion");
-    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
-        path = std::path::PathBuf::from(dir).join("criterion");
-    }
+    // Criterion writes to `$CRITERION_HOME`, else `criterion/` in the target directory,
+    // which holds this executable (`<target>/release/deps/sessions-*`).
+    let mut path = match std::env::var_os("CRITERION_HOME") {
+        Some(home) => std::path::PathBuf::from(home),
+        None => std::env::current_exe()
+            .ok()?
+            .ancestors()
+            .nth(3)?
+            .join("criterion"),
+    };
     path.push(clean(group));
     path.push(clean(function));
     if let Some(parameter) = parameter {
