@@ -8,7 +8,7 @@ use bytes::Bytes;
 use crate::{
     codec::{Codec, CodecError, JsonCodec},
     migrate::{MigrationError, RawFields},
-    schema::{FieldState, RawRecord, SchemaFields, SessionData},
+    schema::{FieldKey, FieldState, RawRecord, SchemaFields, SessionData},
 };
 
 /// A store write: `Some(bytes)` sets the key, `None` removes it.
@@ -281,7 +281,7 @@ fn run_migration<T: SessionData>(
     for (key, present) in touched {
         let store_key = schema.store_key(key);
         match after.get(key) {
-            Some(value) => all.insert(Arc::from(store_key.as_str()), Bytes::from(value.clone())),
+            Some(value) => all.insert(FieldKey::new(&store_key), Bytes::from(value.clone())),
             None => all.remove(store_key.as_str()),
         };
         match (field_index(key), present) {
@@ -300,8 +300,14 @@ fn run_migration<T: SessionData>(
     Ok(RawRecord::new(Arc::new(all)))
 }
 
+/// The stored form of a schema version. Versions below 10 (nearly all) are static bytes:
+/// neither writing nor sharing them allocates.
 fn version_bytes(version: u32) -> Bytes {
-    Bytes::from(version.to_string())
+    const DIGITS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
+    match usize::try_from(version).ok().and_then(|v| DIGITS.get(v)) {
+        Some(digit) => Bytes::from_static(digit),
+        None => Bytes::from(version.to_string()),
+    }
 }
 
 /// A changed field that could not be encoded.
@@ -370,4 +376,18 @@ pub fn collect_changes<T: SessionData, C: Codec>(
         )]);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_are_stored_as_decimal_text() {
+        for version in [0, 1, 9, 10, 42, u32::MAX] {
+            assert_eq!(
+                super::version_bytes(version),
+                version.to_string().as_bytes(),
+                "{version}"
+            );
+        }
+    }
 }

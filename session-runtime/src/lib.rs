@@ -61,7 +61,9 @@ pub use id::SessionId;
 pub use key::{Key, KeyError};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use migrate::{MigrationError, RawFields};
-pub use schema::{FieldInfo, FieldMap, FieldState, RawRecord, Schema, SchemaFields, SessionData};
+pub use schema::{
+    FieldInfo, FieldKey, FieldMap, FieldState, RawRecord, Schema, SchemaFields, SessionData,
+};
 #[cfg(feature = "cookie-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cookie-store")))]
 pub use store::CookieStore;

@@ -1,8 +1,11 @@
 //! The contract between `#[derive(SessionData)]` and the runtime.
 
 use std::{
-    borrow::Cow,
+    borrow::{Borrow, Cow},
     collections::{BTreeMap, HashMap},
+    fmt,
+    hash::{Hash, Hasher},
+    ops::Deref,
     sync::{Arc, OnceLock},
 };
 
@@ -116,9 +119,139 @@ pub trait SchemaFields: Send + Sync + Sized + 'static {
 }
 
 /// A record's fields as a store holds them: store key → encoded value. Cheap to share: the
-/// keys are reference-counted and the values are [`Bytes`]. Hashed with FxHash: the keys
-/// are the application's own field names, never chosen by a client.
-pub type FieldMap = HashMap<Arc<str>, Bytes, rustc_hash::FxBuildHasher>;
+/// keys are [`FieldKey`]s and the values are [`Bytes`]. Hashed with FxHash: the keys are
+/// the application's own field names, never chosen by a client.
+pub type FieldMap = HashMap<FieldKey, Bytes, rustc_hash::FxBuildHasher>;
+
+/// The name of a stored field, as a [`FieldMap`] key.
+///
+/// A schema's own keys are `&'static str`s and are kept as such (storing a field written by
+/// a request allocates nothing for its name); a name read back from a store is a shared
+/// `Arc<str>`. Either way it compares, hashes and borrows as the `str` it holds, so a map
+/// is looked up with plain `&str`s.
+///
+/// ```
+/// use session_runtime::{FieldKey, FieldMap};
+///
+/// let mut fields = FieldMap::default();
+/// fields.insert(FieldKey::from("user_id"), "42".into());
+/// fields.insert(FieldKey::new(&format!("cart.{}", "items")), "[]".into());
+/// assert_eq!(fields.get("user_id").map(|v| &v[..]), Some(&b"42"[..]));
+/// assert!(fields.contains_key("cart.items"));
+/// ```
+#[derive(Clone)]
+pub struct FieldKey(KeyName);
+
+#[derive(Clone)]
+enum KeyName {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl FieldKey {
+    /// A key for a name known at compile time (no allocation).
+    pub const fn from_static(name: &'static str) -> Self {
+        Self(KeyName::Static(name))
+    }
+
+    /// A key for any name (copies it into a shared string).
+    pub fn new(name: &str) -> Self {
+        Self(KeyName::Shared(Arc::from(name)))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            KeyName::Static(name) => name,
+            KeyName::Shared(name) => name,
+        }
+    }
+}
+
+impl Deref for FieldKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for FieldKey {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for FieldKey {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for FieldKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for FieldKey {}
+
+impl PartialOrd for FieldKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for FieldKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Hash for FieldKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, which `Borrow<str>` requires.
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for FieldKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for FieldKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&'static str> for FieldKey {
+    fn from(name: &'static str) -> Self {
+        Self::from_static(name)
+    }
+}
+
+impl From<String> for FieldKey {
+    fn from(name: String) -> Self {
+        Self(KeyName::Shared(Arc::from(name)))
+    }
+}
+
+impl From<Arc<str>> for FieldKey {
+    fn from(name: Arc<str>) -> Self {
+        Self(KeyName::Shared(name))
+    }
+}
+
+impl From<Cow<'static, str>> for FieldKey {
+    fn from(name: Cow<'static, str>) -> Self {
+        match name {
+            Cow::Borrowed(name) => Self::from_static(name),
+            Cow::Owned(name) => Self::from(name),
+        }
+    }
+}
 
 /// A read-only view of a stored record: the fields as loaded, plus (during a request) the
 /// writes not saved yet. Schemas decode their fields from it.
@@ -159,7 +292,7 @@ impl RawRecord {
         if let Some(overlay) = &self.overlay {
             for (key, value) in overlay.iter() {
                 match value {
-                    Some(v) => map.insert(Arc::from(key.as_ref()), v.clone()),
+                    Some(v) => map.insert(FieldKey::from(key.clone()), v.clone()),
                     None => map.remove(key.as_ref()),
                 };
             }
@@ -172,7 +305,7 @@ impl<K: AsRef<str>, V: Into<Bytes>> FromIterator<(K, V)> for RawRecord {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         Self::new(Arc::new(
             iter.into_iter()
-                .map(|(k, v)| (Arc::from(k.as_ref()), v.into()))
+                .map(|(k, v)| (FieldKey::new(k.as_ref()), v.into()))
                 .collect(),
         ))
     }

@@ -123,7 +123,7 @@ impl Loaded {
             Some(base) if !base.is_empty() => {
                 let base = Arc::make_mut(base);
                 for (key, value) in record.fields.iter() {
-                    base.insert(Arc::clone(key), value.clone());
+                    base.insert(key.clone(), value.clone());
                 }
             }
             _ => self.base = Some(record.fields),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
+use super::{FieldKey, FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
 use crate::{Key, SessionId};
 
 /// Bound to every ciphertext, so a value encrypted for another purpose never decrypts here.
@@ -196,7 +196,7 @@ fn decode(bytes: &[u8]) -> Option<(FieldMap, SystemTime)> {
     );
     for _ in 0..count {
         let key_len = u16::from_be_bytes(take(2)?.try_into().ok()?);
-        let key: Arc<str> = Arc::from(std::str::from_utf8(take(usize::from(key_len))?).ok()?);
+        let key = FieldKey::new(std::str::from_utf8(take(usize::from(key_len))?).ok()?);
         let value_len = u32::from_be_bytes(take(4)?.try_into().ok()?);
         let value = Bytes::copy_from_slice(take(usize::try_from(value_len).ok()?)?);
         fields.insert(key, value);
@@ -261,8 +261,8 @@ mod tests {
     #[test]
     fn the_plaintext_format_round_trips_and_rejects_garbage() {
         let fields: FieldMap = [
-            (Arc::from("a"), Bytes::from_static(b"1")),
-            (Arc::from("bb"), Bytes::new()),
+            (FieldKey::from("a"), Bytes::from_static(b"1")),
+            (FieldKey::from("bb"), Bytes::new()),
         ]
         .into_iter()
         .collect();

@@ -51,7 +51,7 @@ pub use self::redis::RedisStore;
 pub use cookie::CookieStore;
 pub use memory::MemoryStore;
 
-pub use crate::schema::FieldMap;
+pub use crate::schema::{FieldKey, FieldMap};
 use crate::SessionId;
 
 /// Which keys a load needs.
@@ -115,7 +115,7 @@ impl Patch {
             match fields.get_mut(key.as_ref()) {
                 Some(slot) => *slot = value.clone(),
                 None => {
-                    fields.insert(Arc::from(key.as_ref()), value.clone());
+                    fields.insert(FieldKey::from(key.clone()), value.clone());
                 }
             }
         }

@@ -17,7 +17,7 @@ use redis::{
 
 use bytes::Bytes;
 
-use super::{FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
+use super::{FieldKey, FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
 use crate::SessionId;
 
 /// The hash field holding the record's expiry (milliseconds since the epoch, Redis's clock),
@@ -368,7 +368,7 @@ fn into_record(reply: Value) -> Result<Option<Record>, StoreError> {
             expires_at =
                 crate::codec::parse_u64(&value).map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
         } else {
-            fields.insert(Arc::from(key), Bytes::from(value));
+            fields.insert(FieldKey::new(key), Bytes::from(value));
         }
     }
     if !any {
