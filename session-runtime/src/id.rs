@@ -117,6 +117,12 @@ mod tests {
             assert_eq!(SessionId::from_str_unverified(text), id);
         }
         assert_ne!(SessionId::from_store("a"), SessionId::from_store("ab"));
+        // Hashes as its text does, inline or shared (stores may key maps by either).
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        for id in [SessionId::generate(), SessionId::from_store(long.as_str())] {
+            assert_eq!(hasher.hash_one(&id), hasher.hash_one(id.as_str()));
+        }
         assert_ne!(
             SessionId::from_store(long.as_str()),
             SessionId::from_store("x".repeat(INLINE_LEN + 2))

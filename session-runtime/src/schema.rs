@@ -747,6 +747,55 @@ pub fn plain_take<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> F {
 mod tests {
     use super::*;
 
+    /// A record read from a store has shared keys; a request's writes have static ones.
+    /// Both must name the same entry.
+    #[test]
+    fn static_and_shared_keys_are_the_same_key() {
+        use std::hash::BuildHasher;
+
+        let shared = FieldKey::new("cart.items");
+        let stat = FieldKey::from_static("cart.items");
+        assert_eq!(shared, stat);
+        let hasher = rustc_hash::FxBuildHasher;
+        assert_eq!(hasher.hash_one(&shared), hasher.hash_one(&stat));
+        assert_eq!(hasher.hash_one(&stat), hasher.hash_one("cart.items"));
+
+        let mut fields = FieldMap::default();
+        fields.insert(shared, Bytes::from_static(b"1"));
+        fields.insert(stat.clone(), Bytes::from_static(b"2"));
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields.get("cart.items").map(|v| &v[..]), Some(&b"2"[..]));
+
+        assert_eq!(FieldKey::from(String::from("a")), FieldKey::from("a"));
+        assert_eq!(FieldKey::from(Arc::<str>::from("a")), FieldKey::from("a"));
+        assert_eq!(
+            FieldKey::from(Cow::Owned(String::from("b"))),
+            FieldKey::from(Cow::Borrowed("b"))
+        );
+        assert!(FieldKey::from("a") < FieldKey::new("b"));
+        assert_eq!(format!("{stat} {stat:?}"), "cart.items \"cart.items\"");
+    }
+
+    #[test]
+    fn patches_overwrite_keys_loaded_from_a_store() {
+        let mut fields = FieldMap::default();
+        fields.insert(FieldKey::new("counter"), Bytes::from_static(b"1"));
+        fields.insert(FieldKey::new("gone"), Bytes::from_static(b"x"));
+        let mut patch = crate::store::Patch::expiry_only(std::time::SystemTime::now());
+        patch
+            .set
+            .push((Cow::Borrowed("counter"), Bytes::from_static(b"2")));
+        patch
+            .set
+            .push((Cow::Borrowed("new"), Bytes::from_static(b"3")));
+        patch.remove.push(Cow::Borrowed("gone"));
+        patch.apply_to(&mut fields);
+        let mut entries: Vec<(&str, &[u8])> =
+            fields.iter().map(|(k, v)| (k.as_str(), &v[..])).collect();
+        entries.sort_unstable();
+        assert_eq!(entries, [("counter", &b"2"[..]), ("new", &b"3"[..])]);
+    }
+
     #[test]
     fn bits_cover_indices_past_64() {
         let mut bits = Bits::default();
