@@ -15,78 +15,26 @@
 //!
 //! `BENCH_QUICK=1` shortens every measurement (for a smoke run).
 
+mod routes;
 mod schemas;
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    body::Body,
-    http::{header, Request, StatusCode},
     routing::{get, post},
     Router,
 };
 use criterion::{BenchmarkId, Criterion};
-use schemas::{fill_s1, fill_s200, fill_s21, S1, S200, S21};
-use session_runtime::{Key, MemoryStore, RedisStore, SessionLayer, SessionStore, TypedSession};
+use routes::{bare_router, filled, noop_layer_router, ours_router, plain, request, send};
+use session_runtime::{MemoryStore, RedisStore};
 use session_suite::redis_harness::{redis_binaries_present, RedisServer};
 use tokio::runtime::Runtime;
-use tower::ServiceExt;
 use tower_sessions::{
     MemoryStore as TsMemoryStore, Session, SessionManagerLayer, SessionStore as TsStore,
 };
 use tower_sessions_redis_store::{fred::prelude::*, RedisStore as TsRedisStore};
 
 // ---------------------------------------------------------------- routers
-
-async fn plain() -> &'static str {
-    "ok"
-}
-
-/// Our routes for schema `T`.
-macro_rules! ours {
-    ($T:ty, $fill:path) => {{
-        async fn new(mut s: TypedSession<$T>) -> &'static str {
-            s.set_counter(1);
-            "ok"
-        }
-        async fn fill(mut s: TypedSession<$T>) -> &'static str {
-            s.set_counter(1);
-            $fill(&mut s);
-            "ok"
-        }
-        async fn read(s: TypedSession<$T>) -> String {
-            s.counter().to_string()
-        }
-        async fn update(mut s: TypedSession<$T>) -> String {
-            *s.counter_mut() += 1;
-            s.counter().to_string()
-        }
-        async fn regenerate(mut s: TypedSession<$T>) -> &'static str {
-            s.regenerate();
-            "ok"
-        }
-        Router::new()
-            .route("/plain", get(plain))
-            .route("/new", post(new))
-            .route("/fill", post(fill))
-            .route("/read", get(read))
-            .route("/update", post(update))
-            .route("/regenerate", post(regenerate))
-    }};
-}
-
-fn ours_router<S: SessionStore>(fields: usize, store: S) -> Router {
-    let routes = match fields {
-        1 => ours!(S1, fill_s1),
-        21 => ours!(S21, fill_s21),
-        _ => ours!(S200, fill_s200),
-    };
-    // `with_state` builds the routes once, as serving does; without it axum re-applies the
-    // layers on every in-process call.
-    routes
-        .layer(SessionLayer::new(store, Key::generate()))
-        .with_state(())
-}
 
 /// tower-sessions' routes: the same work with string keys.
 fn ts_router<S: TsStore + Clone>(fields: usize, store: S) -> Router {
@@ -128,46 +76,6 @@ fn ts_router<S: TsStore + Clone>(fields: usize, store: S) -> Router {
         .route("/regenerate", post(regenerate))
         .layer(SessionManagerLayer::new(store).with_secure(false))
         .with_state(())
-}
-
-fn bare_router() -> Router {
-    Router::new().route("/plain", get(plain)).with_state(())
-}
-
-/// The bare router behind a pass-through tower layer: what `Router::layer` costs any
-/// middleware before it does any work (axum re-boxes each layered route and its future).
-fn noop_layer_router() -> Router {
-    Router::new()
-        .route("/plain", get(plain))
-        .layer(tower::util::MapRequestLayer::new(|r: Request<Body>| r))
-        .with_state(())
-}
-
-// ---------------------------------------------------------------- requests
-
-fn request(method: &str, uri: &str, cookie: Option<&str>) -> Request<Body> {
-    let mut builder = Request::builder().method(method).uri(uri);
-    if let Some(cookie) = cookie {
-        builder = builder.header(header::COOKIE, cookie);
-    }
-    builder.body(Body::empty()).unwrap()
-}
-
-/// Sends a request; returns the `name=value` of a `Set-Cookie`, if any.
-async fn send(app: &Router, req: Request<Body>) -> Option<String> {
-    let response = app.clone().oneshot(req).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response
-        .headers()
-        .get(header::SET_COOKIE)
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-}
-
-/// A session with every field filled; returns its cookie.
-async fn filled(app: &Router) -> String {
-    send(app, request("POST", "/fill", None))
-        .await
-        .expect("a new session sets a cookie")
 }
 
 // ---------------------------------------------------------------- stores

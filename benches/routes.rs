@@ -1,0 +1,101 @@
+//! The routers and request helpers shared by the benchmark targets: this framework's
+//! routes for each schema size, the bare and pass-through baselines.
+
+use axum::{
+    body::Body,
+    http::{header, Request, StatusCode},
+    routing::{get, post},
+    Router,
+};
+use session_runtime::{Key, SessionLayer, SessionStore, TypedSession};
+use tower::ServiceExt;
+
+use crate::schemas::{fill_s1, fill_s200, fill_s21, S1, S200, S21};
+
+pub async fn plain() -> &'static str {
+    "ok"
+}
+
+/// Our routes for schema `T`.
+macro_rules! ours {
+    ($T:ty, $fill:path) => {{
+        async fn new(mut s: TypedSession<$T>) -> &'static str {
+            s.set_counter(1);
+            "ok"
+        }
+        async fn fill(mut s: TypedSession<$T>) -> &'static str {
+            s.set_counter(1);
+            $fill(&mut s);
+            "ok"
+        }
+        async fn read(s: TypedSession<$T>) -> String {
+            s.counter().to_string()
+        }
+        async fn update(mut s: TypedSession<$T>) -> String {
+            *s.counter_mut() += 1;
+            s.counter().to_string()
+        }
+        async fn regenerate(mut s: TypedSession<$T>) -> &'static str {
+            s.regenerate();
+            "ok"
+        }
+        Router::new()
+            .route("/plain", get(plain))
+            .route("/new", post(new))
+            .route("/fill", post(fill))
+            .route("/read", get(read))
+            .route("/update", post(update))
+            .route("/regenerate", post(regenerate))
+    }};
+}
+
+pub fn ours_router<S: SessionStore>(fields: usize, store: S) -> Router {
+    let routes = match fields {
+        1 => ours!(S1, fill_s1),
+        21 => ours!(S21, fill_s21),
+        _ => ours!(S200, fill_s200),
+    };
+    // `with_state` builds the routes once, as serving does; without it axum re-applies the
+    // layers on every in-process call.
+    routes
+        .layer(SessionLayer::new(store, Key::generate()))
+        .with_state(())
+}
+
+pub fn bare_router() -> Router {
+    Router::new().route("/plain", get(plain)).with_state(())
+}
+
+/// The bare router behind a pass-through tower layer: what `Router::layer` costs any
+/// middleware before it does any work (axum re-boxes each layered route and its future).
+pub fn noop_layer_router() -> Router {
+    Router::new()
+        .route("/plain", get(plain))
+        .layer(tower::util::MapRequestLayer::new(|r: Request<Body>| r))
+        .with_state(())
+}
+
+pub fn request(method: &str, uri: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(cookie) = cookie {
+        builder = builder.header(header::COOKIE, cookie);
+    }
+    builder.body(Body::empty()).unwrap()
+}
+
+/// Sends a request; returns the `name=value` of a `Set-Cookie`, if any.
+pub async fn send(app: &Router, req: Request<Body>) -> Option<String> {
+    let response = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response
+        .headers()
+        .get(header::SET_COOKIE)
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+}
+
+/// A session with every field filled; returns its cookie.
+pub async fn filled(app: &Router) -> String {
+    send(app, request("POST", "/fill", None))
+        .await
+        .expect("a new session sets a cookie")
+}
