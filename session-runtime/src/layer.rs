@@ -345,20 +345,9 @@ fn decimal_len(n: u64) -> usize {
 
 /// Appends `n` in decimal.
 fn push_decimal(out: &mut String, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut rest = n;
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    for &digit in &digits[start..] {
-        out.push(char::from(digit));
-    }
+    use std::fmt::Write as _;
+    // Writing to a `String` cannot fail.
+    let _ = write!(out, "{n}");
 }
 
 #[cfg(test)]

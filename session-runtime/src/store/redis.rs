@@ -329,28 +329,28 @@ fn outcome(code: i64) -> WriteResult {
 /// without an intermediate map. `None` for an empty reply: no such session.
 fn into_record(reply: Value) -> Result<Option<Record>, StoreError> {
     // RESP2 answers a flat array of name, value, name, value...; RESP3 a map.
-    let mut flat;
-    let mut pairs;
-    let capacity;
-    let entries: &mut dyn Iterator<Item = (Value, Value)> = match reply {
-        Value::Nil => return Ok(None),
-        Value::Map(map) => {
-            capacity = map.len();
-            pairs = map.into_iter();
-            &mut pairs
-        }
+    match reply {
+        Value::Nil => Ok(None),
+        Value::Map(pairs) => record_from(pairs.len(), pairs.into_iter()),
         Value::Array(items) => {
-            capacity = items.len() / 2;
+            let capacity = items.len() / 2;
             let mut items = items.into_iter();
-            flat = std::iter::from_fn(move || Some((items.next()?, items.next()?)));
-            &mut flat
+            record_from(
+                capacity,
+                std::iter::from_fn(move || Some((items.next()?, items.next()?))),
+            )
         }
-        other => {
-            return Err(StoreError::backend(format!(
-                "unexpected HGETALL reply: {other:?}"
-            )))
-        }
-    };
+        other => Err(StoreError::backend(format!(
+            "unexpected HGETALL reply: {other:?}"
+        ))),
+    }
+}
+
+/// A record from a hash's entries; `None` for an empty hash (Redis has no such key).
+fn record_from(
+    capacity: usize,
+    entries: impl Iterator<Item = (Value, Value)>,
+) -> Result<Option<Record>, StoreError> {
     let mut fields = FieldMap::with_capacity_and_hasher(capacity, Default::default());
     let mut expires_at = None;
     let mut any = false;
