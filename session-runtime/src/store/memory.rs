@@ -1,7 +1,7 @@
 //! The embedded in-process store.
 
 use std::{
-    collections::HashMap,
+    collections::{hash_map, HashMap},
     hash::BuildHasher,
     sync::{Arc, Mutex, MutexGuard},
     time::SystemTime,
@@ -134,11 +134,16 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl Shard {
+    /// The live record of `id`; an expired one is dropped. One hash lookup.
     fn live(&mut self, id: &SessionId, now: SystemTime) -> Option<&mut Entry> {
-        if self.records.get(id).is_some_and(|e| !e.is_live(now)) {
-            self.records.remove(id);
+        match self.records.entry(id.clone()) {
+            hash_map::Entry::Occupied(entry) if entry.get().is_live(now) => Some(entry.into_mut()),
+            hash_map::Entry::Occupied(entry) => {
+                entry.remove();
+                None
+            }
+            hash_map::Entry::Vacant(_) => None,
         }
-        self.records.get_mut(id)
     }
 
     fn note_write(&mut self, now: SystemTime) {
