@@ -10,19 +10,20 @@
 //! The per-request cost is the difference of the two totals divided by 2000 (set-up
 //! cancels out). Cases, on a 21-field schema and the memory store: `bare` (no session
 //! layer, no cookie), `bare-cookie` (no layer, the session cookie sent), `noop-layer` (a
-//! pass-through layer, the cookie sent), `no-session`, `read`, `update` and `new`.
+//! pass-through layer, the cookie sent), `no-session`, `read`, `update` and `new`; the
+//! same four on tower-sessions' memory store with a `ts-` prefix (`ts-read`, ...).
 
 mod routes;
 mod schemas;
 
-use routes::{bare_router, filled, noop_layer_router, ours_router, request, send};
+use routes::{bare_router, filled, noop_layer_router, ours_router, request, send, ts_router};
 use session_runtime::MemoryStore;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(case), Some(count)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
         eprintln!(
-            "usage: profile <bare|bare-cookie|noop-layer|no-session|read|update|new> <requests>"
+            "usage: profile <bare|bare-cookie|noop-layer|[ts-]no-session|[ts-]read|[ts-]update|[ts-]new> <requests>"
         );
         std::process::exit(2);
     };
@@ -31,6 +32,9 @@ fn main() {
         .expect("a runtime");
     let sessions = ours_router(21, MemoryStore::new());
     let cookie = rt.block_on(filled(&sessions));
+    let theirs = ts_router(21, tower_sessions::MemoryStore::default());
+    let their_cookie = rt.block_on(filled(&theirs));
+    let their_cookie = Some(their_cookie.as_str());
     let bare = bare_router();
     let noop = noop_layer_router();
     let cookie = Some(cookie.as_str());
@@ -42,6 +46,10 @@ fn main() {
         "read" => (&sessions, "GET", "/read", cookie),
         "update" => (&sessions, "POST", "/update", cookie),
         "new" => (&sessions, "POST", "/new", None),
+        "ts-no-session" => (&theirs, "GET", "/plain", their_cookie),
+        "ts-read" => (&theirs, "GET", "/read", their_cookie),
+        "ts-update" => (&theirs, "POST", "/update", their_cookie),
+        "ts-new" => (&theirs, "POST", "/new", None),
         other => {
             eprintln!("unknown case {other}");
             std::process::exit(2);

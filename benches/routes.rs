@@ -9,6 +9,7 @@ use axum::{
 };
 use session_runtime::{Key, SessionLayer, SessionStore, TypedSession};
 use tower::ServiceExt;
+use tower_sessions::{Session, SessionManagerLayer, SessionStore as TsStore};
 
 use crate::schemas::{fill_s1, fill_s200, fill_s21, S1, S200, S21};
 
@@ -59,6 +60,48 @@ pub fn ours_router<S: SessionStore>(fields: usize, store: S) -> Router {
     // layers on every in-process call.
     routes
         .layer(SessionLayer::new(store, Key::generate()))
+        .with_state(())
+}
+
+/// tower-sessions' routes: the same work with string keys.
+pub fn ts_router<S: TsStore + Clone>(fields: usize, store: S) -> Router {
+    async fn new(s: Session) -> &'static str {
+        s.insert("counter", 1u64).await.unwrap();
+        "ok"
+    }
+    async fn read(s: Session) -> String {
+        s.get::<u64>("counter")
+            .await
+            .unwrap()
+            .unwrap_or(0)
+            .to_string()
+    }
+    async fn update(s: Session) -> String {
+        let n = s.get::<u64>("counter").await.unwrap().unwrap_or(0) + 1;
+        s.insert("counter", n).await.unwrap();
+        n.to_string()
+    }
+    async fn regenerate(s: Session) -> &'static str {
+        s.cycle_id().await.unwrap();
+        "ok"
+    }
+    let fill = move |s: Session| async move {
+        s.insert("counter", 1u64).await.unwrap();
+        for i in 1..fields {
+            s.insert(&format!("s{i:03}"), "x".repeat(100))
+                .await
+                .unwrap();
+        }
+        "ok"
+    };
+    Router::new()
+        .route("/plain", get(plain))
+        .route("/new", post(new))
+        .route("/fill", post(fill))
+        .route("/read", get(read))
+        .route("/update", post(update))
+        .route("/regenerate", post(regenerate))
+        .layer(SessionManagerLayer::new(store).with_secure(false))
         .with_state(())
 }
 

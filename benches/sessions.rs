@@ -20,63 +20,16 @@ mod schemas;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{
-    routing::{get, post},
-    Router,
-};
+use axum::Router;
 use criterion::{BenchmarkId, Criterion};
-use routes::{bare_router, filled, noop_layer_router, ours_router, plain, request, send};
+use routes::{bare_router, filled, noop_layer_router, ours_router, request, send, ts_router};
 use session_runtime::{MemoryStore, RedisStore};
 use session_suite::redis_harness::{redis_binaries_present, RedisServer};
 use tokio::runtime::Runtime;
-use tower_sessions::{
-    MemoryStore as TsMemoryStore, Session, SessionManagerLayer, SessionStore as TsStore,
-};
+use tower_sessions::MemoryStore as TsMemoryStore;
 use tower_sessions_redis_store::{fred::prelude::*, RedisStore as TsRedisStore};
 
 // ---------------------------------------------------------------- routers
-
-/// tower-sessions' routes: the same work with string keys.
-fn ts_router<S: TsStore + Clone>(fields: usize, store: S) -> Router {
-    async fn new(s: Session) -> &'static str {
-        s.insert("counter", 1u64).await.unwrap();
-        "ok"
-    }
-    async fn read(s: Session) -> String {
-        s.get::<u64>("counter")
-            .await
-            .unwrap()
-            .unwrap_or(0)
-            .to_string()
-    }
-    async fn update(s: Session) -> String {
-        let n = s.get::<u64>("counter").await.unwrap().unwrap_or(0) + 1;
-        s.insert("counter", n).await.unwrap();
-        n.to_string()
-    }
-    async fn regenerate(s: Session) -> &'static str {
-        s.cycle_id().await.unwrap();
-        "ok"
-    }
-    let fill = move |s: Session| async move {
-        s.insert("counter", 1u64).await.unwrap();
-        for i in 1..fields {
-            s.insert(&format!("s{i:03}"), "x".repeat(100))
-                .await
-                .unwrap();
-        }
-        "ok"
-    };
-    Router::new()
-        .route("/plain", get(plain))
-        .route("/new", post(new))
-        .route("/fill", post(fill))
-        .route("/read", get(read))
-        .route("/update", post(update))
-        .route("/regenerate", post(regenerate))
-        .layer(SessionManagerLayer::new(store).with_secure(false))
-        .with_state(())
-}
 
 // ---------------------------------------------------------------- stores
 
