@@ -17,6 +17,19 @@ pub async fn plain() -> &'static str {
     "ok"
 }
 
+/// The paths every framework's routes answer, given its handlers.
+macro_rules! case_routes {
+    ($new:expr, $fill:expr, $read:expr, $update:expr, $regenerate:expr) => {
+        Router::new()
+            .route("/plain", get(plain))
+            .route("/new", post($new))
+            .route("/fill", post($fill))
+            .route("/read", get($read))
+            .route("/update", post($update))
+            .route("/regenerate", post($regenerate))
+    };
+}
+
 /// Our routes for schema `T`.
 macro_rules! ours {
     ($T:ty, $fill:path) => {{
@@ -40,13 +53,7 @@ macro_rules! ours {
             s.regenerate();
             "ok"
         }
-        Router::new()
-            .route("/plain", get(plain))
-            .route("/new", post(new))
-            .route("/fill", post(fill))
-            .route("/read", get(read))
-            .route("/update", post(update))
-            .route("/regenerate", post(regenerate))
+        case_routes!(new, fill, read, update, regenerate)
     }};
 }
 
@@ -94,13 +101,7 @@ pub fn ts_router<S: TsStore + Clone>(fields: usize, store: S) -> Router {
         }
         "ok"
     };
-    Router::new()
-        .route("/plain", get(plain))
-        .route("/new", post(new))
-        .route("/fill", post(fill))
-        .route("/read", get(read))
-        .route("/update", post(update))
-        .route("/regenerate", post(regenerate))
+    case_routes!(new, fill, read, update, regenerate)
         .layer(SessionManagerLayer::new(store).with_secure(false))
         .with_state(())
 }
