@@ -29,8 +29,6 @@ use tokio::runtime::Runtime;
 use tower_sessions::MemoryStore as TsMemoryStore;
 use tower_sessions_redis_store::{fred::prelude::*, RedisStore as TsRedisStore};
 
-// ---------------------------------------------------------------- routers
-
 // ---------------------------------------------------------------- stores
 
 struct Backends {
