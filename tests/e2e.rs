@@ -35,16 +35,35 @@ async fn logout(mut visit: TypedSession<Visit>) -> &'static str {
     "bye"
 }
 
-async fn serve() -> String {
-    let app = Router::new()
+/// How the layer is installed.
+#[derive(Clone, Copy)]
+enum Install {
+    /// `Router::layer`, around each route.
+    PerRoute,
+    /// Around the whole `Router`, served as a service.
+    WholeRouter,
+}
+
+async fn serve(install: Install) -> String {
+    let routes = Router::new()
         .route("/", get(count))
         .route("/login", post(login))
-        .route("/logout", post(logout))
-        // Plain HTTP on loopback: the client would not send a `Secure` cookie back.
-        .layer(SessionLayer::new(MemoryStore::new(), Key::generate()).with_secure(false));
+        .route("/logout", post(logout));
+    // Plain HTTP on loopback: the client would not send a `Secure` cookie back.
+    let layer = SessionLayer::new(MemoryStore::new(), Key::generate()).with_secure(false);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    match install {
+        Install::PerRoute => {
+            let app = routes.layer(layer);
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        }
+        Install::WholeRouter => {
+            let app = tower::Layer::layer(&layer, routes);
+            let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+            tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+        }
+    }
     format!("http://{addr}")
 }
 
@@ -64,7 +83,16 @@ async fn get_text(client: &reqwest::Client, url: &str) -> String {
 
 #[tokio::test]
 async fn a_browser_like_client_keeps_its_session_across_requests() {
-    let base = serve().await;
+    browse(Install::PerRoute).await;
+}
+
+#[tokio::test]
+async fn the_same_holds_with_the_layer_around_the_whole_router() {
+    browse(Install::WholeRouter).await;
+}
+
+async fn browse(install: Install) {
+    let base = serve(install).await;
     let alice = client();
     let bob = client();
     assert_eq!(get_text(&alice, &format!("{base}/")).await, "1:-");
