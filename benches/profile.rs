@@ -11,51 +11,94 @@
 //! cancels out). Cases, on a 21-field schema and the memory store: `bare` (no session
 //! layer, no cookie), `bare-cookie` (no layer, the session cookie sent), `noop-layer` (a
 //! pass-through layer, the cookie sent), `no-session`, `read`, `update` and `new`; the
-//! same four on tower-sessions' memory store with a `ts-` prefix (`ts-read`, ...).
+//! same four with the layer wrapped around the whole router with a `wrapped-` prefix
+//! (`wrapped-read`, ...), and on tower-sessions' memory store with a `ts-` or
+//! `ts-wrapped-` prefix.
 
 mod routes;
 mod schemas;
 
-use routes::{bare_router, filled, noop_layer_router, ours_router, request, send, ts_router};
+use routes::{
+    bare_router, filled, noop_layer_router, ours_router, ours_wrapped, request, send, ts_router,
+    ts_wrapped, App,
+};
 use session_runtime::MemoryStore;
+use tokio::runtime::Runtime;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(case), Some(count)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
         eprintln!(
-            "usage: profile <bare|bare-cookie|noop-layer|[ts-]no-session|[ts-]read|[ts-]update|[ts-]new> <requests>"
+            "usage: profile <bare|bare-cookie|noop-layer|[ts-][wrapped-]<no-session|read|update|new>> <requests>"
         );
         std::process::exit(2);
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime");
-    let sessions = ours_router(21, MemoryStore::new());
-    let cookie = rt.block_on(filled(&sessions));
-    let theirs = ts_router(21, tower_sessions::MemoryStore::default());
-    let their_cookie = rt.block_on(filled(&theirs));
-    let their_cookie = Some(their_cookie.as_str());
-    let bare = bare_router();
-    let noop = noop_layer_router();
-    let cookie = Some(cookie.as_str());
-    let (app, method, uri, cookie) = match case.as_str() {
-        "bare" => (&bare, "GET", "/plain", None),
-        "bare-cookie" => (&bare, "GET", "/plain", cookie),
-        "noop-layer" => (&noop, "GET", "/plain", cookie),
-        "no-session" => (&sessions, "GET", "/plain", cookie),
-        "read" => (&sessions, "GET", "/read", cookie),
-        "update" => (&sessions, "POST", "/update", cookie),
-        "new" => (&sessions, "POST", "/new", None),
-        "ts-no-session" => (&theirs, "GET", "/plain", their_cookie),
-        "ts-read" => (&theirs, "GET", "/read", their_cookie),
-        "ts-update" => (&theirs, "POST", "/update", their_cookie),
-        "ts-new" => (&theirs, "POST", "/new", None),
+    let (framework, request_case) = match case.split_once('-') {
+        Some((prefix @ ("ts" | "wrapped"), rest)) => (prefix, rest),
+        _ => ("ours", case.as_str()),
+    };
+    match framework {
+        "ts" => match request_case.strip_prefix("wrapped-") {
+            Some(rest) => run(
+                &rt,
+                ts_wrapped(21, tower_sessions::MemoryStore::default()),
+                rest,
+                count,
+            ),
+            None => run(
+                &rt,
+                ts_router(21, tower_sessions::MemoryStore::default()),
+                request_case,
+                count,
+            ),
+        },
+        "wrapped" => run(
+            &rt,
+            ours_wrapped(21, MemoryStore::new()),
+            request_case,
+            count,
+        ),
+        _ => match request_case {
+            "bare" => run(&rt, bare_router(), "no-cookie", count),
+            "bare-cookie" => run_with_cookie_of(&rt, bare_router(), count),
+            "noop-layer" => run_with_cookie_of(&rt, noop_layer_router(), count),
+            _ => run(
+                &rt,
+                ours_router(21, MemoryStore::new()),
+                request_case,
+                count,
+            ),
+        },
+    }
+}
+
+/// Sends `count` requests of one case to `app`, which holds a 21-field session.
+fn run<A: App>(rt: &Runtime, app: A, case: &str, count: usize) {
+    let (method, uri, with_cookie) = match case {
+        "no-cookie" => ("GET", "/plain", false),
+        "no-session" => ("GET", "/plain", true),
+        "read" => ("GET", "/read", true),
+        "update" => ("POST", "/update", true),
+        "new" => ("POST", "/new", false),
         other => {
             eprintln!("unknown case {other}");
             std::process::exit(2);
         }
     };
+    let cookie = with_cookie.then(|| rt.block_on(filled(&app)));
+    let cookie = cookie.as_deref();
     for _ in 0..count {
-        std::hint::black_box(rt.block_on(send(app, request(method, uri, cookie))));
+        std::hint::black_box(rt.block_on(send(&app, request(method, uri, cookie))));
+    }
+}
+
+/// A baseline router given the request of `no-session`, session cookie included.
+fn run_with_cookie_of<A: App>(rt: &Runtime, app: A, count: usize) {
+    let cookie = rt.block_on(filled(&ours_router(21, MemoryStore::new())));
+    for _ in 0..count {
+        std::hint::black_box(rt.block_on(send(&app, request("GET", "/plain", Some(&cookie)))));
     }
 }

@@ -1,14 +1,17 @@
 //! The routers and request helpers shared by the benchmark targets: this framework's
 //! routes for each schema size, the bare and pass-through baselines.
 
+use std::convert::Infallible;
+
 use axum::{
     body::Body,
     http::{header, Request, StatusCode},
+    response::Response,
     routing::{get, post},
     Router,
 };
-use session_runtime::{Key, SessionLayer, SessionStore, TypedSession};
-use tower::ServiceExt;
+use session_runtime::{Key, SessionLayer, SessionService, SessionStore, TypedSession};
+use tower::{Layer, Service, ServiceExt};
 use tower_sessions::{Session, SessionManagerLayer, SessionStore as TsStore};
 
 use crate::schemas::{fill_s1, fill_s200, fill_s21, S1, S200, S21};
@@ -57,21 +60,47 @@ macro_rules! ours {
     }};
 }
 
-pub fn ours_router<S: SessionStore>(fields: usize, store: S) -> Router {
-    let routes = match fields {
+/// What a benchmark sends requests to: a `Router`, or a `Router` wrapped by a layer.
+pub trait App:
+    Service<Request<Body>, Response = Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<T> App for T where
+    T: Service<Request<Body>, Response = Response, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+fn ours_routes(fields: usize) -> Router {
+    match fields {
         1 => ours!(S1, fill_s1),
         21 => ours!(S21, fill_s21),
         _ => ours!(S200, fill_s200),
-    };
+    }
+}
+
+/// Our routes, the layer added with `Router::layer` (around each route).
+pub fn ours_router<S: SessionStore>(fields: usize, store: S) -> Router {
     // `with_state` builds the routes once, as serving does; without it axum re-applies the
     // layers on every in-process call.
-    routes
+    ours_routes(fields)
         .layer(SessionLayer::new(store, Key::generate()))
         .with_state(())
 }
 
+/// Our routes, the layer wrapped around the whole router.
+pub fn ours_wrapped<S: SessionStore>(fields: usize, store: S) -> SessionService<Router> {
+    SessionLayer::new(store, Key::generate()).layer(ours_routes(fields).with_state(()))
+}
+
 /// tower-sessions' routes: the same work with string keys.
-pub fn ts_router<S: TsStore + Clone>(fields: usize, store: S) -> Router {
+fn ts_routes(fields: usize) -> Router {
     async fn new(s: Session) -> &'static str {
         s.insert("counter", 1u64).await.unwrap();
         "ok"
@@ -102,8 +131,20 @@ pub fn ts_router<S: TsStore + Clone>(fields: usize, store: S) -> Router {
         "ok"
     };
     case_routes!(new, fill, read, update, regenerate)
+}
+
+/// tower-sessions' routes, its layer added with `Router::layer`.
+pub fn ts_router<S: TsStore + Clone>(fields: usize, store: S) -> Router {
+    ts_routes(fields)
         .layer(SessionManagerLayer::new(store).with_secure(false))
         .with_state(())
+}
+
+/// tower-sessions' routes, its layer wrapped around the whole router.
+pub fn ts_wrapped<S: TsStore + Clone>(fields: usize, store: S) -> impl App {
+    SessionManagerLayer::new(store)
+        .with_secure(false)
+        .layer(ts_routes(fields).with_state(()))
 }
 
 pub fn bare_router() -> Router {
@@ -128,7 +169,7 @@ pub fn request(method: &str, uri: &str, cookie: Option<&str>) -> Request<Body> {
 }
 
 /// Sends a request; returns the `name=value` of a `Set-Cookie`, if any.
-pub async fn send(app: &Router, req: Request<Body>) -> Option<String> {
+pub async fn send<A: App>(app: &A, req: Request<Body>) -> Option<String> {
     let response = app.clone().oneshot(req).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response
@@ -138,7 +179,7 @@ pub async fn send(app: &Router, req: Request<Body>) -> Option<String> {
 }
 
 /// A session with every field filled; returns its cookie.
-pub async fn filled(app: &Router) -> String {
+pub async fn filled<A: App>(app: &A) -> String {
     send(app, request("POST", "/fill", None))
         .await
         .expect("a new session sets a cookie")

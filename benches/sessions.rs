@@ -1,5 +1,7 @@
 //! Side-by-side benchmarks: a bare axum router, this framework (memory and Redis stores) and
-//! tower-sessions (memory and Redis stores), on the same workload.
+//! tower-sessions (memory and Redis stores), on the same workload. Each framework's layer is
+//! added with `Router::layer`; on the memory stores, both are also measured wrapped around
+//! the whole router (`-wrapped`), which spares axum's per-route re-boxing.
 //!
 //! ```text
 //! cargo bench --bench sessions
@@ -22,7 +24,10 @@ use std::{sync::Arc, time::Duration};
 
 use axum::Router;
 use criterion::{BenchmarkId, Criterion};
-use routes::{bare_router, filled, noop_layer_router, ours_router, request, send, ts_router};
+use routes::{
+    bare_router, filled, noop_layer_router, ours_router, ours_wrapped, request, send, ts_router,
+    ts_wrapped, App,
+};
 use session_runtime::{MemoryStore, RedisStore};
 use session_suite::redis_harness::{redis_binaries_present, RedisServer};
 use tokio::runtime::Runtime;
@@ -65,19 +70,24 @@ async fn ours_redis(url: &str) -> RedisStore {
     RedisStore::connect(url).await.unwrap()
 }
 
-/// A framework/store pair under test.
+/// A framework/store pair under test, and how its layer is installed: with
+/// `Router::layer` (around each route), or wrapped around the whole router.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Subject {
     OursMemory,
+    OursMemoryWrapped,
     OursRedis,
     TsMemory,
+    TsMemoryWrapped,
     TsRedis,
 }
 
 impl Subject {
-    const ALL: [Subject; 4] = [
+    const ALL: [Subject; 6] = [
         Self::OursMemory,
         Self::TsMemory,
+        Self::OursMemoryWrapped,
+        Self::TsMemoryWrapped,
         Self::OursRedis,
         Self::TsRedis,
     ];
@@ -85,23 +95,21 @@ impl Subject {
     fn name(self) -> &'static str {
         match self {
             Self::OursMemory => "session-runtime/memory",
+            Self::OursMemoryWrapped => "session-runtime/memory-wrapped",
             Self::OursRedis => "session-runtime/redis",
             Self::TsMemory => "tower-sessions/memory",
+            Self::TsMemoryWrapped => "tower-sessions/memory-wrapped",
             Self::TsRedis => "tower-sessions/redis",
         }
     }
+}
 
-    fn needs_redis(self) -> bool {
-        matches!(self, Self::OursRedis | Self::TsRedis)
-    }
-
-    async fn router(self, fields: usize, redis_url: Option<&str>) -> Router {
-        match self {
-            Self::OursMemory => ours_router(fields, MemoryStore::new()),
-            Self::TsMemory => ts_router(fields, TsMemoryStore::default()),
-            Self::OursRedis => ours_router(fields, ours_redis(redis_url.unwrap()).await),
-            Self::TsRedis => ts_router(fields, ts_redis(redis_url.unwrap()).await),
-        }
+/// A Redis subject's router (layer added with `Router::layer`).
+async fn redis_router(subject: Subject, fields: usize, url: &str) -> Router {
+    match subject {
+        Subject::OursRedis => ours_router(fields, ours_redis(url).await),
+        Subject::TsRedis => ts_router(fields, ts_redis(url).await),
+        _ => unreachable!("not a Redis subject"),
     }
 }
 
@@ -143,7 +151,7 @@ fn client_commands<F: FnOnce()>(port: u16, work: F) -> usize {
 
 /// Bytes sent to Redis and client commands per read+update request, averaged over 50.
 fn wire_cost(rt: &Runtime, subject: Subject, fields: usize, url: &str, port: u16) -> (f64, f64) {
-    let app = rt.block_on(subject.router(fields, Some(url)));
+    let app = rt.block_on(redis_router(subject, fields, url));
     let cookie = rt.block_on(filled(&app));
     for _ in 0..3 {
         rt.block_on(send(&app, request("POST", "/update", Some(&cookie))));
@@ -204,51 +212,91 @@ fn bench_case(c: &mut Criterion, rt: &Runtime, backends: &Backends, case: &str, 
         });
     }
     for subject in Subject::ALL {
-        if subject.needs_redis() && backends.redis_url.is_none() {
-            continue;
-        }
-        let app = rt.block_on(subject.router(fields, backends.redis_url.as_deref()));
         let id = BenchmarkId::new(subject.name(), fields);
-        match case {
-            "no_session" => {
-                let cookie = rt.block_on(filled(&app));
-                group.bench_function(id, |b| {
-                    b.iter(|| rt.block_on(send(&app, request("GET", "/plain", Some(&cookie)))));
-                });
+        let url = backends.redis_url.as_deref();
+        match subject {
+            Subject::OursMemory => {
+                bench_app(
+                    &mut group,
+                    rt,
+                    id,
+                    case,
+                    ours_router(fields, MemoryStore::new()),
+                );
             }
-            "new_session" => {
-                group.bench_function(id, |b| {
-                    b.iter(|| rt.block_on(send(&app, request("POST", "/new", None))));
-                });
+            Subject::OursMemoryWrapped => {
+                bench_app(
+                    &mut group,
+                    rt,
+                    id,
+                    case,
+                    ours_wrapped(fields, MemoryStore::new()),
+                );
             }
-            "read" => {
-                let cookie = rt.block_on(filled(&app));
-                group.bench_function(id, |b| {
-                    b.iter(|| rt.block_on(send(&app, request("GET", "/read", Some(&cookie)))));
-                });
+            Subject::TsMemory => {
+                let app = ts_router(fields, TsMemoryStore::default());
+                bench_app(&mut group, rt, id, case, app);
             }
-            "read_update" => {
-                let cookie = rt.block_on(filled(&app));
-                group.bench_function(id, |b| {
-                    b.iter(|| rt.block_on(send(&app, request("POST", "/update", Some(&cookie)))));
-                });
+            Subject::TsMemoryWrapped => {
+                let app = ts_wrapped(fields, TsMemoryStore::default());
+                bench_app(&mut group, rt, id, case, app);
             }
-            "regenerate" => {
-                let cookie = Arc::new(std::sync::Mutex::new(rt.block_on(filled(&app))));
-                group.bench_function(id, |b| {
-                    b.iter(|| {
-                        let current = cookie.lock().unwrap().clone();
-                        let next = rt
-                            .block_on(send(&app, request("POST", "/regenerate", Some(&current))))
-                            .expect("regenerate sets a new cookie");
-                        *cookie.lock().unwrap() = next;
-                    });
-                });
+            Subject::OursRedis | Subject::TsRedis => {
+                let Some(url) = url else { continue };
+                let app = rt.block_on(redis_router(subject, fields, url));
+                bench_app(&mut group, rt, id, case, app);
             }
-            _ => unreachable!(),
         }
     }
     group.finish();
+}
+
+/// Times one case on one subject's app.
+fn bench_app<A: App>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    id: BenchmarkId,
+    case: &str,
+    app: A,
+) {
+    match case {
+        "no_session" => {
+            let cookie = rt.block_on(filled(&app));
+            group.bench_function(id, |b| {
+                b.iter(|| rt.block_on(send(&app, request("GET", "/plain", Some(&cookie)))));
+            });
+        }
+        "new_session" => {
+            group.bench_function(id, |b| {
+                b.iter(|| rt.block_on(send(&app, request("POST", "/new", None))));
+            });
+        }
+        "read" => {
+            let cookie = rt.block_on(filled(&app));
+            group.bench_function(id, |b| {
+                b.iter(|| rt.block_on(send(&app, request("GET", "/read", Some(&cookie)))));
+            });
+        }
+        "read_update" => {
+            let cookie = rt.block_on(filled(&app));
+            group.bench_function(id, |b| {
+                b.iter(|| rt.block_on(send(&app, request("POST", "/update", Some(&cookie)))));
+            });
+        }
+        "regenerate" => {
+            let cookie = Arc::new(std::sync::Mutex::new(rt.block_on(filled(&app))));
+            group.bench_function(id, |b| {
+                b.iter(|| {
+                    let current = cookie.lock().unwrap().clone();
+                    let next = rt
+                        .block_on(send(&app, request("POST", "/regenerate", Some(&current))))
+                        .expect("regenerate sets a new cookie");
+                    *cookie.lock().unwrap() = next;
+                });
+            });
+        }
+        _ => unreachable!(),
+    }
 }
 
 fn main() {
