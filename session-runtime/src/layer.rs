@@ -51,10 +51,11 @@ use crate::{
 /// `Router::layer(session_layer)` is the usual way to install it. It can also wrap the
 /// whole `Router`, as any tower layer can; handlers see no difference. That is slightly
 /// faster: axum boxes every route and its future again for each layer added with
-/// `Router::layer`, and a layer around the router skips that (about 1 000 fewer CPU
-/// instructions per request, roughly a tenth of a minimal request's cost; see
-/// `BENCHMARKS.md`). Every request then passes through the layer, including those no route
-/// answers, and it stays lazy for them: no store call, no cookie.
+/// `Router::layer`, and a layer around the router skips that: about 1 000 fewer CPU
+/// instructions per request, so a request whose handler takes no session costs 1.10× a bare
+/// handler's instructions instead of 1.23× (see `BENCHMARKS.md`). Every request then passes
+/// through the layer, including those no route answers, and it stays lazy for them: no
+/// store call, no cookie.
 ///
 /// ```no_run
 /// use axum::{extract::Request, routing::get, Router, ServiceExt};
