@@ -216,22 +216,12 @@ fn bench_case(c: &mut Criterion, rt: &Runtime, backends: &Backends, case: &str, 
         let url = backends.redis_url.as_deref();
         match subject {
             Subject::OursMemory => {
-                bench_app(
-                    &mut group,
-                    rt,
-                    id,
-                    case,
-                    ours_router(fields, MemoryStore::new()),
-                );
+                let app = ours_router(fields, MemoryStore::new());
+                bench_app(&mut group, rt, id, case, app);
             }
             Subject::OursMemoryWrapped => {
-                bench_app(
-                    &mut group,
-                    rt,
-                    id,
-                    case,
-                    ours_wrapped(fields, MemoryStore::new()),
-                );
+                let app = ours_wrapped(fields, MemoryStore::new());
+                bench_app(&mut group, rt, id, case, app);
             }
             Subject::TsMemory => {
                 let app = ts_router(fields, TsMemoryStore::default());
