@@ -1,15 +1,16 @@
 //! Requests through a `Router` in process, and reading the session cookie back: the helpers
 //! the integration tests share.
 
+use std::convert::Infallible;
+
 use axum::{
     body::Body,
     http::{header, Request},
     response::Response,
-    Router,
 };
 use http_body_util::BodyExt;
 use session_runtime::SessionId;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 /// A request with an optional `Cookie` header.
 pub fn request(
@@ -25,8 +26,12 @@ pub fn request(
     builder.body(body.into()).expect("a valid test request")
 }
 
-/// Sends one request through the router (tower `oneshot`).
-pub async fn send(app: &Router, request: Request<Body>) -> Response {
+/// Sends one request through the router (tower `oneshot`): a `Router`, or any service such
+/// as a `Router` wrapped by a layer.
+pub async fn send<S>(app: &S, request: Request<Body>) -> Response
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
     app.clone()
         .oneshot(request)
         .await

@@ -1069,23 +1069,6 @@ async fn a_store_that_loads_only_asked_keys_gets_one_load_per_schema_and_a_full_
     assert!(calls.contains(&Call::Load(None)), "a full load: {calls:?}");
 }
 
-/// Sends a request to any service (here: a whole `Router` wrapped by the layer).
-async fn send_to<S>(service: &S, request: Request<Body>) -> axum::response::Response
-where
-    S: tower::Service<
-            Request<Body>,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone,
-{
-    use tower::ServiceExt;
-    service
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("routers are infallible")
-}
-
 #[tokio::test]
 async fn the_layer_wrapped_around_the_whole_router_behaves_the_same() {
     use tower::Layer;
@@ -1093,19 +1076,19 @@ async fn the_layer_wrapped_around_the_whole_router_behaves_the_same() {
     let app = SessionLayer::new(store.clone(), Key::generate()).layer(routes());
 
     // Lazy: a handler without a session, or a path no route answers, costs nothing.
-    let response = send_to(&app, request("GET", "/plain", None, "")).await;
+    let response = send(&app, request("GET", "/plain", None, "")).await;
     assert!(set_cookies(&response).is_empty());
     assert_eq!(text(response).await, "plain");
-    let response = send_to(&app, request("GET", "/missing", None, "")).await;
+    let response = send(&app, request("GET", "/missing", None, "")).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(set_cookies(&response).is_empty());
     assert!(store.take_calls().is_empty());
 
     // Create, then update exactly the changed field.
-    let response = send_to(&app, request("POST", "/add", None, "apple")).await;
+    let response = send(&app, request("POST", "/add", None, "apple")).await;
     let cookie = cookie_pair(&response);
     assert!(matches!(writes(&store.take_calls())[..], [Call::Create(_)]));
-    let response = send_to(&app, request("POST", "/add", Some(&cookie), "pear")).await;
+    let response = send(&app, request("POST", "/add", Some(&cookie), "pear")).await;
     assert_eq!(text(response).await, "2");
     let calls = store.take_calls();
     let [Call::Save(patch)] = writes(&calls)[..] else {
@@ -1114,21 +1097,21 @@ async fn the_layer_wrapped_around_the_whole_router_behaves_the_same() {
     assert_eq!(keys_set(patch), ["items"]);
 
     // A read loads once and writes nothing; with the cookie, a 404 still loads nothing.
-    let response = send_to(&app, request("GET", "/show", Some(&cookie), "")).await;
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
     assert!(set_cookies(&response).is_empty());
     assert_eq!(text(response).await, r#"["apple", "pear"]|"#);
     assert!(matches!(store.take_calls()[..], [Call::Load(_)]));
-    let response = send_to(&app, request("GET", "/missing", Some(&cookie), "")).await;
+    let response = send(&app, request("GET", "/missing", Some(&cookie), "")).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(store.take_calls().is_empty());
 
     // Regenerate and destroy.
-    let response = send_to(&app, request("POST", "/login", Some(&cookie), "")).await;
+    let response = send(&app, request("POST", "/login", Some(&cookie), "")).await;
     let new_cookie = cookie_pair(&response);
     assert_ne!(id_of(&new_cookie), id_of(&cookie));
-    let response = send_to(&app, request("GET", "/show", Some(&cookie), "")).await;
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
     assert_eq!(text(response).await, "[]|", "the old ID is dead");
-    let response = send_to(&app, request("POST", "/logout", Some(&new_cookie), "")).await;
+    let response = send(&app, request("POST", "/logout", Some(&new_cookie), "")).await;
     assert!(set_cookies(&response)[0].starts_with("id=;"));
     assert!(store.inner().is_empty());
 }
