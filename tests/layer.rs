@@ -301,6 +301,36 @@ async fn non_utf8_cookie_headers_do_not_panic() {
 }
 
 #[tokio::test]
+async fn the_session_cookie_is_read_beside_other_cookies_with_non_ascii_bytes() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    // Browsers send other sites' cookies as they were set, UTF-8 included; such a header is
+    // not valid `HeaderValue` text, and the session cookie in it must still count.
+    for header in [
+        format!("pref=caf\u{e9}; {cookie}"),
+        format!("{cookie}; pref=caf\u{e9}"),
+        format!("a=1;b=\u{2603};\t{cookie} ; c"),
+    ] {
+        let req = Request::builder()
+            .uri("/show")
+            .header(
+                header::COOKIE,
+                axum::http::HeaderValue::from_bytes(header.as_bytes()).unwrap(),
+            )
+            .body(Body::empty())
+            .unwrap();
+        let response = send(&app, req).await;
+        assert_eq!(response.status(), StatusCode::OK, "{header}");
+        assert_eq!(
+            text(response).await,
+            r#"["apple"]|"#,
+            "the existing session was found in {header:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_signed_id_unknown_to_the_store_is_not_adopted() {
     let store = store();
     let key = Key::generate();
