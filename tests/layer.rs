@@ -8,14 +8,16 @@ use std::{
 };
 
 use axum::{
-    body::Body,
+    body::{Body, Bytes},
     http::{header, Request, StatusCode},
     routing::{get, post},
     Router,
 };
+
 use session_runtime::{
-    store::LoadKeys, DecodePolicy, Key, MemoryStore, MigrationError, RawFields, SameSite,
-    SessionData, SessionId, SessionLayer, SessionStore, TypedSession,
+    store::{LoadKeys, Patch},
+    DecodePolicy, Key, MemoryStore, MigrationError, RawFields, SameSite, SessionData, SessionId,
+    SessionLayer, SessionStore, TypedSession,
 };
 use session_suite::http::{attribute, cookie_pair, id_of, request, send, set_cookies, text};
 use session_suite::{Call, Recording};
@@ -1144,4 +1146,101 @@ async fn the_layer_wrapped_around_the_whole_router_behaves_the_same() {
     let response = send(&app, request("POST", "/logout", Some(&new_cookie), "")).await;
     assert!(set_cookies(&response)[0].starts_with("id=;"));
     assert!(store.inner().is_empty());
+}
+
+/// 400 days in seconds: the longest a session outlives its last write.
+const LONGEST_SECS: u64 = 400 * 24 * 60 * 60;
+
+#[tokio::test]
+async fn timeouts_too_long_to_represent_are_capped_at_400_days_never_a_panic() {
+    async fn forever(mut cart: TypedSession<Cart>) -> &'static str {
+        cart.set_user_id(Some(1));
+        cart.set_expiry(Some(Duration::MAX));
+        "ok"
+    }
+    let store = store();
+    let layer = || SessionLayer::new(store.clone(), Key::generate());
+    let forever_app: Router = routes().route("/forever", post(forever)).layer(layer());
+    let cases = [
+        (
+            "set_expiry(Duration::MAX)",
+            forever_app,
+            "/forever",
+            LONGEST_SECS,
+        ),
+        (
+            "with_idle_timeout(Duration::MAX)",
+            app_with(layer().with_idle_timeout(Duration::MAX)),
+            "/add",
+            LONGEST_SECS,
+        ),
+        (
+            "with_absolute_timeout(Duration::MAX)",
+            app_with(layer().with_absolute_timeout(Duration::MAX)),
+            "/add",
+            24 * 60 * 60,
+        ),
+    ];
+    for (case, app, path, max_age) in cases {
+        let before = SystemTime::now();
+        let response = send(&app, request("POST", path, None, "x")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{case}");
+        let cookies = set_cookies(&response);
+        assert_eq!(
+            attribute(&cookies[0], "Max-Age"),
+            Some(max_age.to_string().as_str()),
+            "{case}"
+        );
+        // The store keeps the session exactly as long as the cookie lives.
+        let cookie = cookie_pair(&response);
+        let record = store
+            .inner()
+            .load(&id_of(&cookie), LoadKeys::All)
+            .await
+            .unwrap()
+            .expect("stored");
+        let lifetime = record
+            .expires_at
+            .unwrap()
+            .duration_since(before)
+            .unwrap()
+            .as_secs();
+        assert!(
+            (max_age..=max_age + 2).contains(&lifetime),
+            "{case}: {lifetime}"
+        );
+        // And the next request, which reads the stored timeout back, works too.
+        let response = send(&app, request("POST", path, Some(&cookie), "y")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{case}, again");
+    }
+}
+
+#[tokio::test]
+async fn stored_times_out_of_range_neither_panic_nor_outlive_400_days() {
+    let store = store();
+    let app = app_with(
+        SessionLayer::new(store.clone(), Key::generate())
+            .with_absolute_timeout(Duration::from_secs(3600))
+            .with_ttl_refresh_interval(Duration::ZERO),
+    );
+    let cookie = started(&app).await;
+    let id = id_of(&cookie);
+    // Garbage another writer could leave: the largest numbers the metadata can hold.
+    let patch = Patch {
+        set: vec![
+            ("__created".into(), Bytes::from(u64::MAX.to_string())),
+            ("__ttl".into(), Bytes::from(u64::MAX.to_string())),
+        ],
+        remove: Vec::new(),
+        expires_at: SystemTime::now() + Duration::from_secs(60),
+    };
+    store.inner().save(&id, &patch).await.unwrap();
+    for (method, path) in [("GET", "/show"), ("POST", "/add")] {
+        let response = send(&app, request(method, path, Some(&cookie), "z")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{method} {path}");
+        for set in set_cookies(&response) {
+            let max_age: u64 = attribute(&set, "Max-Age").unwrap().parse().unwrap();
+            assert!(max_age <= LONGEST_SECS, "{set}");
+        }
+    }
 }

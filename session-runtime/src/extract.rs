@@ -92,6 +92,10 @@ impl<T: SessionData> TypedSession<T> {
     /// Overrides the idle timeout of this session, and makes its cookie persistent (for
     /// example "remember me for 30 days" at login). `None` goes back to the layer's setting.
     /// The override is stored with the session, so it holds on later requests.
+    ///
+    /// A session never lives more than 400 days past its last write or refresh, the
+    /// longest lifetime browsers give a cookie: a longer `ttl` (even `Duration::MAX`, for
+    /// "forever") means 400 days.
     pub fn set_expiry(&mut self, ttl: Option<Duration>) {
         self.session.set_expiry(ttl);
     }

@@ -162,13 +162,15 @@ impl<S: SessionStore> SessionLayer<S> {
     }
 
     /// How long a session lives without requests (default 24 hours). Each write, and each
-    /// read once per refresh interval, pushes the expiry out again.
+    /// read once per refresh interval, pushes the expiry out again. At most 400 days, the
+    /// longest lifetime browsers give a cookie: a longer timeout means 400 days.
     pub fn with_idle_timeout(self, timeout: Duration) -> Self {
         self.with(|c| c.expiry.idle_timeout = timeout)
     }
 
     /// How long a session lives at most from its creation, however active (default: no
-    /// limit). The creation time is stored with the session.
+    /// limit). The creation time is stored with the session. A limit too long to represent
+    /// as a time (`Duration::MAX`) is no limit.
     pub fn with_absolute_timeout(self, timeout: Duration) -> Self {
         self.with(|c| c.expiry.absolute_timeout = Some(timeout))
     }

@@ -31,6 +31,10 @@ pub const TTL_KEY: &str = "__ttl";
 /// Longest cookie the layer reads or writes: browsers cap a whole cookie (name, value and
 /// attributes) at about 4 KiB and drop larger ones silently.
 pub(crate) const MAX_COOKIE_LEN: usize = 4096;
+/// The longest a session lives past its last write or refresh, however long its timeout:
+/// 400 days, the longest lifetime browsers give a cookie (RFC 6265bis caps `Max-Age` and
+/// `Expires` there), so the store never keeps a session its cookie cannot outlive.
+pub(crate) const LONGEST_LIFETIME: Duration = Duration::from_secs(400 * 24 * 60 * 60);
 /// How many fresh IDs to try when the store reports collisions.
 const ID_ATTEMPTS: usize = 4;
 
@@ -216,6 +220,12 @@ fn unquote(mut value: &[u8]) -> &[u8] {
     value
 }
 
+/// The instant `ms` milliseconds after the Unix epoch; `None` past what `SystemTime` holds
+/// (stored data is not trusted to be in range).
+pub(crate) fn at_millis(ms: u64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+}
+
 fn decode_millis(bytes: Option<&Bytes>) -> Option<u64> {
     crate::codec::parse_u64(bytes?)
 }
@@ -290,8 +300,7 @@ impl RequestSession {
                 }
                 loaded.expires_at = record.expires_at;
                 loaded.stale_record = record.stale;
-                loaded.created = decode_millis(record.fields.get(CREATED_KEY))
-                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+                loaded.created = decode_millis(record.fields.get(CREATED_KEY)).and_then(at_millis);
                 loaded.ttl = decode_millis(record.fields.get(TTL_KEY)).map(Duration::from_millis);
                 loaded.base = Some(record.fields);
                 loaded.stale_key = stale_key;
@@ -410,7 +419,9 @@ impl RequestSession {
 
     fn past_absolute_timeout(&self, created: Option<SystemTime>) -> bool {
         match (self.config().expiry.absolute_timeout, created) {
-            (Some(limit), Some(created)) => created + limit <= SystemTime::now(),
+            (Some(limit), Some(created)) => created
+                .checked_add(limit)
+                .is_some_and(|end| end <= SystemTime::now()),
             _ => false,
         }
     }
@@ -513,9 +524,13 @@ impl RequestSession {
         now: SystemTime,
     ) -> (SystemTime, Option<Duration>) {
         let expiry = &self.config().expiry;
-        let mut deadline = now + ttl.unwrap_or(expiry.idle_timeout);
-        if let Some(limit) = expiry.absolute_timeout {
-            deadline = deadline.min(created.unwrap_or(now) + limit);
+        let mut deadline = now + ttl.unwrap_or(expiry.idle_timeout).min(LONGEST_LIFETIME);
+        // A limit too far out to represent is no limit.
+        if let Some(end) = expiry
+            .absolute_timeout
+            .and_then(|limit| created.unwrap_or(now).checked_add(limit))
+        {
+            deadline = deadline.min(end);
         }
         let persistent = expiry.persistent_cookie || ttl.is_some();
         let max_age = persistent.then(|| deadline.duration_since(now).unwrap_or_default());

@@ -2,7 +2,7 @@
 
 use std::{
     fmt,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use aes_gcm::{
@@ -203,7 +203,8 @@ fn decode(bytes: &[u8]) -> Option<(FieldMap, SystemTime)> {
     }
     // No trailing bytes.
     let trailing = bytes.len() - consumed(&fields);
-    (trailing == 0).then(|| (fields, UNIX_EPOCH + Duration::from_millis(millis)))
+    let expires_at = crate::session::at_millis(millis)?;
+    (trailing == 0).then_some((fields, expires_at))
 }
 
 /// How many bytes the encoded form of `fields` takes.
@@ -266,7 +267,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let at = UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
         let bytes = encode(&fields, at).unwrap();
         assert_eq!(decode(&bytes), Some((fields, at)));
         for cut in 0..bytes.len() {

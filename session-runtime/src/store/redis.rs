@@ -365,8 +365,7 @@ fn record_from(
             StoreError::backend("a session hash has a field name that is not UTF-8")
         })?;
         if key == EXPIRES_FIELD {
-            expires_at =
-                crate::codec::parse_u64(&value).map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+            expires_at = crate::codec::parse_u64(&value).and_then(crate::session::at_millis);
         } else {
             fields.insert(FieldKey::new(key), Bytes::from(value));
         }
