@@ -123,7 +123,15 @@ fn writes(calls: &[Call]) -> Vec<&Call> {
         .collect()
 }
 
-fn keys_set(patch: &session_runtime::store::Patch) -> Vec<&str> {
+/// The patch of the only write among `calls`, which must be a save.
+fn the_one_save(calls: &[Call]) -> &Patch {
+    let [Call::Save(patch)] = writes(calls)[..] else {
+        panic!("expected one save, got {calls:?}");
+    };
+    patch
+}
+
+fn keys_set(patch: &Patch) -> Vec<&str> {
     let mut keys: Vec<&str> = patch.set.iter().map(|(k, _)| k.as_ref()).collect();
     keys.sort_unstable();
     keys
@@ -226,9 +234,7 @@ async fn an_update_writes_exactly_the_changed_fields_in_one_call() {
     let response = send(&app, request("POST", "/add", Some(&cookie), "pear")).await;
     assert_eq!(text(response).await, "2");
     let calls = store.take_calls();
-    let [Call::Save(patch)] = writes(&calls)[..] else {
-        panic!("expected one save, got {calls:?}");
-    };
+    let patch = the_one_save(&calls);
     assert_eq!(keys_set(patch), ["items"]);
     assert!(patch.remove.is_empty());
 }
@@ -734,9 +740,7 @@ async fn migrations_run_at_load_and_the_next_save_persists_them() {
         1,
         "{calls:?}"
     );
-    let [Call::Save(patch)] = writes(&calls)[..] else {
-        panic!("expected one save, got {calls:?}");
-    };
+    let patch = the_one_save(&calls);
     assert_eq!(keys_set(patch), ["__v.Account", "display_name"]);
     assert_eq!(patch.remove, ["name"]);
     let record = store
@@ -1123,9 +1127,7 @@ async fn the_layer_wrapped_around_the_whole_router_behaves_the_same() {
     let response = send(&app, request("POST", "/add", Some(&cookie), "pear")).await;
     assert_eq!(text(response).await, "2");
     let calls = store.take_calls();
-    let [Call::Save(patch)] = writes(&calls)[..] else {
-        panic!("expected one save, got {calls:?}");
-    };
+    let patch = the_one_save(&calls);
     assert_eq!(keys_set(patch), ["items"]);
 
     // A read loads once and writes nothing; with the cookie, a 404 still loads nothing.
