@@ -850,6 +850,47 @@ async fn a_session_deleted_during_the_request_is_not_resurrected() {
         .is_none());
 }
 
+/// A read-only request that is due to refresh the expiry, while another request (a logout
+/// in another tab) deletes the session: it changed nothing, so it answers normally, brings
+/// nothing back and sends no cookie (a removal cookie could arrive after, and so remove,
+/// the cookie of a session the other tab started since).
+#[tokio::test]
+async fn a_read_whose_session_is_deleted_meanwhile_still_answers_and_resurrects_nothing() {
+    let store = store();
+    let key = Key::generate();
+    let cookie = started(&app(&store, &key)).await;
+    let id = id_of(&cookie);
+    let (other_request, doomed) = (store.clone(), id.clone());
+    let racing = Router::new()
+        .route(
+            "/peek",
+            get(move |cart: TypedSession<Cart>| {
+                let (store, id) = (other_request.clone(), doomed.clone());
+                async move {
+                    store.inner().delete(&id).await.unwrap();
+                    format!("{:?}", cart.items())
+                }
+            }),
+        )
+        .layer(SessionLayer::new(store.clone(), key).with_ttl_refresh_interval(Duration::ZERO));
+    store.take_calls();
+    let response = send(&racing, request("GET", "/peek", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(set_cookies(&response).is_empty());
+    assert_eq!(text(response).await, r#"["apple"]"#);
+    assert_eq!(
+        writes(&store.take_calls()),
+        [&Call::Touch],
+        "the refresh was due"
+    );
+    assert!(store
+        .inner()
+        .load(&id, LoadKeys::All)
+        .await
+        .unwrap()
+        .is_none());
+}
+
 #[derive(SessionData, Debug)]
 struct Unencodable {
     pairs: HashMap<(u8, u8), u8>,

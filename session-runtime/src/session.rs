@@ -618,8 +618,20 @@ impl RequestSession {
             }
             Some(id) => {
                 if stale_record || self.refresh_due(expires_at, deadline) {
-                    let replaced = self.store().touch(&id, deadline).await?;
-                    resend(replaced, id)
+                    match self.store().touch(&id, deadline).await {
+                        Ok(replaced) => resend(replaced, id),
+                        // Deleted or expired since the load (a logout in another tab): this
+                        // request changed nothing, so nothing is lost and it answers as
+                        // usual. No cookie: a removal cookie could reach the browser after,
+                        // and so remove, the cookie of a session started since.
+                        Err(StoreError::NotFound) => {
+                            tracing::debug!(
+                                "session ended while a read-only request ran; expiry not refreshed"
+                            );
+                            return Ok(());
+                        }
+                        Err(err) => return Err(err.into()),
+                    }
                 } else if stale_key {
                     Some(id)
                 } else {
