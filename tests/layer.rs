@@ -225,6 +225,52 @@ async fn a_read_costs_one_load_and_writes_nothing() {
     );
 }
 
+fn vary(response: &axum::response::Response) -> Vec<&str> {
+    response
+        .headers()
+        .get_all(header::VARY)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect()
+}
+
+/// A response built from the session depends on the `Cookie` header: an HTTP cache must
+/// not hand it to another visitor.
+#[tokio::test]
+async fn responses_that_used_the_session_vary_on_cookie() {
+    let app = app(&store(), &Key::generate());
+    let cookie = started(&app).await;
+    let read = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(vary(&read), ["Cookie"]);
+    let created = send(&app, request("POST", "/add", None, "x")).await;
+    assert_eq!(set_cookies(&created).len(), 1);
+    assert_eq!(vary(&created), ["Cookie"]);
+    let plain = send(&app, request("GET", "/plain", Some(&cookie), "")).await;
+    assert!(vary(&plain).is_empty(), "no session used, no Vary");
+
+    // A handler's own `Vary` is kept; `Cookie` is added once, unless already covered.
+    let with_vary = |value: &'static str| {
+        move |cart: TypedSession<Cart>| async move {
+            ([(header::VARY, value)], format!("{:?}", cart.items()))
+        }
+    };
+    let app = Router::new()
+        .route("/encoding", get(with_vary("Accept-Encoding")))
+        .route("/cookie", get(with_vary("accept-language, cookie")))
+        .route("/any", get(with_vary("*")))
+        .layer(SessionLayer::new(store(), Key::generate()));
+    let cases: [(&str, &[&str]); 3] = [
+        ("/encoding", &["Accept-Encoding", "Cookie"]),
+        ("/cookie", &["accept-language, cookie"]),
+        ("/any", &["*"]),
+    ];
+    for (path, expected) in cases {
+        let response = send(&app, request("GET", path, None, "")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(vary(&response), expected, "{path}");
+    }
+}
+
 #[tokio::test]
 async fn an_update_writes_exactly_the_changed_fields_in_one_call() {
     let store = store();

@@ -12,7 +12,10 @@ use std::{
 };
 
 use axum::response::{IntoResponse, Response};
-use http::{header::SET_COOKIE, HeaderValue, Request};
+use http::{
+    header::{Entry, SET_COOKIE, VARY},
+    HeaderMap, HeaderValue, Request,
+};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -30,6 +33,9 @@ use crate::{
 /// Defaults: cookie `id` on path `/`, `HttpOnly`, `Secure`, `SameSite=Lax`, persistent with
 /// a Max-Age that slides with the 24-hour idle timeout; no absolute timeout; read-only
 /// requests refresh the expiry at most once a minute.
+///
+/// A response to a request whose handler used the session gets `Vary: Cookie` (unless its
+/// `Vary` already names `Cookie` or `*`), so HTTP caches do not share it between visitors.
 ///
 /// ```
 /// use std::time::Duration;
@@ -279,11 +285,15 @@ where
         loop {
             match self.as_mut().project().state.project() {
                 StateProj::Handler { future, session } => {
-                    let response = ready!(future.poll(cx))?;
+                    let mut response = ready!(future.poll(cx))?;
                     let session = session.take().expect("polled after completion");
+                    if !session.is_used() {
+                        return Poll::Ready(Ok(response));
+                    }
+                    vary_on_cookie(response.headers_mut());
                     // Only a request that changed something (or needs a refresh) pays for the
                     // save: a read returns here, with no allocation.
-                    if !session.is_used() || session.nothing_to_persist() {
+                    if session.nothing_to_persist() {
                         return Poll::Ready(Ok(response));
                     }
                     let saving = Box::pin(finish(session, response));
@@ -293,6 +303,30 @@ where
                         .set(State::Saving { future: saving });
                 }
                 StateProj::Saving { future } => return future.as_mut().poll(cx).map(Ok),
+            }
+        }
+    }
+}
+
+/// Marks a response the session was used for as depending on the `Cookie` header, so that
+/// no HTTP cache hands one visitor's session-dependent page to another. Left alone when the
+/// response already varies on `Cookie`, or on everything (`*`).
+fn vary_on_cookie(headers: &mut HeaderMap) {
+    const COOKIE: HeaderValue = HeaderValue::from_static("Cookie");
+    // One lookup: the common response has no `Vary` yet.
+    match headers.entry(VARY) {
+        Entry::Vacant(entry) => {
+            entry.insert(COOKIE);
+        }
+        Entry::Occupied(mut entry) => {
+            let varies = entry.iter().any(|value| {
+                value.as_bytes().split(|&b| b == b',').any(|name| {
+                    let name = name.trim_ascii();
+                    name == b"*" || name.eq_ignore_ascii_case(b"cookie")
+                })
+            });
+            if !varies {
+                entry.append(COOKIE);
             }
         }
     }
