@@ -725,6 +725,80 @@ fn invalid_cookie_settings_are_errors() {
     assert!(layer().with_cookie_domain("a b").is_err());
 }
 
+/// Cookies that browsers refuse would make every request start a new session, silently:
+/// the layer refuses them when it is applied, naming the setting to change.
+#[test]
+fn cookie_settings_browsers_refuse_are_refused_when_the_layer_is_applied() {
+    let layer = || SessionLayer::new(MemoryStore::new(), Key::generate());
+    let refusal = |layer: SessionLayer<MemoryStore>| {
+        let applied =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || routes().layer(layer)));
+        let payload = applied.err()?;
+        Some(
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .expect("a message"),
+        )
+    };
+    let refused = [
+        (
+            layer().with_same_site(SameSite::None).with_secure(false),
+            "`SameSite=None` must be `Secure`",
+        ),
+        (
+            layer()
+                .with_cookie_name("__Host-id")
+                .unwrap()
+                .with_secure(false),
+            "`__Host-` prefix",
+        ),
+        (
+            layer()
+                .with_cookie_name("__Host-id")
+                .unwrap()
+                .with_cookie_path("/app")
+                .unwrap(),
+            "on path `/`",
+        ),
+        (
+            layer()
+                .with_cookie_name("__host-id")
+                .unwrap()
+                .with_cookie_domain("example.com")
+                .unwrap(),
+            "without a domain",
+        ),
+        (
+            layer()
+                .with_cookie_name("__Secure-id")
+                .unwrap()
+                .with_secure(false),
+            "`__Secure-` prefix",
+        ),
+    ];
+    for (layer, expected) in refused {
+        let message = refusal(layer).expect("refused");
+        assert!(message.contains(expected), "{message}");
+    }
+    let accepted = [
+        layer().with_same_site(SameSite::None),
+        layer().with_cookie_name("__Host-id").unwrap(),
+        layer()
+            .with_cookie_name("__Secure-id")
+            .unwrap()
+            .with_cookie_domain("example.com")
+            .unwrap(),
+        layer()
+            .with_cookie_name("Host-id")
+            .unwrap()
+            .with_secure(false),
+    ];
+    for layer in accepted {
+        assert_eq!(refusal(layer), None);
+    }
+}
+
 #[test]
 fn keys_are_redacted_in_debug() {
     let key = Key::from_bytes(b"0123456789abcdef0123456789abcdef-secret").unwrap();

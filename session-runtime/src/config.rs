@@ -93,6 +93,38 @@ impl CookieConfig {
     }
 }
 
+impl CookieConfig {
+    /// Why browsers would refuse a cookie with these attributes, if they would: the session
+    /// would then silently never stick.
+    pub(crate) fn refused_by_browsers(&self) -> Option<String> {
+        let name = &self.name;
+        let prefixed = |prefix: &str| {
+            name.as_bytes()
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes()))
+        };
+        if self.same_site == SameSite::None && !self.secure {
+            return Some(
+                "a cookie with `SameSite=None` must be `Secure`; keep `with_secure(true)` or \
+                 choose another `SameSite`"
+                    .to_owned(),
+            );
+        }
+        if prefixed("__Host-") && (!self.secure || self.path != "/" || self.domain.is_some()) {
+            return Some(format!(
+                "a cookie named {name:?} (`__Host-` prefix) must be `Secure`, on path `/` and \
+                 without a domain"
+            ));
+        }
+        if prefixed("__Secure-") && !self.secure {
+            return Some(format!(
+                "a cookie named {name:?} (`__Secure-` prefix) must be `Secure`"
+            ));
+        }
+        None
+    }
+}
+
 /// An invalid layer setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -37,6 +37,13 @@ use crate::{
 /// A response to a request whose handler used the session gets `Vary: Cookie` (unless its
 /// `Vary` already names `Cookie` or `*`), so HTTP caches do not share it between visitors.
 ///
+/// # Panics
+///
+/// When it is applied (`Router::layer`, or [`Layer::layer`]) with cookie settings that
+/// browsers refuse, so that no session would ever stick: `SameSite=None` without `Secure`,
+/// a `__Secure-` name without `Secure`, or a `__Host-` name without `Secure`, with a
+/// `Domain` or on a path other than `/`. The message names the setting to change.
+///
 /// ```
 /// use std::time::Duration;
 /// use session_runtime::{Key, MemoryStore, SameSite, SessionLayer};
@@ -122,7 +129,9 @@ impl<S: SessionStore> SessionLayer<S> {
         self.with(|c| c.keys.previous = keys.into_iter().collect())
     }
 
-    /// The cookie's name (default `id`).
+    /// The cookie's name (default `id`). A `__Host-` name (the strictest: the cookie is
+    /// bound to the exact host, over HTTPS) needs the default path `/`, no domain and
+    /// `Secure`; a `__Secure-` name needs `Secure`.
     pub fn with_cookie_name(self, name: impl Into<String>) -> Result<Self, ConfigError> {
         let name = name.into();
         if !valid_cookie_name(&name) {
@@ -151,7 +160,9 @@ impl<S: SessionStore> SessionLayer<S> {
 
     /// Whether the cookie is `Secure`, sent over HTTPS only (default `true`). Turning it off
     /// lets the session ID travel in clear text; do that only for local development over
-    /// plain HTTP.
+    /// plain HTTP. Browsers refuse a cookie that is not `Secure` with `SameSite=None` or a
+    /// `__Secure-`/`__Host-` name, so the layer refuses those combinations too (see
+    /// [Panics](SessionLayer#panics)).
     pub fn with_secure(self, secure: bool) -> Self {
         self.with(|c| c.cookie.secure = secure)
     }
@@ -162,7 +173,8 @@ impl<S: SessionStore> SessionLayer<S> {
         self.with(|c| c.cookie.http_only = http_only)
     }
 
-    /// The cookie's `SameSite` (default [`SameSite::Lax`]).
+    /// The cookie's `SameSite` (default [`SameSite::Lax`]). [`SameSite::None`] needs the
+    /// cookie to stay `Secure`.
     pub fn with_same_site(self, same_site: SameSite) -> Self {
         self.with(|c| c.cookie.same_site = same_site)
     }
@@ -205,6 +217,9 @@ impl<S: SessionStore, I> Layer<I> for SessionLayer<S> {
     type Service = SessionService<I>;
 
     fn layer(&self, inner: I) -> SessionService<I> {
+        if let Some(problem) = self.shared.config.cookie.refused_by_browsers() {
+            panic!("SessionLayer: browsers would refuse the session cookie: {problem}");
+        }
         SessionService {
             inner,
             shared: Arc::clone(&self.shared),
