@@ -3,6 +3,7 @@
 //! This crate is not published; it exists so that `examples/` and `tests/` at the top of
 //! the repository use `session-runtime` exactly as an application would.
 
+pub mod codec;
 pub mod demo;
 pub mod http;
 pub mod logs;

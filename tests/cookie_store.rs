@@ -86,6 +86,12 @@ async fn cookie_store_passes_the_client_side_conformance_checks() {
     conformance::run_client_side(CookieStore::new(&Key::generate())).await;
 }
 
+/// Fields of a schema with its own codec (bytes that are not text) survive sealing.
+#[tokio::test]
+async fn cookie_store_keeps_each_schemas_encoding() {
+    session_suite::codec::check_codecs_side_by_side(CookieStore::new(&Key::generate())).await;
+}
+
 #[tokio::test]
 async fn switching_to_the_cookie_store_is_one_line_and_keeps_no_server_state() {
     let key = Key::generate();

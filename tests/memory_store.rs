@@ -25,6 +25,12 @@ async fn memory_store_passes_the_conformance_suite() {
     conformance::run(MemoryStore::new()).await;
 }
 
+/// Fields of a schema with its own codec are kept byte for byte beside JSON ones.
+#[tokio::test]
+async fn memory_store_keeps_each_schemas_encoding() {
+    session_suite::codec::check_codecs_side_by_side(MemoryStore::new()).await;
+}
+
 #[tokio::test]
 async fn the_number_of_sessions_is_bounded() {
     let store = MemoryStore::new().with_max_sessions(64);

@@ -80,6 +80,16 @@ async fn redis_store_passes_the_conformance_suite() {
     conformance::run(store).await;
 }
 
+/// Fields of a schema with its own codec (bytes that are not text) travel to Redis and back
+/// byte for byte, beside JSON ones.
+#[tokio::test]
+async fn redis_store_keeps_each_schemas_encoding() {
+    let Some(store) = shared_store("codecs").await else {
+        return;
+    };
+    session_suite::codec::check_codecs_side_by_side(store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_store_passes_the_conformance_suite_on_a_cluster() {
     if !can_start_servers("cluster conformance") {

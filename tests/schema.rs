@@ -10,8 +10,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 use session_runtime::{
     decode::{self, DecodeError, FieldWrite},
-    DecodePolicy, JsonCodec, MigrationError, RawFields, RawRecord, SchemaFields, SessionData,
+    Codec, DecodePolicy, JsonCodec, MigrationError, RawFields, RawRecord, SchemaFields,
+    SessionData,
 };
+use session_suite::codec::{marked, Marked};
 
 mod renamed {
     pub use session_runtime as sessions;
@@ -117,7 +119,7 @@ fn failed_fields(errors: &[DecodeError]) -> Vec<&'static str> {
 /// The writes a save would make for `fields`.
 fn writes<T: SessionData>(fields: &mut T::Fields, stored_version: Option<u32>) -> Vec<FieldWrite> {
     let mut out = Vec::new();
-    decode::collect_changes::<T, JsonCodec>(fields, stored_version, &mut out).unwrap();
+    decode::collect_changes::<T>(fields, stored_version, &mut out).unwrap();
     out
 }
 
@@ -585,4 +587,129 @@ fn the_whole_struct_reflects_accessor_writes_and_accessors_keep_working_after() 
     assert!(!w.contains_key("shop.plan"), "never touched");
     let owned = shop.into_data();
     assert_eq!(owned.theme, "blue");
+}
+
+fn migrate_badge(from: u32, fields: &mut RawFields<Marked>) -> Result<(), MigrationError> {
+    if from < 2 {
+        // v1 stored the level as text.
+        fields.convert("level", |level: String| level.parse::<u8>().unwrap_or(0))?;
+        fields.insert("since", &2024u16)?;
+    }
+    Ok(())
+}
+
+/// A schema with a codec of its own (`Marked`: JSON behind a byte that is not text).
+#[derive(SessionData, Debug)]
+#[session(codec = Marked, version = 2, migrate = migrate_badge, namespace = "badge")]
+struct Badge {
+    level: u8,
+    since: u16,
+    label: String,
+}
+
+#[test]
+fn a_schema_with_its_own_codec_reads_and_writes_with_it() {
+    let stored = HashMap::from([
+        ("badge.level".to_owned(), marked(&7u8)),
+        ("badge.label".to_owned(), marked(&"gold")),
+        ("__v.badge".to_owned(), b"2".to_vec()),
+    ]);
+    let mut decoded = load::<Badge>(&stored);
+    assert_eq!(*decoded.fields.level(), 7);
+    assert_eq!(decoded.fields.label(), "gold");
+    decoded.fields.set_label("silver".into());
+    let written = writes::<Badge>(&mut decoded.fields, decoded.stored_version);
+    let [(key, Some(value))] = &written[..] else {
+        panic!("{written:?}")
+    };
+    assert_eq!(key, "badge.label");
+    assert_eq!(&value[..], marked(&"silver"));
+
+    // The first write of a new session: fields in the codec, the version as decimal text.
+    let mut fresh = load::<Badge>(&empty());
+    fresh.fields.set_level(1);
+    let written = into_store(writes::<Badge>(&mut fresh.fields, None));
+    assert_eq!(written["badge.level"], marked(&1u8));
+    assert_eq!(written["__v.badge"], b"2");
+
+    // A value the codec does not read (plain JSON here) falls back, as any bad value does.
+    let stored = HashMap::from([
+        ("badge.level".to_owned(), encoded(&7u8)),
+        ("badge.label".to_owned(), marked(&"gold")),
+        ("__v.badge".to_owned(), b"2".to_vec()),
+    ]);
+    let mut decoded = load::<Badge>(&stored);
+    assert_eq!(failed_fields(&decoded.fields.decode_all()), ["level"]);
+    assert_eq!(*decoded.fields.level(), 0);
+    assert_eq!(decoded.fields.label(), "gold");
+    assert!(strict::<Badge>(&stored).is_err());
+}
+
+#[test]
+fn a_migration_reads_and_writes_raw_fields_with_the_schemas_codec() {
+    let stored = HashMap::from([
+        ("badge.level".to_owned(), marked(&"5")),
+        ("badge.label".to_owned(), marked(&"bronze")),
+        ("__v.badge".to_owned(), b"1".to_vec()),
+    ]);
+    let mut decoded = load::<Badge>(&stored);
+    assert!(decoded.issues.is_empty(), "{:?}", decoded.issues);
+    assert_eq!(*decoded.fields.level(), 5);
+    assert_eq!(*decoded.fields.since(), 2024);
+    assert_eq!(decoded.fields.label(), "bronze");
+    let mut all = writes::<Badge>(&mut decoded.fields, decoded.stored_version);
+    all.extend(decoded.extra.iter().cloned());
+    let all = into_store(all);
+    assert_eq!(all["badge.level"], marked(&5u8));
+    assert_eq!(all["badge.since"], marked(&2024u16));
+    assert_eq!(all["__v.badge"], b"2");
+    assert!(!all.contains_key("badge.label"), "untouched");
+
+    let mut raw = RawFields::<Marked>::default();
+    raw.insert("a", &1u32).unwrap();
+    assert_eq!(raw.get_raw("a"), Some(&marked(&1u32)[..]));
+    assert_eq!(raw.get::<u32>("a").unwrap(), Some(1));
+    raw.insert_raw("json", b"1".to_vec());
+    assert!(raw.get::<u32>("json").is_err());
+}
+
+/// Version 1 of `Switched` was stored as JSON; version 2 moved to `Marked`.
+fn switch_codec(from: u32, fields: &mut RawFields<Marked>) -> Result<(), MigrationError> {
+    if from < 2 {
+        let keys: Vec<String> = fields.keys().map(str::to_owned).collect();
+        for key in keys {
+            let old = fields.get_raw(&key).expect("listed");
+            let value: serde_json::Value = JsonCodec::decode(old).map_err(MigrationError::other)?;
+            fields.insert(key, &value)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(SessionData, Debug)]
+#[session(codec = Marked, version = 2, migrate = switch_codec)]
+struct Switched {
+    name: String,
+    tags: Vec<String>,
+}
+
+/// The README's recipe for changing a schema's codec: a version bump and a hook that reads
+/// the old bytes.
+#[test]
+fn a_version_bump_with_a_hook_moves_stored_fields_to_a_new_codec() {
+    let stored = HashMap::from([
+        ("name".to_owned(), encoded(&"ann")),
+        ("tags".to_owned(), encoded(&["a", "b"])),
+        ("__v.Switched".to_owned(), b"1".to_vec()),
+    ]);
+    let mut decoded = load::<Switched>(&stored);
+    assert!(decoded.issues.is_empty(), "{:?}", decoded.issues);
+    assert_eq!(decoded.fields.name(), "ann");
+    assert_eq!(decoded.fields.tags(), &["a", "b"]);
+    let mut all = writes::<Switched>(&mut decoded.fields, decoded.stored_version);
+    all.extend(decoded.extra.iter().cloned());
+    let all = into_store(all);
+    assert_eq!(all["name"], marked(&"ann"));
+    assert_eq!(all["tags"], marked(&["a", "b"]));
+    assert_eq!(all["__v.Switched"], b"2");
 }

@@ -23,6 +23,7 @@ pub(crate) struct ContainerAttrs {
     pub(crate) version: Option<(u32, LitInt)>,
     pub(crate) migrate: Option<Path>,
     pub(crate) namespace: Option<LitStr>,
+    pub(crate) codec: Option<Path>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -243,6 +244,12 @@ impl ContainerAttrs {
                         duplicate(cx, &meta, symbol::NAMESPACE);
                     }
                     out.namespace = Some(lit);
+                } else if meta.path.is_ident(symbol::CODEC) {
+                    let path = path_from_str(&meta, symbol::CODEC, "`codec = MsgPackCodec`")?;
+                    if out.codec.is_some() {
+                        duplicate(cx, &meta, symbol::CODEC);
+                    }
+                    out.codec = Some(path);
                 } else if meta.path.is_ident(symbol::CRATE) {
                     let lit: LitStr = value_as(
                         &meta,

@@ -88,6 +88,10 @@ fn expand(schema: &Schema<'_>) -> TokenStream {
         .collect();
     let tys: Vec<&syn::Type> = schema.fields.iter().map(|f| f.ty).collect();
     let schema_ref = quote!(<#ident as #private::SessionData>::SCHEMA);
+    let codec = match &schema.attrs.codec {
+        Some(path) => quote!(#path),
+        None => quote!(#private::JsonCodec),
+    };
 
     let encode_arms = schema
         .fields
@@ -142,7 +146,7 @@ fn expand(schema: &Schema<'_>) -> TokenStream {
         .map(|(field, index)| {
             let ty = field.ty;
             let decoder = decoder_ident(*index);
-            let call = quote_spanned!(ty.span()=> <#ty as #private::Storable>::decode_with::<#private::JsonCodec>(__bytes));
+            let call = quote_spanned!(ty.span()=> <#ty as #private::Storable>::decode_with::<#codec>(__bytes));
             quote! {
                 fn #decoder(__bytes: &[u8]) -> ::core::result::Result<#ty, #private::CodecError> {
                     #call
@@ -153,7 +157,7 @@ fn expand(schema: &Schema<'_>) -> TokenStream {
         quote! {
             fn migrate(
                 __from: u32,
-                __fields: &mut #private::RawFields,
+                __fields: &mut #private::RawFields<#codec>,
             ) -> ::core::result::Result<(), #private::MigrationError> {
                 #path(__from, __fields)
             }
@@ -252,6 +256,7 @@ fn expand(schema: &Schema<'_>) -> TokenStream {
             #[automatically_derived]
             impl #private::SessionData for #ident {
                 type Fields = #fields_ty;
+                type Codec = #codec;
                 const SCHEMA: &'static #private::Schema = &#private::Schema::new(
                     #name,
                     #version,

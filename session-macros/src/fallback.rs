@@ -52,6 +52,7 @@ pub(crate) fn expand(input: &DeriveInput, schema: Option<&Schema<'_>>) -> TokenS
 
             impl #private::SessionData for #ident {
                 type Fields = #fields_ty;
+                type Codec = #private::JsonCodec;
                 const SCHEMA: &'static #private::Schema =
                     &#private::Schema::new("", 1, ::core::option::Option::None, "", &[], &[]);
             }

@@ -7,8 +7,9 @@ pub(crate) const SESSION: &str = "session";
 pub(crate) const VERSION: &str = "version";
 pub(crate) const MIGRATE: &str = "migrate";
 pub(crate) const NAMESPACE: &str = "namespace";
+pub(crate) const CODEC: &str = "codec";
 pub(crate) const CRATE: &str = "crate";
-pub(crate) const CONTAINER_KEYS: &[&str] = &[VERSION, MIGRATE, NAMESPACE, CRATE];
+pub(crate) const CONTAINER_KEYS: &[&str] = &[VERSION, MIGRATE, NAMESPACE, CODEC, CRATE];
 
 // Field attributes.
 pub(crate) const RENAME: &str = "rename";

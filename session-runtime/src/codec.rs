@@ -1,8 +1,8 @@
 //! How one field's value becomes bytes in the store and back.
 //!
 //! Every field is encoded on its own, so a field can be written, read and removed without
-//! touching the others. [`JsonCodec`] (serde_json) is the encoding used today; the
-//! [`Codec`] trait is the seam for other encodings.
+//! touching the others. [`JsonCodec`] (serde_json) is the default; a schema picks another
+//! [`Codec`] with `#[session(codec = path)]`.
 
 use std::{error::Error as StdError, fmt};
 
@@ -18,6 +18,40 @@ use serde::{de::DeserializeOwned, Serialize};
 /// let back: Vec<u32> = JsonCodec::decode(&bytes).unwrap();
 /// assert_eq!(back, [1, 2, 3]);
 /// ```
+///
+/// A schema picks its codec with `#[session(codec = path)]`; every field of the schema is
+/// then stored in it, and its migration hook gets `RawFields<path>`:
+///
+/// ```
+/// use serde::{de::DeserializeOwned, Serialize};
+/// use session_runtime::{Codec, CodecError, CodecErrorKind, SessionData};
+///
+/// /// Any serde format fits; JSON here to keep the example short (a binary format such as
+/// /// MessagePack would call its own `to_vec`/`from_slice`).
+/// struct Compact;
+///
+/// impl Codec for Compact {
+///     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+///         serde_json::to_vec(value).map_err(|e| CodecError::new(CodecErrorKind::Encode, e))
+///     }
+///
+///     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+///         serde_json::from_slice(bytes).map_err(|e| CodecError::new(CodecErrorKind::Decode, e))
+///     }
+/// }
+///
+/// #[derive(SessionData)]
+/// #[session(codec = Compact)]
+/// struct Prefs {
+///     lang: String,
+/// }
+/// # fn main() {}
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a session codec",
+    label = "`codec = ...` needs a type that implements `session_runtime::Codec`",
+    note = "implement `session_runtime::Codec` for it (`encode` and `decode` of one field value), or drop `codec` to store fields as JSON"
+)]
 pub trait Codec: Send + Sync + 'static {
     /// Encodes one value.
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError>;

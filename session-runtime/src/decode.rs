@@ -338,9 +338,9 @@ impl StdError for EncodeError {
 }
 
 /// Appends the store writes for the changed fields of `fields` to `out`: set fields encoded
-/// with `C`, removed fields as removals, and the schema's version when the store does not
-/// have it yet. Unchanged fields are neither decoded, encoded nor written.
-pub fn collect_changes<T: SessionData, C: Codec>(
+/// with the schema's codec, removed fields as removals, and the schema's version when the
+/// store does not have it yet. Unchanged fields are neither decoded, encoded nor written.
+pub fn collect_changes<T: SessionData>(
     fields: &mut T::Fields,
     stored_version: Option<u32>,
     out: &mut impl Extend<FieldWrite>,
@@ -354,7 +354,7 @@ pub fn collect_changes<T: SessionData, C: Codec>(
     for index in changed.set_fields() {
         let info = &schema.fields()[index];
         let bytes = fields
-            .encode_field::<C>(index)
+            .encode_field::<T::Codec>(index)
             .map_err(|source| EncodeError {
                 schema: schema.name(),
                 field: info.name(),

@@ -1,6 +1,6 @@
 //! Schema migrations: reshaping records stored by older versions of a schema.
 
-use std::{collections::BTreeMap, error::Error as StdError, fmt};
+use std::{collections::BTreeMap, error::Error as StdError, fmt, marker::PhantomData};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -37,17 +37,52 @@ use crate::codec::{Codec, CodecError, JsonCodec};
 /// }
 /// # fn main() {}
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RawFields {
+///
+/// Values are decoded and encoded with the schema's codec `C` ([`JsonCodec`] unless the
+/// schema says `#[session(codec = path)]`; the hook then takes `&mut RawFields<path>`).
+pub struct RawFields<C: Codec = JsonCodec> {
     fields: BTreeMap<String, Vec<u8>>,
+    codec: PhantomData<fn() -> C>,
 }
 
+impl<C: Codec> fmt::Debug for RawFields<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawFields")
+            .field("codec", &std::any::type_name::<C>())
+            .field("fields", &self.fields)
+            .finish()
+    }
+}
+
+impl<C: Codec> Clone for RawFields<C> {
+    fn clone(&self) -> Self {
+        Self::from_map(self.fields.clone())
+    }
+}
+
+impl<C: Codec> Default for RawFields<C> {
+    fn default() -> Self {
+        Self::from_map(BTreeMap::new())
+    }
+}
+
+impl<C: Codec> PartialEq for RawFields<C> {
+    fn eq(&self, other: &Self) -> bool {
+        self.fields == other.fields
+    }
+}
+
+impl<C: Codec> Eq for RawFields<C> {}
+
 impl RawFields {
-    /// An empty set of fields.
+    /// An empty set of fields, encoded as JSON (`RawFields::<C>::default()` for another
+    /// codec).
     pub fn new() -> Self {
         Self::default()
     }
+}
 
+impl<C: Codec> RawFields<C> {
     /// Whether `key` is present.
     pub fn contains(&self, key: &str) -> bool {
         self.fields.contains_key(key)
@@ -72,7 +107,7 @@ impl RawFields {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, MigrationError> {
         self.fields
             .get(key)
-            .map(|bytes| JsonCodec::decode(bytes).map_err(|e| MigrationError::decode(key, e)))
+            .map(|bytes| C::decode(bytes).map_err(|e| MigrationError::decode(key, e)))
             .transpose()
     }
 
@@ -90,7 +125,7 @@ impl RawFields {
         value: &T,
     ) -> Result<(), MigrationError> {
         let key = key.into();
-        let bytes = JsonCodec::encode(value).map_err(|e| MigrationError::encode(&key, e))?;
+        let bytes = C::encode(value).map_err(|e| MigrationError::encode(&key, e))?;
         self.fields.insert(key, bytes);
         Ok(())
     }
@@ -142,7 +177,10 @@ impl RawFields {
     }
 
     pub(crate) fn from_map(fields: BTreeMap<String, Vec<u8>>) -> Self {
-        Self { fields }
+        Self {
+            fields,
+            codec: PhantomData,
+        }
     }
 }
 

@@ -38,6 +38,9 @@ use crate::{codec::Codec, decode::DecodeError, migrate::RawFields, CodecError, M
 ///   records of older versions; see [`RawFields`]. Needs `version`.
 /// - `namespace = "x"`: prefixes every store key with `x.`, so schemas sharing a session keep
 ///   apart.
+/// - `codec = path`: a [`Codec`] type that encodes this schema's fields (default
+///   [`JsonCodec`](crate::JsonCodec)); the migration hook then takes `&mut RawFields<path>`.
+///   The runtime's own metadata (versions, times) stays decimal text whatever the codec.
 /// - `crate = "path"`: where to find this crate if it was renamed in `Cargo.toml`.
 ///
 /// On a field:
@@ -74,6 +77,10 @@ pub trait SessionData: Sized + Send + Sync + 'static {
     /// fields changed.
     type Fields: SchemaFields<Data = Self>;
 
+    /// How this schema's fields are encoded in the store: [`JsonCodec`](crate::JsonCodec)
+    /// unless the struct says `#[session(codec = path)]`.
+    type Codec: Codec;
+
     /// The schema's name, version, namespace and fields.
     const SCHEMA: &'static Schema;
 
@@ -81,7 +88,7 @@ pub trait SessionData: Sized + Send + Sync + 'static {
     ///
     /// The derive forwards to the `migrate = path` hook; without one, records are read as
     /// they are.
-    fn migrate(from: u32, fields: &mut RawFields) -> Result<(), MigrationError> {
+    fn migrate(from: u32, fields: &mut RawFields<Self::Codec>) -> Result<(), MigrationError> {
         let _ = (from, fields);
         Ok(())
     }

@@ -21,7 +21,7 @@ use crate::{
     schema::{FieldMap, RawRecord},
     schema::{SchemaFields, SessionData},
     store::{DynStore, LoadKeys, Patch, Record},
-    JsonCodec, Schema, SessionError, SessionId, StoreError,
+    Schema, SessionError, SessionId, StoreError,
 };
 
 /// Metadata key: creation time, milliseconds since the Unix epoch.
@@ -436,7 +436,7 @@ impl RequestSession {
             return;
         }
         let mut writes = Vec::new();
-        let result = collect_changes::<T, JsonCodec>(fields, *stored_version, &mut writes);
+        let result = collect_changes::<T>(fields, *stored_version, &mut writes);
         fields.state_mut().clear();
         let mut state = self.state();
         match result {
