@@ -57,7 +57,7 @@ pub async fn serve<S: SessionStore>(
         )
         .try_init();
     // The demo serves plain HTTP on loopback; over HTTPS keep the default `Secure`.
-    let app = routes().layer(layer.with_secure(false));
+    let app = routes().layer(layer.with_insecure_cookie_over_http());
     let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("demo listening on http://{}", listener.local_addr()?);

@@ -6,8 +6,9 @@ use std::time::Duration;
 use session_runtime::{Key, MemoryStore, SessionLayer};
 
 async fn serve() -> String {
-    let app = session_suite::demo::routes()
-        .layer(SessionLayer::new(MemoryStore::new(), Key::generate()).with_secure(false));
+    let app = session_suite::demo::routes().layer(
+        SessionLayer::new(MemoryStore::new(), Key::generate()).with_insecure_cookie_over_http(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -123,7 +124,7 @@ async fn the_demo_runs_on_redis_too() {
         .with_key_prefix(unique_prefix("demo"));
     let app = session_suite::demo::routes().layer(
         SessionLayer::new(store, Key::generate())
-            .with_secure(false)
+            .with_insecure_cookie_over_http()
             .with_idle_timeout(Duration::from_secs(300)),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -143,8 +144,10 @@ async fn the_demo_runs_on_redis_too() {
 #[tokio::test]
 async fn the_demo_runs_on_the_cookie_store_too() {
     let key = Key::generate();
-    let app = session_suite::demo::routes()
-        .layer(SessionLayer::new(session_runtime::CookieStore::new(&key), key).with_secure(false));
+    let app = session_suite::demo::routes().layer(
+        SessionLayer::new(session_runtime::CookieStore::new(&key), key)
+            .with_insecure_cookie_over_http(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

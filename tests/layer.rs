@@ -693,8 +693,8 @@ async fn cookie_settings_are_applied() {
         SessionLayer::new(store.clone(), Key::generate())
             .with_cookie_name("sid")
             .unwrap()
-            .with_secure(false)
-            .with_http_only(false)
+            .with_insecure_cookie_over_http()
+            .with_cookie_readable_by_scripts()
             .with_same_site(SameSite::Strict),
     );
     let response = send(&app, request("POST", "/add", None, "a")).await;
@@ -743,14 +743,16 @@ fn cookie_settings_browsers_refuse_are_refused_when_the_layer_is_applied() {
     };
     let refused = [
         (
-            layer().with_same_site(SameSite::None).with_secure(false),
+            layer()
+                .with_same_site(SameSite::None)
+                .with_insecure_cookie_over_http(),
             "`SameSite=None` must be `Secure`",
         ),
         (
             layer()
                 .with_cookie_name("__Host-id")
                 .unwrap()
-                .with_secure(false),
+                .with_insecure_cookie_over_http(),
             "`__Host-` prefix",
         ),
         (
@@ -773,7 +775,7 @@ fn cookie_settings_browsers_refuse_are_refused_when_the_layer_is_applied() {
             layer()
                 .with_cookie_name("__Secure-id")
                 .unwrap()
-                .with_secure(false),
+                .with_insecure_cookie_over_http(),
             "`__Secure-` prefix",
         ),
     ];
@@ -792,7 +794,7 @@ fn cookie_settings_browsers_refuse_are_refused_when_the_layer_is_applied() {
         layer()
             .with_cookie_name("Host-id")
             .unwrap()
-            .with_secure(false),
+            .with_insecure_cookie_over_http(),
     ];
     for layer in accepted {
         assert_eq!(refusal(layer), None);

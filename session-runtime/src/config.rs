@@ -105,7 +105,7 @@ impl CookieConfig {
         };
         if self.same_site == SameSite::None && !self.secure {
             return Some(
-                "a cookie with `SameSite=None` must be `Secure`; keep `with_secure(true)` or \
+                "a cookie with `SameSite=None` must be `Secure`; drop `with_insecure_cookie_over_http()` or \
                  choose another `SameSite`"
                     .to_owned(),
             );

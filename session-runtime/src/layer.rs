@@ -158,19 +158,23 @@ impl<S: SessionStore> SessionLayer<S> {
         Ok(self.with(|c| c.cookie.domain = Some(domain)))
     }
 
-    /// Whether the cookie is `Secure`, sent over HTTPS only (default `true`). Turning it off
-    /// lets the session ID travel in clear text; do that only for local development over
-    /// plain HTTP. Browsers refuse a cookie that is not `Secure` with `SameSite=None` or a
+    /// Drops the cookie's `Secure` attribute, so that browsers also send it over plain
+    /// HTTP: the session ID then travels in clear text, readable by anyone on the network.
+    /// For local development without HTTPS only (browsers already accept `Secure` cookies
+    /// from `http://localhost`).
+    ///
+    /// Browsers refuse a cookie that is not `Secure` with `SameSite=None` or a
     /// `__Secure-`/`__Host-` name, so the layer refuses those combinations too (see
     /// [Panics](SessionLayer#panics)).
-    pub fn with_secure(self, secure: bool) -> Self {
-        self.with(|c| c.cookie.secure = secure)
+    pub fn with_insecure_cookie_over_http(self) -> Self {
+        self.with(|c| c.cookie.secure = false)
     }
 
-    /// Whether the cookie is `HttpOnly`, hidden from JavaScript (default `true`). Turning it
-    /// off lets any script on the page, injected ones included, read the session ID.
-    pub fn with_http_only(self, http_only: bool) -> Self {
-        self.with(|c| c.cookie.http_only = http_only)
+    /// Drops the cookie's `HttpOnly` attribute: any script on the page, injected ones
+    /// included, can then read the session ID and send it elsewhere. Only for pages that
+    /// truly need the ID in JavaScript.
+    pub fn with_cookie_readable_by_scripts(self) -> Self {
+        self.with(|c| c.cookie.http_only = false)
     }
 
     /// The cookie's `SameSite` (default [`SameSite::Lax`]). [`SameSite::None`] needs the
