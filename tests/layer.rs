@@ -686,6 +686,30 @@ async fn reads_refresh_the_expiry_at_most_once_per_interval() {
     assert!(writes(&store.take_calls()).is_empty());
 }
 
+/// Regression: with an idle timeout shorter than the refresh interval (60 s by default),
+/// reads never refreshed the expiry, so a session that was only read ended while in use.
+#[tokio::test]
+async fn steady_reads_keep_a_session_with_a_short_idle_timeout_alive() {
+    let store = store();
+    let app = app_with(
+        SessionLayer::new(store.clone(), Key::generate()).with_idle_timeout(Duration::from_secs(1)),
+    );
+    let cookie = started(&app).await;
+    store.take_calls();
+    // Reads 100 ms apart for one and a half times the idle timeout.
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+        assert_eq!(text(response).await, r#"["apple"]|"#, "still alive");
+    }
+    // Throttled all the same (to a quarter of the idle timeout): not every read refreshed.
+    let touches = writes(&store.take_calls()).len();
+    assert!(
+        (2..15).contains(&touches),
+        "{touches} refreshes for 15 reads"
+    );
+}
+
 #[tokio::test]
 async fn cookie_settings_are_applied() {
     let store = store();

@@ -205,7 +205,9 @@ impl<S: SessionStore> SessionLayer<S> {
     }
 
     /// How often a read-only request may refresh the session's expiry (default 60 s): a
-    /// read pushes the expiry out only once it has moved at least this far.
+    /// read pushes the expiry out only once it has moved at least this far. Never more than
+    /// a quarter of the session's idle timeout, so a request always leaves the session at
+    /// least three quarters of its idle timeout to live.
     pub fn with_ttl_refresh_interval(self, interval: Duration) -> Self {
         self.with(|c| c.expiry.refresh_interval = interval)
     }

@@ -502,16 +502,26 @@ impl RequestSession {
             return false;
         }
         let (deadline, _) = self.deadline(loaded.created, loaded.ttl, SystemTime::now());
-        !self.refresh_due(loaded.expires_at, deadline)
+        !self.refresh_due(loaded.expires_at, deadline, loaded.ttl)
     }
 
     /// Whether a read-only request should push the expiry out: only once the new deadline
-    /// gains at least the refresh interval over the stored one.
-    fn refresh_due(&self, current: Option<SystemTime>, deadline: SystemTime) -> bool {
+    /// gains at least the refresh interval over the stored one. The interval is at most a
+    /// quarter of the session's idle timeout, so a read always leaves the session at least
+    /// three quarters of it to live, however short it is.
+    fn refresh_due(
+        &self,
+        current: Option<SystemTime>,
+        deadline: SystemTime,
+        ttl: Option<Duration>,
+    ) -> bool {
+        let expiry = &self.config().expiry;
+        let idle = ttl.unwrap_or(expiry.idle_timeout).min(LONGEST_LIFETIME);
+        let interval = expiry.refresh_interval.min(idle / 4);
         current.is_some_and(|current| {
             deadline
                 .duration_since(current)
-                .is_ok_and(|gain| gain >= self.config().expiry.refresh_interval)
+                .is_ok_and(|gain| gain >= interval)
         })
     }
 
@@ -617,7 +627,7 @@ impl RequestSession {
                 resend(replaced, id)
             }
             Some(id) => {
-                if stale_record || self.refresh_due(expires_at, deadline) {
+                if stale_record || self.refresh_due(expires_at, deadline, ttl) {
                     match self.store().touch(&id, deadline).await {
                         Ok(replaced) => resend(replaced, id),
                         // Deleted or expired since the load (a logout in another tab): this
