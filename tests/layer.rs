@@ -965,35 +965,50 @@ async fn a_store_failure_on_load_is_a_503_and_on_save_too() {
     assert_eq!(text(response).await, r#"["apple"]|"#, "nothing was lost");
 }
 
+/// A route whose handler first deletes the session `id` from the store (another request
+/// logging out while this one runs), then goes on with `then`.
+fn after_a_concurrent_logout(
+    store: &Store,
+    id: &SessionId,
+    then: fn(TypedSession<Cart>) -> String,
+) -> axum::routing::MethodRouter {
+    let (store, id) = (store.clone(), id.clone());
+    axum::routing::any(move |cart: TypedSession<Cart>| {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            store.inner().delete(&id).await.unwrap();
+            then(cart)
+        }
+    })
+}
+
+async fn is_gone(store: &Store, id: &SessionId) -> bool {
+    store
+        .inner()
+        .load(id, LoadKeys::All)
+        .await
+        .unwrap()
+        .is_none()
+}
+
 #[tokio::test]
 async fn a_session_deleted_during_the_request_is_not_resurrected() {
     let store = store();
     let key = Key::generate();
     let cookie = started(&app(&store, &key)).await;
     let id = id_of(&cookie);
-    let (other_request, doomed) = (store.clone(), id.clone());
     let racing = Router::new()
         .route(
             "/race",
-            post(move |mut cart: TypedSession<Cart>| {
-                let (store, id) = (other_request.clone(), doomed.clone());
-                async move {
-                    // Another request logs out while this one runs.
-                    store.inner().delete(&id).await.unwrap();
-                    cart.items_mut().push("late".into());
-                    "done"
-                }
+            after_a_concurrent_logout(&store, &id, |mut cart| {
+                cart.items_mut().push("late".into());
+                "done".into()
             }),
         )
         .layer(SessionLayer::new(store.clone(), key));
     let response = send(&racing, request("POST", "/race", Some(&cookie), "")).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(store
-        .inner()
-        .load(&id, LoadKeys::All)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(is_gone(&store, &id).await);
 }
 
 /// A read-only request that is due to refresh the expiry, while another request (a logout
@@ -1006,17 +1021,10 @@ async fn a_read_whose_session_is_deleted_meanwhile_still_answers_and_resurrects_
     let key = Key::generate();
     let cookie = started(&app(&store, &key)).await;
     let id = id_of(&cookie);
-    let (other_request, doomed) = (store.clone(), id.clone());
     let racing = Router::new()
         .route(
             "/peek",
-            get(move |cart: TypedSession<Cart>| {
-                let (store, id) = (other_request.clone(), doomed.clone());
-                async move {
-                    store.inner().delete(&id).await.unwrap();
-                    format!("{:?}", cart.items())
-                }
-            }),
+            after_a_concurrent_logout(&store, &id, |cart| format!("{:?}", cart.items())),
         )
         .layer(SessionLayer::new(store.clone(), key).with_ttl_refresh_interval(Duration::ZERO));
     store.take_calls();
@@ -1029,12 +1037,59 @@ async fn a_read_whose_session_is_deleted_meanwhile_still_answers_and_resurrects_
         [&Call::Touch],
         "the refresh was due"
     );
-    assert!(store
-        .inner()
-        .load(&id, LoadKeys::All)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(is_gone(&store, &id).await);
+}
+
+/// A session handed out of its handler (as to a spawned task) and changed after the
+/// response: the layer has saved it already, so the change is lost, and that must be loud.
+/// An explicit `save` still works then.
+#[tokio::test]
+async fn changes_made_after_the_response_are_logged_as_lost_unless_saved() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let store = store();
+    let key = Key::generate();
+    let cookie = started(&app(&store, &key)).await;
+    let (handed_out, mut held) = tokio::sync::mpsc::unbounded_channel::<TypedSession<Cart>>();
+    let app = Router::new()
+        .route(
+            "/hand-out",
+            post(move |cart: TypedSession<Cart>| {
+                handed_out.send(cart).unwrap();
+                async { "later" }
+            }),
+        )
+        .layer(SessionLayer::new(store.clone(), key.clone()));
+    let show = |store: &Store| {
+        let app = self::app(store, &key);
+        let cookie = cookie.clone();
+        async move { text(send(&app, request("GET", "/show", Some(&cookie), "")).await).await }
+    };
+    let lost = "changes made after the response was sent are lost";
+
+    let response = send(&app, request("POST", "/hand-out", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "later");
+    let mut cart = held.recv().await.unwrap();
+    cart.items_mut().push("late".into());
+    drop(cart);
+    assert_eq!(logs.text().matches(lost).count(), 1, "{}", logs.text());
+    assert_eq!(show(&store).await, r#"["apple"]|"#);
+
+    let response = send(&app, request("POST", "/hand-out", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut cart = held.recv().await.unwrap();
+    cart.destroy();
+    drop(cart);
+    assert_eq!(logs.text().matches(lost).count(), 2, "{}", logs.text());
+    assert_eq!(show(&store).await, r#"["apple"]|"#, "not destroyed");
+
+    let response = send(&app, request("POST", "/hand-out", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut cart = held.recv().await.unwrap();
+    cart.items_mut().push("saved".into());
+    cart.save().await.unwrap();
+    drop(cart);
+    assert_eq!(logs.text().matches(lost).count(), 2, "{}", logs.text());
+    assert_eq!(show(&store).await, r#"["apple", "saved"]|"#);
 }
 
 #[derive(SessionData, Debug)]

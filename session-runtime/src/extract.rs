@@ -28,6 +28,10 @@ use crate::{
 /// when the handler returns), so an extractor sees the changes of another one only if it
 /// was extracted after that one was dropped.
 ///
+/// The layer saves the session once the handler returns. An extractor kept beyond that
+/// (moved into a spawned task, say) can still [`save`](Self::save) its changes, but changes
+/// it only drops are lost, and logged as an error.
+///
 /// ```
 /// use axum::{routing::get, Router};
 /// use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
@@ -128,7 +132,7 @@ impl<T: SessionData> DerefMut for TypedSession<T> {
 impl<T: SessionData> Drop for TypedSession<T> {
     fn drop(&mut self) {
         self.session
-            .flush::<T>(&mut self.fields, &mut self.stored_version);
+            .release::<T>(&mut self.fields, &mut self.stored_version);
     }
 }
 

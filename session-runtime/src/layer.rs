@@ -314,7 +314,7 @@ where
                     vary_on_cookie(response.headers_mut());
                     // Only a request that changed something (or needs a refresh) pays for the
                     // save: a read returns here, with no allocation.
-                    if session.nothing_to_persist() {
+                    if session.finish_if_nothing_to_persist() {
                         return Poll::Ready(Ok(response));
                     }
                     let saving = Box::pin(finish(session, response));

@@ -65,6 +65,10 @@ pub(crate) struct RequestSession(Arc<Inner>);
 struct Inner {
     shared: Arc<Shared>,
     used: AtomicBool,
+    /// The layer is done with this session (saved it, or found nothing to save): changes
+    /// made from now on are saved only by an explicit `TypedSession::save`. Set while the
+    /// state is locked, so a change merged after that lock sees it.
+    finished: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -166,6 +170,14 @@ pub(crate) enum CookieOut {
 }
 
 impl State {
+    /// Whether something is waiting for a save.
+    fn has_unsaved(&self) -> bool {
+        !self.pending.is_empty()
+            || self.doomed.is_some()
+            || self.regenerate
+            || !self.errors.is_empty()
+    }
+
     /// What schemas decode from: the loaded record with this request's unsaved writes.
     fn view(&self) -> RawRecord {
         let base = self.loaded.as_ref().and_then(|l| l.base.clone());
@@ -235,6 +247,7 @@ impl RequestSession {
         Self(Arc::new(Inner {
             shared,
             used: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
             state: Mutex::new(State::default()),
         }))
     }
@@ -426,7 +439,35 @@ impl RequestSession {
         }
     }
 
-    /// Moves the changes of a dropped (or saving) extractor into the pending writes.
+    /// Called when an extractor is dropped: moves its changes into the pending writes. If
+    /// the layer has already saved the session (the extractor outlived the handler, moved
+    /// into a spawned task), whatever is still unsaved is lost: that is logged as an error
+    /// rather than dropped silently.
+    pub(crate) fn release<T: SessionData>(
+        &self,
+        fields: &mut T::Fields,
+        stored_version: &mut Option<u32>,
+    ) {
+        self.flush::<T>(fields, stored_version);
+        if !self.0.finished.load(Ordering::Acquire) {
+            return;
+        }
+        let mut state = self.state();
+        if state.has_unsaved() {
+            tracing::error!(
+                schema = T::SCHEMA.name(),
+                "session changes made after the response was sent are lost: the session \
+                 was saved when the handler returned; make changes before that, or call \
+                 `TypedSession::save` after them"
+            );
+            state.pending.clear();
+            state.doomed = None;
+            state.regenerate = false;
+            state.errors.clear();
+        }
+    }
+
+    /// Moves the changes of an extractor into the pending writes.
     pub(crate) fn flush<T: SessionData>(
         &self,
         fields: &mut T::Fields,
@@ -487,7 +528,21 @@ impl RequestSession {
     /// Whether this request changed nothing, needs no refresh and no re-signing: the common
     /// read-only case, decided without cloning anything.
     pub(crate) fn nothing_to_persist(&self) -> bool {
+        self.nothing_to_persist_in(&self.state())
+    }
+
+    /// After the handler: whether there is nothing to persist, in which case the layer is
+    /// done with the session.
+    pub(crate) fn finish_if_nothing_to_persist(&self) -> bool {
         let state = self.state();
+        let done = self.nothing_to_persist_in(&state);
+        if done {
+            self.0.finished.store(true, Ordering::Release);
+        }
+        done
+    }
+
+    fn nothing_to_persist_in(&self, state: &State) -> bool {
         let Some(loaded) = &state.loaded else {
             return true;
         };
@@ -569,6 +624,9 @@ impl RequestSession {
             tag,
         } = {
             let mut state = self.state();
+            if !early {
+                self.0.finished.store(true, Ordering::Release);
+            }
             if let Some(err) = state.errors.pop() {
                 for other in state.errors.drain(..) {
                     tracing::error!(error = %other, "session error");
