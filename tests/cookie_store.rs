@@ -13,7 +13,8 @@ use axum::{
 use session_runtime::{
     conformance,
     store::{LoadKeys, Patch},
-    CookieStore, Key, SessionData, SessionId, SessionLayer, SessionStore, TypedSession,
+    CookieStore, Key, SessionData, SessionError, SessionId, SessionLayer, SessionStore,
+    TypedSession,
 };
 use session_suite::http::{cookie_pair, request, send, set_cookies, text};
 
@@ -90,6 +91,39 @@ async fn cookie_store_passes_the_client_side_conformance_checks() {
 #[tokio::test]
 async fn cookie_store_keeps_each_schemas_encoding() {
     session_suite::codec::check_codecs_side_by_side(CookieStore::new(&Key::generate())).await;
+}
+
+/// A session kept in the cookie changes its cookie on every save: after the response (an
+/// extractor moved into a spawned task), a save has nowhere to go and says so.
+#[tokio::test]
+async fn a_save_after_the_response_is_refused_as_the_cookie_cannot_follow() {
+    let key = Key::generate();
+    let store = CookieStore::new(&key);
+    let cookie = cookie_pair(
+        &send(
+            &app(store.clone(), &key),
+            request("POST", "/add", None, "a"),
+        )
+        .await,
+    );
+    let (handed_out, mut held) = tokio::sync::mpsc::unbounded_channel::<TypedSession<Cart>>();
+    let app = Router::new()
+        .route(
+            "/hand-out",
+            post(move |cart: TypedSession<Cart>| {
+                handed_out.send(cart).unwrap();
+                async { "later" }
+            }),
+        )
+        .layer(SessionLayer::new(store, key));
+    let response = send(&app, request("POST", "/hand-out", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(set_cookies(&response).is_empty());
+    let mut cart = held.recv().await.unwrap();
+    assert_eq!(cart.items(), &["a"]);
+    cart.items_mut().push("late".into());
+    let err = cart.save().await.unwrap_err();
+    assert!(matches!(err, SessionError::ResponseSent), "{err}");
 }
 
 #[tokio::test]

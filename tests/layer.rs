@@ -16,8 +16,8 @@ use axum::{
 
 use session_runtime::{
     store::{LoadKeys, Patch},
-    DecodePolicy, Key, MemoryStore, MigrationError, RawFields, SameSite, SessionData, SessionId,
-    SessionLayer, SessionStore, TypedSession,
+    DecodePolicy, Key, MemoryStore, MigrationError, RawFields, SameSite, SessionData, SessionError,
+    SessionId, SessionLayer, SessionStore, TypedSession,
 };
 use session_suite::http::{attribute, cookie_pair, id_of, request, send, set_cookies, text};
 use session_suite::{Call, Recording};
@@ -1090,6 +1090,29 @@ async fn changes_made_after_the_response_are_logged_as_lost_unless_saved() {
     drop(cart);
     assert_eq!(logs.text().matches(lost).count(), 2, "{}", logs.text());
     assert_eq!(show(&store).await, r#"["apple", "saved"]|"#);
+
+    // What needs a new cookie cannot be saved any more: the browser would never learn it.
+    let response = send(&app, request("POST", "/hand-out", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut cart = held.recv().await.unwrap();
+    cart.regenerate();
+    let err = cart.save().await.unwrap_err();
+    assert!(matches!(err, SessionError::ResponseSent), "{err}");
+    drop(cart);
+    assert_eq!(
+        show(&store).await,
+        r#"["apple", "saved"]|"#,
+        "same ID, still alive"
+    );
+
+    let response = send(&app, request("POST", "/hand-out", None, "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut cart = held.recv().await.unwrap();
+    cart.items_mut().push("orphan".into());
+    let err = cart.save().await.unwrap_err();
+    assert!(matches!(err, SessionError::ResponseSent), "{err}");
+    drop(cart);
+    assert_eq!(store.inner().len(), 1, "no session nobody can reach");
 }
 
 #[derive(SessionData, Debug)]

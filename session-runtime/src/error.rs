@@ -24,6 +24,11 @@ pub enum SessionError {
     /// The session was deleted or expired in the store while the request ran; its changes
     /// were not saved.
     Vanished,
+    /// A save made after the response was sent (from an extractor moved into a spawned
+    /// task) needed to give the browser a new cookie: a new session, a regenerated ID, or a
+    /// new value from a store that keeps the session in the cookie. The browser can no
+    /// longer learn it, so nothing was kept.
+    ResponseSent,
     /// No free session ID was found (the store kept reporting collisions).
     IdExhausted,
     /// The store chose a session ID that cannot travel in a cookie.
@@ -59,6 +64,10 @@ impl fmt::Display for SessionError {
             Self::Vanished => f.write_str(
                 "the session was deleted or expired while the request ran; its changes were not saved",
             ),
+            Self::ResponseSent => f.write_str(
+                "the session needed a new cookie after the response was sent, so the change was not kept; \
+                 create, regenerate or change a cookie-stored session before the handler returns",
+            ),
             Self::IdExhausted => f.write_str("could not find a free session ID"),
             Self::InvalidStoreId => {
                 f.write_str("the session store chose an ID that is not valid in a cookie")
@@ -80,6 +89,7 @@ impl StdError for SessionError {
             Self::Encode(e) => Some(e),
             Self::MissingLayer
             | Self::Vanished
+            | Self::ResponseSent
             | Self::IdExhausted
             | Self::InvalidStoreId
             | Self::CookieTooLarge { .. } => None,

@@ -107,6 +107,11 @@ impl<T: SessionData> TypedSession<T> {
     /// Saves the changes made so far now, instead of after the handler, and surfaces a
     /// store failure to the handler. Changes made afterwards are saved after the handler
     /// as usual.
+    ///
+    /// It also works after the response was sent (from a spawned task), except for what
+    /// would need a new cookie, which can no longer reach the browser: creating the
+    /// session, regenerating its ID, or any change to a session kept in the cookie itself.
+    /// Those fail with [`SessionError::ResponseSent`] and change nothing.
     pub async fn save(&mut self) -> Result<(), SessionError> {
         self.session
             .flush::<T>(&mut self.fields, &mut self.stored_version);

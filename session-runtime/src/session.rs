@@ -678,6 +678,13 @@ impl RequestSession {
             replaced.or_else(|| (max_age.is_some() || stale_key).then_some(id))
         };
 
+        // A save from an extractor that outlived its response (in a spawned task) cannot give
+        // the browser a new cookie any more: refuse what would need one, before writing.
+        let after_response = early && self.0.finished.load(Ordering::Acquire);
+        if after_response && (regenerate || (id.is_none() && !patch.is_empty())) {
+            return Err(SessionError::ResponseSent);
+        }
+
         let cookie_id = match id.clone() {
             Some(old) if regenerate => Some(self.regenerate_in_store(&old, &patch).await?),
             Some(id) if !patch.is_empty() => {
@@ -715,6 +722,16 @@ impl RequestSession {
             }
             None => return Ok(()),
         };
+
+        // A store that keeps the session in the cookie itself gave it a new value: after the
+        // response, that value has nowhere to go, so the change is not kept anywhere.
+        if after_response
+            && cookie_id
+                .as_ref()
+                .is_some_and(|new| Some(new) != id.as_ref())
+        {
+            return Err(SessionError::ResponseSent);
+        }
 
         let mut state = self.state();
         if let Some(loaded) = state.loaded.as_mut() {
