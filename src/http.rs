@@ -7,10 +7,26 @@ use axum::{
     body::Body,
     http::{header, Request},
     response::Response,
+    routing::{post, MethodRouter},
 };
 use http_body_util::BodyExt;
-use session_runtime::SessionId;
+use session_runtime::{SessionData, SessionId, TypedSession};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tower::{Service, ServiceExt};
+
+/// A `POST` route whose handler hands its session out, as to a spawned task, and answers
+/// `later`; each handed-out session arrives on the receiver, to be changed after the
+/// response.
+pub fn handing_out<T: SessionData>() -> (MethodRouter, UnboundedReceiver<TypedSession<T>>) {
+    let (handed_out, held) = unbounded_channel();
+    let route = post(move |session: TypedSession<T>| {
+        handed_out
+            .send(session)
+            .expect("the test holds the receiver");
+        async { "later" }
+    });
+    (route, held)
+}
 
 /// A request with an optional `Cookie` header.
 pub fn request(

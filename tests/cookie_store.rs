@@ -16,7 +16,7 @@ use session_runtime::{
     CookieStore, Key, SessionData, SessionError, SessionId, SessionLayer, SessionStore,
     TypedSession,
 };
-use session_suite::http::{cookie_pair, request, send, set_cookies, text};
+use session_suite::http::{cookie_pair, handing_out, request, send, set_cookies, text};
 
 #[derive(SessionData, Debug)]
 struct Cart {
@@ -106,15 +106,9 @@ async fn a_save_after_the_response_is_refused_as_the_cookie_cannot_follow() {
         )
         .await,
     );
-    let (handed_out, mut held) = tokio::sync::mpsc::unbounded_channel::<TypedSession<Cart>>();
+    let (route, mut held) = handing_out::<Cart>();
     let app = Router::new()
-        .route(
-            "/hand-out",
-            post(move |cart: TypedSession<Cart>| {
-                handed_out.send(cart).unwrap();
-                async { "later" }
-            }),
-        )
+        .route("/hand-out", route)
         .layer(SessionLayer::new(store, key));
     let response = send(&app, request("POST", "/hand-out", Some(&cookie), "")).await;
     assert_eq!(response.status(), StatusCode::OK);

@@ -19,7 +19,9 @@ use session_runtime::{
     DecodePolicy, Key, MemoryStore, MigrationError, RawFields, SameSite, SessionData, SessionError,
     SessionId, SessionLayer, SessionStore, TypedSession,
 };
-use session_suite::http::{attribute, cookie_pair, id_of, request, send, set_cookies, text};
+use session_suite::http::{
+    attribute, cookie_pair, handing_out, id_of, request, send, set_cookies, text,
+};
 use session_suite::{Call, Recording};
 
 #[derive(SessionData, Debug)]
@@ -1049,15 +1051,9 @@ async fn changes_made_after_the_response_are_logged_as_lost_unless_saved() {
     let store = store();
     let key = Key::generate();
     let cookie = started(&app(&store, &key)).await;
-    let (handed_out, mut held) = tokio::sync::mpsc::unbounded_channel::<TypedSession<Cart>>();
+    let (route, mut held) = handing_out::<Cart>();
     let app = Router::new()
-        .route(
-            "/hand-out",
-            post(move |cart: TypedSession<Cart>| {
-                handed_out.send(cart).unwrap();
-                async { "later" }
-            }),
-        )
+        .route("/hand-out", route)
         .layer(SessionLayer::new(store.clone(), key.clone()));
     let show = |store: &Store| {
         let app = self::app(store, &key);
