@@ -386,6 +386,30 @@ async fn the_session_cookie_is_read_beside_other_cookies_with_non_ascii_bytes() 
     }
 }
 
+/// HTTP/2 clients send each cookie in its own `Cookie` header; and a browser may hold two
+/// cookies of the same name (another path, an old deploy), of which only one verifies.
+#[tokio::test]
+async fn the_session_cookie_is_found_across_cookie_headers_and_beside_a_stale_namesake() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    let stale = started(&self::app(&store, &Key::generate())).await;
+    for headers in [
+        vec!["a=1".to_owned(), cookie.clone(), "b=2".to_owned()],
+        vec![stale.clone(), cookie.clone()],
+        vec![format!("{stale}; {cookie}")],
+        vec![format!("{cookie}; {stale}")],
+    ] {
+        let mut req = Request::builder().uri("/show");
+        for value in &headers {
+            req = req.header(header::COOKIE, value);
+        }
+        let response = send(&app, req.body(Body::empty()).unwrap()).await;
+        assert!(set_cookies(&response).is_empty(), "{headers:?}");
+        assert_eq!(text(response).await, r#"["apple"]|"#, "{headers:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_signed_id_unknown_to_the_store_is_not_adopted() {
     let store = store();
