@@ -263,7 +263,8 @@ impl RedisStore {
     }
 
     /// Prefixes every key with `prefix` (default `session:`), so several apps can share one
-    /// Redis.
+    /// Redis. Keep `{` out of it on a cluster: Redis hashes a key by its first `{...}`, which
+    /// should be the ID's, or every session lands in one slot.
     #[must_use]
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Arc::from(prefix.into());
