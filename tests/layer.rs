@@ -1133,6 +1133,18 @@ async fn changes_made_after_the_response_are_logged_as_lost_unless_saved() {
     assert!(matches!(err, SessionError::ResponseSent), "{err}");
     drop(cart);
     assert_eq!(store.inner().len(), 1, "no session nobody can reach");
+
+    // A logout still happens; the new session after it cannot start.
+    let response = send(&app, request("POST", "/hand-out", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut cart = held.recv().await.unwrap();
+    cart.destroy();
+    cart.items_mut().push("after logout".into());
+    let err = cart.save().await.unwrap_err();
+    assert!(matches!(err, SessionError::ResponseSent), "{err}");
+    drop(cart);
+    assert!(store.inner().is_empty());
+    assert_eq!(show(&store).await, "[]|");
 }
 
 #[derive(SessionData, Debug)]

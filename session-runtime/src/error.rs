@@ -27,7 +27,8 @@ pub enum SessionError {
     /// A save made after the response was sent (from an extractor moved into a spawned
     /// task) needed to give the browser a new cookie: a new session, a regenerated ID, or a
     /// new value from a store that keeps the session in the cookie. The browser can no
-    /// longer learn it, so nothing was kept.
+    /// longer learn it, so those changes were not kept (a `destroy()` made before them
+    /// still ended the old session).
     ResponseSent,
     /// No free session ID was found (the store kept reporting collisions).
     IdExhausted,

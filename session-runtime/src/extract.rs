@@ -111,7 +111,8 @@ impl<T: SessionData> TypedSession<T> {
     /// It also works after the response was sent (from a spawned task), except for what
     /// would need a new cookie, which can no longer reach the browser: creating the
     /// session, regenerating its ID, or any change to a session kept in the cookie itself.
-    /// Those fail with [`SessionError::ResponseSent`] and change nothing.
+    /// Those fail with [`SessionError::ResponseSent`] without being written (a `destroy()`
+    /// made before them still ends the old session).
     pub async fn save(&mut self) -> Result<(), SessionError> {
         self.session
             .flush::<T>(&mut self.fields, &mut self.stored_version);
