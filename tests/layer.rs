@@ -146,6 +146,13 @@ async fn started(app: &Router) -> String {
     cookie_pair(&response)
 }
 
+/// A new recording store and key holding one started session, and its cookie pair.
+async fn started_in_a_new_store() -> (Store, Key, String) {
+    let (store, key) = (store(), Key::generate());
+    let cookie = started(&app(&store, &key)).await;
+    (store, key, cookie)
+}
+
 #[tokio::test]
 async fn a_handler_without_a_session_costs_no_store_call() {
     let store = store();
@@ -1019,9 +1026,7 @@ async fn is_gone(store: &Store, id: &SessionId) -> bool {
 
 #[tokio::test]
 async fn a_session_deleted_during_the_request_is_not_resurrected() {
-    let store = store();
-    let key = Key::generate();
-    let cookie = started(&app(&store, &key)).await;
+    let (store, key, cookie) = started_in_a_new_store().await;
     let id = id_of(&cookie);
     let racing = Router::new()
         .route(
@@ -1043,9 +1048,7 @@ async fn a_session_deleted_during_the_request_is_not_resurrected() {
 /// the cookie of a session the other tab started since).
 #[tokio::test]
 async fn a_read_whose_session_is_deleted_meanwhile_still_answers_and_resurrects_nothing() {
-    let store = store();
-    let key = Key::generate();
-    let cookie = started(&app(&store, &key)).await;
+    let (store, key, cookie) = started_in_a_new_store().await;
     let id = id_of(&cookie);
     let racing = Router::new()
         .route(
@@ -1072,9 +1075,7 @@ async fn a_read_whose_session_is_deleted_meanwhile_still_answers_and_resurrects_
 #[tokio::test]
 async fn changes_made_after_the_response_are_logged_as_lost_unless_saved() {
     let (_guard, logs) = session_suite::logs::capture();
-    let store = store();
-    let key = Key::generate();
-    let cookie = started(&app(&store, &key)).await;
+    let (store, key, cookie) = started_in_a_new_store().await;
     let (route, mut held) = handing_out::<Cart>();
     let app = Router::new()
         .route("/hand-out", route)
