@@ -91,9 +91,7 @@ impl CookieConfig {
         out.push_str(self.same_site.as_str());
         out
     }
-}
 
-impl CookieConfig {
     /// Why browsers would refuse a cookie with these attributes, if they would: the session
     /// would then silently never stick.
     pub(crate) fn refused_by_browsers(&self) -> Option<String> {

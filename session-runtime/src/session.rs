@@ -546,14 +546,7 @@ impl RequestSession {
         let Some(loaded) = &state.loaded else {
             return true;
         };
-        if !state.errors.is_empty()
-            || state.doomed.is_some()
-            || state.regenerate
-            || !state.pending.is_empty()
-            || loaded.stale_key
-            || loaded.stale_record
-            || loaded.id.is_none()
-        {
+        if state.has_unsaved() || loaded.stale_key || loaded.stale_record || loaded.id.is_none() {
             return false;
         }
         let (deadline, _) = self.deadline(loaded.created, loaded.ttl, SystemTime::now());
