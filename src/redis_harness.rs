@@ -97,6 +97,7 @@ fn temp_dir(label: &str) -> PathBuf {
 /// A `redis-server` process owned by a test; killed when dropped.
 pub struct RedisServer {
     port: u16,
+    tls_port: Option<u16>,
     dir: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
@@ -105,7 +106,7 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server without persistence.
     pub fn start() -> Self {
-        Self::start_with(&["--save", "", "--appendonly", "no"])
+        Self::start_with(NO_PERSISTENCE)
     }
 
     /// Starts a server that writes every acknowledged write to disk before answering
@@ -127,6 +128,7 @@ impl RedisServer {
         let dir = temp_dir(&format!("redis-{port}"));
         let mut server = Self {
             port,
+            tls_port: None,
             dir,
             args: extra.iter().map(ToString::to_string).collect(),
             child: None,
@@ -149,9 +151,58 @@ impl RedisServer {
         wait_for(&self.url(), Duration::from_secs(10));
     }
 
+    /// Starts a server that also listens for TLS, with the certificate `pki` issued for
+    /// 127.0.0.1; with `client_certificates`, it accepts TLS clients only with a certificate
+    /// of `pki`'s authority. The plain port stays open for the test's own checks.
+    pub fn start_tls(pki: &TestPki, client_certificates: bool) -> Self {
+        Self::start_tls_with(pki, client_certificates, NO_PERSISTENCE)
+    }
+
+    /// [`RedisServer::start_tls`] with extra arguments.
+    pub fn start_tls_with(pki: &TestPki, client_certificates: bool, extra: &[&str]) -> Self {
+        let port = free_port();
+        let tls_port = loop {
+            let candidate = free_port();
+            if candidate != port {
+                break candidate;
+            }
+        };
+        let file = |name: &str| pki.path(name).to_str().expect("utf-8 path").to_owned();
+        let mut args: Vec<String> = [
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &file("server.crt"),
+            "--tls-key-file",
+            &file("server.key"),
+            "--tls-ca-cert-file",
+            &file("ca.crt"),
+            "--tls-auth-clients",
+            if client_certificates { "yes" } else { "no" },
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(extra.iter().map(ToString::to_string));
+        let mut server = Self {
+            port,
+            tls_port: Some(tls_port),
+            dir: temp_dir(&format!("redis-{port}")),
+            args,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
     /// The server's port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The `rediss://` URL of a server started with [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("a server started with start_tls");
+        format!("rediss://127.0.0.1:{port}")
     }
 
     /// The server's URL.
@@ -186,6 +237,136 @@ impl Drop for RedisServer {
     }
 }
 
+/// A test certificate authority and what it signed, as PEM files made with `openssl`: a
+/// server certificate for 127.0.0.1 and localhost (`server.crt`, `server.key`) and a client
+/// certificate (`client.crt`, `client.key`); the authority's is `ca.crt`.
+pub struct TestPki {
+    dir: PathBuf,
+}
+
+impl TestPki {
+    /// Whether `openssl` is installed.
+    pub fn available() -> bool {
+        Command::new("openssl")
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Creates a new authority and its certificates (P-256 keys, valid for two days).
+    pub fn create() -> Self {
+        let pki = Self {
+            dir: temp_dir("pki"),
+        };
+        pki.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=session test CA",
+        ]);
+        pki.issue(
+            "server",
+            "/CN=localhost",
+            &[
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                // Cluster nodes present it to each other as clients, too.
+                "extendedKeyUsage=serverAuth,clientAuth",
+            ],
+        );
+        pki.issue(
+            "client",
+            "/CN=session test client",
+            &["extendedKeyUsage=clientAuth"],
+        );
+        pki
+    }
+
+    /// `name.key` and `name.crt`, signed by the authority, with the extensions `ext`.
+    fn issue(&self, name: &str, subject: &str, ext: &[&str]) {
+        let (key, csr, crt, ext_file) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        let ext = format!("basicConstraints=CA:FALSE\n{}\n", ext.join("\n"));
+        std::fs::write(self.path(&ext_file), ext).expect("write the extensions file");
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            subject,
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &ext_file,
+        ]);
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// The path of one of the PEM files.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The contents of one of the PEM files.
+    pub fn pem(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).expect("read a PEM file")
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn wait_for(url: &str, limit: Duration) {
     let start = Instant::now();
     while !ping(url) {
@@ -193,6 +374,9 @@ fn wait_for(url: &str, limit: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
+const CLUSTER_ARGS: &[&str] = &["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"];
 
 /// A Redis Cluster of masters on loopback, started by a test; stopped when dropped.
 pub struct RedisCluster {
@@ -203,24 +387,41 @@ impl RedisCluster {
     /// Starts `masters` cluster-enabled servers and joins them into one cluster.
     pub fn start(masters: usize) -> Self {
         let nodes: Vec<RedisServer> = (0..masters)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    "5000",
-                ])
-            })
+            .map(|_| RedisServer::start_with(&[CLUSTER_ARGS, NO_PERSISTENCE].concat()))
             .collect();
-        let addresses: Vec<String> = nodes
+        let addresses = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
-        let output = Command::new("redis-cli")
+        Self::join(nodes, addresses, &[])
+    }
+
+    /// Starts `masters` cluster-enabled servers that talk to clients and to each other over
+    /// TLS with `pki`'s certificates, and joins them into one cluster over TLS.
+    pub fn start_tls(masters: usize, pki: &TestPki) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| {
+                RedisServer::start_tls_with(
+                    pki,
+                    false,
+                    &[CLUSTER_ARGS, NO_PERSISTENCE, &["--tls-cluster", "yes"]].concat(),
+                )
+            })
+            .collect();
+        let addresses = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.tls_port.expect("a TLS server")))
+            .collect();
+        let ca = pki.path("ca.crt").to_str().expect("utf-8 path").to_owned();
+        Self::join(nodes, addresses, &["--tls", "--cacert", &ca])
+    }
+
+    fn join(nodes: Vec<RedisServer>, addresses: Vec<String>, cli_args: &[&str]) -> Self {
+        // `--cluster create` waits for the nodes to meet for as long as it takes: bounded
+        // here, so a cluster that cannot form fails the test instead of hanging it.
+        let output = Command::new("timeout")
+            .args(["60", "redis-cli"])
+            .args(cli_args)
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -229,8 +430,10 @@ impl RedisCluster {
             .expect("run redis-cli --cluster create");
         assert!(
             output.status.success(),
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&output.stdout)
+            "redis-cli --cluster create failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         );
         let cluster = Self { nodes };
         cluster.wait_until_ok();
@@ -260,6 +463,11 @@ impl RedisCluster {
     /// The nodes' URLs.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes' `rediss://` URLs (a cluster started with [`RedisCluster::start_tls`]).
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::tls_url).collect()
     }
 }
 

@@ -12,7 +12,8 @@ use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
-    Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Script, ScriptInvocation, Value,
+    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Script,
+    ScriptInvocation, Value,
 };
 
 use bytes::Bytes;
@@ -144,6 +145,37 @@ return 1",
 /// # Ok(())
 /// # }
 /// ```
+///
+/// **TLS** (cargo feature `redis-tls`): a `rediss://` URL connects over TLS and checks the
+/// server's certificate against the system's trust store; a server whose certificate does not
+/// verify is refused. For a private authority or a client certificate (mutual TLS), build the
+/// client with the `redis` crate and hand it to [`RedisStore::from_client`]:
+///
+/// ```no_run
+/// # #[cfg(feature = "redis-tls")]
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use redis::{ClientTlsConfig, TlsCertificates};
+/// use session_runtime::RedisStore;
+///
+/// let certificates = TlsCertificates {
+///     // Only if the server asks for client certificates (`tls-auth-clients yes`).
+///     client_tls: Some(ClientTlsConfig {
+///         client_cert: std::fs::read("client.crt")?,
+///         client_key: std::fs::read("client.key")?,
+///     }),
+///     // The authority that signed the server's certificate, instead of the system's.
+///     root_cert: Some(std::fs::read("ca.crt")?),
+/// };
+/// let client = redis::Client::build_with_tls("rediss://redis.internal:6380", certificates)?;
+/// let store = RedisStore::from_client(client).await?;
+/// # let _ = store;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// TLS uses rustls, which needs a process-wide crypto provider. An application that installs
+/// its own (`CryptoProvider::install_default`) should do so before connecting; otherwise the
+/// store installs ring's when it first connects over TLS.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
@@ -208,19 +240,40 @@ fn backend(err: redis::RedisError) -> StoreError {
     StoreError::backend(err)
 }
 
+fn is_tls(info: &ConnectionInfo) -> bool {
+    matches!(info.addr(), ConnectionAddr::TcpTls { .. })
+}
+
+/// Readies TLS for a `rediss://` connection. rustls needs a process-wide crypto provider and
+/// panics when it cannot choose one (when crates enable several): unless the application
+/// installed one first, ring's is installed. (Without the `redis-tls` feature the `redis`
+/// crate refuses `rediss://` URLs itself, unless the application enabled its TLS support.)
+fn tls_ready() {
+    #[cfg(feature = "redis-tls")]
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another installer is fine: a provider is in place either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 impl RedisStore {
     /// The default key prefix.
     pub const DEFAULT_PREFIX: &'static str = "session:";
 
-    /// Connects to a single Redis server, e.g. `redis://127.0.0.1:6379`. The connection
-    /// reconnects by itself; calls fail after 2 s without an answer.
+    /// Connects to a single Redis server, e.g. `redis://127.0.0.1:6379`, or
+    /// `rediss://host:6380` over TLS (feature `redis-tls`). The connection reconnects by
+    /// itself; calls fail after 2 s without an answer.
     pub async fn connect(url: impl IntoConnectionInfo) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(backend)?;
         Self::from_client(client).await
     }
 
-    /// Uses an existing client for a single server (see [`RedisStore::connect`]).
+    /// Uses an existing client for a single server (see [`RedisStore::connect`]), e.g. one
+    /// built with `redis::Client::build_with_tls` for a private certificate authority.
     pub async fn from_client(client: redis::Client) -> Result<Self, StoreError> {
+        if is_tls(client.get_connection_info()) {
+            tls_ready();
+        }
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECTION_TIMEOUT))
@@ -245,6 +298,14 @@ impl RedisStore {
     pub async fn connect_cluster<T: IntoConnectionInfo>(
         nodes: impl IntoIterator<Item = T>,
     ) -> Result<Self, StoreError> {
+        let nodes = nodes
+            .into_iter()
+            .map(IntoConnectionInfo::into_connection_info)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        if nodes.iter().any(is_tls) {
+            tls_ready();
+        }
         let client = ClusterClient::builder(nodes)
             .connection_timeout(CONNECTION_TIMEOUT)
             .response_timeout(RESPONSE_TIMEOUT)
