@@ -513,3 +513,86 @@ async fn a_flushed_script_cache_is_reloaded_on_noscript() {
     let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
     assert_eq!(text(response).await, r#"["a", "b"]"#);
 }
+
+/// The least-privilege ACL the README recommends, for the prefix `myapp:session:` and the
+/// password `password`.
+fn readme_acl() -> Vec<String> {
+    let line = include_str!("../README.md")
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("ACL SETUSER "))
+        .expect("the README shows an ACL SETUSER line");
+    line.split_whitespace().skip(1).map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_runs_as_the_readme_least_privilege_acl_user() {
+    if !can_start_servers("acl") {
+        return;
+    }
+    let server = RedisServer::start();
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut setuser = redis::cmd("ACL");
+    for arg in readme_acl() {
+        setuser.arg(arg);
+    }
+    setuser.query_async::<()>(&mut admin).await.unwrap();
+    let as_user =
+        |password: &str| format!("redis://sessions:{password}@127.0.0.1:{}", server.port());
+
+    let store = RedisStore::connect(as_user("password"))
+        .await
+        .expect("connect as the ACL user")
+        .with_key_prefix("myapp:session:");
+    conformance::run(store.clone()).await;
+    // The layer's whole lifecycle, regenerate and destroy included.
+    let lifecycle = Router::new()
+        .route("/add", post(add))
+        .route("/show", get(show))
+        .route(
+            "/regenerate",
+            post(|mut cart: TypedSession<Cart>| async move { cart.regenerate() }),
+        )
+        .route(
+            "/logout",
+            post(|mut cart: TypedSession<Cart>| async move { cart.destroy() }),
+        )
+        .layer(SessionLayer::new(store.clone(), Key::generate()));
+    let response = send(&lifecycle, request("POST", "/add", None, "a")).await;
+    let cookie = cookie_pair(&response);
+    let response = send(
+        &lifecycle,
+        request("POST", "/regenerate", Some(&cookie), ""),
+    )
+    .await;
+    let cookie = cookie_pair(&response);
+    let response = send(&lifecycle, request("POST", "/add", Some(&cookie), "b")).await;
+    assert_eq!(text(response).await, "2");
+    let response = send(&lifecycle, request("POST", "/logout", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = send(&lifecycle, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]", "logged out");
+
+    // Keys outside the user's pattern are refused, and that is a store error, not a panic.
+    let outside = RedisStore::connect(as_user("password"))
+        .await
+        .unwrap()
+        .with_key_prefix("other:");
+    let response = send(&app(outside), request("POST", "/add", None, "a")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // A wrong password fails to connect, and the error does not repeat the password.
+    let err = RedisStore::connect(as_user("not-the-password"))
+        .await
+        .expect_err("a wrong password is refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("Password authentication failed"),
+        "says why: {message}"
+    );
+    assert!(!message.contains("not-the-password"), "{message}");
+}
