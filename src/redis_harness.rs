@@ -67,14 +67,19 @@ fn ping(url: &str) -> bool {
 
 /// Whether `redis-server` and `redis-cli` are installed.
 pub fn redis_binaries_present() -> bool {
-    ["redis-server", "redis-cli"].iter().all(|bin| {
-        Command::new(bin)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+    ["redis-server", "redis-cli"]
+        .iter()
+        .all(|bin| runs(bin, "--version"))
+}
+
+/// Whether `program arg` runs and succeeds.
+fn runs(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A free loopback port whose cluster bus port (+10000) is free too.
@@ -237,6 +242,15 @@ impl Drop for RedisServer {
     }
 }
 
+/// `openssl req` arguments for a new P-256 key, unencrypted.
+const NEW_KEY: &[&str] = &[
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 /// A test certificate authority and what it signed, as PEM files made with `openssl`: a
 /// server certificate for 127.0.0.1 and localhost (`server.crt`, `server.key`) and a client
 /// certificate (`client.crt`, `client.key`); the authority's is `ca.crt`.
@@ -247,12 +261,7 @@ pub struct TestPki {
 impl TestPki {
     /// Whether `openssl` is installed.
     pub fn available() -> bool {
-        Command::new("openssl")
-            .arg("version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        runs("openssl", "version")
     }
 
     /// Creates a new authority and its certificates (P-256 keys, valid for two days).
@@ -261,21 +270,10 @@ impl TestPki {
             dir: temp_dir("pki"),
         };
         pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=session test CA",
+            &["req", "-x509"],
+            NEW_KEY,
+            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2"],
+            &["-subj", "/CN=session test CA"],
         ]);
         pki.issue(
             "server",
@@ -305,41 +303,22 @@ impl TestPki {
         let ext = format!("basicConstraints=CA:FALSE\n{}\n", ext.join("\n"));
         std::fs::write(self.path(&ext_file), ext).expect("write the extensions file");
         self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            subject,
+            &["req"],
+            NEW_KEY,
+            &["-keyout", &key, "-out", &csr, "-subj", subject],
         ]);
         self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &crt,
-            "-days",
-            "2",
-            "-extfile",
-            &ext_file,
+            &["x509", "-req", "-in", &csr, "-out", &crt, "-days", "2"],
+            &["-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"],
+            &["-extfile", &ext_file],
         ]);
     }
 
-    fn openssl(&self, args: &[&str]) {
+    /// Runs `openssl` in the authority's directory with the concatenated `args`.
+    fn openssl(&self, args: &[&[&str]]) {
+        let args = args.concat();
         let output = Command::new("openssl")
-            .args(args)
+            .args(&args)
             .current_dir(&self.dir)
             .output()
             .expect("run openssl");

@@ -42,6 +42,14 @@ fn client(server: &RedisServer, pki: &TestPki, client_cert: bool) -> redis::Clie
     redis::Client::build_with_tls(server.tls_url(), certificates).expect("a TLS client")
 }
 
+/// A store on `client`'s server, under a fresh key prefix.
+async fn connected(client: redis::Client) -> RedisStore {
+    RedisStore::from_client(client)
+        .await
+        .expect("connect over TLS")
+        .with_key_prefix(unique_prefix("tls"))
+}
+
 #[derive(SessionData)]
 struct Visits {
     count: u64,
@@ -70,10 +78,7 @@ async fn sessions_travel_over_tls_and_the_store_passes_the_conformance_suite() {
     }
     let pki = TestPki::create();
     let server = RedisServer::start_tls(&pki, false);
-    let store = RedisStore::from_client(client(&server, &pki, false))
-        .await
-        .expect("connect over TLS")
-        .with_key_prefix(unique_prefix("tls"));
+    let store = connected(client(&server, &pki, false)).await;
 
     let app = app(store.clone());
     let response = send(&app, request("POST", "/visit", None, "")).await;
@@ -138,10 +143,7 @@ async fn a_server_that_asks_for_client_certificates_gets_one() {
     let pki = TestPki::create();
     let server = RedisServer::start_tls(&pki, true);
 
-    let store = RedisStore::from_client(client(&server, &pki, true))
-        .await
-        .expect("connect with a client certificate")
-        .with_key_prefix(unique_prefix("mtls"));
+    let store = connected(client(&server, &pki, true)).await;
     let app = app(store);
     let response = send(&app, request("POST", "/visit", None, "")).await;
     assert_eq!(response.status(), StatusCode::OK);
