@@ -1,0 +1,218 @@
+//! Whatever a client puts in its `Cookie` headers, the layer answers normally: a session is
+//! resumed only from the exact cookie the server signed, anything else starts a fresh session
+//! under a server-chosen ID, and nothing panics or turns into a server error.
+//!
+//! Thousands of requests whose headers are random mutations of a valid one (bytes flipped,
+//! cut, inserted, repeated; other cookies, quotes, separators, non-ASCII bytes), from a fixed
+//! seed so a failure replays. Run on the memory store and on the cookie store, where the
+//! cookie carries the whole encrypted session.
+
+use axum::{
+    http::{header, HeaderValue, Request, StatusCode},
+    routing::{get, post},
+    Router,
+};
+use session_runtime::{
+    CookieStore, Key, MemoryStore, SessionData, SessionLayer, SessionStore, TypedSession,
+};
+use session_suite::http::{cookie_pair, request, send, text};
+
+#[derive(SessionData)]
+struct Cart {
+    items: Vec<String>,
+    hits: u64,
+}
+
+async fn add(mut cart: TypedSession<Cart>, item: String) -> String {
+    cart.items_mut().push(item);
+    cart.items().len().to_string()
+}
+
+/// A write that leaves `items` alone.
+async fn hit(mut cart: TypedSession<Cart>) -> String {
+    *cart.hits_mut() += 1;
+    cart.hits().to_string()
+}
+
+async fn show(cart: TypedSession<Cart>) -> String {
+    cart.items().join(",")
+}
+
+fn app<S: SessionStore + Clone>(store: S, key: Key) -> Router {
+    Router::new()
+        .route("/add", post(add))
+        .route("/hit", post(hit))
+        .route("/show", get(show))
+        .layer(SessionLayer::new(store, key))
+}
+
+/// xorshift64*: a small deterministic generator, so a failing case can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % n as u64).expect("fits")
+    }
+
+    /// A byte a header value may hold: visible ASCII, space, tab, or 0x80..=0xFF.
+    fn header_byte(&mut self) -> u8 {
+        const SPECIAL: &[u8] = b";=\". \t,\\%+/-_";
+        match self.below(4) {
+            0 => SPECIAL[self.below(SPECIAL.len())],
+            1 => 0x80 + u8::try_from(self.below(0x80)).expect("fits"),
+            _ => 0x21 + u8::try_from(self.below(0x7F - 0x21)).expect("fits"),
+        }
+    }
+}
+
+/// One random mutation of `valid` (a `name=value` cookie pair) into a header value.
+fn mutate(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
+    let mut out = valid.to_vec();
+    for _ in 0..=rng.below(3) {
+        match rng.below(9) {
+            // Flip, replace, insert or delete a byte.
+            0 if !out.is_empty() => {
+                let at = rng.below(out.len());
+                out[at] ^= 1 << rng.below(7);
+            }
+            1 if !out.is_empty() => {
+                let at = rng.below(out.len());
+                out[at] = rng.header_byte();
+            }
+            2 => {
+                let at = rng.below(out.len() + 1);
+                let byte = rng.header_byte();
+                out.insert(at, byte);
+            }
+            3 if !out.is_empty() => {
+                out.remove(rng.below(out.len()));
+            }
+            // Cut it short.
+            4 => out.truncate(rng.below(out.len() + 1)),
+            // Another cookie before or after it, or the pair repeated.
+            5 => out
+                .splice(0..0, b"theme=dark; ".iter().copied())
+                .for_each(drop),
+            6 => out.extend_from_slice(b"; id=\"\"; other=1"),
+            7 => {
+                let copy = out.clone();
+                out.extend_from_slice(b"; ");
+                out.extend_from_slice(&copy);
+            }
+            // Random bytes appended.
+            _ => {
+                for _ in 0..rng.below(40) {
+                    let byte = rng.header_byte();
+                    out.push(byte);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The values of the `id` cookies in a header value, without quotes, as the layer reads
+/// them (pairs split at `;`, spaces and tabs trimmed).
+fn id_values(header: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(header)
+        .split(';')
+        .filter_map(|pair| pair.trim_matches([' ', '\t']).strip_prefix("id="))
+        .map(|value| value.trim_matches('"').to_owned())
+        .collect()
+}
+
+/// The session ID inside a signed `id.tag` value.
+fn id_part(value: &str) -> &str {
+    value.rsplit_once('.').map_or(value, |(id, _)| id)
+}
+
+/// Sends thousands of mutated cookies to `app`, whose session behind `valid` holds "kept".
+async fn survives_mutated_cookies(app: &Router, valid: &str, seed: u64) {
+    let valid_value = valid.split_once('=').expect("name=value").1;
+    let mut rng = Rng(seed);
+    let (mut sent, mut resumed) = (0, 0);
+    for case in 0..3000 {
+        let header = mutate(&mut rng, valid.as_bytes());
+        let Ok(value) = HeaderValue::from_bytes(&header) else {
+            continue; // Not a header a client can send.
+        };
+        sent += 1;
+        let shown = String::from_utf8_lossy(&header).into_owned();
+        let with_cookie = |method: &str, uri: &str| {
+            let mut req: Request<_> = request(method, uri, None, "");
+            req.headers_mut().insert(header::COOKIE, value.clone());
+            req
+        };
+        let named = id_values(&header);
+        let exact = named.iter().any(|v| v == valid_value);
+
+        // Resumed exactly when the header holds the signed value; otherwise a fresh session.
+        let response = send(app, with_cookie("GET", "/show")).await;
+        assert_eq!(response.status(), StatusCode::OK, "case {case}: {shown}");
+        let body = text(response).await;
+        match body.as_str() {
+            "kept" => assert!(
+                exact,
+                "case {case}: resumed from an unsigned cookie: {shown}"
+            ),
+            "" => assert!(
+                !exact,
+                "case {case}: the valid cookie was not recognised: {shown}"
+            ),
+            other => panic!("case {case}: unexpected session contents {other:?}: {shown}"),
+        }
+        resumed += usize::from(exact);
+
+        // A write resumes the session, or starts one under a new server-chosen ID.
+        let response = send(app, with_cookie("POST", "/hit")).await;
+        assert_eq!(response.status(), StatusCode::OK, "case {case}: {shown}");
+        if !exact {
+            let issued = cookie_pair(&response);
+            let issued = id_part(issued.split_once('=').expect("name=value").1);
+            assert!(
+                named.iter().all(|v| id_part(v) != issued),
+                "case {case}: adopted a client-chosen ID from {shown}"
+            );
+        }
+    }
+    // Enough cases reach the layer, and enough keep the valid pair to exercise resuming.
+    assert!(
+        sent > 2000,
+        "only {sent} mutated headers were valid header values"
+    );
+    assert!(resumed > 100, "only {resumed} cases kept the valid cookie");
+    assert!(
+        sent - resumed > 1000,
+        "only {} cases broke the cookie",
+        sent - resumed
+    );
+}
+
+/// Starts a session holding "kept" and returns its cookie pair.
+async fn started(app: &Router) -> String {
+    let response = send(app, request("POST", "/add", None, "kept")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    cookie_pair(&response)
+}
+
+#[tokio::test]
+async fn mutated_cookies_never_resume_a_session_or_fail_on_the_memory_store() {
+    let app = app(MemoryStore::new(), Key::generate());
+    let valid = started(&app).await;
+    survives_mutated_cookies(&app, &valid, 0x5EED_0001).await;
+}
+
+#[tokio::test]
+async fn mutated_cookies_never_resume_a_session_or_fail_on_the_cookie_store() {
+    let key = Key::generate();
+    let app = app(CookieStore::new(&key), key);
+    let valid = started(&app).await;
+    survives_mutated_cookies(&app, &valid, 0x5EED_0002).await;
+}
