@@ -580,6 +580,28 @@ async fn a_per_session_expiry_override_is_stored_and_makes_the_cookie_persistent
 }
 
 #[tokio::test]
+async fn a_zero_expiry_override_ends_the_session_with_the_request() {
+    let store = store();
+    let app = routes()
+        .route(
+            "/expire",
+            post(|mut cart: TypedSession<Cart>| async move {
+                cart.set_expiry(Some(Duration::ZERO));
+            }),
+        )
+        .layer(SessionLayer::new(store.clone(), Key::generate()));
+    let cookie = started(&app).await;
+    let response = send(&app, request("POST", "/expire", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // The browser drops the cookie at once, and the record expires with the request.
+    let cookies = set_cookies(&response);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    assert_eq!(attribute(&cookies[0], "Max-Age"), Some("0"), "{cookies:?}");
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]|", "the session ended");
+}
+
+#[tokio::test]
 async fn session_only_cookies_have_no_max_age() {
     let store = store();
     let app =

@@ -99,7 +99,9 @@ impl<T: SessionData> TypedSession<T> {
     ///
     /// A session never lives more than 400 days past its last write or refresh, the
     /// longest lifetime browsers give a cookie: a longer `ttl` (even `Duration::MAX`, for
-    /// "forever") means 400 days.
+    /// "forever") means 400 days. A `ttl` under a second ends the session with this request:
+    /// the cookie goes out with `Max-Age=0`, and the record expires in the store within that
+    /// `ttl`.
     pub fn set_expiry(&mut self, ttl: Option<Duration>) {
         self.session.set_expiry(ttl);
     }
