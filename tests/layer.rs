@@ -791,6 +791,36 @@ async fn cookie_settings_are_applied() {
     assert_eq!(text(response).await, "[]|");
 }
 
+/// An embedded app's cookie: `SameSite=None; Partitioned` on every cookie the layer sends,
+/// the removal cookie included (a partitioned cookie is only removed by a partitioned one).
+#[tokio::test]
+async fn a_partitioned_cookie_carries_the_attribute_on_every_set_cookie() {
+    let store = store();
+    let embedded = app_with(
+        SessionLayer::new(store.clone(), Key::generate())
+            .with_same_site(SameSite::None)
+            .with_partitioned_cookie(),
+    );
+    let response = send(&embedded, request("POST", "/add", None, "a")).await;
+    let created = set_cookies(&response);
+    let pair = cookie_pair(&response);
+    let response = send(&embedded, request("POST", "/login", Some(&pair), "")).await;
+    let regenerated = set_cookies(&response);
+    let pair = cookie_pair(&response);
+    let response = send(&embedded, request("POST", "/logout", Some(&pair), "")).await;
+    let removed = set_cookies(&response);
+    assert_eq!(attribute(&removed[0], "Max-Age"), Some("0"), "{removed:?}");
+    for cookie in [&created[0], &regenerated[0], &removed[0]] {
+        assert_eq!(attribute(cookie, "Partitioned"), Some(""), "{cookie}");
+        assert_eq!(attribute(cookie, "SameSite"), Some("None"), "{cookie}");
+        assert!(attribute(cookie, "Secure").is_some(), "{cookie}");
+    }
+    // Without the setting, no attribute.
+    let plain = app(&store, &Key::generate());
+    let response = send(&plain, request("POST", "/add", None, "a")).await;
+    assert!(attribute(&set_cookies(&response)[0], "Partitioned").is_none());
+}
+
 #[test]
 fn invalid_cookie_settings_are_errors() {
     let layer = || SessionLayer::new(MemoryStore::new(), Key::generate());
@@ -856,6 +886,12 @@ fn cookie_settings_browsers_refuse_are_refused_when_the_layer_is_applied() {
                 .unwrap()
                 .with_insecure_cookie_over_http(),
             "`__Secure-` prefix",
+        ),
+        (
+            layer()
+                .with_partitioned_cookie()
+                .with_insecure_cookie_over_http(),
+            "`Partitioned` cookie must be `Secure`",
         ),
     ];
     for (layer, expected) in refused {

@@ -58,6 +58,7 @@ pub(crate) struct CookieConfig {
     pub(crate) secure: bool,
     pub(crate) http_only: bool,
     pub(crate) same_site: SameSite,
+    pub(crate) partitioned: bool,
 }
 
 impl Default for CookieConfig {
@@ -69,6 +70,7 @@ impl Default for CookieConfig {
             secure: true,
             http_only: true,
             same_site: SameSite::Lax,
+            partitioned: false,
         }
     }
 }
@@ -89,6 +91,9 @@ impl CookieConfig {
         }
         out.push_str("; SameSite=");
         out.push_str(self.same_site.as_str());
+        if self.partitioned {
+            out.push_str("; Partitioned");
+        }
         out
     }
 
@@ -105,6 +110,12 @@ impl CookieConfig {
             return Some(
                 "a cookie with `SameSite=None` must be `Secure`; drop `with_insecure_cookie_over_http()` or \
                  choose another `SameSite`"
+                    .to_owned(),
+            );
+        }
+        if self.partitioned && !self.secure {
+            return Some(
+                "a `Partitioned` cookie must be `Secure`; drop `with_insecure_cookie_over_http()`"
                     .to_owned(),
             );
         }

@@ -40,9 +40,10 @@ use crate::{
 /// # Panics
 ///
 /// When it is applied (`Router::layer`, or [`Layer::layer`]) with cookie settings that
-/// browsers refuse, so that no session would ever stick: `SameSite=None` without `Secure`,
-/// a `__Secure-` name without `Secure`, or a `__Host-` name without `Secure`, with a
-/// `Domain` or on a path other than `/`. The message names the setting to change.
+/// browsers refuse, so that no session would ever stick: `SameSite=None` or `Partitioned`
+/// without `Secure`, a `__Secure-` name without `Secure`, or a `__Host-` name without
+/// `Secure`, with a `Domain` or on a path other than `/`. The message names the setting to
+/// change.
 ///
 /// ```
 /// use std::time::Duration;
@@ -181,6 +182,16 @@ impl<S: SessionStore> SessionLayer<S> {
     /// cookie to stay `Secure`.
     pub fn with_same_site(self, same_site: SameSite) -> Self {
         self.with(|c| c.cookie.same_site = same_site)
+    }
+
+    /// Adds the `Partitioned` attribute (CHIPS), for an app that runs embedded in other
+    /// sites (in an iframe): the browser then keeps a separate session cookie for each
+    /// top-level site the app is embedded in, where it would otherwise block the cookie as
+    /// a third-party one. Use it with [`SameSite::None`], without which the cookie is not
+    /// sent in those cross-site frames at all. The cookie must stay `Secure`. Browsers
+    /// without CHIPS support ignore the attribute.
+    pub fn with_partitioned_cookie(self) -> Self {
+        self.with(|c| c.cookie.partitioned = true)
     }
 
     /// How long a session lives without requests (default 24 hours). Each write, and each
