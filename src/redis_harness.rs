@@ -103,6 +103,8 @@ fn temp_dir(label: &str) -> PathBuf {
 pub struct RedisServer {
     port: u16,
     tls_port: Option<u16>,
+    /// A Sentinel's configuration file (it keeps its state there).
+    sentinel_config: Option<PathBuf>,
     dir: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
@@ -134,6 +136,7 @@ impl RedisServer {
         let mut server = Self {
             port,
             tls_port: None,
+            sentinel_config: None,
             dir,
             args: extra.iter().map(ToString::to_string).collect(),
             child: None,
@@ -143,7 +146,11 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some(config) = &self.sentinel_config {
+            command.arg(config).arg("--sentinel");
+        }
+        let child = command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--dir", self.dir.to_str().expect("utf-8 temp dir")])
             .args(["--daemonize", "no", "--protected-mode", "no"])
@@ -191,6 +198,7 @@ impl RedisServer {
         let mut server = Self {
             port,
             tls_port: Some(tls_port),
+            sentinel_config: None,
             dir: temp_dir(&format!("redis-{port}")),
             args,
             child: None,
@@ -356,6 +364,112 @@ fn wait_for(url: &str, limit: Duration) {
 
 const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
 const CLUSTER_ARGS: &[&str] = &["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"];
+
+/// A master, its replica and a Redis Sentinel watching them (quorum 1, the master deemed
+/// down after 1 s), started by a test; stopped when dropped.
+pub struct SentinelSetup {
+    master: RedisServer,
+    replica: RedisServer,
+    sentinel: RedisServer,
+}
+
+impl SentinelSetup {
+    /// The name the Sentinel knows the master by.
+    pub const MASTER: &'static str = "sessions";
+
+    /// Starts the three servers and waits until the Sentinel knows the replica, so that it
+    /// can fail over.
+    pub fn start() -> Self {
+        let master = RedisServer::start();
+        let replica = RedisServer::start_with(
+            &[
+                NO_PERSISTENCE,
+                &["--replicaof", "127.0.0.1", &master.port().to_string()],
+            ]
+            .concat(),
+        );
+        wait_until(Duration::from_secs(15), "the replica to sync", || {
+            info(&replica.url(), "replication").contains("master_link_status:up")
+        });
+        let port = free_port();
+        let dir = temp_dir(&format!("sentinel-{port}"));
+        let config = dir.join("sentinel.conf");
+        let name = Self::MASTER;
+        std::fs::write(
+            &config,
+            format!(
+                "sentinel monitor {name} 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 5000\n",
+                master.port()
+            ),
+        )
+        .expect("write the Sentinel's configuration");
+        let mut sentinel = RedisServer {
+            port,
+            tls_port: None,
+            sentinel_config: Some(config),
+            dir,
+            args: Vec::new(),
+            child: None,
+        };
+        sentinel.spawn();
+        let setup = Self {
+            master,
+            replica,
+            sentinel,
+        };
+        wait_until(
+            Duration::from_secs(30),
+            "the Sentinel to see the replica",
+            || {
+                let replica = format!("{}", setup.replica.port());
+                redis::Client::open(setup.sentinel.url())
+                    .and_then(|c| c.get_connection())
+                    .and_then(|mut c| {
+                        redis::cmd("SENTINEL")
+                            .arg("REPLICAS")
+                            .arg(Self::MASTER)
+                            .query::<redis::Value>(&mut c)
+                    })
+                    .is_ok_and(|v| format!("{v:?}").contains(&replica))
+            },
+        );
+        setup
+    }
+
+    /// The Sentinel's URL.
+    pub fn sentinel_url(&self) -> String {
+        self.sentinel.url()
+    }
+
+    /// The master at the start.
+    pub fn master(&mut self) -> &mut RedisServer {
+        &mut self.master
+    }
+
+    /// The replica at the start (the master after a failover).
+    pub fn replica(&self) -> &RedisServer {
+        &self.replica
+    }
+}
+
+/// `INFO section` of the server at `url`, or nothing if it does not answer.
+pub fn info(url: &str, section: &str) -> String {
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .and_then(|mut c| redis::cmd("INFO").arg(section).query::<String>(&mut c))
+        .unwrap_or_default()
+}
+
+/// Waits until `done` holds, failing the test after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 /// A Redis Cluster of masters on loopback, started by a test; stopped when dropped.
 pub struct RedisCluster {

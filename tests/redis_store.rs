@@ -18,8 +18,8 @@ use session_runtime::{
 use session_suite::http::{cookie_pair, id_of, request, send, text};
 use session_suite::{
     redis_harness::{
-        net_input_bytes, redis_binaries_present, shared_redis_url, skip_without_redis,
-        unique_prefix, RedisCluster, RedisServer,
+        info, net_input_bytes, redis_binaries_present, shared_redis_url, skip_without_redis,
+        unique_prefix, RedisCluster, RedisServer, SentinelSetup,
     },
     Call, Recording,
 };
@@ -595,4 +595,148 @@ async fn the_store_runs_as_the_readme_least_privilege_acl_user() {
         "says why: {message}"
     );
     assert!(!message.contains("not-the-password"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_sentinel_the_store_follows_a_failover_without_losing_replicated_writes() {
+    if !can_start_servers("sentinel") {
+        return;
+    }
+    let mut setup = SentinelSetup::start();
+    // A master the Sentinels do not know fails at connect, not at the first request.
+    let unknown = RedisStore::connect_sentinel([setup.sentinel_url()], "no-such-master").await;
+    assert!(unknown.is_err());
+    let store = RedisStore::connect_sentinel([setup.sentinel_url()], SentinelSetup::MASTER)
+        .await
+        .expect("connect through the Sentinel")
+        .with_key_prefix(unique_prefix("sentinel"));
+    conformance::run(store.clone()).await;
+
+    let app = app(store.clone());
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let cookie = cookie_pair(&response);
+    let response = send(&app, request("POST", "/add", Some(&cookie), "b")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Replication is asynchronous: wait until the replica has every acknowledged write.
+    let mut master = redis::Client::open(setup.master().url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let replicas: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut master)
+        .await
+        .unwrap();
+    assert_eq!(replicas, 1);
+
+    setup.master().kill();
+    // During the failover requests fail with 503; then the same store serves them from the
+    // promoted replica, with every write that had reached it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut failed = 0;
+    let body = loop {
+        let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+        if response.status() == StatusCode::OK {
+            break text(response).await;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        failed += 1;
+        assert!(std::time::Instant::now() < deadline, "no failover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(failed > 0, "the master's loss was noticed");
+    assert_eq!(body, r#"["a", "b"]"#);
+    let response = send(&app, request("POST", "/add", Some(&cookie), "c")).await;
+    assert_eq!(text(response).await, "3");
+
+    // The write landed on the promoted replica, now a master.
+    let mut promoted = redis::Client::open(setup.replica().url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut promoted).await.unwrap();
+    assert_eq!(role[0], redis::Value::BulkString(b"master".to_vec()));
+    let items: Option<String> = redis::cmd("HGET")
+        .arg(store.key(&id_of(&cookie)))
+        .arg("items")
+        .query_async(&mut promoted)
+        .await
+        .unwrap();
+    assert_eq!(items.as_deref(), Some(r#"["a","b","c"]"#));
+}
+
+/// A failover the operator asks for leaves the old master running, as a replica that
+/// answers writes with `READONLY`: the store moves to the new master all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_sentinel_writes_move_to_the_new_master_after_a_manual_failover() {
+    if !can_start_servers("sentinel manual failover") {
+        return;
+    }
+    let setup = SentinelSetup::start();
+    let store = RedisStore::connect_sentinel([setup.sentinel_url()], SentinelSetup::MASTER)
+        .await
+        .expect("connect through the Sentinel")
+        .with_key_prefix(unique_prefix("sentinel-manual"));
+    let app = app(store.clone());
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let cookie = cookie_pair(&response);
+
+    let mut sentinel = redis::Client::open(setup.sentinel_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Refused (NOGOODSLAVE) until the Sentinel has heard from the replica itself.
+    while let Err(err) = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(SentinelSetup::MASTER)
+        .query_async::<()>(&mut sentinel)
+        .await
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "failover refused: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A server closes its clients' connections when its role changes: a fresh one each time.
+    let promoted = setup.replica().url();
+    while !info(&promoted, "replication").contains("role:master") {
+        assert!(std::time::Instant::now() < deadline, "no failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut promoted = redis::Client::open(promoted)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+
+    // Writes fail while the store still talks to the old master, then succeed on the new.
+    let added: usize = loop {
+        let response = send(&app, request("POST", "/add", Some(&cookie), "b")).await;
+        if response.status() == StatusCode::OK {
+            let added = text(response).await.parse().unwrap();
+            let on_new: Option<String> = redis::cmd("HGET")
+                .arg(store.key(&id_of(&cookie)))
+                .arg("items")
+                .query_async(&mut promoted)
+                .await
+                .unwrap();
+            if on_new.is_some_and(|items| items.matches('b').count() == added - 1) {
+                break added;
+            }
+        } else {
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes never reached the new master"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(added >= 2);
 }

@@ -12,11 +12,15 @@ use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
+    sentinel::SentinelNodeConnectionInfo,
     Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Script,
     ScriptInvocation, Value,
 };
 
 use bytes::Bytes;
+
+mod sentinel;
+use sentinel::SentinelConn;
 
 use super::{FieldKey, FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
 use crate::SessionId;
@@ -129,7 +133,8 @@ return 1",
 ///   data it should not have.
 /// - The connection reconnects by itself after Redis restarts ([`ConnectionManager`], or the
 ///   cluster client's own reconnection); while Redis is down, store calls fail fast and the
-///   layer answers `503`.
+///   layer answers `503`. Through Sentinels ([`RedisStore::connect_sentinel`]) it follows
+///   failovers to the new master.
 ///
 /// The expiry is kept both as the key's TTL and as a hidden `__exp` hash field (written in the
 /// same `HSET` as the changed fields), so a load knows when the session expires without a
@@ -175,7 +180,8 @@ return 1",
 ///
 /// TLS uses rustls, which needs a process-wide crypto provider. An application that installs
 /// its own (`CryptoProvider::install_default`) should do so before connecting; otherwise the
-/// store installs ring's when it first connects over TLS.
+/// store installs ring's when it first connects over TLS (or through Sentinels, whose
+/// master may be reached over TLS).
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
@@ -191,6 +197,7 @@ impl fmt::Debug for RedisStore {
                 &match self.conn {
                     Conn::Single(_) => "single",
                     Conn::Cluster(_) => "cluster",
+                    Conn::Sentinel(_) => "sentinel",
                 },
             )
             .finish()
@@ -201,6 +208,7 @@ impl fmt::Debug for RedisStore {
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(SentinelConn),
 }
 
 impl ConnectionLike for Conn {
@@ -208,6 +216,7 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -220,6 +229,7 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -227,6 +237,7 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(c) => c.get_db(),
             Self::Cluster(c) => c.get_db(),
+            Self::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -242,6 +253,21 @@ fn backend(err: redis::RedisError) -> StoreError {
 
 fn is_tls(info: &ConnectionInfo) -> bool {
     matches!(info.addr(), ConnectionAddr::TcpTls { .. })
+}
+
+/// The connection details of several servers, TLS readied if any of them needs it.
+fn connection_infos<T: IntoConnectionInfo>(
+    servers: impl IntoIterator<Item = T>,
+) -> Result<Vec<ConnectionInfo>, StoreError> {
+    let infos = servers
+        .into_iter()
+        .map(IntoConnectionInfo::into_connection_info)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    if infos.iter().any(is_tls) {
+        tls_ready();
+    }
+    Ok(infos)
 }
 
 /// Readies TLS for a `rediss://` connection. rustls needs a process-wide crypto provider and
@@ -298,15 +324,7 @@ impl RedisStore {
     pub async fn connect_cluster<T: IntoConnectionInfo>(
         nodes: impl IntoIterator<Item = T>,
     ) -> Result<Self, StoreError> {
-        let nodes = nodes
-            .into_iter()
-            .map(IntoConnectionInfo::into_connection_info)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend)?;
-        if nodes.iter().any(is_tls) {
-            tls_ready();
-        }
-        let client = ClusterClient::builder(nodes)
+        let client = ClusterClient::builder(connection_infos(nodes)?)
             .connection_timeout(CONNECTION_TIMEOUT)
             .response_timeout(RESPONSE_TIMEOUT)
             .build()
@@ -321,6 +339,41 @@ impl RedisStore {
             conn: Conn::Cluster(conn),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
         }
+    }
+
+    /// Connects to the master that Redis Sentinels know as `master`, through any of the
+    /// Sentinels (`redis://sentinel-1:26379`, ...), and follows failovers: after an error
+    /// that says the master is gone (a closed, refused or timed-out connection, or a
+    /// `READONLY` answer from a master demoted to replica), the next call asks the
+    /// Sentinels again. The call that met the error fails (answered `503`): it may have run,
+    /// so it is not retried.
+    ///
+    /// Without credentials or TLS for the master itself; for those, see
+    /// [`RedisStore::connect_sentinel_with`].
+    pub async fn connect_sentinel<T: IntoConnectionInfo>(
+        sentinels: impl IntoIterator<Item = T>,
+        master: &str,
+    ) -> Result<Self, StoreError> {
+        Self::connect_sentinel_with(sentinels, master, SentinelNodeConnectionInfo::default()).await
+    }
+
+    /// [`RedisStore::connect_sentinel`], connecting to the master with `node`: its
+    /// credentials, database and TLS mode (`redis::sentinel::SentinelNodeConnectionInfo`).
+    /// The Sentinels' own credentials and TLS go in their URLs.
+    pub async fn connect_sentinel_with<T: IntoConnectionInfo>(
+        sentinels: impl IntoIterator<Item = T>,
+        master: &str,
+        node: SentinelNodeConnectionInfo,
+    ) -> Result<Self, StoreError> {
+        // The master's TLS mode is inside `node`, which does not tell: ready TLS in any case.
+        tls_ready();
+        let conn = SentinelConn::connect(connection_infos(sentinels)?, master.to_owned(), node)
+            .await
+            .map_err(backend)?;
+        Ok(Self {
+            conn: Conn::Sentinel(conn),
+            prefix: Arc::from(Self::DEFAULT_PREFIX),
+        })
     }
 
     /// Prefixes every key with `prefix` (default `session:`), so several apps can share one
@@ -469,7 +522,7 @@ impl SessionStore for RedisStore {
 
     async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
         let (old_key, new_key) = (self.key(old), self.key(new));
-        if let Conn::Single(_) = self.conn {
+        if !matches!(self.conn, Conn::Cluster(_)) {
             return self.write(&REGENERATE, &[&old_key, &new_key], patch).await;
         }
         self.regenerate_across_slots(&old_key, &new_key, patch)
