@@ -61,17 +61,60 @@ impl<T: SessionData> TypedSession<T> {
     /// its ID when it is first saved).
     ///
     /// The ID is a bearer secret: do not log it or send it anywhere but the cookie.
+    ///
+    /// ```
+    /// # use axum::{routing::{get, post}, Router};
+    /// # use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
+    /// # #[derive(SessionData)]
+    /// # struct Auth { user: Option<String> }
+    /// async fn status(auth: TypedSession<Auth>) -> &'static str {
+    ///     match auth.id() {
+    ///         Some(_) => "a stored session",
+    ///         None => "no session yet: nothing has been written",
+    ///     }
+    /// }
+    /// # let _: Router = Router::new().route("/status", get(status))
+    /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+    /// ```
     pub fn id(&self) -> Option<SessionId> {
         self.session.id()
     }
 
     /// Whether the session is new: not stored yet.
+    ///
+    /// ```
+    /// # use axum::{routing::{get, post}, Router};
+    /// # use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
+    /// # #[derive(SessionData)]
+    /// # struct Auth { user: Option<String> }
+    /// async fn welcome(auth: TypedSession<Auth>) -> &'static str {
+    ///     if auth.is_new() { "welcome" } else { "welcome back" }
+    /// }
+    /// # let _: Router = Router::new().route("/", get(welcome))
+    /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+    /// ```
     pub fn is_new(&self) -> bool {
         self.session.id().is_none()
     }
 
     /// The whole schema struct. Decodes every field not decoded yet (once), which is why it
     /// takes `&mut self`; the typed accessors decode only what they touch.
+    ///
+    /// ```
+    /// # use axum::{routing::get, Router};
+    /// # use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
+    /// #[derive(SessionData, Debug)]
+    /// struct Prefs {
+    ///     theme: String,
+    ///     language: String,
+    /// }
+    ///
+    /// async fn export(mut prefs: TypedSession<Prefs>) -> String {
+    ///     format!("{:?}", prefs.data()) // Prefs { theme: .., language: .. }
+    /// }
+    /// # let _: Router = Router::new().route("/prefs", get(export))
+    /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+    /// ```
     pub fn data(&mut self) -> &T {
         self.fields.data()
     }
@@ -79,6 +122,20 @@ impl<T: SessionData> TypedSession<T> {
     /// Gives the session a new ID after the handler, keeping its data; the old ID stops
     /// working. Call it whenever privileges change, above all at login, so that an ID an
     /// attacker planted before login is worthless after it (session fixation).
+    ///
+    /// ```
+    /// # use axum::{routing::{get, post}, Router};
+    /// # use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
+    /// # #[derive(SessionData)]
+    /// # struct Auth { user: Option<String> }
+    /// async fn login(mut auth: TypedSession<Auth>) {
+    ///     // ... check the credentials, then:
+    ///     auth.set_user(Some("ada".into()));
+    ///     auth.regenerate();
+    /// }
+    /// # let _: Router = Router::new().route("/login", post(login))
+    /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+    /// ```
     pub fn regenerate(&mut self) {
         self.session.regenerate();
     }
@@ -87,6 +144,19 @@ impl<T: SessionData> TypedSession<T> {
     ///
     /// This handle's fields are reset to their defaults. Changes made after `destroy` (on
     /// any extractor) start a new session with a new ID.
+    ///
+    /// ```
+    /// # use axum::{routing::{get, post}, Router};
+    /// # use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
+    /// # #[derive(SessionData)]
+    /// # struct Auth { user: Option<String> }
+    /// async fn logout(mut auth: TypedSession<Auth>) {
+    ///     auth.destroy();
+    ///     assert!(auth.user().is_none());
+    /// }
+    /// # let _: Router = Router::new().route("/logout", post(logout))
+    /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+    /// ```
     pub fn destroy(&mut self) {
         self.session.destroy();
         *self.fields = T::Fields::from_record(RawRecord::default(), crate::FieldState::new());
@@ -102,6 +172,23 @@ impl<T: SessionData> TypedSession<T> {
     /// "forever") means 400 days. A `ttl` under a second ends the session with this request:
     /// the cookie goes out with `Max-Age=0`, and the record expires in the store within that
     /// `ttl`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use axum::{routing::{get, post}, Router};
+    /// # use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
+    /// # #[derive(SessionData)]
+    /// # struct Auth { user: Option<String> }
+    /// async fn login(mut auth: TypedSession<Auth>, remember_me: String) {
+    ///     auth.set_user(Some("ada".into()));
+    ///     auth.regenerate();
+    ///     if remember_me == "on" {
+    ///         auth.set_expiry(Some(Duration::from_secs(30 * 24 * 3600)));
+    ///     }
+    /// }
+    /// # let _: Router = Router::new().route("/login", post(login))
+    /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+    /// ```
     pub fn set_expiry(&mut self, ttl: Option<Duration>) {
         self.session.set_expiry(ttl);
     }
@@ -115,6 +202,24 @@ impl<T: SessionData> TypedSession<T> {
     /// session, regenerating its ID, or any change to a session kept in the cookie itself.
     /// Those fail with [`SessionError::ResponseSent`] without being written (a `destroy()`
     /// made before them still ends the old session).
+    ///
+    /// ```
+    /// # use axum::{routing::post, Router};
+    /// # use session_runtime::{Key, MemoryStore, SessionData, SessionError, SessionLayer, TypedSession};
+    /// #[derive(SessionData)]
+    /// struct Order {
+    ///     paid: bool,
+    /// }
+    ///
+    /// async fn pay(mut order: TypedSession<Order>) -> Result<&'static str, SessionError> {
+    ///     order.set_paid(true);
+    ///     order.save().await?; // stored now: a failure answers 5xx before anything else
+    ///     // ... the slow part: call the payment provider, send the receipt ...
+    ///     Ok("paid")
+    /// }
+    /// # let _: Router = Router::new().route("/pay", post(pay))
+    /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+    /// ```
     pub async fn save(&mut self) -> Result<(), SessionError> {
         self.session
             .flush::<T>(&mut self.fields, &mut self.stored_version);

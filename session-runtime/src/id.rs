@@ -37,6 +37,14 @@ enum Repr {
 
 impl SessionId {
     /// A fresh random ID from the thread-local CSPRNG.
+    ///
+    /// ```
+    /// use session_runtime::SessionId;
+    ///
+    /// let id = SessionId::generate();
+    /// assert_eq!(id.as_str().len(), 22); // 128 random bits, base64url
+    /// assert_ne!(id, SessionId::generate());
+    /// ```
     pub fn generate() -> Self {
         let mut random = [0u8; ID_BYTES];
         rand::thread_rng().fill_bytes(&mut random);
@@ -50,6 +58,14 @@ impl SessionId {
 
     /// An ID chosen by a store (for example a client-side store whose "ID" is the encrypted
     /// record). Never call this with a value taken from a request.
+    ///
+    /// ```
+    /// use session_runtime::SessionId;
+    ///
+    /// // A store that numbers its records hands out their numbers as IDs.
+    /// let id = SessionId::from_store("record-1234");
+    /// assert_eq!(id.as_str(), "record-1234");
+    /// ```
     pub fn from_store(value: impl Into<String>) -> Self {
         Self::from_str_unverified(&value.into())
     }
@@ -63,6 +79,14 @@ impl SessionId {
     }
 
     /// The ID as text, as stores key records by it.
+    ///
+    /// ```
+    /// use session_runtime::SessionId;
+    ///
+    /// let id = SessionId::generate();
+    /// let redis_key = format!("session:{{{}}}", id.as_str());
+    /// # assert!(redis_key.ends_with('}'));
+    /// ```
     pub fn as_str(&self) -> &str {
         match &self.0 {
             Repr::Inline(text) => text,

@@ -38,6 +38,15 @@ impl Key {
     pub const MIN_LEN: usize = 32;
 
     /// A random 64-byte key from the operating system's CSPRNG.
+    ///
+    /// ```
+    /// use session_runtime::Key;
+    ///
+    /// // Fine for tests and demos. Sessions signed with it die with the process, so a real app
+    /// // loads its key from its secret store instead (`Key::from_bytes`).
+    /// let key = Key::generate();
+    /// # let _ = key;
+    /// ```
     pub fn generate() -> Self {
         let mut secret = [0u8; 64];
         rand::rngs::OsRng.fill_bytes(&mut secret);
@@ -51,6 +60,16 @@ impl Key {
     }
 
     /// A key from secret bytes; fails when shorter than [`Key::MIN_LEN`].
+    ///
+    /// ```
+    /// use session_runtime::Key;
+    ///
+    /// # std::env::set_var("SESSION_SECRET", "0123456789abcdef0123456789abcdef0123456789abcdef");
+    /// let secret = std::env::var("SESSION_SECRET").expect("SESSION_SECRET is set");
+    /// let key = Key::from_bytes(secret.as_bytes())?;
+    /// assert!(Key::from_bytes(b"too short").is_err());
+    /// # Ok::<(), session_runtime::KeyError>(())
+    /// ```
     pub fn from_bytes(secret: &[u8]) -> Result<Self, KeyError> {
         if secret.len() < Self::MIN_LEN {
             return Err(KeyError { len: secret.len() });

@@ -110,6 +110,13 @@ impl<S> fmt::Debug for SessionLayer<S> {
 
 impl<S: SessionStore> SessionLayer<S> {
     /// A layer over `store`, signing session cookies with `key`.
+    ///
+    /// ```
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// // A real app loads its key from its secret store: `Key::from_bytes(&secret)?`.
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate());
+    /// # let _ = layer;
+    /// ```
     pub fn new(store: S, key: Key) -> Self {
         Self {
             shared: Arc::new(Shared::new(Arc::new(store), Config::new(key))),
@@ -126,6 +133,14 @@ impl<S: SessionStore> SessionLayer<S> {
 
     /// Keys that no longer sign but still verify, for key rotation: cookies signed by one of
     /// them are accepted and re-signed with the current key.
+    ///
+    /// ```
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// # let (current, retired) = (Key::generate(), Key::generate());
+    /// // Cookies signed with `retired` still work, and are re-signed with `current`.
+    /// let layer = SessionLayer::new(MemoryStore::new(), current).with_previous_keys([retired]);
+    /// # let _ = layer;
+    /// ```
     pub fn with_previous_keys(self, keys: impl IntoIterator<Item = Key>) -> Self {
         self.with(|c| c.keys.previous = keys.into_iter().collect())
     }
@@ -133,6 +148,16 @@ impl<S: SessionStore> SessionLayer<S> {
     /// The cookie's name (default `id`). A `__Host-` name (the strictest: the cookie is
     /// bound to the exact host, over HTTPS) needs the default path `/`, no domain and
     /// `Secure`; a `__Secure-` name needs `Secure`.
+    ///
+    /// ```
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// # fn main() -> Result<(), session_runtime::ConfigError> {
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_cookie_name("__Host-session")?;
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_cookie_name(self, name: impl Into<String>) -> Result<Self, ConfigError> {
         let name = name.into();
         if !valid_cookie_name(&name) {
@@ -142,6 +167,16 @@ impl<S: SessionStore> SessionLayer<S> {
     }
 
     /// The cookie's `Path` (default `/`).
+    ///
+    /// ```
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// # fn main() -> Result<(), session_runtime::ConfigError> {
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_cookie_path("/app")?;
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_cookie_path(self, path: impl Into<String>) -> Result<Self, ConfigError> {
         let path = path.into();
         if !path.starts_with('/') || !valid_attribute_value(&path) {
@@ -151,6 +186,17 @@ impl<S: SessionStore> SessionLayer<S> {
     }
 
     /// The cookie's `Domain` (default none: the cookie goes to the exact host only).
+    ///
+    /// ```
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// # fn main() -> Result<(), session_runtime::ConfigError> {
+    /// // Shared by example.com and its subdomains.
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_cookie_domain("example.com")?;
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_cookie_domain(self, domain: impl Into<String>) -> Result<Self, ConfigError> {
         let domain = domain.into();
         if domain.is_empty() || !valid_attribute_value(&domain) {
@@ -167,6 +213,15 @@ impl<S: SessionStore> SessionLayer<S> {
     /// Browsers refuse a cookie that is not `Secure` with `SameSite=None` or a
     /// `__Secure-`/`__Host-` name, so the layer refuses those combinations too (see
     /// [Panics](SessionLayer#panics)).
+    ///
+    /// ```
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// let mut layer = SessionLayer::new(MemoryStore::new(), Key::generate());
+    /// if cfg!(debug_assertions) {
+    ///     layer = layer.with_insecure_cookie_over_http(); // a local http:// setup
+    /// }
+    /// # let _ = layer;
+    /// ```
     pub fn with_insecure_cookie_over_http(self) -> Self {
         self.with(|c| c.cookie.secure = false)
     }
@@ -174,12 +229,27 @@ impl<S: SessionStore> SessionLayer<S> {
     /// Drops the cookie's `HttpOnly` attribute: any script on the page, injected ones
     /// included, can then read the session ID and send it elsewhere. Only for pages that
     /// truly need the ID in JavaScript.
+    ///
+    /// ```
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_cookie_readable_by_scripts();
+    /// # let _ = layer;
+    /// ```
     pub fn with_cookie_readable_by_scripts(self) -> Self {
         self.with(|c| c.cookie.http_only = false)
     }
 
     /// The cookie's `SameSite` (default [`SameSite::Lax`]). [`SameSite::None`] needs the
     /// cookie to stay `Secure`.
+    ///
+    /// ```
+    /// use session_runtime::SameSite;
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_same_site(SameSite::Strict);
+    /// # let _ = layer;
+    /// ```
     pub fn with_same_site(self, same_site: SameSite) -> Self {
         self.with(|c| c.cookie.same_site = same_site)
     }
@@ -190,6 +260,16 @@ impl<S: SessionStore> SessionLayer<S> {
     /// a third-party one. Use it with [`SameSite::None`], without which the cookie is not
     /// sent in those cross-site frames at all. The cookie must stay `Secure`. Browsers
     /// without CHIPS support ignore the attribute.
+    ///
+    /// ```
+    /// use session_runtime::SameSite;
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// // An app shown in iframes on other sites.
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_same_site(SameSite::None)
+    ///     .with_partitioned_cookie();
+    /// # let _ = layer;
+    /// ```
     pub fn with_partitioned_cookie(self) -> Self {
         self.with(|c| c.cookie.partitioned = true)
     }
@@ -197,6 +277,14 @@ impl<S: SessionStore> SessionLayer<S> {
     /// How long a session lives without requests (default 24 hours). Each write, and each
     /// read once per refresh interval, pushes the expiry out again. At most 400 days, the
     /// longest lifetime browsers give a cookie: a longer timeout means 400 days.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_idle_timeout(Duration::from_secs(30 * 60));
+    /// # let _ = layer;
+    /// ```
     pub fn with_idle_timeout(self, timeout: Duration) -> Self {
         self.with(|c| c.expiry.idle_timeout = timeout)
     }
@@ -204,6 +292,15 @@ impl<S: SessionStore> SessionLayer<S> {
     /// How long a session lives at most from its creation, however active (default: no
     /// limit). The creation time is stored with the session. A limit too long to represent
     /// as a time (`Duration::MAX`) is no limit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// // Signed out after 12 hours, however active.
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_absolute_timeout(Duration::from_secs(12 * 3600));
+    /// # let _ = layer;
+    /// ```
     pub fn with_absolute_timeout(self, timeout: Duration) -> Self {
         self.with(|c| c.expiry.absolute_timeout = Some(timeout))
     }
@@ -211,6 +308,13 @@ impl<S: SessionStore> SessionLayer<S> {
     /// Sends a session-only cookie (no `Max-Age`), which the browser drops when it closes.
     /// The server still expires the session after the idle timeout. Sessions given their
     /// own expiry with `TypedSession::set_expiry` still get a persistent cookie.
+    ///
+    /// ```
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_session_only_cookie();
+    /// # let _ = layer;
+    /// ```
     pub fn with_session_only_cookie(self) -> Self {
         self.with(|c| c.expiry.persistent_cookie = false)
     }
@@ -219,12 +323,30 @@ impl<S: SessionStore> SessionLayer<S> {
     /// read pushes the expiry out only once it has moved at least this far. Never more than
     /// a quarter of the session's idle timeout, so a request always leaves the session at
     /// least three quarters of its idle timeout to live.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// // Reads push the expiry out at most every 5 minutes.
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_ttl_refresh_interval(Duration::from_secs(300));
+    /// # let _ = layer;
+    /// ```
     pub fn with_ttl_refresh_interval(self, interval: Duration) -> Self {
         self.with(|c| c.expiry.refresh_interval = interval)
     }
 
     /// How stored data that does not fit the schema is treated (default
     /// [`DecodePolicy::Lenient`]).
+    ///
+    /// ```
+    /// use session_runtime::DecodePolicy;
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// // A record that does not fit the schema answers 500 instead of falling back.
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_decode_policy(DecodePolicy::Strict);
+    /// # let _ = layer;
+    /// ```
     pub fn with_decode_policy(self, policy: DecodePolicy) -> Self {
         self.with(|c| c.decode_policy = policy)
     }

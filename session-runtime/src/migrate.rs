@@ -77,6 +77,15 @@ impl<C: Codec> Eq for RawFields<C> {}
 impl RawFields {
     /// An empty set of fields, encoded as JSON (`RawFields::<C>::default()` for another
     /// codec).
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// let mut fields = RawFields::new();
+    /// fields.insert("theme", "dark")?;
+    /// assert_eq!(fields.get_raw("theme"), Some(&b"\"dark\""[..]));
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -84,26 +93,79 @@ impl RawFields {
 
 impl<C: Codec> RawFields<C> {
     /// Whether `key` is present.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// # let mut fields = RawFields::new();
+    /// # fields.insert("name", "Ada")?;
+    /// // Version 1 kept `name`; version 2 calls it `display_name`.
+    /// if fields.contains("name") {
+    ///     fields.rename("name", "display_name");
+    /// }
+    /// assert!(fields.contains("display_name"));
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn contains(&self, key: &str) -> bool {
         self.fields.contains_key(key)
     }
 
     /// The keys present, sorted.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// # let mut fields = RawFields::new();
+    /// # fields.insert("b", &1)?;
+    /// # fields.insert("a", &2)?;
+    /// let keys: Vec<&str> = fields.keys().collect();
+    /// assert_eq!(keys, ["a", "b"]);
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.fields.keys().map(String::as_str)
     }
 
     /// The number of fields.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// let mut fields = RawFields::new();
+    /// fields.insert("a", &1)?;
+    /// assert_eq!(fields.len(), 1);
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.fields.len()
     }
 
     /// Whether there are no fields.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// assert!(RawFields::new().is_empty());
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
     }
 
     /// Decodes `key` as a `T`, leaving it in place. `Ok(None)` when absent.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// # let mut fields = RawFields::new();
+    /// # fields.insert("count", &3u64)?;
+    /// let count: Option<u64> = fields.get("count")?;
+    /// assert_eq!(count, Some(3));
+    /// assert_eq!(fields.get::<u64>("missing")?, None);
+    /// // A value of another type is an error naming the key.
+    /// assert!(fields.get::<String>("count").is_err());
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, MigrationError> {
         self.fields
             .get(key)
@@ -112,6 +174,20 @@ impl<C: Codec> RawFields<C> {
     }
 
     /// Decodes and removes `key`. `Ok(None)` when absent; on a decode error the field stays.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// # let mut fields = RawFields::new();
+    /// # fields.insert("first", "Ada")?;
+    /// # fields.insert("last", "Lovelace")?;
+    /// // Two fields become one.
+    /// let first: String = fields.take("first")?.unwrap_or_default();
+    /// let last: String = fields.take("last")?.unwrap_or_default();
+    /// fields.insert("full_name", &format!("{first} {last}"))?;
+    /// assert_eq!(fields.keys().collect::<Vec<_>>(), ["full_name"]);
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn take<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, MigrationError> {
         let value = self.get(key)?;
         self.fields.remove(key);
@@ -119,6 +195,15 @@ impl<C: Codec> RawFields<C> {
     }
 
     /// Encodes `value` under `key`, replacing any previous value.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// let mut fields = RawFields::new();
+    /// fields.insert("tags", &vec!["new"])?;
+    /// assert_eq!(fields.get::<Vec<String>>("tags")?, Some(vec!["new".to_owned()]));
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn insert<T: Serialize + ?Sized>(
         &mut self,
         key: impl Into<String>,
@@ -131,6 +216,16 @@ impl<C: Codec> RawFields<C> {
     }
 
     /// Moves the value of `from` to `to` (replacing `to`). Returns whether `from` existed.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// # let mut fields = RawFields::new();
+    /// # fields.insert("th", "dark")?;
+    /// assert!(fields.rename("th", "theme"));
+    /// assert!(!fields.rename("th", "theme")); // already moved
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn rename(&mut self, from: &str, to: impl Into<String>) -> bool {
         match self.fields.remove(from) {
             Some(bytes) => {
@@ -142,12 +237,33 @@ impl<C: Codec> RawFields<C> {
     }
 
     /// Removes `key`. Returns whether it existed.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// # let mut fields = RawFields::new();
+    /// # fields.insert("legacy_flag", &true)?;
+    /// // The field is gone from the schema: the next save deletes it from the store.
+    /// assert!(fields.remove("legacy_flag"));
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn remove(&mut self, key: &str) -> bool {
         self.fields.remove(key).is_some()
     }
 
     /// Replaces the value of `key` with `f(old)`, changing its type from `A` to `B`.
     /// Returns whether `key` existed.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// # let mut fields = RawFields::new();
+    /// # fields.insert("age", "42")?;
+    /// // Version 1 stored the age as text.
+    /// fields.convert("age", |text: String| text.parse::<u32>().unwrap_or(0))?;
+    /// assert_eq!(fields.get::<u32>("age")?, Some(42));
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn convert<A: DeserializeOwned, B: Serialize>(
         &mut self,
         key: &str,
@@ -163,11 +279,29 @@ impl<C: Codec> RawFields<C> {
     }
 
     /// The encoded value of `key`.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// # let mut fields = RawFields::new();
+    /// # fields.insert("count", &3)?;
+    /// assert_eq!(fields.get_raw("count"), Some(&b"3"[..]));
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn get_raw(&self, key: &str) -> Option<&[u8]> {
         self.fields.get(key).map(Vec::as_slice)
     }
 
     /// Stores already-encoded bytes under `key`.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// let mut fields = RawFields::new();
+    /// fields.insert_raw("count", b"3".to_vec());
+    /// assert_eq!(fields.get::<u64>("count")?, Some(3));
+    /// # Ok::<(), MigrationError>(())
+    /// ```
     pub fn insert_raw(&mut self, key: impl Into<String>, bytes: Vec<u8>) {
         self.fields.insert(key.into(), bytes);
     }
@@ -208,6 +342,18 @@ pub enum MigrationError {
 
 impl MigrationError {
     /// Wraps the hook's own error or message.
+    ///
+    /// ```
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// fn migrate(from: u32, fields: &mut RawFields) -> Result<(), MigrationError> {
+    ///     if from == 0 {
+    ///         return Err(MigrationError::other("records from before versioning are not supported"));
+    ///     }
+    ///     Ok(())
+    /// }
+    /// # assert!(migrate(0, &mut RawFields::new()).is_err());
+    /// ```
     pub fn other(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         Self::Other(error.into())
     }

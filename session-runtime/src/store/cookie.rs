@@ -84,6 +84,14 @@ fn cipher(key: &Key) -> Aes256Gcm {
 impl CookieStore {
     /// A store encrypting with a key derived from `key`. It may be the layer's signing key
     /// (the two uses get independent subkeys) or a separate one.
+    ///
+    /// ```
+    /// use session_runtime::{CookieStore, Key, SessionLayer};
+    ///
+    /// let key = Key::generate();
+    /// let layer = SessionLayer::new(CookieStore::new(&key), key);
+    /// # let _ = layer;
+    /// ```
     pub fn new(key: &Key) -> Self {
         Self {
             current: cipher(key),
@@ -92,6 +100,15 @@ impl CookieStore {
     }
 
     /// Keys that no longer encrypt but still decrypt, for key rotation.
+    ///
+    /// ```
+    /// use session_runtime::{CookieStore, Key};
+    ///
+    /// # let (current, retired) = (Key::generate(), Key::generate());
+    /// // Cookies encrypted with `retired` still open, and are re-encrypted with `current`.
+    /// let store = CookieStore::new(&current).with_previous_keys([&retired]);
+    /// # let _ = store;
+    /// ```
     #[must_use]
     pub fn with_previous_keys<'k>(mut self, keys: impl IntoIterator<Item = &'k Key>) -> Self {
         self.previous = keys.into_iter().map(cipher).collect();

@@ -77,6 +77,13 @@ impl MemoryStore {
     pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
 
     /// An empty store holding at most [`Self::DEFAULT_MAX_SESSIONS`] sessions.
+    ///
+    /// ```
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    ///
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate());
+    /// # let _ = layer;
+    /// ```
     pub fn new() -> Self {
         Self::build(Self::DEFAULT_MAX_SESSIONS)
     }
@@ -84,6 +91,13 @@ impl MemoryStore {
     /// Bounds the number of sessions held. The bound is kept per shard (`max / 16`, rounded
     /// up, each), so with an uneven spread a shard may evict while others have room: size it
     /// with headroom.
+    ///
+    /// ```
+    /// use session_runtime::MemoryStore;
+    ///
+    /// let store = MemoryStore::new().with_max_sessions(1_000_000);
+    /// # let _ = store;
+    /// ```
     #[must_use]
     pub fn with_max_sessions(self, max: usize) -> Self {
         Self::build(max)
@@ -99,6 +113,13 @@ impl MemoryStore {
     }
 
     /// The number of records held, expired ones not yet evicted included.
+    ///
+    /// ```
+    /// use session_runtime::MemoryStore;
+    ///
+    /// let store = MemoryStore::new();
+    /// assert_eq!(store.len(), 0);
+    /// ```
     pub fn len(&self) -> usize {
         self.inner
             .shards
@@ -108,6 +129,12 @@ impl MemoryStore {
     }
 
     /// Whether the store holds no records.
+    ///
+    /// ```
+    /// use session_runtime::MemoryStore;
+    ///
+    /// assert!(MemoryStore::new().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
