@@ -94,6 +94,14 @@ pub struct CodecError {
 
 impl CodecError {
     /// An error of `kind` caused by `source`.
+    ///
+    /// ```
+    /// use session_runtime::{CodecError, CodecErrorKind};
+    ///
+    /// // In a `Codec::decode` that found bytes it cannot read.
+    /// let err = CodecError::new(CodecErrorKind::Decode, "unknown format byte 0x07");
+    /// assert_eq!(err.kind(), CodecErrorKind::Decode);
+    /// ```
     pub fn new(kind: CodecErrorKind, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         Self {
             kind,
@@ -102,6 +110,15 @@ impl CodecError {
     }
 
     /// What went wrong.
+    ///
+    /// ```
+    /// use session_runtime::{CodecError, CodecErrorKind};
+    ///
+    /// let err = CodecError::new(CodecErrorKind::Encode, "a map with non-string keys");
+    /// if err.kind() == CodecErrorKind::Encode {
+    ///     // A handler stored a value its codec cannot write: a bug in the app, not in the store.
+    /// }
+    /// ```
     pub fn kind(&self) -> CodecErrorKind {
         self.kind
     }

@@ -34,6 +34,20 @@ use crate::{
 };
 
 /// Runs every check against `store`.
+///
+/// In your store's tests (with Tokio's `macros` feature):
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// #[tokio::test(flavor = "multi_thread")]
+/// async fn my_store_keeps_the_store_contract() {
+///     conformance::run(MemoryStore::new()).await; // your store here
+/// }
+/// # fn main() {
+/// #     tokio::runtime::Runtime::new().unwrap().block_on(conformance::run(MemoryStore::new()));
+/// # }
+/// ```
 pub async fn run<S: SessionStore>(store: S) {
     let store = Arc::new(store);
     create_and_load(&*store).await;
@@ -228,6 +242,19 @@ pub async fn touch_extends_expiry<S: SessionStore>(store: &S) {
 /// The checks a client-side store can keep: one whose "ID" is the sealed record itself
 /// (like [`CookieStore`](crate::store)), which cannot revoke old values, detect deletion,
 /// refuse taken IDs or merge concurrent writes.
+///
+/// ```
+/// # #[cfg(feature = "cookie-store")]
+/// # fn main() {
+/// use session_runtime::{conformance, CookieStore, Key};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::run_client_side(CookieStore::new(&Key::generate())).await;
+/// # });
+/// # }
+/// # #[cfg(not(feature = "cookie-store"))]
+/// # fn main() {}
+/// ```
 pub async fn run_client_side<S: SessionStore>(store: S) {
     create_and_load(&store).await;
     load_only_some_keys(&store).await;

@@ -45,6 +45,15 @@ pub enum SessionError {
 
 impl SessionError {
     /// The status code this error is answered with.
+    ///
+    /// ```
+    /// use axum::http::StatusCode;
+    /// use session_runtime::{SessionError, StoreError};
+    ///
+    /// let down = SessionError::from(StoreError::backend("connection refused"));
+    /// assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    /// assert_eq!(SessionError::MissingLayer.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    /// ```
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Store(StoreError::Backend(_)) => StatusCode::SERVICE_UNAVAILABLE,

@@ -92,6 +92,14 @@ pub struct Patch {
 
 impl Patch {
     /// A patch that only sets the expiry.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use session_runtime::store::Patch;
+    ///
+    /// let touch = Patch::expiry_only(SystemTime::now() + Duration::from_secs(3600));
+    /// assert!(touch.is_empty());
+    /// ```
     pub fn expiry_only(expires_at: SystemTime) -> Self {
         Self {
             set: Vec::new(),
@@ -101,11 +109,40 @@ impl Patch {
     }
 
     /// Whether the patch changes no field.
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use session_runtime::store::Patch;
+    ///
+    /// let patch = Patch {
+    ///     set: vec![("theme".into(), "\"dark\"".into())],
+    ///     remove: vec![],
+    ///     expires_at: SystemTime::now(),
+    /// };
+    /// assert!(!patch.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.remove.is_empty()
     }
 
     /// Applies the field changes to a map (for stores that keep records as maps).
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use session_runtime::store::{FieldMap, Patch};
+    ///
+    /// let mut record = FieldMap::default();
+    /// record.insert("theme".into(), "\"light\"".into());
+    /// record.insert("legacy".into(), "1".into());
+    /// let patch = Patch {
+    ///     set: vec![("theme".into(), "\"dark\"".into())],
+    ///     remove: vec!["legacy".into()],
+    ///     expires_at: SystemTime::now(),
+    /// };
+    /// patch.apply_to(&mut record);
+    /// assert_eq!(&record["theme"][..], b"\"dark\"");
+    /// assert!(!record.contains_key("legacy"));
+    /// ```
     pub fn apply_to(&self, fields: &mut FieldMap) {
         for key in &self.remove {
             fields.remove(key.as_ref());
@@ -138,6 +175,15 @@ pub enum StoreError {
 
 impl StoreError {
     /// A backend failure caused by `source`.
+    ///
+    /// ```
+    /// use session_runtime::StoreError;
+    ///
+    /// // In a store whose database call failed:
+    /// # let io_error = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+    /// let err = StoreError::backend(io_error);
+    /// assert!(std::error::Error::source(&err).is_some());
+    /// ```
     pub fn backend(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         Self::Backend(source.into())
     }

@@ -289,6 +289,16 @@ impl RedisStore {
     /// Connects to a single Redis server, e.g. `redis://127.0.0.1:6379`, or
     /// `rediss://host:6380` over TLS (feature `redis-tls`). The connection reconnects by
     /// itself; calls fail after 2 s without an answer.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_runtime::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://:password@10.0.0.5:6379/0").await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(url: impl IntoConnectionInfo) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(backend)?;
         Self::from_client(client).await
@@ -296,6 +306,17 @@ impl RedisStore {
 
     /// Uses an existing client for a single server (see [`RedisStore::connect`]), e.g. one
     /// built with `redis::Client::build_with_tls` for a private certificate authority.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_runtime::RedisStore;
+    ///
+    /// let client = redis::Client::open("redis://10.0.0.5:6379")?;
+    /// let store = RedisStore::from_client(client).await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn from_client(client: redis::Client) -> Result<Self, StoreError> {
         if is_tls(client.get_connection_info()) {
             tls_ready();
@@ -313,6 +334,22 @@ impl RedisStore {
     }
 
     /// Uses an existing connection manager, with its own timeouts and retry policy.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_runtime::RedisStore;
+    /// use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+    /// use std::time::Duration;
+    ///
+    /// let config = ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_millis(500)));
+    /// let manager = redis::Client::open("redis://10.0.0.5:6379")?
+    ///     .get_connection_manager_with_config(config)
+    ///     .await?;
+    /// let store = RedisStore::from_connection_manager(manager);
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_connection_manager(manager: ConnectionManager) -> Self {
         Self {
             conn: Conn::Single(manager),
@@ -321,6 +358,16 @@ impl RedisStore {
     }
 
     /// Connects to a Redis Cluster through any of its nodes.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_runtime::RedisStore;
+    ///
+    /// let store = RedisStore::connect_cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]).await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect_cluster<T: IntoConnectionInfo>(
         nodes: impl IntoIterator<Item = T>,
     ) -> Result<Self, StoreError> {
@@ -334,6 +381,19 @@ impl RedisStore {
     }
 
     /// Uses an existing cluster connection.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_runtime::RedisStore;
+    ///
+    /// let client = redis::cluster::ClusterClient::builder(["redis://10.0.0.1:7000"])
+    ///     .read_from_replicas()
+    ///     .build()?;
+    /// let store = RedisStore::from_cluster_connection(client.get_async_connection().await?);
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_cluster_connection(conn: ClusterConnection) -> Self {
         Self {
             conn: Conn::Cluster(conn),
@@ -350,6 +410,17 @@ impl RedisStore {
     ///
     /// Without credentials or TLS for the master itself; for those, see
     /// [`RedisStore::connect_sentinel_with`].
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_runtime::RedisStore;
+    ///
+    /// let sentinels = ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379", "redis://10.0.0.3:26379"];
+    /// let store = RedisStore::connect_sentinel(sentinels, "mymaster").await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect_sentinel<T: IntoConnectionInfo>(
         sentinels: impl IntoIterator<Item = T>,
         master: &str,
@@ -360,6 +431,21 @@ impl RedisStore {
     /// [`RedisStore::connect_sentinel`], connecting to the master with `node`: its
     /// credentials, database and TLS mode (`redis::sentinel::SentinelNodeConnectionInfo`).
     /// The Sentinels' own credentials and TLS go in their URLs.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_runtime::RedisStore;
+    /// use redis::{sentinel::SentinelNodeConnectionInfo, RedisConnectionInfo};
+    ///
+    /// let master = SentinelNodeConnectionInfo::default().set_redis_connection_info(
+    ///     RedisConnectionInfo::default().set_username("sessions").set_password("secret"),
+    /// );
+    /// let store =
+    ///     RedisStore::connect_sentinel_with(["redis://10.0.0.1:26379"], "mymaster", master).await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect_sentinel_with<T: IntoConnectionInfo>(
         sentinels: impl IntoIterator<Item = T>,
         master: &str,
@@ -379,6 +465,16 @@ impl RedisStore {
     /// Prefixes every key with `prefix` (default `session:`), so several apps can share one
     /// Redis. Keep `{` out of it on a cluster: Redis hashes a key by its first `{...}`, which
     /// should be the ID's, or every session lands in one slot.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_runtime::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?.with_key_prefix("shop:session:");
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Arc::from(prefix.into());
@@ -387,6 +483,19 @@ impl RedisStore {
 
     /// The Redis key of a session: `<prefix>{<id>}`. The braces make the ID a hash tag, so
     /// a session's keys (including the one regenerate sets aside) share one cluster slot.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_runtime::RedisStore;
+    /// use session_runtime::SessionId;
+    ///
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// let id = SessionId::from_store("abc");
+    /// assert_eq!(store.key(&id), "session:{abc}");
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn key(&self, id: &SessionId) -> String {
         let mut key = String::with_capacity(self.prefix.len() + id.as_str().len() + 2);
         key.push_str(&self.prefix);
