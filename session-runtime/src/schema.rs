@@ -157,16 +157,37 @@ enum KeyName {
 
 impl FieldKey {
     /// A key for a name known at compile time (no allocation).
+    ///
+    /// ```
+    /// use session_runtime::FieldKey;
+    ///
+    /// const THEME: FieldKey = FieldKey::from_static("theme");
+    /// assert_eq!(THEME.as_str(), "theme");
+    /// ```
     pub const fn from_static(name: &'static str) -> Self {
         Self(KeyName::Static(name))
     }
 
     /// A key for any name (copies it into a shared string).
+    ///
+    /// ```
+    /// use session_runtime::FieldKey;
+    ///
+    /// let from_the_store = String::from("theme");
+    /// let key = FieldKey::new(&from_the_store);
+    /// assert_eq!(key, FieldKey::from_static("theme"));
+    /// ```
     pub fn new(name: &str) -> Self {
         Self(KeyName::Shared(Arc::from(name)))
     }
 
     /// The name.
+    ///
+    /// ```
+    /// use session_runtime::FieldKey;
+    ///
+    /// assert_eq!(FieldKey::from("items").as_str(), "items");
+    /// ```
     pub fn as_str(&self) -> &str {
         match &self.0 {
             KeyName::Static(name) => name,
@@ -271,6 +292,16 @@ pub struct RawRecord {
 
 impl RawRecord {
     /// A view of `fields`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use session_runtime::{FieldMap, RawRecord};
+    ///
+    /// let mut fields = FieldMap::default();
+    /// fields.insert("theme".into(), "\"dark\"".into());
+    /// let record = RawRecord::new(Arc::new(fields));
+    /// assert_eq!(record.get("theme"), Some(&b"\"dark\""[..]));
+    /// ```
     pub fn new(fields: Arc<FieldMap>) -> Self {
         Self {
             base: Some(fields),
@@ -286,6 +317,14 @@ impl RawRecord {
     }
 
     /// The encoded value of a store key.
+    ///
+    /// ```
+    /// use session_runtime::RawRecord;
+    ///
+    /// let record: RawRecord = [("count", "3")].into_iter().collect();
+    /// assert_eq!(record.get("count"), Some(&b"3"[..]));
+    /// assert_eq!(record.get("missing"), None);
+    /// ```
     pub fn get(&self, key: &str) -> Option<&[u8]> {
         if let Some(value) = self.overlay.as_ref().and_then(|o| o.get(key)) {
             return value.as_deref();
@@ -294,6 +333,13 @@ impl RawRecord {
     }
 
     /// Every key and value, the unsaved writes applied.
+    ///
+    /// ```
+    /// use session_runtime::RawRecord;
+    ///
+    /// let record: RawRecord = [("a", "1"), ("b", "2")].into_iter().collect();
+    /// assert_eq!(record.to_map().len(), 2);
+    /// ```
     pub fn to_map(&self) -> FieldMap {
         let mut map = self.base.as_deref().cloned().unwrap_or_default();
         if let Some(overlay) = &self.overlay {
@@ -356,44 +402,186 @@ impl Schema {
     }
 
     /// The struct's name.
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// assert_eq!(Cart::SCHEMA.name(), "Cart");
+    /// ```
     pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// The version the code declares (`#[session(version = N)]`, default 1).
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// assert_eq!(Cart::SCHEMA.version(), 2);
+    /// ```
     pub fn version(&self) -> u32 {
         self.version
     }
 
     /// The namespace, if any (`#[session(namespace = "x")]`).
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// assert_eq!(Cart::SCHEMA.namespace(), Some("shop"));
+    /// ```
     pub fn namespace(&self) -> Option<&'static str> {
         self.namespace
     }
 
     /// The store key holding this schema's stored version: `__v.<namespace>`, or
     /// `__v.<StructName>` without a namespace.
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// assert_eq!(Cart::SCHEMA.version_key(), "__v.shop");
+    /// ```
     pub fn version_key(&self) -> &'static str {
         self.version_key
     }
 
     /// Every field, in declaration order; a field's index is its position here.
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// let names: Vec<&str> = Cart::SCHEMA.fields().iter().map(|f| f.name()).collect();
+    /// assert_eq!(names, ["items", "theme", "scratch"]);
+    /// ```
     pub fn fields(&self) -> &'static [FieldInfo] {
         self.fields
     }
 
     /// The store keys a load of this schema asks for: its stored fields, its version, and
     /// the session's metadata.
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// let keys = Cart::SCHEMA.load_keys();
+    /// assert!(keys.contains(&"shop.items") && keys.contains(&"shop.th"));
+    /// assert!(keys.contains(&"__v.shop"));
+    /// ```
     pub fn load_keys(&self) -> &'static [&'static str] {
         self.load_keys
     }
 
     /// Whether a store key belongs to this schema's namespace (including keys of fields the
     /// schema no longer has). Metadata keys (`__...`) never do.
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// assert!(Cart::SCHEMA.owns_key("shop.items"));
+    /// assert!(Cart::SCHEMA.owns_key("shop.removed_long_ago"));
+    /// assert!(!Cart::SCHEMA.owns_key("auth.user"));
+    /// ```
     pub fn owns_key(&self, store_key: &str) -> bool {
         self.local_key(store_key).is_some()
     }
 
     /// The key inside the namespace for a store key of this schema's namespace.
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// assert_eq!(Cart::SCHEMA.local_key("shop.th"), Some("th"));
+    /// assert_eq!(Cart::SCHEMA.local_key("auth.user"), None);
+    /// ```
     pub fn local_key<'k>(&self, store_key: &'k str) -> Option<&'k str> {
         if store_key.starts_with("__") {
             return None;
@@ -407,6 +595,23 @@ impl Schema {
     }
 
     /// The store key for a key inside this schema's namespace.
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// assert_eq!(Cart::SCHEMA.store_key("th"), "shop.th");
+    /// ```
     pub fn store_key(&self, local_key: &str) -> String {
         match self.namespace {
             Some(ns) => format!("{ns}.{local_key}"),
@@ -441,21 +646,91 @@ impl FieldInfo {
     }
 
     /// The Rust field name.
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// assert_eq!(Cart::SCHEMA.fields()[1].name(), "theme");
+    /// ```
     pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// The key inside the namespace (the `rename` value or the field name); empty for `skip`.
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// assert_eq!(Cart::SCHEMA.fields()[1].key(), "th");
+    /// ```
     pub fn key(&self) -> &'static str {
         self.key
     }
 
     /// The full store key, namespace included; empty for `skip` fields.
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// assert_eq!(Cart::SCHEMA.fields()[1].store_key(), "shop.th");
+    /// assert_eq!(Cart::SCHEMA.fields()[2].store_key(), "");
+    /// ```
     pub fn store_key(&self) -> &'static str {
         self.store_key
     }
 
     /// False for `#[session(skip)]` fields.
+    ///
+    /// ```
+    /// use session_runtime::SessionData;
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(namespace = "shop", version = 2, migrate = up)]
+    /// struct Cart {
+    ///     items: Vec<String>,
+    ///     #[session(rename = "th")]
+    ///     theme: String,
+    ///     #[session(skip)]
+    ///     scratch: u32,
+    /// }
+    /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+    ///
+    /// assert!(Cart::SCHEMA.fields()[0].is_persisted());
+    /// assert!(!Cart::SCHEMA.fields()[2].is_persisted());
+    /// ```
     pub fn is_persisted(&self) -> bool {
         self.persisted
     }
@@ -471,11 +746,25 @@ pub struct FieldState {
 
 impl FieldState {
     /// No field changed.
+    ///
+    /// ```
+    /// use session_runtime::FieldState;
+    ///
+    /// assert!(FieldState::new().is_clean());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Marks field `index` as set: the next save writes it.
+    ///
+    /// ```
+    /// use session_runtime::FieldState;
+    ///
+    /// let mut state = FieldState::new();
+    /// state.mark_set(0);
+    /// assert!(state.is_set(0) && !state.is_removed(0));
+    /// ```
     #[inline]
     pub fn mark_set(&mut self, index: usize) {
         self.set.insert(index);
@@ -483,6 +772,15 @@ impl FieldState {
     }
 
     /// Marks field `index` as removed: the next save deletes it from the store.
+    ///
+    /// ```
+    /// use session_runtime::FieldState;
+    ///
+    /// let mut state = FieldState::new();
+    /// state.mark_set(1);
+    /// state.mark_removed(1); // a field is either written or deleted
+    /// assert!(state.is_removed(1) && !state.is_set(1));
+    /// ```
     #[inline]
     pub fn mark_removed(&mut self, index: usize) {
         self.removed.insert(index);
@@ -490,36 +788,94 @@ impl FieldState {
     }
 
     /// Whether field `index` will be written.
+    ///
+    /// ```
+    /// use session_runtime::FieldState;
+    ///
+    /// let mut state = FieldState::new();
+    /// state.mark_set(70);
+    /// assert!(state.is_set(70) && !state.is_set(69));
+    /// ```
     pub fn is_set(&self, index: usize) -> bool {
         self.set.contains(index)
     }
 
     /// Whether field `index` will be removed.
+    ///
+    /// ```
+    /// use session_runtime::FieldState;
+    ///
+    /// let mut state = FieldState::new();
+    /// state.mark_removed(2);
+    /// assert!(state.is_removed(2));
+    /// ```
     pub fn is_removed(&self, index: usize) -> bool {
         self.removed.contains(index)
     }
 
     /// Whether field `index` changed at all.
+    ///
+    /// ```
+    /// use session_runtime::FieldState;
+    ///
+    /// let mut state = FieldState::new();
+    /// state.mark_removed(2);
+    /// assert!(state.is_changed(2) && !state.is_changed(3));
+    /// ```
     pub fn is_changed(&self, index: usize) -> bool {
         self.is_set(index) || self.is_removed(index)
     }
 
     /// Whether nothing changed.
+    ///
+    /// ```
+    /// use session_runtime::FieldState;
+    ///
+    /// let mut state = FieldState::new();
+    /// state.mark_set(0);
+    /// assert!(!state.is_clean());
+    /// ```
     pub fn is_clean(&self) -> bool {
         self.set.is_empty() && self.removed.is_empty()
     }
 
     /// The indices of set fields, ascending.
+    ///
+    /// ```
+    /// use session_runtime::FieldState;
+    ///
+    /// let mut state = FieldState::new();
+    /// state.mark_set(3);
+    /// state.mark_set(1);
+    /// assert_eq!(state.set_fields().collect::<Vec<_>>(), [1, 3]);
+    /// ```
     pub fn set_fields(&self) -> impl Iterator<Item = usize> + '_ {
         self.set.iter()
     }
 
     /// The indices of removed fields, ascending.
+    ///
+    /// ```
+    /// use session_runtime::FieldState;
+    ///
+    /// let mut state = FieldState::new();
+    /// state.mark_removed(5);
+    /// assert_eq!(state.removed_fields().collect::<Vec<_>>(), [5]);
+    /// ```
     pub fn removed_fields(&self) -> impl Iterator<Item = usize> + '_ {
         self.removed.iter()
     }
 
     /// Forgets every change (after they were saved).
+    ///
+    /// ```
+    /// use session_runtime::FieldState;
+    ///
+    /// let mut state = FieldState::new();
+    /// state.mark_set(0);
+    /// state.clear(); // saved
+    /// assert!(state.is_clean());
+    /// ```
     pub fn clear(&mut self) {
         self.set = Bits::default();
         self.removed = Bits::default();
