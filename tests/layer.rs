@@ -1056,6 +1056,41 @@ async fn a_store_failure_on_load_is_a_503_and_on_save_too() {
     assert_eq!(text(response).await, r#"["apple"]|"#, "nothing was lost");
 }
 
+/// A page that can do without the session takes `Result<TypedSession<_>, SessionError>`
+/// (axum's extractor for a fallible one) and still answers while the store is down.
+#[tokio::test]
+async fn a_handler_that_can_do_without_the_session_answers_while_the_store_is_down() {
+    async fn home(cart: Result<TypedSession<Cart>, SessionError>) -> String {
+        match cart {
+            Ok(cart) => format!("{} items", cart.items().len()),
+            Err(err) => format!("cart unavailable ({})", err.status().as_u16()),
+        }
+    }
+    let store = store();
+    let app = routes()
+        .route("/home", get(home))
+        .layer(SessionLayer::new(store.clone(), Key::generate()));
+    let cookie = started(&app).await;
+    let response = send(&app, request("GET", "/home", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "1 items");
+
+    store.set_failing(true);
+    let response = send(&app, request("GET", "/home", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        set_cookies(&response).is_empty(),
+        "nothing to save, no cookie"
+    );
+    assert_eq!(text(response).await, "cart unavailable (503)");
+    // Pages that need the session still say the store is down.
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    store.set_failing(false);
+    let response = send(&app, request("GET", "/home", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "1 items", "nothing was lost");
+}
+
 /// A route whose handler first deletes the session `id` from the store (another request
 /// logging out while this one runs), then goes on with `then`.
 fn after_a_concurrent_logout(

@@ -28,6 +28,27 @@ use crate::{
 /// when the handler returns), so an extractor sees the changes of another one only if it
 /// was extracted after that one was dropped.
 ///
+/// When the store fails, the extractor rejects the request with a `503` (see
+/// [`SessionError`]). A page that can do without the session takes
+/// `Result<TypedSession<T>, SessionError>` instead, and keeps answering while the store is
+/// down:
+///
+/// ```
+/// # use axum::{routing::get, Router};
+/// # use session_runtime::{Key, MemoryStore, SessionData, SessionError, SessionLayer, TypedSession};
+/// # #[derive(SessionData)]
+/// # struct Auth { user: Option<String> }
+/// async fn home(auth: Result<TypedSession<Auth>, SessionError>) -> String {
+///     match auth.as_ref().map(|auth| auth.user().clone()) {
+///         Ok(Some(user)) => format!("Hello, {user}"),
+///         Ok(None) => "Hello".to_owned(),
+///         Err(_) => "Hello (sign-in is unavailable right now)".to_owned(),
+///     }
+/// }
+/// # let _: Router = Router::new().route("/", get(home))
+/// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+/// ```
+///
 /// The layer saves the session once the handler returns. An extractor kept beyond that
 /// (moved into a spawned task, say) can still [`save`](Self::save) its changes, but changes
 /// it only drops are lost, and logged as an error.
