@@ -380,6 +380,12 @@ impl SentinelSetup {
     /// Starts the three servers and waits until the Sentinel knows the replica, so that it
     /// can fail over.
     pub fn start() -> Self {
+        Self::start_with_password(None)
+    }
+
+    /// [`SentinelSetup::start`], with the master and the replica asking clients (and each
+    /// other) for `password` if given; the Sentinel knows it, and asks none itself.
+    pub fn start_with_password(password: Option<&str>) -> Self {
         let master = RedisServer::start();
         let replica = RedisServer::start_with(
             &[
@@ -391,6 +397,26 @@ impl SentinelSetup {
         wait_until(Duration::from_secs(15), "the replica to sync", || {
             info(&replica.url(), "replication").contains("master_link_status:up")
         });
+        let mut auth_pass = String::new();
+        if let Some(password) = password {
+            for (server, settings) in [
+                (&replica, ["masterauth", "requirepass"]),
+                (&master, ["masterauth", "requirepass"]),
+            ] {
+                let mut conn = redis::Client::open(server.url())
+                    .and_then(|c| c.get_connection())
+                    .expect("connect to set a password");
+                for setting in settings {
+                    redis::cmd("CONFIG")
+                        .arg("SET")
+                        .arg(setting)
+                        .arg(password)
+                        .query::<()>(&mut conn)
+                        .expect("CONFIG SET");
+                }
+            }
+            auth_pass = format!("sentinel auth-pass {} {password}\n", Self::MASTER);
+        }
         let port = free_port();
         let dir = temp_dir(&format!("sentinel-{port}"));
         let config = dir.join("sentinel.conf");
@@ -400,7 +426,7 @@ impl SentinelSetup {
             format!(
                 "sentinel monitor {name} 127.0.0.1 {} 1\n\
                  sentinel down-after-milliseconds {name} 1000\n\
-                 sentinel failover-timeout {name} 5000\n",
+                 sentinel failover-timeout {name} 5000\n{auth_pass}",
                 master.port()
             ),
         )

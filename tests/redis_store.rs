@@ -10,6 +10,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
+use redis::{sentinel::SentinelNodeConnectionInfo, RedisConnectionInfo};
 use session_runtime::{
     conformance,
     store::{LoadKeys, Patch},
@@ -739,4 +740,44 @@ async fn through_sentinel_writes_move_to_the_new_master_after_a_manual_failover(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(added >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_sentinel_a_password_protected_master_is_reached_with_its_credentials() {
+    if !can_start_servers("sentinel with a password") {
+        return;
+    }
+    let mut setup = SentinelSetup::start_with_password(Some("s3cret"));
+    // Without the master's password the store fails at connect, saying why.
+    let err = RedisStore::connect_sentinel([setup.sentinel_url()], SentinelSetup::MASTER)
+        .await
+        .expect_err("the master asks for a password");
+    assert!(err.to_string().contains("NOAUTH"), "{err}");
+
+    let master = SentinelNodeConnectionInfo::default()
+        .set_redis_connection_info(RedisConnectionInfo::default().set_password("s3cret"));
+    let store =
+        RedisStore::connect_sentinel_with([setup.sentinel_url()], SentinelSetup::MASTER, master)
+            .await
+            .expect("connect with the master's password")
+            .with_key_prefix(unique_prefix("sentinel-auth"));
+    let app = app(store);
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let cookie = cookie_pair(&response);
+
+    // The promoted replica asks for the same password: the store reaches it too.
+    setup.master().kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = send(&app, request("POST", "/add", Some(&cookie), "b")).await;
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(std::time::Instant::now() < deadline, "no failover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    let items = text(response).await;
+    assert!(items.ends_with(r#""b"]"#), "{items}");
 }

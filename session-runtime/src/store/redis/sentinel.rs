@@ -87,6 +87,8 @@ impl SentinelConn {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECTION_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        // Naming the master includes asking it for its `ROLE`, with `node`'s credentials:
+        // wrong ones fail here.
         client
             .async_get_client()
             .await?
