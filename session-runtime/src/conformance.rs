@@ -110,6 +110,14 @@ fn field<'r>(record: &'r Record, key: &str) -> Option<&'r str> {
 }
 
 /// A created record loads with its fields and an expiry; an unknown ID loads nothing.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::create_and_load(&MemoryStore::new()).await;
+/// # });
+/// ```
 pub async fn create_and_load<S: SessionStore>(store: &S) {
     let expires_at = in_a_minute();
     let id = created(store, &[("a", "1"), ("b", "2")], expires_at).await;
@@ -133,6 +141,14 @@ pub async fn create_and_load<S: SessionStore>(store: &S) {
 }
 
 /// `LoadKeys::Only` returns at least the asked keys that exist.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::load_only_some_keys(&MemoryStore::new()).await;
+/// # });
+/// ```
 pub async fn load_only_some_keys<S: SessionStore>(store: &S) {
     let id = created(store, &[("a", "1"), ("b", "2"), ("c", "3")], in_a_minute()).await;
     let record = store
@@ -146,6 +162,14 @@ pub async fn load_only_some_keys<S: SessionStore>(store: &S) {
 }
 
 /// A save sets the patch's fields and leaves the others alone.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::save_applies_a_patch(&MemoryStore::new()).await;
+/// # });
+/// ```
 pub async fn save_applies_a_patch<S: SessionStore>(store: &S) {
     let id = created(store, &[("a", "1"), ("b", "2")], in_a_minute()).await;
     let id = store
@@ -164,6 +188,14 @@ pub async fn save_applies_a_patch<S: SessionStore>(store: &S) {
 }
 
 /// A save removes the patch's removed fields.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::save_removes_fields(&MemoryStore::new()).await;
+/// # });
+/// ```
 pub async fn save_removes_fields<S: SessionStore>(store: &S) {
     let id = created(store, &[("a", "1"), ("b", "2")], in_a_minute()).await;
     let id = store
@@ -177,6 +209,14 @@ pub async fn save_removes_fields<S: SessionStore>(store: &S) {
 }
 
 /// Creating under a live ID fails with `Collision` and changes nothing.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::create_never_overwrites(&MemoryStore::new()).await;
+/// # });
+/// ```
 pub async fn create_never_overwrites<S: SessionStore>(store: &S) {
     let id = SessionId::generate();
     if store
@@ -204,6 +244,14 @@ pub async fn create_never_overwrites<S: SessionStore>(store: &S) {
 }
 
 /// A record is not returned after its expiry.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::records_expire(&MemoryStore::new()).await;
+/// # });
+/// ```
 pub async fn records_expire<S: SessionStore>(store: &S) {
     let id = created(
         store,
@@ -220,6 +268,14 @@ pub async fn records_expire<S: SessionStore>(store: &S) {
 }
 
 /// Touch moves the expiry without changing fields.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::touch_extends_expiry(&MemoryStore::new()).await;
+/// # });
+/// ```
 pub async fn touch_extends_expiry<S: SessionStore>(store: &S) {
     let id = created(
         store,
@@ -267,6 +323,14 @@ pub async fn run_client_side<S: SessionStore>(store: S) {
 }
 
 /// Regenerate moves the record to the new ID, applies the patch, and the old ID is dead.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::regenerate_moves_the_record(&MemoryStore::new()).await;
+/// # });
+/// ```
 pub async fn regenerate_moves_the_record<S: SessionStore>(store: &S) {
     regenerate_checks(store, true).await;
 }
@@ -298,6 +362,14 @@ async fn regenerate_checks<S: SessionStore>(store: &S, old_must_die: bool) {
 }
 
 /// Regenerate fails with `NotFound` for a missing record and `Collision` for a taken ID.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::regenerate_refuses_missing_and_taken_ids(&MemoryStore::new()).await;
+/// # });
+/// ```
 pub async fn regenerate_refuses_missing_and_taken_ids<S: SessionStore>(store: &S) {
     let missing = SessionId::generate();
     let result = store
@@ -327,6 +399,14 @@ pub async fn regenerate_refuses_missing_and_taken_ids<S: SessionStore>(store: &S
 }
 
 /// Delete removes the record; deleting again is fine.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::delete_removes_the_record(&MemoryStore::new()).await;
+/// # });
+/// ```
 pub async fn delete_removes_the_record<S: SessionStore>(store: &S) {
     let id = created(store, &[("a", "1")], in_a_minute()).await;
     store.delete(&id).await.expect("delete");
@@ -341,6 +421,14 @@ pub async fn delete_removes_the_record<S: SessionStore>(store: &S) {
 }
 
 /// A save or touch after delete fails with `NotFound` and does not bring the record back.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::no_resurrection_after_delete(&MemoryStore::new()).await;
+/// # });
+/// ```
 pub async fn no_resurrection_after_delete<S: SessionStore>(store: &S) {
     let id = created(store, &[("a", "1")], in_a_minute()).await;
     store.delete(&id).await.expect("delete");
@@ -363,6 +451,14 @@ pub async fn no_resurrection_after_delete<S: SessionStore>(store: &S) {
 }
 
 /// A save after expiry fails with `NotFound` and does not bring the record back.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::no_resurrection_after_expiry(&MemoryStore::new()).await;
+/// # });
+/// ```
 pub async fn no_resurrection_after_expiry<S: SessionStore>(store: &S) {
     let id = created(
         store,
@@ -385,6 +481,15 @@ pub async fn no_resurrection_after_expiry<S: SessionStore>(store: &S) {
 }
 
 /// 50 concurrent patches, each to a different field of one session, all survive.
+///
+/// ```
+/// use std::sync::Arc;
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::concurrent_patches_to_different_fields_survive(Arc::new(MemoryStore::new())).await;
+/// # });
+/// ```
 pub async fn concurrent_patches_to_different_fields_survive<S: SessionStore>(store: Arc<S>) {
     let id = created(&*store, &[("start", "1")], in_a_minute()).await;
     let tasks: Vec<_> = (0..50)
