@@ -133,6 +133,21 @@ impl<T: SessionData> fmt::Debug for Decoded<T> {
 }
 
 /// The version this schema last stored in `stored`, if any.
+///
+/// ```
+/// use session_runtime::{decode, RawRecord, SessionData};
+///
+/// #[derive(SessionData)]
+/// #[session(version = 2, migrate = up)]
+/// struct Cart {
+///     items: Vec<String>,
+/// }
+/// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+///
+/// let record: RawRecord = [("items", r#"["apple"]"#), ("__v.Cart", "1")].into_iter().collect();
+/// assert_eq!(decode::stored_version::<Cart>(&record)?, Some(1));
+/// # Ok::<(), decode::DecodeError>(())
+/// ```
 pub fn stored_version<T: SessionData>(stored: &RawRecord) -> Result<Option<u32>, DecodeError> {
     let Some(bytes) = stored.get(T::SCHEMA.version_key()) else {
         return Ok(None);
@@ -151,6 +166,21 @@ pub fn stored_version<T: SessionData>(stored: &RawRecord) -> Result<Option<u32>,
 
 /// Whether loading `T` from a record with this stored version needs every key of the
 /// schema's namespace (a migration will run), not just the schema's current keys.
+///
+/// ```
+/// use session_runtime::{decode, RawRecord, SessionData};
+///
+/// #[derive(SessionData)]
+/// #[session(version = 2, migrate = up)]
+/// struct Cart {
+///     items: Vec<String>,
+/// }
+/// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+///
+/// assert!(decode::needs_full_record::<Cart>(Some(1))); // the migration to 2 runs
+/// assert!(!decode::needs_full_record::<Cart>(Some(2)));
+/// assert!(!decode::needs_full_record::<Cart>(None)); // a new session
+/// ```
 pub fn needs_full_record<T: SessionData>(stored_version: Option<u32>) -> bool {
     stored_version.is_some_and(|v| v < T::SCHEMA.version())
 }
@@ -160,6 +190,26 @@ pub fn needs_full_record<T: SessionData>(stored_version: Option<u32>) -> bool {
 /// Runs the migration hook for records of an older version, and applies `policy` to
 /// records of a newer version and to fields that fail to decode. For a migration, `stored`
 /// must hold every key of the schema's namespace (see [`needs_full_record`]).
+///
+/// ```
+/// use session_runtime::{decode, RawRecord, SessionData};
+///
+/// #[derive(SessionData)]
+/// #[session(version = 2, migrate = up)]
+/// struct Cart {
+///     items: Vec<String>,
+/// }
+/// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+///
+/// use session_runtime::DecodePolicy;
+///
+/// // A session read outside a request, by a background job, say.
+/// let record: RawRecord = [("items", r#"["apple"]"#), ("__v.Cart", "2")].into_iter().collect();
+/// let decoded = decode::decode::<Cart>(&record, DecodePolicy::Lenient)?;
+/// assert_eq!(decoded.stored_version, Some(2));
+/// assert!(decoded.issues.is_empty());
+/// # Ok::<(), decode::DecodeError>(())
+/// ```
 pub fn decode<T: SessionData>(
     stored: &RawRecord,
     policy: DecodePolicy,
@@ -340,6 +390,28 @@ impl StdError for EncodeError {
 /// Appends the store writes for the changed fields of `fields` to `out`: set fields encoded
 /// with the schema's codec, removed fields as removals, and the schema's version when the
 /// store does not have it yet. Unchanged fields are neither decoded, encoded nor written.
+///
+/// ```
+/// use session_runtime::{decode, RawRecord, SessionData};
+///
+/// #[derive(SessionData)]
+/// #[session(version = 2, migrate = up)]
+/// struct Cart {
+///     items: Vec<String>,
+/// }
+/// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
+///
+/// use session_runtime::{DecodePolicy, SchemaFields};
+///
+/// let record: RawRecord = [("items", r#"["apple"]"#), ("__v.Cart", "2")].into_iter().collect();
+/// let mut decoded = decode::decode::<Cart>(&record, DecodePolicy::Lenient)?;
+/// decoded.fields.state_mut().mark_set(0); // as `set_items` would
+/// let mut writes = Vec::new();
+/// decode::collect_changes::<Cart>(&mut decoded.fields, decoded.stored_version, &mut writes)?;
+/// assert_eq!(writes.len(), 1);
+/// assert_eq!(writes[0].0, "items");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn collect_changes<T: SessionData>(
     fields: &mut T::Fields,
     stored_version: Option<u32>,
