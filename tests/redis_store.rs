@@ -781,3 +781,57 @@ async fn through_sentinel_a_password_protected_master_is_reached_with_its_creden
     let items = text(response).await;
     assert!(items.ends_with(r#""b"]"#), "{items}");
 }
+
+/// While the master is gone, a burst of requests does not turn into a burst of connections
+/// to the Sentinels: one call at a time asks them, and calls right after a failed attempt
+/// fail without asking again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn through_sentinel_a_burst_during_a_failover_asks_the_sentinels_a_few_times_only() {
+    if !can_start_servers("sentinel burst") {
+        return;
+    }
+    let mut setup = SentinelSetup::start();
+    let store = RedisStore::connect_sentinel([setup.sentinel_url()], SentinelSetup::MASTER)
+        .await
+        .expect("connect through the Sentinel")
+        .with_key_prefix(unique_prefix("sentinel-burst"));
+    let app = app(store);
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let cookie = cookie_pair(&response);
+
+    setup.master().kill();
+    // The first request after the kill finds the connection dead.
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let connections = || {
+        info(&setup.sentinel_url(), "stats")
+            .lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("total_connections_received")
+    };
+    let before = connections();
+    let burst: Vec<_> = (0..200)
+        .map(|_| {
+            let (app, cookie) = (app.clone(), cookie.clone());
+            tokio::spawn(async move {
+                send(&app, request("GET", "/show", Some(&cookie), ""))
+                    .await
+                    .status()
+            })
+        })
+        .collect();
+    for request in burst {
+        let status = request.await.unwrap();
+        assert!(
+            status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::OK,
+            "{status}"
+        );
+    }
+    // One for each INFO of this test, and a few resolution attempts.
+    let asked = connections() - before;
+    assert!(
+        asked <= 20,
+        "{asked} connections to the Sentinel for 200 requests"
+    );
+}

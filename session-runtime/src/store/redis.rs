@@ -406,7 +406,9 @@ impl RedisStore {
     /// that says the master is gone (a closed, refused or timed-out connection, or a
     /// `READONLY` answer from a master demoted to replica), the next call asks the
     /// Sentinels again. The call that met the error fails (answered `503`): it may have run,
-    /// so it is not retried.
+    /// so it is not retried. One call at a time asks the Sentinels, and for 100 ms after a
+    /// failed attempt calls fail at once, so that a burst of requests during a failover
+    /// does not become a burst of connections to the Sentinels.
     ///
     /// Without credentials or TLS for the master itself; for those, see
     /// [`RedisStore::connect_sentinel_with`].

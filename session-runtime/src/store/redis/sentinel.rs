@@ -1,6 +1,9 @@
 //! A connection to the master a set of Redis Sentinels names, that follows failovers.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use redis::{
     aio::{ConnectionLike, MultiplexedConnection},
@@ -23,9 +26,23 @@ struct Inner {
     sentinels: Vec<ConnectionInfo>,
     master: String,
     node: SentinelNodeConnectionInfo,
-    /// The current master's connection, with a number that tells replacements apart.
-    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    current: Mutex<Slot>,
+    /// Held by the one call that asks the Sentinels; the others wait for its answer.
+    asking: tokio::sync::Mutex<()>,
 }
+
+#[derive(Default)]
+struct Slot {
+    /// The current master's connection, with a number that tells replacements apart.
+    connection: Option<(u64, MultiplexedConnection)>,
+    /// When asking the Sentinels last failed.
+    failed_at: Option<Instant>,
+}
+
+/// After a failed attempt to reach the master, calls fail at once for this long instead of
+/// asking the Sentinels again: a burst of requests during a failover costs the Sentinels a
+/// few connections, not one per request.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 impl SentinelConn {
     /// Asks the Sentinels for `master` and connects to it.
@@ -38,41 +55,64 @@ impl SentinelConn {
             sentinels,
             master,
             node,
-            current: Mutex::new(None),
+            current: Mutex::default(),
+            asking: tokio::sync::Mutex::new(()),
         }));
         conn.connection().await?;
         Ok(conn)
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(u64, MultiplexedConnection)>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
         self.0
             .current
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The current master's connection, resolving it through the Sentinels if there is none.
+    /// The current master's connection, resolving it through the Sentinels if there is none:
+    /// one call at a time, and not again within [`RETRY_PAUSE`] of a failed attempt.
     async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
-        if let Some(current) = self.slot().clone() {
+        if let Some(current) = self.slot().connection.clone() {
             return Ok(current);
         }
+        let _turn = self.0.asking.lock().await;
+        {
+            let slot = self.slot();
+            // The call that asked while this one waited may have found the master.
+            if let Some(current) = slot.connection.clone() {
+                return Ok(current);
+            }
+            if slot.failed_at.is_some_and(|at| at.elapsed() < RETRY_PAUSE) {
+                return Err(RedisError::from((
+                    ErrorKind::Io,
+                    "the master is unreachable; the Sentinels will be asked again shortly",
+                )));
+            }
+        }
         // Asking the Sentinels, then connecting, is bounded like any other call.
-        let connection = tokio::time::timeout(RESPONSE_TIMEOUT, self.resolve())
+        let resolved = tokio::time::timeout(RESPONSE_TIMEOUT, self.resolve())
             .await
-            .map_err(|_| {
-                RedisError::from((
+            .unwrap_or_else(|_| {
+                Err(RedisError::from((
                     ErrorKind::Io,
                     "no answer from the Sentinels or the master they name",
-                ))
-            })??;
+                )))
+            });
         let mut slot = self.slot();
-        // Another call may have resolved the master meanwhile: one connection is kept.
-        let current = slot.get_or_insert_with(|| {
-            use std::sync::atomic::{AtomicU64, Ordering};
-            static GENERATION: AtomicU64 = AtomicU64::new(0);
-            (GENERATION.fetch_add(1, Ordering::Relaxed), connection)
-        });
-        Ok(current.clone())
+        match resolved {
+            Ok(connection) => {
+                use std::sync::atomic::{AtomicU64, Ordering};
+                static GENERATION: AtomicU64 = AtomicU64::new(0);
+                let current = (GENERATION.fetch_add(1, Ordering::Relaxed), connection);
+                slot.connection = Some(current.clone());
+                slot.failed_at = None;
+                Ok(current)
+            }
+            Err(err) => {
+                slot.failed_at = Some(Instant::now());
+                Err(err)
+            }
+        }
     }
 
     /// Asks the Sentinels which server is the master, and connects to it.
@@ -103,10 +143,11 @@ impl SentinelConn {
             if leads_nowhere(err) {
                 let mut slot = self.slot();
                 if slot
+                    .connection
                     .as_ref()
                     .is_some_and(|(current, _)| *current == generation)
                 {
-                    *slot = None;
+                    slot.connection = None;
                 }
             }
         }
@@ -144,7 +185,10 @@ impl ConnectionLike for SentinelConn {
     }
 
     fn get_db(&self) -> i64 {
-        self.slot().as_ref().map_or(0, |(_, conn)| conn.get_db())
+        self.slot()
+            .connection
+            .as_ref()
+            .map_or(0, |(_, conn)| conn.get_db())
     }
 }
 
