@@ -598,6 +598,34 @@ async fn the_store_runs_as_the_readme_least_privilege_acl_user() {
     assert!(!message.contains("not-the-password"), "{message}");
 }
 
+/// A store reaching the master through `setup`'s Sentinel, under a fresh key prefix.
+async fn through_sentinel(setup: &SentinelSetup, test: &str) -> RedisStore {
+    RedisStore::connect_sentinel([setup.sentinel_url()], SentinelSetup::MASTER)
+        .await
+        .expect("connect through the Sentinel")
+        .with_key_prefix(unique_prefix(test))
+}
+
+/// Sends `make()` until it answers 200, within 30 s; every other answer must be a 503 (the
+/// store between two masters). Returns the response and how many 503s came first.
+async fn until_ok(
+    app: &Router,
+    make: impl Fn() -> Request<Body>,
+) -> (axum::response::Response, usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut unavailable = 0;
+    loop {
+        let response = send(app, make()).await;
+        if response.status() == StatusCode::OK {
+            return (response, unavailable);
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        unavailable += 1;
+        assert!(std::time::Instant::now() < deadline, "no failover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_sentinel_the_store_follows_a_failover_without_losing_replicated_writes() {
     if !can_start_servers("sentinel") {
@@ -607,10 +635,7 @@ async fn through_sentinel_the_store_follows_a_failover_without_losing_replicated
     // A master the Sentinels do not know fails at connect, not at the first request.
     let unknown = RedisStore::connect_sentinel([setup.sentinel_url()], "no-such-master").await;
     assert!(unknown.is_err());
-    let store = RedisStore::connect_sentinel([setup.sentinel_url()], SentinelSetup::MASTER)
-        .await
-        .expect("connect through the Sentinel")
-        .with_key_prefix(unique_prefix("sentinel"));
+    let store = through_sentinel(&setup, "sentinel").await;
     conformance::run(store.clone()).await;
 
     let app = app(store.clone());
@@ -635,20 +660,9 @@ async fn through_sentinel_the_store_follows_a_failover_without_losing_replicated
     setup.master().kill();
     // During the failover requests fail with 503; then the same store serves them from the
     // promoted replica, with every write that had reached it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut failed = 0;
-    let body = loop {
-        let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
-        if response.status() == StatusCode::OK {
-            break text(response).await;
-        }
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        failed += 1;
-        assert!(std::time::Instant::now() < deadline, "no failover");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (response, failed) = until_ok(&app, || request("GET", "/show", Some(&cookie), "")).await;
     assert!(failed > 0, "the master's loss was noticed");
-    assert_eq!(body, r#"["a", "b"]"#);
+    assert_eq!(text(response).await, r#"["a", "b"]"#);
     let response = send(&app, request("POST", "/add", Some(&cookie), "c")).await;
     assert_eq!(text(response).await, "3");
 
@@ -677,10 +691,7 @@ async fn through_sentinel_writes_move_to_the_new_master_after_a_manual_failover(
         return;
     }
     let setup = SentinelSetup::start();
-    let store = RedisStore::connect_sentinel([setup.sentinel_url()], SentinelSetup::MASTER)
-        .await
-        .expect("connect through the Sentinel")
-        .with_key_prefix(unique_prefix("sentinel-manual"));
+    let store = through_sentinel(&setup, "sentinel-manual").await;
     let app = app(store.clone());
     let response = send(&app, request("POST", "/add", None, "a")).await;
     let cookie = cookie_pair(&response);
@@ -767,16 +778,7 @@ async fn through_sentinel_a_password_protected_master_is_reached_with_its_creden
 
     // The promoted replica asks for the same password: the store reaches it too.
     setup.master().kill();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let response = send(&app, request("POST", "/add", Some(&cookie), "b")).await;
-        if response.status() == StatusCode::OK {
-            break;
-        }
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(std::time::Instant::now() < deadline, "no failover");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_ok(&app, || request("POST", "/add", Some(&cookie), "b")).await;
     let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
     let items = text(response).await;
     assert!(items.ends_with(r#""b"]"#), "{items}");
@@ -791,10 +793,7 @@ async fn through_sentinel_a_burst_during_a_failover_asks_the_sentinels_a_few_tim
         return;
     }
     let mut setup = SentinelSetup::start();
-    let store = RedisStore::connect_sentinel([setup.sentinel_url()], SentinelSetup::MASTER)
-        .await
-        .expect("connect through the Sentinel")
-        .with_key_prefix(unique_prefix("sentinel-burst"));
+    let store = through_sentinel(&setup, "sentinel-burst").await;
     let app = app(store);
     let response = send(&app, request("POST", "/add", None, "a")).await;
     let cookie = cookie_pair(&response);
