@@ -119,7 +119,8 @@ impl From<StoreError> for SessionError {
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
         let status = self.status();
-        tracing::error!(error = %self, source = ?StdError::source(&self).map(ToString::to_string), "session error");
+        // The message already ends with its cause's (every variant with a source shows it).
+        tracing::error!(error = %self, "session error");
         let body = if status == StatusCode::SERVICE_UNAVAILABLE {
             "Session storage is unavailable. Please try again shortly."
         } else {
