@@ -132,13 +132,24 @@ impl RedisServer {
     /// Starts a server with extra arguments.
     pub fn start_with(extra: &[&str]) -> Self {
         let port = free_port();
-        let dir = temp_dir(&format!("redis-{port}"));
+        let args = extra.iter().map(ToString::to_string).collect();
+        Self::launch(port, None, None, temp_dir(&format!("redis-{port}")), args)
+    }
+
+    /// Starts a server (a Sentinel, with its configuration file) and waits until it answers.
+    fn launch(
+        port: u16,
+        tls_port: Option<u16>,
+        sentinel_config: Option<PathBuf>,
+        dir: PathBuf,
+        args: Vec<String>,
+    ) -> Self {
         let mut server = Self {
             port,
-            tls_port: None,
-            sentinel_config: None,
+            tls_port,
+            sentinel_config,
             dir,
-            args: extra.iter().map(ToString::to_string).collect(),
+            args,
             child: None,
         };
         server.spawn();
@@ -195,16 +206,8 @@ impl RedisServer {
         .map(str::to_owned)
         .to_vec();
         args.extend(extra.iter().map(ToString::to_string));
-        let mut server = Self {
-            port,
-            tls_port: Some(tls_port),
-            sentinel_config: None,
-            dir: temp_dir(&format!("redis-{port}")),
-            args,
-            child: None,
-        };
-        server.spawn();
-        server
+        let dir = temp_dir(&format!("redis-{port}"));
+        Self::launch(port, Some(tls_port), None, dir, args)
     }
 
     /// The server's port.
@@ -431,15 +434,7 @@ impl SentinelSetup {
             ),
         )
         .expect("write the Sentinel's configuration");
-        let mut sentinel = RedisServer {
-            port,
-            tls_port: None,
-            sentinel_config: Some(config),
-            dir,
-            args: Vec::new(),
-            child: None,
-        };
-        sentinel.spawn();
+        let sentinel = RedisServer::launch(port, None, Some(config), dir, Vec::new());
         let setup = Self {
             master,
             replica,
