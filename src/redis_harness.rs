@@ -374,6 +374,7 @@ pub struct SentinelSetup {
     master: RedisServer,
     replica: RedisServer,
     sentinel: RedisServer,
+    password: Option<String>,
 }
 
 impl SentinelSetup {
@@ -439,6 +440,7 @@ impl SentinelSetup {
             master,
             replica,
             sentinel,
+            password: password.map(str::to_owned),
         };
         wait_until(
             Duration::from_secs(30),
@@ -462,6 +464,20 @@ impl SentinelSetup {
     /// The Sentinel's URL.
     pub fn sentinel_url(&self) -> String {
         self.sentinel.url()
+    }
+
+    /// Waits until the replica has every write the master acknowledged (`WAIT 1`), so that
+    /// a failover after it loses none of them: replication is asynchronous.
+    pub fn wait_for_replication(&self) {
+        let url = match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.master.port()),
+            None => self.master.url(),
+        };
+        let replicas: i64 = redis::Client::open(url)
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("WAIT").arg(1).arg(5000).query(&mut c))
+            .expect("WAIT on the master");
+        assert_eq!(replicas, 1, "the replica acknowledged the master's writes");
     }
 
     /// The master at the start.

@@ -643,19 +643,7 @@ async fn through_sentinel_the_store_follows_a_failover_without_losing_replicated
     let cookie = cookie_pair(&response);
     let response = send(&app, request("POST", "/add", Some(&cookie), "b")).await;
     assert_eq!(response.status(), StatusCode::OK);
-    // Replication is asynchronous: wait until the replica has every acknowledged write.
-    let mut master = redis::Client::open(setup.master().url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let replicas: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5000)
-        .query_async(&mut master)
-        .await
-        .unwrap();
-    assert_eq!(replicas, 1);
+    setup.wait_for_replication();
 
     setup.master().kill();
     // During the failover requests fail with 503; then the same store serves them from the
@@ -695,6 +683,7 @@ async fn through_sentinel_writes_move_to_the_new_master_after_a_manual_failover(
     let app = app(store.clone());
     let response = send(&app, request("POST", "/add", None, "a")).await;
     let cookie = cookie_pair(&response);
+    setup.wait_for_replication();
 
     let mut sentinel = redis::Client::open(setup.sentinel_url())
         .unwrap()
@@ -777,6 +766,7 @@ async fn through_sentinel_a_password_protected_master_is_reached_with_its_creden
     let cookie = cookie_pair(&response);
 
     // The promoted replica asks for the same password: the store reaches it too.
+    setup.wait_for_replication();
     setup.master().kill();
     until_ok(&app, || request("POST", "/add", Some(&cookie), "b")).await;
     let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
