@@ -22,6 +22,19 @@ use session_runtime::{
     SessionId, SessionStore, StoreError,
 };
 
+/// An error and its sources, `outer: inner: innermost`: what a report that walks
+/// [`source()`](std::error::Error::source) shows (anyhow's `{:#}`, the layer's log lines).
+pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cause = e.source();
+    }
+    out
+}
+
 /// One call a [`Recording`] store saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {

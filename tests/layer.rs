@@ -1039,6 +1039,32 @@ async fn strict_decoding_rejects_garbage_with_a_500_and_lenient_survives_it() {
 }
 
 #[tokio::test]
+async fn a_rejected_record_is_logged_with_the_decoders_reason() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let store = store();
+    let key = Key::generate();
+    let (id, cookie) = issued_session(&store, &key).await;
+    let patch = session_runtime::store::Patch {
+        set: vec![("items".into(), b"{not json".to_vec().into())],
+        remove: vec![],
+        expires_at: SystemTime::now() + Duration::from_secs(60),
+    };
+    store.inner().create(&id, &patch).await.unwrap();
+    let strict =
+        app_with(SessionLayer::new(store.clone(), key).with_decode_policy(DecodePolicy::Strict));
+    let response = send(&strict, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let logged = logs.text();
+    let line = logged
+        .lines()
+        .find(|line| line.contains("ERROR"))
+        .unwrap_or_else(|| panic!("an error is logged: {logged}"));
+    assert!(line.contains("`Cart.items`"), "which field: {line}");
+    // serde_json's own message: the reason, not only the field.
+    assert!(line.contains("expected a sequence"), "why: {line}");
+}
+
+#[tokio::test]
 async fn a_store_failure_on_load_is_a_503_and_on_save_too() {
     let store = store();
     let app = app(&store, &Key::generate());

@@ -590,7 +590,7 @@ async fn the_store_runs_as_the_readme_least_privilege_acl_user() {
     let err = RedisStore::connect(as_user("not-the-password"))
         .await
         .expect_err("a wrong password is refused");
-    let message = err.to_string();
+    let message = session_suite::report(&err);
     assert!(
         message.contains("Password authentication failed"),
         "says why: {message}"
@@ -752,7 +752,8 @@ async fn through_sentinel_a_password_protected_master_is_reached_with_its_creden
     let err = RedisStore::connect_sentinel([setup.sentinel_url()], SentinelSetup::MASTER)
         .await
         .expect_err("the master asks for a password");
-    assert!(err.to_string().contains("NOAUTH"), "{err}");
+    let message = session_suite::report(&err);
+    assert!(message.contains("NOAUTH"), "{message}");
 
     let master = SentinelNodeConnectionInfo::default()
         .set_redis_connection_info(RedisConnectionInfo::default().set_password("s3cret"));

@@ -105,11 +105,9 @@ async fn sessions_travel_over_tls_and_the_store_passes_the_conformance_suite() {
     conformance::run(store).await;
 }
 
-/// The message of a failed connection (the store error shows its cause).
+/// The report of a failed connection: the store error and its causes.
 fn failure(result: Result<RedisStore, StoreError>) -> String {
-    result
-        .expect_err("the connection must be refused")
-        .to_string()
+    session_suite::report(&result.expect_err("the connection must be refused"))
 }
 
 #[tokio::test]

@@ -134,15 +134,12 @@ impl CodecError {
 
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            CodecErrorKind::Encode => f.write_str("failed to encode a session field"),
-            CodecErrorKind::Decode => f.write_str("failed to decode a session field"),
-            CodecErrorKind::NotPersisted => f.write_str("the session field is never stored"),
-        }?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        // The codec's own message is the source.
+        f.write_str(match self.kind {
+            CodecErrorKind::Encode => "failed to encode a session field",
+            CodecErrorKind::Decode => "failed to decode a session field",
+            CodecErrorKind::NotPersisted => "the session field is never stored",
+        })
     }
 }
 

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::{
     codec::{Codec, CodecError, JsonCodec},
+    error::Chain,
     migrate::{MigrationError, RawFields},
     schema::{FieldKey, FieldState, RawRecord, SchemaFields, SessionData},
 };
@@ -223,7 +224,7 @@ pub fn decode<T: SessionData>(
     let stored_version = match stored_version::<T>(stored) {
         Ok(v) => v,
         Err(err) if policy == DecodePolicy::Lenient => {
-            tracing::warn!(schema = schema.name(), error = %err, "ignoring invalid stored schema version");
+            tracing::warn!(schema = schema.name(), error = %Chain(&err), "ignoring invalid stored schema version");
             issues.push(err);
             None
         }
@@ -257,7 +258,7 @@ pub fn decode<T: SessionData>(
                     migrated = true;
                 }
                 Err(err) if policy == DecodePolicy::Lenient => {
-                    tracing::warn!(schema = schema.name(), from, error = %err, "session migration failed; reading the record as stored");
+                    tracing::warn!(schema = schema.name(), from, error = %Chain(&err), "session migration failed; reading the record as stored");
                     issues.push(err);
                 }
                 Err(err) => return Err(err),

@@ -10,6 +10,28 @@ use crate::{decode::DecodeError, decode::EncodeError, StoreError};
 /// A session operation failed. As an extractor rejection or a failed save it becomes a
 /// `500 Internal Server Error` (`503 Service Unavailable` when the store is down); the
 /// cause is logged, never sent to the client.
+///
+/// Like every error of this crate, its message says what failed at its own level and leaves
+/// the cause to [`source()`](StdError::source), so a report that walks the chain (anyhow's
+/// `{:#}`, `tracing` given `&err as &dyn Error`) shows each reason once. The layer's own log
+/// lines show the whole chain. To print it yourself:
+///
+/// ```
+/// use std::error::Error;
+/// use session_runtime::{SessionError, StoreError};
+///
+/// let err = SessionError::from(StoreError::backend("connection refused"));
+/// assert_eq!(err.to_string(), "the session store failed");
+///
+/// let mut report = err.to_string();
+/// let mut cause = err.source();
+/// while let Some(e) = cause {
+///     report.push_str(": ");
+///     report.push_str(&e.to_string());
+///     cause = e.source();
+/// }
+/// assert_eq!(report, "the session store failed: connection refused");
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SessionError {
@@ -68,9 +90,11 @@ impl fmt::Display for SessionError {
             Self::MissingLayer => f.write_str(
                 "TypedSession was used in a request without SessionLayer; add `.layer(SessionLayer::new(..))` to the router",
             ),
-            Self::Store(e) => write!(f, "session store error: {e}"),
-            Self::Decode(e) => write!(f, "session record rejected: {e}"),
-            Self::Encode(e) => write!(f, "session not saved: {e}"),
+            // The wrapped errors speak for themselves: shown as they are (and their
+            // sources are this error's), as `#[error(transparent)]` would.
+            Self::Store(e) => fmt::Display::fmt(e, f),
+            Self::Decode(e) => fmt::Display::fmt(e, f),
+            Self::Encode(e) => fmt::Display::fmt(e, f),
             Self::Vanished => f.write_str(
                 "the session was deleted or expired while the request ran; its changes were not saved",
             ),
@@ -94,9 +118,9 @@ impl fmt::Display for SessionError {
 impl StdError for SessionError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            Self::Store(e) => Some(e),
-            Self::Decode(e) => Some(e),
-            Self::Encode(e) => Some(e),
+            Self::Store(e) => e.source(),
+            Self::Decode(e) => e.source(),
+            Self::Encode(e) => e.source(),
             Self::MissingLayer
             | Self::Vanished
             | Self::ResponseSent
@@ -104,6 +128,21 @@ impl StdError for SessionError {
             | Self::InvalidStoreId
             | Self::CookieTooLarge { .. } => None,
         }
+    }
+}
+
+/// Shows an error and its sources, `outer: inner: innermost`, for log lines.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.0, f)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
     }
 }
 
@@ -119,13 +158,82 @@ impl From<StoreError> for SessionError {
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
         let status = self.status();
-        // The message already ends with its cause's (every variant with a source shows it).
-        tracing::error!(error = %self, "session error");
+        tracing::error!(error = %Chain(&self), "session error");
         let body = if status == StatusCode::SERVICE_UNAVAILABLE {
             "Session storage is unavailable. Please try again shortly."
         } else {
             "Session error."
         };
         (status, body).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decode::DecodeError, CodecError, CodecErrorKind, MigrationError, StoreError};
+
+    fn links(err: &(dyn StdError + 'static)) -> Vec<String> {
+        let mut out = vec![err.to_string()];
+        let mut cause = err.source();
+        while let Some(e) = cause {
+            out.push(e.to_string());
+            cause = e.source();
+        }
+        out
+    }
+
+    fn errors() -> Vec<Box<dyn StdError + 'static>> {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let garbage = serde_json::from_slice::<Vec<u8>>(b"{x").unwrap_err();
+        vec![
+            Box::new(SessionError::from(StoreError::backend(refused))),
+            Box::new(StoreError::Rejected("record too large".into())),
+            Box::new(SessionError::Decode(DecodeError::Field {
+                schema: "Cart",
+                field: "items",
+                source: CodecError::new(CodecErrorKind::Decode, garbage),
+            })),
+            Box::new(DecodeError::Migration {
+                schema: "Cart",
+                from: 1,
+                source: MigrationError::other("no such theme"),
+            }),
+        ]
+    }
+
+    #[test]
+    fn no_message_repeats_its_source() {
+        for err in errors() {
+            let links = links(&*err);
+            assert!(links.len() >= 2, "{links:?}");
+            for pair in links.windows(2) {
+                assert!(!pair[0].contains(&pair[1]), "{links:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_log_chain_shows_every_cause_once() {
+        let shown: Vec<String> = errors()
+            .iter()
+            .map(|err| Chain(&**err).to_string())
+            .collect();
+        assert_eq!(shown[0], "the session store failed: connection refused");
+        assert_eq!(
+            shown[1],
+            "the session store refused the record: record too large"
+        );
+        assert!(
+            shown[2].starts_with(
+                "session field `Cart.items` could not be decoded: failed to decode a session field: invalid type: map"
+            ),
+            "{}",
+            shown[2]
+        );
+        assert_eq!(
+            shown[3],
+            "migrating session schema `Cart` from version 1 failed: no such theme"
+        );
     }
 }

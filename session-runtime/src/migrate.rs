@@ -378,7 +378,8 @@ impl fmt::Display for MigrationError {
         match self {
             Self::Decode { key, .. } => write!(f, "migration could not decode field `{key}`"),
             Self::Encode { key, .. } => write!(f, "migration could not encode field `{key}`"),
-            Self::Other(e) => write!(f, "migration failed: {e}"),
+            // The hook's own error or message, as it is (its sources are this error's).
+            Self::Other(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -387,7 +388,7 @@ impl StdError for MigrationError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             Self::Decode { source, .. } | Self::Encode { source, .. } => Some(source),
-            Self::Other(e) => Some(&**e),
+            Self::Other(e) => e.source(),
         }
     }
 }

@@ -12,7 +12,9 @@ use std::{
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{codec::Codec, decode::DecodeError, migrate::RawFields, CodecError, MigrationError};
+use crate::{
+    codec::Codec, decode::DecodeError, error::Chain, migrate::RawFields, CodecError, MigrationError,
+};
 
 /// A session schema: a struct whose fields are stored one by one.
 ///
@@ -1009,7 +1011,7 @@ fn decode_or_default<F>(
                 schema = schema.name(),
                 field = info.name(),
                 key = info.store_key(),
-                error = %source,
+                error = %Chain(&source),
                 "session field failed to decode; using its default"
             );
             (

@@ -17,6 +17,7 @@ use http::HeaderMap;
 use crate::{
     config::Config,
     decode::{self, collect_changes},
+    error::Chain,
     key::Rejected,
     schema::{FieldMap, RawRecord},
     schema::{SchemaFields, SessionData},
@@ -622,7 +623,7 @@ impl RequestSession {
             }
             if let Some(err) = state.errors.pop() {
                 for other in state.errors.drain(..) {
-                    tracing::error!(error = %other, "session error");
+                    tracing::error!(error = %Chain(&other), "session error");
                 }
                 return Err(err);
             }

@@ -194,8 +194,8 @@ impl fmt::Display for StoreError {
         match self {
             Self::NotFound => f.write_str("the session does not exist in the store"),
             Self::Collision => f.write_str("another session already has this ID"),
-            Self::Rejected(e) => write!(f, "the session store refused the record: {e}"),
-            Self::Backend(e) => write!(f, "the session store failed: {e}"),
+            Self::Rejected(_) => f.write_str("the session store refused the record"),
+            Self::Backend(_) => f.write_str("the session store failed"),
         }
     }
 }

@@ -23,7 +23,7 @@ mod sentinel;
 use sentinel::SentinelConn;
 
 use super::{FieldKey, FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
-use crate::SessionId;
+use crate::{error::Chain, SessionId};
 
 /// The hash field holding the record's expiry (milliseconds since the epoch, Redis's clock),
 /// written by the scripts so that a load learns the expiry in the same single command.
@@ -719,7 +719,7 @@ impl RedisStore {
                 .invoke_async::<i64>(&mut self.conn())
                 .await;
             if let Err(restore_err) = restored {
-                tracing::error!(error = %restore_err, "could not restore a session after a failed regenerate");
+                tracing::error!(error = %Chain(&restore_err), "could not restore a session after a failed regenerate");
             }
             return Err(err);
         }
@@ -729,7 +729,7 @@ impl RedisStore {
             .await
         {
             // The new session is complete; the aside copy expires with its TTL.
-            tracing::warn!(error = %err, "could not delete the old copy of a regenerated session");
+            tracing::warn!(error = %Chain(&err), "could not delete the old copy of a regenerated session");
         }
         Ok(None)
     }
