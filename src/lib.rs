@@ -60,6 +60,7 @@ pub struct Recording<S> {
     calls: Arc<Mutex<Vec<Call>>>,
     failing: Arc<AtomicBool>,
     failures: Arc<AtomicUsize>,
+    unreadable: Arc<AtomicBool>,
 }
 
 impl<S: SessionStore + Clone> Recording<S> {
@@ -70,6 +71,7 @@ impl<S: SessionStore + Clone> Recording<S> {
             calls: Arc::default(),
             failing: Arc::default(),
             failures: Arc::default(),
+            unreadable: Arc::default(),
         }
     }
 
@@ -86,6 +88,12 @@ impl<S: SessionStore + Clone> Recording<S> {
     /// While `true`, every call fails with a backend error.
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// While `true`, loads fail with [`StoreError::Corrupt`], as for data the store cannot
+    /// read under the session's ID; the stored record itself is untouched.
+    pub fn set_unreadable(&self, unreadable: bool) {
+        self.unreadable.store(unreadable, Ordering::SeqCst);
     }
 
     /// How many calls failed because of [`Recording::set_failing`].
@@ -110,6 +118,9 @@ impl<S: SessionStore + Clone> SessionStore for Recording<S> {
             LoadKeys::Only(keys) => Some(keys.iter().map(ToString::to_string).collect()),
         };
         self.record(Call::Load(asked))?;
+        if self.unreadable.load(Ordering::SeqCst) {
+            return Err(StoreError::corrupt("record damaged by the test"));
+        }
         self.inner.load(id, keys).await
     }
 

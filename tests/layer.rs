@@ -1065,6 +1065,42 @@ async fn a_rejected_record_is_logged_with_the_decoders_reason() {
 }
 
 #[tokio::test]
+async fn unreadable_stored_data_starts_a_new_session_or_under_strict_fails() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let store = store();
+    let key = Key::generate();
+    let lenient = app(&store, &key);
+    let cookie = started(&lenient).await;
+    store.set_unreadable(true);
+
+    // Like a record that fails to decode: a warning and a new session, under a new ID.
+    let response = send(&lenient, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, "[]|");
+    let logged = logs.text();
+    assert!(
+        logged.contains("WARN")
+            && logged.contains("unreadable")
+            && logged.contains("record damaged by the test"),
+        "{logged}"
+    );
+    let response = send(&lenient, request("POST", "/add", Some(&cookie), "pear")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_ne!(id_of(&cookie_pair(&response)), id_of(&cookie));
+
+    // Under the strict policy: a 500, not a 503, since trying again will not help.
+    let strict =
+        app_with(SessionLayer::new(store.clone(), key).with_decode_policy(DecodePolicy::Strict));
+    let response = send(&strict, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+    // Nothing was written over it.
+    store.set_unreadable(false);
+    let response = send(&lenient, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, r#"["apple"]|"#);
+}
+
+#[tokio::test]
 async fn a_store_failure_on_load_is_a_503_and_on_save_too() {
     let store = store();
     let app = app(&store, &Key::generate());

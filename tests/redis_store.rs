@@ -14,7 +14,8 @@ use redis::{sentinel::SentinelNodeConnectionInfo, RedisConnectionInfo};
 use session_runtime::{
     conformance,
     store::{LoadKeys, Patch},
-    Key, RedisStore, SessionData, SessionId, SessionLayer, SessionStore, TypedSession,
+    DecodePolicy, Key, RedisStore, SessionData, SessionId, SessionLayer, SessionStore,
+    TypedSession,
 };
 use session_suite::http::{cookie_pair, id_of, request, send, text};
 use session_suite::{
@@ -285,7 +286,14 @@ async fn garbage_in_redis_falls_back_per_field_and_never_panics() {
     let Some(store) = shared_store("garbage").await else {
         return;
     };
-    let app = app(store.clone());
+    let signing = Key::generate();
+    let with_policy = |policy| {
+        Router::new()
+            .route("/add", post(add))
+            .route("/show", get(show))
+            .layer(SessionLayer::new(store.clone(), signing.clone()).with_decode_policy(policy))
+    };
+    let app = with_policy(DecodePolicy::Lenient);
     let response = send(&app, request("POST", "/add", None, "apple")).await;
     let cookie = cookie_pair(&response);
     let key = store.key(&id_of(&cookie));
@@ -323,12 +331,39 @@ async fn garbage_in_redis_falls_back_per_field_and_never_panics() {
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
+    // Unreadable, not unavailable: the visitor gets a new session (read-only: no cookie
+    // yet), and the data under the old ID is left alone.
     let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
-    assert_eq!(
-        response.status(),
-        StatusCode::SERVICE_UNAVAILABLE,
-        "WRONGTYPE is a store error"
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, "[]");
+    let response = send(&app, request("POST", "/add", Some(&cookie), "pear")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let fresh = cookie_pair(&response);
+    assert_ne!(
+        id_of(&fresh),
+        id_of(&cookie),
+        "a new ID, never the unreadable one"
     );
+    let response = send(&app, request("GET", "/show", Some(&fresh), "")).await;
+    assert_eq!(text(response).await, r#"["pear"]"#);
+    let left: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, "a string", "the unreadable data is not overwritten");
+    // Under the strict policy it is an error, a 500: trying again would not help.
+    let strict = with_policy(DecodePolicy::Strict);
+    let response = send(&strict, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let response = send(&strict, request("POST", "/add", Some(&cookie), "plum")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let left: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, "a string");
     redis::cmd("DEL")
         .arg(&key)
         .query_async::<()>(&mut conn)

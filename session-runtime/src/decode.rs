@@ -21,11 +21,13 @@ pub type FieldWrite = (Cow<'static, str>, Option<Bytes>);
 pub enum DecodePolicy {
     /// A field that fails to decode takes its default (the other fields survive) and a
     /// warning is logged; a record from a newer schema version is read as far as the code
-    /// understands it and its stored version is kept. The default.
+    /// understands it and its stored version is kept. Data the store cannot read as a record
+    /// at all ([`StoreError::Corrupt`](crate::StoreError::Corrupt)) is logged and left as it
+    /// is, and a new session starts under a new ID. The default.
     #[default]
     Lenient,
-    /// Any field that fails to decode, failing migration or record of a newer version
-    /// rejects the whole record: the request gets an error response.
+    /// Any field that fails to decode, failing migration, record of a newer version or
+    /// unreadable stored data rejects the whole record: the request gets an error response.
     Strict,
 }
 

@@ -22,7 +22,7 @@ use crate::{
     schema::{FieldMap, RawRecord},
     schema::{SchemaFields, SessionData},
     store::{DynStore, LoadKeys, Patch, Record},
-    Schema, SessionError, SessionId, StoreError,
+    DecodePolicy, Schema, SessionError, SessionId, StoreError,
 };
 
 /// Metadata key: creation time, milliseconds since the Unix epoch.
@@ -301,10 +301,26 @@ impl RequestSession {
                     return Ok(());
                 }
             };
-            let record = self
+            let record = match self
                 .store()
                 .load(&id, LoadKeys::Only(schema.load_keys()))
-                .await?;
+                .await
+            {
+                Ok(record) => record,
+                // Unreadable data under the session's ID: like a record that fails to
+                // decode, it does not take the visitor's every request down. It is left as
+                // it is; the new session gets a new ID.
+                Err(err @ StoreError::Corrupt(_))
+                    if self.config().decode_policy == DecodePolicy::Lenient =>
+                {
+                    tracing::warn!(
+                        error = %Chain(&err),
+                        "the session cookie names unreadable data in the store; starting a new session"
+                    );
+                    None
+                }
+                Err(err) => return Err(err.into()),
+            };
             let mut loaded = Loaded::fresh();
             if let Some(record) = record {
                 loaded.complete = record.complete;

@@ -26,6 +26,10 @@
 //! Writes to different fields of one session never overwrite each other; writes to the same
 //! field are last-writer-wins.
 //!
+//! A store that finds data it cannot read as a record under a session's ID (another
+//! program's key under its prefix, say) fails with [`StoreError::Corrupt`], leaving that data
+//! as it is, and keeps [`StoreError::Backend`] for failures that trying again may cure.
+//!
 //! A store may replace a session's ID in any write by returning `Some(new_id)`: a
 //! client-side store whose "ID" is the encrypted record does so on every write. Server-side
 //! stores return `None`.
@@ -171,6 +175,14 @@ pub enum StoreError {
     Rejected(Box<dyn StdError + Send + Sync>),
     /// The backend failed: connection lost, timeout, protocol error.
     Backend(Box<dyn StdError + Send + Sync>),
+    /// What the store holds under this session's ID is not a record it can read: another
+    /// program's data under the store's key prefix, or a record damaged outside the store.
+    /// Unlike [`StoreError::Backend`], trying again will not help. On a load, the layer
+    /// treats it like a record that fails to decode: under the default
+    /// [`DecodePolicy::Lenient`](crate::DecodePolicy::Lenient) it logs a warning and starts
+    /// a new session under a new ID, leaving the unreadable data as it is; under
+    /// [`DecodePolicy::Strict`](crate::DecodePolicy::Strict) the request fails with a `500`.
+    Corrupt(Box<dyn StdError + Send + Sync>),
 }
 
 impl StoreError {
@@ -187,6 +199,19 @@ impl StoreError {
     pub fn backend(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         Self::Backend(source.into())
     }
+
+    /// Unreadable stored data, described by `source`.
+    ///
+    /// ```
+    /// use session_runtime::StoreError;
+    ///
+    /// // In a store that found something it did not write under a session's key:
+    /// let err = StoreError::corrupt("the session's key holds a list, not a record");
+    /// assert!(matches!(err, StoreError::Corrupt(_)));
+    /// ```
+    pub fn corrupt(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self::Corrupt(source.into())
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -196,6 +221,7 @@ impl fmt::Display for StoreError {
             Self::Collision => f.write_str("another session already has this ID"),
             Self::Rejected(_) => f.write_str("the session store refused the record"),
             Self::Backend(_) => f.write_str("the session store failed"),
+            Self::Corrupt(_) => f.write_str("the stored session record is unreadable"),
         }
     }
 }
@@ -203,7 +229,7 @@ impl fmt::Display for StoreError {
 impl StdError for StoreError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            Self::Rejected(e) | Self::Backend(e) => Some(&**e),
+            Self::Rejected(e) | Self::Backend(e) | Self::Corrupt(e) => Some(&**e),
             Self::NotFound | Self::Collision => None,
         }
     }

@@ -247,8 +247,14 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long connecting waits before failing.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A Redis error as a store error: `WRONGTYPE` (the session's key holds something other
+/// than a hash) is unreadable data, anything else a backend failure.
 fn backend(err: redis::RedisError) -> StoreError {
-    StoreError::backend(err)
+    if err.code() == Some("WRONGTYPE") {
+        StoreError::corrupt(err)
+    } else {
+        StoreError::backend(err)
+    }
 }
 
 fn is_tls(info: &ConnectionInfo) -> bool {
@@ -583,12 +589,12 @@ fn record_from(
     for (key, value) in entries {
         any = true;
         let (Value::BulkString(key), Value::BulkString(value)) = (key, value) else {
-            return Err(StoreError::backend(
+            return Err(StoreError::corrupt(
                 "a session hash holds a non-string entry",
             ));
         };
         let key = std::str::from_utf8(&key).map_err(|_| {
-            StoreError::backend("a session hash has a field name that is not UTF-8")
+            StoreError::corrupt("a session hash has a field name that is not UTF-8")
         })?;
         if key == EXPIRES_FIELD {
             expires_at = crate::codec::parse_u64(&value).and_then(crate::session::at_millis);
