@@ -21,7 +21,8 @@
 //!    record is gone, `Collision` if the new ID is taken; in both cases nothing changes.
 //! 5. **Delete** removes the record; deleting a missing record is not an error.
 //! 6. **Touch** sets a new expiry without rewriting fields; `NotFound` if the record is gone.
-//! 7. After its expiry, a record is never returned again.
+//! 7. After its expiry, a record is never returned again; a write whose expiry has already
+//!    passed ends the record at once.
 //!
 //! Writes to different fields of one session never overwrite each other; writes to the same
 //! field are last-writer-wins.

@@ -533,11 +533,12 @@ fn patch_args(invocation: &mut ScriptInvocation<'_>, patch: &Patch) {
     }
 }
 
-/// Milliseconds from now until `at`, at least 1 (Redis refuses a TTL of 0).
+/// Whole milliseconds from now until `at`, rounded down; 0 once `at` has passed, which
+/// makes the scripts' `PEXPIRE` delete the key at once: a record written with an expiry
+/// in the past must never be read again, not even for the last millisecond.
 fn ttl_millis(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::now()).map_or(1, |d| {
-        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-    })
+    at.duration_since(SystemTime::now())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Milliseconds since the Unix epoch.
