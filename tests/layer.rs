@@ -82,6 +82,23 @@ async fn remember(mut cart: TypedSession<Cart>) -> &'static str {
     "remembered"
 }
 
+/// The flash-message pattern: show a one-time value and clear it, on every page.
+async fn flash(mut cart: TypedSession<Cart>) -> String {
+    cart.take_theme()
+}
+
+/// One extractor sets a field, a later one takes it: the take wins, as the later change.
+async fn set_then_take(mut first: TypedSession<Cart>, mut second: TypedSession<Cart>) -> String {
+    first.set_theme("dark".into());
+    drop(first);
+    second.take_theme();
+    let mut third = second;
+    third.set_user_id(Some(7));
+    third
+        .take_user_id()
+        .map_or("none".into(), |id| id.to_string())
+}
+
 async fn both(mut cart: TypedSession<Cart>, mut prefs: TypedSession<Prefs>) -> String {
     cart.set_theme("dark".into());
     prefs.set_lang("fr".into());
@@ -108,6 +125,8 @@ fn routes() -> Router {
         .route("/remember", post(remember))
         .route("/both", post(both))
         .route("/twice", post(twice))
+        .route("/flash", get(flash))
+        .route("/set-then-take", post(set_then_take))
 }
 
 fn app_with(layer: SessionLayer<Store>) -> Router {
@@ -176,6 +195,54 @@ async fn a_new_session_that_stays_empty_is_not_stored_and_gets_no_cookie() {
         "no cookie, so not even a load"
     );
     assert!(store.inner().is_empty());
+}
+
+#[tokio::test]
+async fn taking_a_field_that_is_not_stored_writes_nothing() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    // A visitor without a session: nothing to remove, so no session and no cookie.
+    let response = send(&app, request("GET", "/flash", None, "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        set_cookies(&response).is_empty(),
+        "no cookie for an empty session"
+    );
+    assert!(writes(&store.take_calls()).is_empty(), "nothing created");
+    assert!(store.inner().is_empty());
+
+    // A session without that field: the page is a read, not a write.
+    let cookie = started(&app).await;
+    store.take_calls();
+    let response = send(&app, request("GET", "/flash", Some(&cookie), "")).await;
+    assert!(
+        set_cookies(&response).is_empty(),
+        "{:?}",
+        set_cookies(&response)
+    );
+    assert!(writes(&store.take_calls()).is_empty());
+
+    // Once it is stored, taking it removes it, once.
+    let response = send(&app, request("POST", "/both", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    store.take_calls();
+    let response = send(&app, request("GET", "/flash", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "dark");
+    assert_eq!(the_one_save(&store.take_calls()).remove, vec!["th"]);
+    let response = send(&app, request("GET", "/flash", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "");
+    assert!(
+        writes(&store.take_calls()).is_empty(),
+        "already gone: no write"
+    );
+
+    // Fields set and then taken in the same request leave nothing to store either.
+    let response = send(&app, request("POST", "/set-then-take", None, "")).await;
+    assert_eq!(text(response).await, "7");
+    assert!(writes(&store.take_calls()).is_empty());
+    let response = send(&app, request("POST", "/set-then-take", Some(&cookie), "")).await;
+    assert!(set_cookies(&response).is_empty());
+    assert!(writes(&store.take_calls()).is_empty());
 }
 
 #[tokio::test]

@@ -341,7 +341,8 @@ fn accessors(
     let mut_doc =
         format!("Borrows `{name}` mutably and marks it changed, so the next save writes it.");
     let take_doc = format!(
-        "Returns `{name}`, resets it to its default and marks it for removal from the store."
+        "Returns `{name}`, resets it to its default and marks it for removal from the store. \
+         Taking a field the store does not have writes nothing (and creates no session)."
     );
     quote! {
         #[doc = #get_doc]

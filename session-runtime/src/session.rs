@@ -497,12 +497,48 @@ impl RequestSession {
         let result = collect_changes::<T>(fields, *stored_version, &mut writes);
         fields.state_mut().clear();
         let mut state = self.state();
+        let state = &mut *state;
         match result {
             Ok(()) => {
-                state.loaded.get_or_insert_with(Loaded::fresh);
-                state.pending.extend(writes);
-                if stored_version.is_none_or(|v| v < T::SCHEMA.version()) {
-                    *stored_version = Some(T::SCHEMA.version());
+                let loaded = state.loaded.get_or_insert_with(Loaded::fresh);
+                let version_key = T::SCHEMA.version_key();
+                let mut version = None;
+                for (key, value) in writes {
+                    if key == version_key {
+                        version = Some((key, value));
+                        continue;
+                    }
+                    let stored = || {
+                        loaded
+                            .base
+                            .as_ref()
+                            .is_some_and(|base| base.contains_key(key.as_ref()))
+                    };
+                    if value.is_some() || stored() {
+                        state.pending.insert(key, value);
+                    } else {
+                        // Removing a field the store does not have changes nothing (the
+                        // flash-message pattern takes a value on every page); it only
+                        // cancels a write of it earlier in this request.
+                        state.pending.remove(&key);
+                    }
+                }
+                // The version describes the schema's fields written with it: with none left
+                // to write (all taken again), it waits too, so a new session that only set
+                // and took fields is not created.
+                if let Some((key, value)) = version {
+                    let fields_written = T::SCHEMA
+                        .fields()
+                        .iter()
+                        .any(|field| state.pending.contains_key(field.store_key()));
+                    if fields_written {
+                        state.pending.insert(key, value);
+                        if stored_version.is_none_or(|v| v < T::SCHEMA.version()) {
+                            *stored_version = Some(T::SCHEMA.version());
+                        }
+                    } else {
+                        state.pending.remove(&key);
+                    }
                 }
             }
             Err(err) => state.errors.push(SessionError::Encode(err)),
