@@ -35,6 +35,24 @@ pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// xorshift64*: a small deterministic generator, so a randomized test replays from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next_u64() % n as u64).expect("fits")
+    }
+}
+
 /// One call a [`Recording`] store saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {

@@ -29,6 +29,7 @@ use session_runtime::{
     SessionLayer, SessionStore, TypedSession,
 };
 use session_suite::http::{attribute, cookie_pair, id_of, request, send, set_cookies, text};
+use session_suite::Rng;
 
 #[derive(SessionData)]
 struct Cart {
@@ -59,29 +60,13 @@ fn app<S: SessionStore + Clone>(store: S, key: Key) -> Router {
         .layer(SessionLayer::new(store, key))
 }
 
-/// xorshift64*: a small deterministic generator, so a failing case can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).expect("fits")
-    }
-
-    /// A byte a header value may hold: visible ASCII, space, tab, or 0x80..=0xFF.
-    fn header_byte(&mut self) -> u8 {
-        const SPECIAL: &[u8] = b";=\". \t,\\%+/-_";
-        match self.below(4) {
-            0 => SPECIAL[self.below(SPECIAL.len())],
-            1 => 0x80 + u8::try_from(self.below(0x80)).expect("fits"),
-            _ => 0x21 + u8::try_from(self.below(0x7F - 0x21)).expect("fits"),
-        }
+/// A byte a header value may hold: visible ASCII, space, tab, or 0x80..=0xFF.
+fn header_byte(rng: &mut Rng) -> u8 {
+    const SPECIAL: &[u8] = b";=\". \t,\\%+/-_";
+    match rng.below(4) {
+        0 => SPECIAL[rng.below(SPECIAL.len())],
+        1 => 0x80 + u8::try_from(rng.below(0x80)).expect("fits"),
+        _ => 0x21 + u8::try_from(rng.below(0x7F - 0x21)).expect("fits"),
     }
 }
 
@@ -97,11 +82,11 @@ fn mutate(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
             }
             1 if !out.is_empty() => {
                 let at = rng.below(out.len());
-                out[at] = rng.header_byte();
+                out[at] = header_byte(rng);
             }
             2 => {
                 let at = rng.below(out.len() + 1);
-                let byte = rng.header_byte();
+                let byte = header_byte(rng);
                 out.insert(at, byte);
             }
             3 if !out.is_empty() => {
@@ -122,7 +107,7 @@ fn mutate(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
             // Random bytes appended.
             _ => {
                 for _ in 0..rng.below(40) {
-                    let byte = rng.header_byte();
+                    let byte = header_byte(rng);
                     out.push(byte);
                 }
             }

@@ -1,0 +1,253 @@
+//! The request layer against a model of its documented lifecycle. A few browsers send
+//! random scripts of sets, takes, regenerates and destroys (several per request, in any
+//! order); after every request the handler's view, the cookie the browser gets and what a
+//! later read finds are checked against the model, and old cookies (regenerated away or
+//! destroyed) must find nothing. Fixed seeds, so a failure replays; on the memory store and,
+//! when a Redis server answers, on Redis.
+
+use std::{collections::HashMap, time::Duration};
+
+use axum::{
+    routing::{get, post},
+    Router,
+};
+use session_runtime::{Key, MemoryStore, RedisStore, SessionData, SessionLayer, TypedSession};
+use session_suite::{
+    http::{attribute, id_of, request, send, set_cookies, text},
+    redis_harness::{shared_redis_url, skip_without_redis, unique_prefix},
+    Rng,
+};
+
+#[derive(SessionData)]
+struct Notes {
+    a: Option<String>,
+    b: Option<String>,
+}
+
+type Fields = (Option<String>, Option<String>);
+
+fn show(a: &Option<String>, b: &Option<String>) -> String {
+    format!("{a:?}|{b:?}")
+}
+
+/// Runs a script: `a=v` / `b=v` set, `-a` / `-b` take, `R` regenerate, `D` destroy.
+async fn run(mut notes: TypedSession<Notes>, script: String) -> String {
+    for action in script.split(' ') {
+        match action {
+            "R" => notes.regenerate(),
+            "D" => notes.destroy(),
+            "-a" => drop(notes.take_a()),
+            "-b" => drop(notes.take_b()),
+            set => match set.split_once('=') {
+                Some(("a", value)) => notes.set_a(Some(value.to_owned())),
+                Some(("b", value)) => notes.set_b(Some(value.to_owned())),
+                _ => panic!("not an action: {set:?}"),
+            },
+        }
+    }
+    show(notes.a(), notes.b())
+}
+
+async fn peek(notes: TypedSession<Notes>) -> String {
+    show(notes.a(), notes.b())
+}
+
+fn app(layer: SessionLayer<impl session_runtime::SessionStore + Clone>) -> Router {
+    Router::new()
+        .route("/run", post(run))
+        .route("/peek", get(peek))
+        .layer(layer)
+}
+
+/// What a browser sees after a response: the `name=value` pair it keeps, if any.
+enum CookieOut {
+    /// No `Set-Cookie`, or one that re-sends the same ID.
+    Kept,
+    /// A session under this ID.
+    New(String),
+    /// The cookie was removed.
+    Removed,
+}
+
+fn cookie_out(response: &axum::response::Response) -> CookieOut {
+    let cookies = set_cookies(response);
+    assert!(cookies.len() <= 1, "one Set-Cookie at most: {cookies:?}");
+    match cookies.first() {
+        None => CookieOut::Kept,
+        Some(cookie) if attribute(cookie, "Max-Age") == Some("0") => CookieOut::Removed,
+        Some(cookie) => CookieOut::New(cookie.split(';').next().expect("name=value").to_owned()),
+    }
+}
+
+fn random_script(rng: &mut Rng, step: usize) -> String {
+    let actions: Vec<String> = (0..=rng.below(3))
+        .map(|i| match rng.below(20) {
+            0..=5 => format!("a=v{step}.{i}"),
+            6..=10 => format!("b=w{step}.{i}"),
+            11..=13 => "-a".to_owned(),
+            14..=16 => "-b".to_owned(),
+            17 | 18 => "R".to_owned(),
+            _ => "D".to_owned(),
+        })
+        .collect();
+    actions.join(" ")
+}
+
+async fn check_against_the_model(app: &Router, seed: u64, steps: usize) {
+    let mut rng = Rng(seed);
+    // The browsers' cookies, the live sessions by ID, and cookies that must find nothing.
+    let mut jars: [Option<String>; 3] = Default::default();
+    let mut live: HashMap<String, Fields> = HashMap::new();
+    let mut dead: Vec<String> = Vec::new();
+
+    for step in 0..steps {
+        let browser = rng.below(jars.len());
+        let script = random_script(&mut rng, step);
+        let at = format!("seed {seed:#x}, step {step}, browser {browser}, script {script:?}");
+
+        // The model: the session this request starts from, then the script.
+        let start = jars[browser]
+            .as_deref()
+            .map(|pair| id_of(pair).as_str().to_owned())
+            .filter(|id| live.contains_key(id));
+        let mut attached = start.is_some();
+        let mut view: Fields = start
+            .as_ref()
+            .map(|id| live[id].clone())
+            .unwrap_or_default();
+        let (mut regenerate, mut destroyed) = (false, false);
+        for action in script.split(' ') {
+            match action {
+                "R" => regenerate = true,
+                "D" => {
+                    destroyed |= attached;
+                    attached = false;
+                    regenerate = false;
+                    view = Fields::default();
+                }
+                "-a" => view.0 = None,
+                "-b" => view.1 = None,
+                set => {
+                    let (key, value) = set.split_once('=').expect("a set");
+                    let slot = if key == "a" { &mut view.0 } else { &mut view.1 };
+                    *slot = Some(value.to_owned());
+                }
+            }
+        }
+
+        let response = send(
+            app,
+            request("POST", "/run", jars[browser].as_deref(), script.clone()),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{at}");
+        let out = cookie_out(&response);
+        assert_eq!(
+            text(response).await,
+            show(&view.0, &view.1),
+            "{at}: the view"
+        );
+
+        if destroyed {
+            let old = start.clone().expect("destroyed a live session");
+            live.remove(&old);
+            dead.push(jars[browser].clone().expect("it had a cookie"));
+        }
+        let stored = view.0.is_some() || view.1.is_some();
+        match (attached, out) {
+            // The session it started from, under the same ID or, regenerated, a new one.
+            (true, CookieOut::Kept) => {
+                assert!(!regenerate, "{at}: a regenerate must send a new ID");
+                live.insert(start.clone().expect("attached"), view);
+            }
+            (true, CookieOut::New(pair)) => {
+                let old = start.clone().expect("attached");
+                let new = id_of(&pair).as_str().to_owned();
+                assert_eq!(
+                    new != old,
+                    regenerate,
+                    "{at}: a new ID exactly on regenerate"
+                );
+                live.remove(&old);
+                if regenerate {
+                    dead.push(jars[browser].clone().expect("it had a cookie"));
+                }
+                live.insert(new, view);
+                jars[browser] = Some(pair);
+            }
+            (true, CookieOut::Removed) => panic!("{at}: a live session's cookie was removed"),
+            // A new session: only when something is left to store.
+            (false, CookieOut::New(pair)) => {
+                assert!(stored, "{at}: a session created with nothing in it");
+                let id = id_of(&pair).as_str().to_owned();
+                assert!(
+                    !live.contains_key(&id),
+                    "{at}: a new session reused a live ID"
+                );
+                live.insert(id, view);
+                jars[browser] = Some(pair);
+            }
+            (false, CookieOut::Removed) => {
+                assert!(destroyed && !stored, "{at}: an unexpected removal cookie");
+                jars[browser] = None;
+            }
+            (false, CookieOut::Kept) => {
+                assert!(!stored, "{at}: changes stored without a cookie");
+                assert!(
+                    !destroyed,
+                    "{at}: a destroyed session's cookie was not removed"
+                );
+            }
+        }
+
+        // What a later read finds, for this browser and for an old cookie.
+        let expected = jars[browser]
+            .as_deref()
+            .and_then(|pair| live.get(id_of(pair).as_str()))
+            .map_or_else(|| show(&None, &None), |(a, b)| show(a, b));
+        let response = send(app, request("GET", "/peek", jars[browser].as_deref(), "")).await;
+        assert!(
+            set_cookies(&response).is_empty(),
+            "{at}: a read sets no cookie"
+        );
+        assert_eq!(text(response).await, expected, "{at}: what a read finds");
+        if !dead.is_empty() && rng.below(4) == 0 {
+            let old = dead[rng.below(dead.len())].clone();
+            let response = send(app, request("GET", "/peek", Some(&old), "")).await;
+            assert!(set_cookies(&response).is_empty(), "{at}");
+            assert_eq!(
+                text(response).await,
+                show(&None, &None),
+                "{at}: an old cookie ({old}) finds nothing"
+            );
+        }
+    }
+    assert!(
+        !live.is_empty() && !dead.is_empty(),
+        "the scripts reached every case"
+    );
+}
+
+#[tokio::test]
+async fn the_lifecycle_matches_its_model_on_the_memory_store() {
+    let app = app(SessionLayer::new(MemoryStore::new(), Key::generate()));
+    for seed in [0x5EED_0101, 0x5EED_0102, 0x5EED_0103] {
+        check_against_the_model(&app, seed, 400).await;
+    }
+}
+
+#[tokio::test]
+async fn the_lifecycle_matches_its_model_on_redis() {
+    let Some(url) = shared_redis_url() else {
+        skip_without_redis("lifecycle model", "no Redis answers on the shared URL");
+        return;
+    };
+    let store = RedisStore::connect(url.as_str())
+        .await
+        .expect("connect to the shared Redis")
+        .with_key_prefix(unique_prefix("lifecycle-model"));
+    // Short-lived: these sessions live on a shared server.
+    let app =
+        app(SessionLayer::new(store, Key::generate()).with_idle_timeout(Duration::from_secs(300)));
+    check_against_the_model(&app, 0x5EED_0201, 400).await;
+}
