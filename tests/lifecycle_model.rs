@@ -1,9 +1,10 @@
 //! The request layer against a model of its documented lifecycle. A few browsers send
-//! random scripts of sets, takes, regenerates and destroys (several per request, in any
-//! order); after every request the handler's view, the cookie the browser gets and what a
-//! later read finds are checked against the model, and old cookies (regenerated away or
-//! destroyed) must find nothing. Fixed seeds, so a failure replays; on the memory store and,
-//! when a Redis server answers, on Redis.
+//! random scripts of sets, takes, regenerates, destroys and early saves (several per
+//! request, in any order); after every request the handler's view, the cookie the browser
+//! gets and what a later read finds are checked against the model, and old cookies
+//! (regenerated away or destroyed) must find nothing. Fixed seeds, so a failure replays; on
+//! the memory store, on Redis when a server answers, and on the cookie store (whose old
+//! cookies stay valid).
 
 use std::{collections::HashMap, time::Duration};
 
@@ -11,7 +12,9 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use session_runtime::{Key, MemoryStore, RedisStore, SessionData, SessionLayer, TypedSession};
+use session_runtime::{
+    CookieStore, Key, MemoryStore, RedisStore, SessionData, SessionLayer, TypedSession,
+};
 use session_suite::{
     http::{attribute, id_of, request, send, set_cookies, text},
     redis_harness::{shared_redis_url, skip_without_redis, unique_prefix},
@@ -30,10 +33,12 @@ fn show(a: &Option<String>, b: &Option<String>) -> String {
     format!("{a:?}|{b:?}")
 }
 
-/// Runs a script: `a=v` / `b=v` set, `-a` / `-b` take, `R` regenerate, `D` destroy.
+/// Runs a script: `a=v` / `b=v` set, `-a` / `-b` take, `R` regenerate, `D` destroy, `S`
+/// save early.
 async fn run(mut notes: TypedSession<Notes>, script: String) -> String {
     for action in script.split(' ') {
         match action {
+            "S" => notes.save().await.expect("an early save"),
             "R" => notes.regenerate(),
             "D" => notes.destroy(),
             "-a" => drop(notes.take_a()),
@@ -59,6 +64,15 @@ fn app(layer: SessionLayer<impl session_runtime::SessionStore + Clone>) -> Route
         .layer(layer)
 }
 
+/// Where the session a request ends with came from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Origin {
+    /// The session the browser's cookie named.
+    Start,
+    /// A session an early save created during the request.
+    Created,
+}
+
 /// What a browser sees after a response: the `name=value` pair it keeps, if any.
 enum CookieOut {
     /// No `Set-Cookie`, or one that re-sends the same ID.
@@ -81,19 +95,26 @@ fn cookie_out(response: &axum::response::Response) -> CookieOut {
 
 fn random_script(rng: &mut Rng, step: usize) -> String {
     let actions: Vec<String> = (0..=rng.below(3))
-        .map(|i| match rng.below(20) {
+        .map(|i| match rng.below(22) {
             0..=5 => format!("a=v{step}.{i}"),
             6..=10 => format!("b=w{step}.{i}"),
             11..=13 => "-a".to_owned(),
             14..=16 => "-b".to_owned(),
             17 | 18 => "R".to_owned(),
-            _ => "D".to_owned(),
+            19 => "D".to_owned(),
+            _ => "S".to_owned(),
         })
         .collect();
     actions.join(" ")
 }
 
 async fn check_against_the_model(app: &Router, seed: u64, steps: usize) {
+    check(app, seed, steps, false).await;
+}
+
+/// `client_side`: the store keeps the session in the cookie, whose value changes on every
+/// write and which cannot be revoked (an old cookie still opens its old session).
+async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
     let mut rng = Rng(seed);
     // The browsers' cookies, the live sessions by ID, and cookies that must find nothing.
     let mut jars: [Option<String>; 3] = Default::default();
@@ -110,20 +131,37 @@ async fn check_against_the_model(app: &Router, seed: u64, steps: usize) {
             .as_deref()
             .map(|pair| id_of(pair).as_str().to_owned())
             .filter(|id| live.contains_key(id));
-        let mut attached = start.is_some();
+        // What the request is attached to: the session it started from, or one an early
+        // save created (its ID is learnt from the response).
+        let mut attached = start.as_ref().map(|_| Origin::Start);
         let mut view: Fields = start
             .as_ref()
             .map(|id| live[id].clone())
             .unwrap_or_default();
-        let (mut regenerate, mut destroyed) = (false, false);
+        let mut regenerate = false;
+        // The start session was destroyed, or moved to a new ID by an early save; any
+        // session was destroyed (a removal cookie is due unless a new one follows).
+        let (mut start_destroyed, mut start_moved, mut destroyed) = (false, false, false);
         for action in script.split(' ') {
             match action {
                 "R" => regenerate = true,
                 "D" => {
-                    destroyed |= attached;
-                    attached = false;
+                    start_destroyed |= attached == Some(Origin::Start);
+                    destroyed |= attached.is_some();
+                    attached = None;
                     regenerate = false;
                     view = Fields::default();
+                }
+                "S" => {
+                    match attached {
+                        Some(Origin::Start) => start_moved |= regenerate,
+                        Some(Origin::Created) => {}
+                        None if view.0.is_some() || view.1.is_some() => {
+                            attached = Some(Origin::Created);
+                        }
+                        None => {}
+                    }
+                    regenerate = false;
                 }
                 "-a" => view.0 = None,
                 "-b" => view.1 = None,
@@ -148,36 +186,46 @@ async fn check_against_the_model(app: &Router, seed: u64, steps: usize) {
             "{at}: the view"
         );
 
-        if destroyed {
-            let old = start.clone().expect("destroyed a live session");
-            live.remove(&old);
+        let new_id = start_moved || regenerate;
+        if start_destroyed || (attached == Some(Origin::Start) && new_id) || start_moved {
+            live.remove(start.as_deref().expect("a start session"));
             dead.push(jars[browser].clone().expect("it had a cookie"));
         }
         let stored = view.0.is_some() || view.1.is_some();
         match (attached, out) {
             // The session it started from, under the same ID or, regenerated, a new one.
-            (true, CookieOut::Kept) => {
-                assert!(!regenerate, "{at}: a regenerate must send a new ID");
+            (Some(Origin::Start), CookieOut::Kept) => {
+                assert!(!new_id, "{at}: a regenerate must send a new ID");
                 live.insert(start.clone().expect("attached"), view);
             }
-            (true, CookieOut::New(pair)) => {
-                let old = start.clone().expect("attached");
+            (Some(Origin::Start), CookieOut::New(pair)) => {
                 let new = id_of(&pair).as_str().to_owned();
-                assert_eq!(
-                    new != old,
-                    regenerate,
-                    "{at}: a new ID exactly on regenerate"
-                );
-                live.remove(&old);
-                if regenerate {
-                    dead.push(jars[browser].clone().expect("it had a cookie"));
+                if !client_side {
+                    assert_eq!(
+                        Some(&new) != start.as_ref(),
+                        new_id,
+                        "{at}: a new ID exactly on regenerate"
+                    );
                 }
                 live.insert(new, view);
                 jars[browser] = Some(pair);
             }
-            (true, CookieOut::Removed) => panic!("{at}: a live session's cookie was removed"),
-            // A new session: only when something is left to store.
-            (false, CookieOut::New(pair)) => {
+            // A session an early save created, even if emptied since.
+            (Some(Origin::Created), CookieOut::New(pair)) => {
+                let id = id_of(&pair).as_str().to_owned();
+                assert!(
+                    !live.contains_key(&id),
+                    "{at}: a new session reused a live ID"
+                );
+                live.insert(id, view);
+                jars[browser] = Some(pair);
+            }
+            (Some(_), CookieOut::Removed) => panic!("{at}: a live session's cookie was removed"),
+            (Some(Origin::Created), CookieOut::Kept) => {
+                panic!("{at}: a session created without a cookie")
+            }
+            // A new session at the end: only when something is left to store.
+            (None, CookieOut::New(pair)) => {
                 assert!(stored, "{at}: a session created with nothing in it");
                 let id = id_of(&pair).as_str().to_owned();
                 assert!(
@@ -187,11 +235,11 @@ async fn check_against_the_model(app: &Router, seed: u64, steps: usize) {
                 live.insert(id, view);
                 jars[browser] = Some(pair);
             }
-            (false, CookieOut::Removed) => {
+            (None, CookieOut::Removed) => {
                 assert!(destroyed && !stored, "{at}: an unexpected removal cookie");
                 jars[browser] = None;
             }
-            (false, CookieOut::Kept) => {
+            (None, CookieOut::Kept) => {
                 assert!(!stored, "{at}: changes stored without a cookie");
                 assert!(
                     !destroyed,
@@ -211,7 +259,7 @@ async fn check_against_the_model(app: &Router, seed: u64, steps: usize) {
             "{at}: a read sets no cookie"
         );
         assert_eq!(text(response).await, expected, "{at}: what a read finds");
-        if !dead.is_empty() && rng.below(4) == 0 {
+        if !client_side && !dead.is_empty() && rng.below(4) == 0 {
             let old = dead[rng.below(dead.len())].clone();
             let response = send(app, request("GET", "/peek", Some(&old), "")).await;
             assert!(set_cookies(&response).is_empty(), "{at}");
@@ -250,4 +298,11 @@ async fn the_lifecycle_matches_its_model_on_redis() {
     let app =
         app(SessionLayer::new(store, Key::generate()).with_idle_timeout(Duration::from_secs(300)));
     check_against_the_model(&app, 0x5EED_0201, 400).await;
+}
+
+#[tokio::test]
+async fn the_lifecycle_matches_its_model_on_the_cookie_store() {
+    let key = Key::generate();
+    let app = app(SessionLayer::new(CookieStore::new(&key), key));
+    check(&app, 0x5EED_0301, 400, true).await;
 }

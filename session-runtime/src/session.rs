@@ -599,7 +599,14 @@ impl RequestSession {
         let Some(loaded) = &state.loaded else {
             return true;
         };
-        if state.has_unsaved() || loaded.stale_key || loaded.stale_record || loaded.id.is_none() {
+        // A cookie decided by an early save (a new session, a regenerated ID) still has to
+        // reach the browser, even if nothing changed after it.
+        if state.has_unsaved()
+            || state.cookie.is_some()
+            || loaded.stale_key
+            || loaded.stale_record
+            || loaded.id.is_none()
+        {
             return false;
         }
         let (deadline, _) = self.deadline(loaded.created, loaded.ttl, SystemTime::now());
