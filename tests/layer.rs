@@ -82,6 +82,12 @@ async fn remember(mut cart: TypedSession<Cart>) -> &'static str {
     "remembered"
 }
 
+/// Back to the layer's idle timeout ("do not remember me"), on every page.
+async fn forget_me(mut cart: TypedSession<Cart>) -> &'static str {
+    cart.set_expiry(None);
+    "ok"
+}
+
 /// The flash-message pattern: show a one-time value and clear it, on every page.
 async fn flash(mut cart: TypedSession<Cart>) -> String {
     cart.take_theme()
@@ -126,6 +132,7 @@ fn routes() -> Router {
         .route("/both", post(both))
         .route("/twice", post(twice))
         .route("/flash", get(flash))
+        .route("/forget-me", post(forget_me))
         .route("/set-then-take", post(set_then_take))
 }
 
@@ -243,6 +250,32 @@ async fn taking_a_field_that_is_not_stored_writes_nothing() {
     let response = send(&app, request("POST", "/set-then-take", Some(&cookie), "")).await;
     assert!(set_cookies(&response).is_empty());
     assert!(writes(&store.take_calls()).is_empty());
+}
+
+#[tokio::test]
+async fn clearing_an_expiry_override_that_is_not_stored_writes_nothing() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let response = send(&app, request("POST", "/forget-me", None, "")).await;
+    assert!(
+        set_cookies(&response).is_empty(),
+        "no session for a visitor without one"
+    );
+    assert!(writes(&store.take_calls()).is_empty());
+    let cookie = started(&app).await;
+    store.take_calls();
+    let response = send(&app, request("POST", "/forget-me", Some(&cookie), "")).await;
+    assert!(set_cookies(&response).is_empty());
+    assert!(
+        writes(&store.take_calls()).is_empty(),
+        "no override: nothing to clear"
+    );
+    // A stored override is cleared with one write.
+    let response = send(&app, request("POST", "/remember", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    store.take_calls();
+    send(&app, request("POST", "/forget-me", Some(&cookie), "")).await;
+    assert_eq!(the_one_save(&store.take_calls()).remove, vec!["__ttl"]);
 }
 
 #[tokio::test]

@@ -567,15 +567,29 @@ impl RequestSession {
 
     pub(crate) fn set_expiry(&self, ttl: Option<Duration>) {
         let mut state = self.state();
-        let value = ttl.map(|ttl| {
-            Bytes::from(
-                u64::try_from(ttl.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .to_string(),
-            )
-        });
-        state.pending.insert(Cow::Borrowed(TTL_KEY), value);
-        state.loaded.get_or_insert_with(Loaded::fresh).ttl = ttl;
+        let state = &mut *state;
+        let loaded = state.loaded.get_or_insert_with(Loaded::fresh);
+        loaded.ttl = ttl;
+        match ttl {
+            Some(ttl) => {
+                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                let value = Bytes::from(millis.to_string());
+                state.pending.insert(Cow::Borrowed(TTL_KEY), Some(value));
+            }
+            // Clearing an override the store has is a write; one it does not have (a page
+            // that always says "do not remember me") only cancels an override set earlier
+            // in this request.
+            None if loaded
+                .base
+                .as_ref()
+                .is_some_and(|base| base.contains_key(TTL_KEY)) =>
+            {
+                state.pending.insert(Cow::Borrowed(TTL_KEY), None);
+            }
+            None => {
+                state.pending.remove(TTL_KEY);
+            }
+        }
     }
 
     /// Whether this request changed nothing, needs no refresh and no re-signing: the common
