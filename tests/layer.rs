@@ -1841,3 +1841,60 @@ async fn stored_times_out_of_range_neither_panic_nor_outlive_400_days() {
         }
     }
 }
+
+/// Documented on `destroy()`: another extractor's changes are saved when it is dropped,
+/// after the destroy, so they start a new session whenever they were made.
+#[tokio::test]
+async fn another_extractors_changes_outlive_a_destroy_into_a_new_session() {
+    let store = store();
+    let app = Router::new()
+        .route(
+            "/logout-keeping-lang",
+            post(
+                |mut cart: TypedSession<Cart>, mut prefs: TypedSession<Prefs>| async move {
+                    prefs.set_lang("fr".into());
+                    cart.destroy();
+                },
+            ),
+        )
+        .route(
+            "/logout-dropping-prefs",
+            post(
+                |mut cart: TypedSession<Cart>, mut prefs: TypedSession<Prefs>| async move {
+                    prefs.set_lang("fr".into());
+                    drop(prefs);
+                    cart.destroy();
+                },
+            ),
+        )
+        .route("/add", post(add))
+        .route("/show", get(show))
+        .layer(SessionLayer::new(store.clone(), Key::generate()));
+    let cookie = started(&app).await;
+    let response = send(
+        &app,
+        request("POST", "/logout-keeping-lang", Some(&cookie), ""),
+    )
+    .await;
+    let fresh = cookie_pair(&response);
+    assert_ne!(id_of(&fresh), id_of(&cookie), "the old session is gone");
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]|");
+    assert_eq!(store.inner().len(), 1, "only the new session, with `lang`");
+
+    // Dropped before the destroy, its changes go with the session.
+    let cookie = started(&app).await;
+    let response = send(
+        &app,
+        request("POST", "/logout-dropping-prefs", Some(&cookie), ""),
+    )
+    .await;
+    let cookies = set_cookies(&response);
+    assert_eq!(cookies.len(), 1);
+    assert_eq!(attribute(&cookies[0], "Max-Age"), Some("0"), "{cookies:?}");
+    assert_eq!(
+        store.inner().len(),
+        1,
+        "still only the first logout's new session"
+    );
+}

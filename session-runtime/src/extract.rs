@@ -166,6 +166,11 @@ impl<T: SessionData> TypedSession<T> {
     /// This handle's fields are reset to their defaults. Changes made after `destroy` (on
     /// any extractor) start a new session with a new ID.
     ///
+    /// Another `TypedSession` of the same request keeps the values it read, and its changes
+    /// are saved when it is dropped, which is after this call even when they were made
+    /// before it: they too start a new session. So a logout handler that must leave nothing
+    /// behind changes no other extractor, or drops it before calling `destroy`.
+    ///
     /// ```
     /// # use axum::{routing::{get, post}, Router};
     /// # use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
