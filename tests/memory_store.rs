@@ -77,3 +77,126 @@ async fn expired_records_are_evicted_before_live_ones() {
     }
     assert!(store.len() <= 160);
 }
+
+/// A full store evicts, so records may vanish; but it never holds more than its bound,
+/// what a load returns is always exactly what was last written, and a vanished or deleted
+/// record never comes back: 5000 random creates, saves, regenerates, touches and deletes in
+/// a store bounded at 64, each answer checked against what is known.
+#[tokio::test]
+async fn eviction_loses_whole_records_only_and_brings_none_back() {
+    use std::collections::HashMap;
+
+    let store = MemoryStore::new().with_max_sessions(64);
+    let mut rng = session_suite::Rng(0x5EED_0401);
+    let mut ids: Vec<SessionId> = Vec::new();
+    // What may be loaded: the last write of each record not known to be gone.
+    let mut known: HashMap<SessionId, (Vec<u8>, SystemTime)> = HashMap::new();
+    let expiry = |rng: &mut session_suite::Rng| {
+        SystemTime::now() + Duration::from_secs(60 + rng.below(3600) as u64)
+    };
+    let write = |value: &[u8], expires_at| Patch {
+        set: vec![(Cow::Borrowed("k"), value.to_vec().into())],
+        remove: vec![],
+        expires_at,
+    };
+    for step in 0..5_000 {
+        let value = format!("{step}").into_bytes();
+        let pick = |rng: &mut session_suite::Rng, ids: &[SessionId]| {
+            (!ids.is_empty()).then(|| ids[rng.below(ids.len())].clone())
+        };
+        match rng.below(6) {
+            0 | 1 => {
+                let id = SessionId::generate();
+                let at = expiry(&mut rng);
+                store.create(&id, &write(&value, at)).await.unwrap();
+                known.insert(id.clone(), (value, at));
+                ids.push(id);
+            }
+            2 => {
+                let Some(id) = pick(&mut rng, &ids) else {
+                    continue;
+                };
+                let at = expiry(&mut rng);
+                match store.save(&id, &write(&value, at)).await {
+                    Ok(_) => {
+                        assert!(
+                            known.contains_key(&id),
+                            "step {step}: a gone record was saved"
+                        );
+                        known.insert(id, (value, at));
+                    }
+                    Err(session_runtime::StoreError::NotFound) => {
+                        known.remove(&id);
+                    }
+                    Err(err) => panic!("step {step}: {err}"),
+                }
+            }
+            3 => {
+                let Some(old) = pick(&mut rng, &ids) else {
+                    continue;
+                };
+                let new = SessionId::generate();
+                let at = expiry(&mut rng);
+                match store.regenerate(&old, &new, &write(&value, at)).await {
+                    Ok(_) => {
+                        assert!(
+                            known.remove(&old).is_some(),
+                            "step {step}: a gone record moved"
+                        );
+                        known.insert(new.clone(), (value, at));
+                        ids.push(new);
+                    }
+                    Err(session_runtime::StoreError::NotFound) => {
+                        known.remove(&old);
+                    }
+                    Err(err) => panic!("step {step}: {err}"),
+                }
+            }
+            4 => {
+                let Some(id) = pick(&mut rng, &ids) else {
+                    continue;
+                };
+                store.delete(&id).await.unwrap();
+                known.remove(&id);
+            }
+            _ => {
+                let Some(id) = pick(&mut rng, &ids) else {
+                    continue;
+                };
+                let at = expiry(&mut rng);
+                match store.touch(&id, at).await {
+                    Ok(_) => {
+                        let entry = known.get_mut(&id);
+                        assert!(entry.is_some(), "step {step}: a gone record was touched");
+                        if let Some(entry) = entry {
+                            entry.1 = at;
+                        }
+                    }
+                    Err(session_runtime::StoreError::NotFound) => {
+                        known.remove(&id);
+                    }
+                    Err(err) => panic!("step {step}: {err}"),
+                }
+            }
+        }
+        // Every ID: a load finds the last write, or nothing (and then never again).
+        if step % 50 == 0 {
+            for id in &ids {
+                match store.load(id, LoadKeys::All).await.unwrap() {
+                    Some(record) => {
+                        let (value, at) = known
+                            .get(id)
+                            .unwrap_or_else(|| panic!("step {step}: a gone record came back"));
+                        assert_eq!(&record.fields["k"][..], &value[..], "step {step}");
+                        assert_eq!(record.expires_at, Some(*at), "step {step}");
+                    }
+                    None => {
+                        known.remove(id);
+                    }
+                }
+            }
+            assert!(store.len() <= 64, "step {step}: {} records", store.len());
+        }
+    }
+    assert!(!known.is_empty(), "the store still holds sessions");
+}

@@ -191,7 +191,10 @@ impl Shard {
         if self.records.len() < max {
             return;
         }
-        let evict = (max / 8).max(1).min(self.records.len());
+        // At least an eighth, and enough to get below the bound however far over it is.
+        let evict = (max / 8)
+            .max(self.records.len() + 1 - max)
+            .min(self.records.len());
         let mut expiries: Vec<SystemTime> = self.records.values().map(|e| e.expires_at).collect();
         let (_, cutoff, _) = expiries.select_nth_unstable(evict - 1);
         let cutoff = *cutoff;
@@ -276,7 +279,14 @@ impl SessionStore for MemoryStore {
             .expect("checked live above under the same lock");
         patch.apply_to(Arc::make_mut(&mut entry.fields));
         entry.expires_at = patch.expires_at;
-        let target = second.as_deref_mut().unwrap_or(&mut first);
+        let target = match second.as_deref_mut() {
+            // A move into another shard adds a record there: make room, as a create does.
+            Some(other) => {
+                other.reserve(self.inner.max_per_shard, now);
+                other
+            }
+            None => &mut first,
+        };
         target.records.insert(new.clone(), entry);
         target.note_write(now);
         Ok(None)
