@@ -112,64 +112,29 @@ async fn eviction_loses_whole_records_only_and_brings_none_back() {
                 known.insert(id.clone(), (value, at));
                 ids.push(id);
             }
-            2 => {
+            // A write to an existing record: applied if the store still has it.
+            op @ (2 | 3 | 5) => {
                 let Some(id) = pick(&mut rng, &ids) else {
                     continue;
                 };
                 let at = expiry(&mut rng);
-                match store.save(&id, &write(&value, at)).await {
-                    Ok(_) => {
-                        assert!(
-                            known.contains_key(&id),
-                            "step {step}: a gone record was saved"
-                        );
-                        known.insert(id, (value, at));
-                    }
-                    Err(session_runtime::StoreError::NotFound) => {
-                        known.remove(&id);
-                    }
-                    Err(err) => panic!("step {step}: {err}"),
-                }
-            }
-            3 => {
-                let Some(old) = pick(&mut rng, &ids) else {
-                    continue;
+                let moved_to = (op == 3).then(SessionId::generate);
+                let result = match &moved_to {
+                    None if op == 2 => store.save(&id, &write(&value, at)).await,
+                    None => store.touch(&id, at).await,
+                    Some(new) => store.regenerate(&id, new, &write(&value, at)).await,
                 };
-                let new = SessionId::generate();
-                let at = expiry(&mut rng);
-                match store.regenerate(&old, &new, &write(&value, at)).await {
+                match result {
                     Ok(_) => {
-                        assert!(
-                            known.remove(&old).is_some(),
-                            "step {step}: a gone record moved"
-                        );
-                        known.insert(new.clone(), (value, at));
-                        ids.push(new);
-                    }
-                    Err(session_runtime::StoreError::NotFound) => {
-                        known.remove(&old);
-                    }
-                    Err(err) => panic!("step {step}: {err}"),
-                }
-            }
-            4 => {
-                let Some(id) = pick(&mut rng, &ids) else {
-                    continue;
-                };
-                store.delete(&id).await.unwrap();
-                known.remove(&id);
-            }
-            _ => {
-                let Some(id) = pick(&mut rng, &ids) else {
-                    continue;
-                };
-                let at = expiry(&mut rng);
-                match store.touch(&id, at).await {
-                    Ok(_) => {
-                        let entry = known.get_mut(&id);
-                        assert!(entry.is_some(), "step {step}: a gone record was touched");
-                        if let Some(entry) = entry {
-                            entry.1 = at;
+                        let (previous, _) = known
+                            .remove(&id)
+                            .unwrap_or_else(|| panic!("step {step}: a gone record was written"));
+                        let value = if op == 5 { previous } else { value };
+                        if let Some(new) = moved_to {
+                            known.insert(new.clone(), (value, at));
+                            ids.push(new);
+                        } else {
+                            known.insert(id, (value, at));
                         }
                     }
                     Err(session_runtime::StoreError::NotFound) => {
@@ -177,6 +142,13 @@ async fn eviction_loses_whole_records_only_and_brings_none_back() {
                     }
                     Err(err) => panic!("step {step}: {err}"),
                 }
+            }
+            _ => {
+                let Some(id) = pick(&mut rng, &ids) else {
+                    continue;
+                };
+                store.delete(&id).await.unwrap();
+                known.remove(&id);
             }
         }
         // Every ID: a load finds the last write, or nothing (and then never again).
