@@ -1,6 +1,6 @@
 //! The request layer against a model of its documented lifecycle. A few browsers send
 //! random scripts of sets, takes, regenerates, destroys, early saves and expiry overrides
-//! (several per request, in any order); after every request the handler's view, the cookie
+//! over two schemas sharing the session (several per request, in any order); after every request the handler's view, the cookie
 //! the browser gets and what a later read finds are checked against the model, and old
 //! cookies (regenerated away or destroyed) must find nothing. Fixed seeds, so a failure
 //! replays; on the memory store, on Redis when a server answers, and on the cookie store
@@ -27,16 +27,29 @@ struct Notes {
     b: Option<String>,
 }
 
-type Fields = (Option<String>, Option<String>);
-
-fn show(a: &Option<String>, b: &Option<String>) -> String {
-    format!("{a:?}|{b:?}")
+/// A second schema in the same session, changed through its own extractor.
+#[derive(SessionData)]
+#[session(namespace = "p")]
+struct Prefs {
+    c: Option<String>,
 }
 
-/// Runs a script: `a=v` / `b=v` set, `-a` / `-b` take, `R` regenerate, `D` destroy, `S`
-/// save early, `E0` / `E+` / `E-` an expiry override of zero (ends the session) / 30 days /
-/// none.
-async fn run(mut notes: TypedSession<Notes>, script: String) -> String {
+/// `a` and `b` of `Notes`, `c` of `Prefs`.
+type Fields = (Option<String>, Option<String>, Option<String>);
+
+fn show((a, b, c): &Fields) -> String {
+    format!("{a:?}|{b:?}|{c:?}")
+}
+
+/// Runs a script: `a=v` / `b=v` / `c=v` set, `-a` / `-b` / `-c` take, `R` regenerate, `D`
+/// destroy, `S` save early, `E0` / `E+` / `E-` an expiry override of zero (ends the session)
+/// / 30 days / none. All but `c` go through `notes`; `c` through `prefs`, whose changes are
+/// saved when it is dropped, at the end.
+async fn run(
+    mut notes: TypedSession<Notes>,
+    mut prefs: TypedSession<Prefs>,
+    script: String,
+) -> String {
     for action in script.split(' ') {
         match action {
             "S" => notes.save().await.expect("an early save"),
@@ -47,18 +60,22 @@ async fn run(mut notes: TypedSession<Notes>, script: String) -> String {
             "E-" => notes.set_expiry(None),
             "-a" => drop(notes.take_a()),
             "-b" => drop(notes.take_b()),
+            "-c" => drop(prefs.take_c()),
             set => match set.split_once('=') {
                 Some(("a", value)) => notes.set_a(Some(value.to_owned())),
                 Some(("b", value)) => notes.set_b(Some(value.to_owned())),
+                Some(("c", value)) => prefs.set_c(Some(value.to_owned())),
                 _ => panic!("not an action: {set:?}"),
             },
         }
     }
-    show(notes.a(), notes.b())
+    let shown = show(&(notes.a().clone(), notes.b().clone(), prefs.c().clone()));
+    drop(prefs);
+    shown
 }
 
-async fn peek(notes: TypedSession<Notes>) -> String {
-    show(notes.a(), notes.b())
+async fn peek(notes: TypedSession<Notes>, prefs: TypedSession<Prefs>) -> String {
+    show(&(notes.a().clone(), notes.b().clone(), prefs.c().clone()))
 }
 
 fn app(layer: SessionLayer<impl session_runtime::SessionStore + Clone>) -> Router {
@@ -99,7 +116,7 @@ fn cookie_out(response: &axum::response::Response) -> CookieOut {
 
 fn random_script(rng: &mut Rng, step: usize) -> String {
     let mut actions: Vec<String> = (0..=rng.below(3))
-        .map(|i| match rng.below(25) {
+        .map(|i| match rng.below(29) {
             0..=5 => format!("a=v{step}.{i}"),
             6..=10 => format!("b=w{step}.{i}"),
             11..=13 => "-a".to_owned(),
@@ -109,7 +126,9 @@ fn random_script(rng: &mut Rng, step: usize) -> String {
             20 | 21 => "S".to_owned(),
             22 => "E0".to_owned(),
             23 => "E+".to_owned(),
-            _ => "E-".to_owned(),
+            24 => "E-".to_owned(),
+            25 | 26 => format!("c=x{step}.{i}"),
+            _ => "-c".to_owned(),
         })
         .collect();
     // A session ended by a zero expiry and saved early is gone for the rest of the request
@@ -150,10 +169,15 @@ async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
         // What the request is attached to: the session it started from, or one an early
         // save created (its ID is learnt from the response).
         let mut attached = start.as_ref().map(|_| Origin::Start);
-        let mut view: Fields = start
+        let stored_start: Fields = start
             .as_ref()
             .map(|id| live[id].clone())
             .unwrap_or_default();
+        // What `notes` shows (reset by a destroy), what `prefs` shows (not reset: it keeps
+        // what it read), and the last change to `c`, written when `prefs` is dropped.
+        let mut view = (stored_start.0.clone(), stored_start.1.clone());
+        let mut shown_c = stored_start.2.clone();
+        let mut last_c: Option<Option<String>> = None;
         let mut regenerate = false;
         // The last expiry override of this request: `Some(zero?)`, or cleared / untouched.
         let mut expiry: Option<bool> = None;
@@ -169,7 +193,7 @@ async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
                     attached = None;
                     regenerate = false;
                     expiry = None;
-                    view = Fields::default();
+                    view = (None, None);
                 }
                 "E0" => expiry = Some(true),
                 "E+" => expiry = Some(false),
@@ -187,10 +211,21 @@ async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
                 }
                 "-a" => view.0 = None,
                 "-b" => view.1 = None,
+                "-c" => {
+                    shown_c = None;
+                    last_c = Some(None);
+                }
                 set => {
                     let (key, value) = set.split_once('=').expect("a set");
-                    let slot = if key == "a" { &mut view.0 } else { &mut view.1 };
-                    *slot = Some(value.to_owned());
+                    let value = Some(value.to_owned());
+                    match key {
+                        "a" => view.0 = value,
+                        "b" => view.1 = value,
+                        _ => {
+                            shown_c = value.clone();
+                            last_c = Some(value);
+                        }
+                    }
                 }
             }
         }
@@ -204,7 +239,7 @@ async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
         let out = cookie_out(&response);
         assert_eq!(
             text(response).await,
-            show(&view.0, &view.1),
+            show(&(view.0.clone(), view.1.clone(), shown_c)),
             "{at}: the view"
         );
 
@@ -216,7 +251,14 @@ async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
             live.remove(start.as_deref().expect("a start session"));
             dead.push(jars[browser].clone().expect("it had a cookie"));
         }
-        let stored = view.0.is_some() || view.1.is_some();
+        // `c` as stored: its last change, else what the session it started from had.
+        let c = match last_c {
+            Some(change) => change,
+            None if attached == Some(Origin::Start) => stored_start.2.clone(),
+            None => None,
+        };
+        let stored = view.0.is_some() || view.1.is_some() || c.is_some();
+        let view: Fields = (view.0, view.1, c);
         // A new session is created for fields to keep or for an expiry override.
         let creates = stored || expiry.is_some();
         match (attached, out) {
@@ -281,10 +323,12 @@ async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
         }
 
         // What a later read finds, for this browser and for an old cookie.
-        let expected = jars[browser]
-            .as_deref()
-            .and_then(|pair| live.get(id_of(pair).as_str()))
-            .map_or_else(|| show(&None, &None), |(a, b)| show(a, b));
+        let expected = show(
+            &jars[browser]
+                .as_deref()
+                .and_then(|pair| live.get(id_of(pair).as_str()).cloned())
+                .unwrap_or_default(),
+        );
         let response = send(app, request("GET", "/peek", jars[browser].as_deref(), "")).await;
         assert!(
             set_cookies(&response).is_empty(),
@@ -297,7 +341,7 @@ async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
             assert!(set_cookies(&response).is_empty(), "{at}");
             assert_eq!(
                 text(response).await,
-                show(&None, &None),
+                show(&Fields::default()),
                 "{at}: an old cookie ({old}) finds nothing"
             );
         }
