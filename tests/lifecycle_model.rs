@@ -1,10 +1,11 @@
 //! The request layer against a model of its documented lifecycle. A few browsers send
 //! random scripts of sets, takes, regenerates, destroys, early saves and expiry overrides
-//! over two schemas sharing the session (several per request, in any order); after every request the handler's view, the cookie
-//! the browser gets and what a later read finds are checked against the model, and old
-//! cookies (regenerated away or destroyed) must find nothing. Fixed seeds, so a failure
-//! replays; on the memory store, on Redis when a server answers, and on the cookie store
-//! (whose old cookies stay valid).
+//! over two schemas sharing the session (several per request, in any order); after every
+//! request the handler's view, the cookie the browser gets and what a later read finds are
+//! checked against the model, and old cookies (regenerated away or destroyed) must find
+//! nothing. Fixed seeds, so a failure replays; on the memory store (also across key
+//! rotations), on Redis when a server answers, and on the cookie store (whose old cookies
+//! stay valid).
 
 use std::{collections::HashMap, time::Duration};
 
@@ -143,20 +144,53 @@ fn random_script(rng: &mut Rng, step: usize) -> String {
 }
 
 async fn check_against_the_model(app: &Router, seed: u64, steps: usize) {
-    check(app, seed, steps, false).await;
+    check(std::slice::from_ref(app), seed, steps, false).await;
 }
 
+/// Runs the model through `apps` in turn, an equal share of the steps each: apps over one
+/// store whose keys rotate (each signs with a new key and still verifies the earlier ones),
+/// so a cookie from before a rotation must be signed again when next used.
+///
 /// `client_side`: the store keeps the session in the cookie, whose value changes on every
 /// write and which cannot be revoked (an old cookie still opens its old session).
-async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
+async fn check(apps: &[Router], seed: u64, steps: usize, client_side: bool) {
     let mut rng = Rng(seed);
     // The browsers' cookies, the live sessions by ID, and cookies that must find nothing.
     let mut jars: [Option<String>; 3] = Default::default();
+    // Which of `apps` signed each browser's cookie.
+    let mut signed_by = [0; 3];
     let mut live: HashMap<String, Fields> = HashMap::new();
     let mut dead: Vec<String> = Vec::new();
     let mut created = 0;
 
     for step in 0..steps {
+        let current = step * apps.len() / steps;
+        let app = &apps[current];
+        if step > 0 && current != (step - 1) * apps.len() / steps {
+            // The key rotated: a read with a cookie signed by the earlier key signs it again.
+            for (jar, signer) in jars.iter_mut().zip(&mut signed_by) {
+                let Some(pair) = jar.clone() else { continue };
+                let response = send(app, request("GET", "/peek", Some(&pair), "")).await;
+                let at = format!("seed {seed:#x}, step {step}, rotation, cookie {pair}");
+                let old = id_of(&pair).as_str().to_owned();
+                let Some(record) = live.get(&old).cloned() else {
+                    assert!(set_cookies(&response).is_empty(), "{at}");
+                    continue;
+                };
+                let CookieOut::New(signed) = cookie_out(&response) else {
+                    panic!("{at}: a cookie signed by an earlier key must be signed again");
+                };
+                assert_eq!(text(response).await, show(&record), "{at}");
+                let new = id_of(&signed).as_str().to_owned();
+                if client_side {
+                    live.insert(new, record);
+                } else {
+                    assert_eq!(new, old, "{at}: signing again keeps the ID");
+                }
+                *jar = Some(signed);
+                *signer = current;
+            }
+        }
         let browser = rng.below(jars.len());
         let script = random_script(&mut rng, step);
         let at = format!("seed {seed:#x}, step {step}, browser {browser}, script {script:?}");
@@ -270,6 +304,10 @@ async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
             // The session it started from, under the same ID or, regenerated, a new one.
             (Some(Origin::Start), CookieOut::Kept) => {
                 assert!(!new_id, "{at}: a regenerate must send a new ID");
+                assert_eq!(
+                    signed_by[browser], current,
+                    "{at}: a cookie signed by an earlier key must be signed again"
+                );
                 live.insert(start.clone().expect("attached"), view);
             }
             (Some(Origin::Start), CookieOut::New(pair)) => {
@@ -283,6 +321,7 @@ async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
                 }
                 live.insert(new, view);
                 jars[browser] = Some(pair);
+                signed_by[browser] = current;
             }
             (Some(Origin::Created), CookieOut::Removed) => {
                 panic!("{at}: a live session's cookie was removed")
@@ -304,6 +343,7 @@ async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
                 );
                 live.insert(id, view);
                 jars[browser] = Some(pair);
+                signed_by[browser] = current;
                 created += 1;
             }
             (None, CookieOut::Removed) => {
@@ -330,6 +370,7 @@ async fn check(app: &Router, seed: u64, steps: usize, client_side: bool) {
                 .unwrap_or_default(),
         );
         let response = send(app, request("GET", "/peek", jars[browser].as_deref(), "")).await;
+        // (Its cookie is signed with the current key: the request above re-signed it.)
         assert!(
             set_cookies(&response).is_empty(),
             "{at}: a read sets no cookie"
@@ -377,9 +418,35 @@ async fn the_lifecycle_matches_its_model_on_redis() {
     check_against_the_model(&app, 0x5EED_0201, 400).await;
 }
 
+/// The same, while the signing key rotates twice: each new layer signs with a new key and
+/// still verifies the earlier ones.
+#[tokio::test]
+async fn the_lifecycle_matches_its_model_across_key_rotations() {
+    let keys = [Key::generate(), Key::generate(), Key::generate()];
+    let store = MemoryStore::new();
+    let rotated = |n: usize| {
+        let earlier = keys[..n].iter().rev().cloned();
+        app(SessionLayer::new(store.clone(), keys[n].clone()).with_previous_keys(earlier))
+    };
+    check(
+        &[rotated(0), rotated(1), rotated(2)],
+        0x5EED_0104,
+        600,
+        false,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn the_lifecycle_matches_its_model_on_the_cookie_store() {
-    let key = Key::generate();
-    let app = app(SessionLayer::new(CookieStore::new(&key), key));
-    check(&app, 0x5EED_0301, 400, true).await;
+    let keys = [Key::generate(), Key::generate()];
+    let app_with = |key: &Key, earlier: &[Key]| {
+        let store = CookieStore::new(key).with_previous_keys(earlier);
+        app(SessionLayer::new(store, key.clone()).with_previous_keys(earlier.iter().cloned()))
+    };
+    let plain = app_with(&keys[0], &[]);
+    check(std::slice::from_ref(&plain), 0x5EED_0301, 400, true).await;
+    // Sealed and signed with a new key, the old one still opening earlier cookies.
+    let rotated = app_with(&keys[1], &keys[..1]);
+    check(&[plain, rotated], 0x5EED_0302, 400, true).await;
 }
