@@ -1842,59 +1842,58 @@ async fn stored_times_out_of_range_neither_panic_nor_outlive_400_days() {
     }
 }
 
-/// Documented on `destroy()`: another extractor's changes are saved when it is dropped,
-/// after the destroy, so they start a new session whenever they were made.
+/// A destroy ends the changes made before it on every extractor of the request; changes
+/// made after it, on any extractor, start a new session.
 #[tokio::test]
-async fn another_extractors_changes_outlive_a_destroy_into_a_new_session() {
+async fn a_destroy_drops_earlier_changes_of_every_extractor_and_keeps_later_ones() {
     let store = store();
     let app = Router::new()
         .route(
-            "/logout-keeping-lang",
+            "/set-then-logout",
             post(
                 |mut cart: TypedSession<Cart>, mut prefs: TypedSession<Prefs>| async move {
                     prefs.set_lang("fr".into());
                     cart.destroy();
+                    // Still shows what it holds; only later changes are saved.
+                    prefs.lang().clone()
                 },
             ),
         )
         .route(
-            "/logout-dropping-prefs",
+            "/logout-then-set",
             post(
                 |mut cart: TypedSession<Cart>, mut prefs: TypedSession<Prefs>| async move {
                     prefs.set_lang("fr".into());
-                    drop(prefs);
                     cart.destroy();
+                    prefs.set_lang("de".into());
                 },
             ),
+        )
+        .route(
+            "/lang",
+            get(|prefs: TypedSession<Prefs>| async move { prefs.lang().clone() }),
         )
         .route("/add", post(add))
         .route("/show", get(show))
         .layer(SessionLayer::new(store.clone(), Key::generate()));
-    let cookie = started(&app).await;
-    let response = send(
-        &app,
-        request("POST", "/logout-keeping-lang", Some(&cookie), ""),
-    )
-    .await;
-    let fresh = cookie_pair(&response);
-    assert_ne!(id_of(&fresh), id_of(&cookie), "the old session is gone");
-    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
-    assert_eq!(text(response).await, "[]|");
-    assert_eq!(store.inner().len(), 1, "only the new session, with `lang`");
 
-    // Dropped before the destroy, its changes go with the session.
     let cookie = started(&app).await;
-    let response = send(
-        &app,
-        request("POST", "/logout-dropping-prefs", Some(&cookie), ""),
-    )
-    .await;
+    let response = send(&app, request("POST", "/set-then-logout", Some(&cookie), "")).await;
     let cookies = set_cookies(&response);
+    assert_eq!(text(response).await, "fr");
     assert_eq!(cookies.len(), 1);
     assert_eq!(attribute(&cookies[0], "Max-Age"), Some("0"), "{cookies:?}");
-    assert_eq!(
-        store.inner().len(),
-        1,
-        "still only the first logout's new session"
-    );
+    assert!(store.inner().is_empty(), "nothing outlives the logout");
+
+    let cookie = started(&app).await;
+    let response = send(&app, request("POST", "/logout-then-set", Some(&cookie), "")).await;
+    let fresh = cookie_pair(&response);
+    assert_ne!(id_of(&fresh), id_of(&cookie));
+    let response = send(&app, request("GET", "/lang", Some(&fresh), "")).await;
+    assert_eq!(text(response).await, "de", "the change after the destroy");
+    let response = send(&app, request("GET", "/show", Some(&fresh), "")).await;
+    assert_eq!(text(response).await, "[]|", "nothing of the old session");
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]|", "the old session is gone");
+    assert_eq!(store.inner().len(), 1);
 }

@@ -45,7 +45,7 @@ fn show((a, b, c): &Fields) -> String {
 /// Runs a script: `a=v` / `b=v` / `c=v` set, `-a` / `-b` / `-c` take, `R` regenerate, `D`
 /// destroy, `S` save early, `E0` / `E+` / `E-` an expiry override of zero (ends the session)
 /// / 30 days / none. All but `c` go through `notes`; `c` through `prefs`, whose changes are
-/// saved when it is dropped, at the end.
+/// saved when it is dropped, at the end (those made before a destroy are not).
 async fn run(
     mut notes: TypedSession<Notes>,
     mut prefs: TypedSession<Prefs>,
@@ -208,7 +208,8 @@ async fn check(apps: &[Router], seed: u64, steps: usize, client_side: bool) {
             .map(|id| live[id].clone())
             .unwrap_or_default();
         // What `notes` shows (reset by a destroy), what `prefs` shows (not reset: it keeps
-        // what it read), and the last change to `c`, written when `prefs` is dropped.
+        // what it holds), and the last change to `c` since the last destroy, written when
+        // `prefs` is dropped.
         let mut view = (stored_start.0.clone(), stored_start.1.clone());
         let mut shown_c = stored_start.2.clone();
         let mut last_c: Option<Option<String>> = None;
@@ -228,6 +229,8 @@ async fn check(apps: &[Router], seed: u64, steps: usize, client_side: bool) {
                     regenerate = false;
                     expiry = None;
                     view = (None, None);
+                    // `prefs`' earlier changes end with the session; it keeps showing them.
+                    last_c = None;
                 }
                 "E0" => expiry = Some(true),
                 "E+" => expiry = Some(false),

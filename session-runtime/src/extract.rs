@@ -75,6 +75,8 @@ pub struct TypedSession<T: SessionData> {
     session: RequestSession,
     fields: Box<T::Fields>,
     stored_version: Option<u32>,
+    /// The session's destroy count when this handle last saw it.
+    destroys: u32,
 }
 
 impl<T: SessionData> TypedSession<T> {
@@ -163,13 +165,10 @@ impl<T: SessionData> TypedSession<T> {
 
     /// Ends the session: its record is deleted and the browser is told to drop the cookie.
     ///
-    /// This handle's fields are reset to their defaults. Changes made after `destroy` (on
-    /// any extractor) start a new session with a new ID.
-    ///
-    /// Another `TypedSession` of the same request keeps the values it read, and its changes
-    /// are saved when it is dropped, which is after this call even when they were made
-    /// before it: they too start a new session. So a logout handler that must leave nothing
-    /// behind changes no other extractor, or drops it before calling `destroy`.
+    /// This handle's fields are reset to their defaults. Changes made before `destroy`, on
+    /// any extractor of the request, end with the session; changes made after it, on any
+    /// extractor, start a new session with a new ID. Another `TypedSession` of the request
+    /// keeps showing the values it read until it is changed.
     ///
     /// ```
     /// # use axum::{routing::{get, post}, Router};
@@ -187,6 +186,7 @@ impl<T: SessionData> TypedSession<T> {
         self.session.destroy();
         *self.fields = T::Fields::from_record(RawRecord::default(), crate::FieldState::new());
         self.stored_version = None;
+        self.destroys = self.session.destroys();
     }
 
     /// Overrides the idle timeout of this session, and makes its cookie persistent (for
@@ -247,6 +247,7 @@ impl<T: SessionData> TypedSession<T> {
     /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
     /// ```
     pub async fn save(&mut self) -> Result<(), SessionError> {
+        forget_changes_from_before_a_destroy(self);
         self.session
             .flush::<T>(&mut self.fields, &mut self.stored_version);
         self.session.persist(true).await
@@ -264,12 +265,30 @@ impl<T: SessionData> Deref for TypedSession<T> {
 impl<T: SessionData> DerefMut for TypedSession<T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T::Fields {
+        // Every change goes through here: changes made before a destroy (through another
+        // extractor) are dropped before this one is recorded.
+        forget_changes_from_before_a_destroy(self);
         &mut self.fields
+    }
+}
+
+/// If the session was destroyed (through another extractor) since `this` last looked, the
+/// changes `this` holds were made to the session that ended: they are dropped, as the
+/// destroy dropped everyone else's, and so is the stored version, which was that session's.
+/// Its values stay as they are; only changes made from now on are saved, to the new
+/// session. A free function, not a method: a method would shadow a field's accessor.
+fn forget_changes_from_before_a_destroy<T: SessionData>(this: &mut TypedSession<T>) {
+    let destroys = this.session.destroys();
+    if destroys != this.destroys {
+        this.fields.state_mut().clear();
+        this.stored_version = None;
+        this.destroys = destroys;
     }
 }
 
 impl<T: SessionData> Drop for TypedSession<T> {
     fn drop(&mut self) {
+        forget_changes_from_before_a_destroy(self);
         self.session
             .release::<T>(&mut self.fields, &mut self.stored_version);
     }
@@ -294,10 +313,12 @@ impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for TypedSession<T> {
             .cloned()
             .ok_or(SessionError::MissingLayer)?;
         let (fields, stored_version) = session.extract::<T>(&parts.headers).await?;
+        let destroys = session.destroys();
         Ok(Self {
             session,
             fields,
             stored_version,
+            destroys,
         })
     }
 }

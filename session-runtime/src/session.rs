@@ -5,7 +5,7 @@ use std::{
     borrow::Cow,
     collections::BTreeMap,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
         Arc, Mutex, MutexGuard,
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -70,6 +70,10 @@ struct Inner {
     /// made from now on are saved only by an explicit `TypedSession::save`. Set while the
     /// state is locked, so a change merged after that lock sees it.
     finished: AtomicBool,
+    /// How many times the session was destroyed in this request. Changes an extractor made
+    /// before a destroy belong to the session that ended: it compares this with the count
+    /// it last saw, and drops them.
+    destroys: AtomicU32,
     state: Mutex<State>,
 }
 
@@ -249,8 +253,14 @@ impl RequestSession {
             shared,
             used: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            destroys: AtomicU32::new(0),
             state: Mutex::new(State::default()),
         }))
+    }
+
+    /// How many times the session was destroyed in this request so far.
+    pub(crate) fn destroys(&self) -> u32 {
+        self.0.destroys.load(Ordering::Acquire)
     }
 
     /// Whether any extractor touched the session in this request.
@@ -557,6 +567,7 @@ impl RequestSession {
     /// this start a new session.
     pub(crate) fn destroy(&self) {
         let mut state = self.state();
+        self.0.destroys.fetch_add(1, Ordering::AcqRel);
         let old = state.loaded.replace(Loaded::fresh()).and_then(|l| l.id);
         if old.is_some() {
             state.doomed = old;
