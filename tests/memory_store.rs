@@ -56,6 +56,21 @@ async fn the_number_of_sessions_is_bounded() {
 }
 
 #[tokio::test]
+async fn sessions_sharing_one_expiry_are_evicted_a_slice_at_a_time() {
+    let store = MemoryStore::new().with_max_sessions(1_600);
+    let same = SystemTime::now() + Duration::from_secs(60);
+    for _ in 0..5_000 {
+        store
+            .create(&SessionId::generate(), &patch(same))
+            .await
+            .unwrap();
+        assert!(store.len() <= 1_600, "{} records", store.len());
+    }
+    // Each full shard (100 records) drops an eighth when it must make room, never all.
+    assert!(store.len() >= 1_400, "{} records", store.len());
+}
+
+#[tokio::test]
 async fn expired_records_are_evicted_before_live_ones() {
     // 10 per shard: even if all 8 live sessions land in one shard, they fit.
     let store = MemoryStore::new().with_max_sessions(160);

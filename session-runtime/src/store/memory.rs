@@ -198,7 +198,18 @@ impl Shard {
         let mut expiries: Vec<SystemTime> = self.records.values().map(|e| e.expires_at).collect();
         let (_, cutoff, _) = expiries.select_nth_unstable(evict - 1);
         let cutoff = *cutoff;
-        self.records.retain(|_, e| e.expires_at > cutoff);
+        // Everything before the cutoff goes, and of the records expiring exactly at it only
+        // as many as make up `evict`: sessions sharing one expiry are not all dropped at once.
+        let before = expiries.iter().filter(|&&at| at < cutoff).count();
+        let mut at_cutoff = evict - before;
+        self.records.retain(|_, e| match e.expires_at.cmp(&cutoff) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal if at_cutoff > 0 => {
+                at_cutoff -= 1;
+                false
+            }
+            _ => true,
+        });
     }
 }
 
