@@ -175,6 +175,23 @@ pub(crate) enum CookieOut {
 }
 
 impl State {
+    /// Queues a write. Removing a key the loaded record does not have changes nothing (the
+    /// flash-message pattern takes a value on every page, a page may always say "do not
+    /// remember me"): it only cancels a write of that key queued earlier in this request.
+    fn queue(&mut self, key: Cow<'static, str>, value: Option<Bytes>) {
+        let stored = || {
+            self.loaded
+                .as_ref()
+                .and_then(|loaded| loaded.base.as_ref())
+                .is_some_and(|base| base.contains_key(key.as_ref()))
+        };
+        if value.is_some() || stored() {
+            self.pending.insert(key, value);
+        } else {
+            self.pending.remove(key.as_ref());
+        }
+    }
+
     /// Whether something is waiting for a save.
     fn has_unsaved(&self) -> bool {
         !self.pending.is_empty()
@@ -507,30 +524,16 @@ impl RequestSession {
         let result = collect_changes::<T>(fields, *stored_version, &mut writes);
         fields.state_mut().clear();
         let mut state = self.state();
-        let state = &mut *state;
         match result {
             Ok(()) => {
-                let loaded = state.loaded.get_or_insert_with(Loaded::fresh);
+                state.loaded.get_or_insert_with(Loaded::fresh);
                 let version_key = T::SCHEMA.version_key();
                 let mut version = None;
                 for (key, value) in writes {
                     if key == version_key {
                         version = Some((key, value));
-                        continue;
-                    }
-                    let stored = || {
-                        loaded
-                            .base
-                            .as_ref()
-                            .is_some_and(|base| base.contains_key(key.as_ref()))
-                    };
-                    if value.is_some() || stored() {
-                        state.pending.insert(key, value);
                     } else {
-                        // Removing a field the store does not have changes nothing (the
-                        // flash-message pattern takes a value on every page); it only
-                        // cancels a write of it earlier in this request.
-                        state.pending.remove(&key);
+                        state.queue(key, value);
                     }
                 }
                 // The version describes the schema's fields written with it: with none left
@@ -578,29 +581,15 @@ impl RequestSession {
 
     pub(crate) fn set_expiry(&self, ttl: Option<Duration>) {
         let mut state = self.state();
-        let state = &mut *state;
-        let loaded = state.loaded.get_or_insert_with(Loaded::fresh);
-        loaded.ttl = ttl;
-        match ttl {
-            Some(ttl) => {
-                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-                let value = Bytes::from(millis.to_string());
-                state.pending.insert(Cow::Borrowed(TTL_KEY), Some(value));
-            }
-            // Clearing an override the store has is a write; one it does not have (a page
-            // that always says "do not remember me") only cancels an override set earlier
-            // in this request.
-            None if loaded
-                .base
-                .as_ref()
-                .is_some_and(|base| base.contains_key(TTL_KEY)) =>
-            {
-                state.pending.insert(Cow::Borrowed(TTL_KEY), None);
-            }
-            None => {
-                state.pending.remove(TTL_KEY);
-            }
-        }
+        state.loaded.get_or_insert_with(Loaded::fresh).ttl = ttl;
+        let value = ttl.map(|ttl| {
+            Bytes::from(
+                u64::try_from(ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .to_string(),
+            )
+        });
+        state.queue(Cow::Borrowed(TTL_KEY), value);
     }
 
     /// Whether this request changed nothing, needs no refresh and no re-signing: the common

@@ -196,11 +196,12 @@ impl Shard {
             .max(self.records.len() + 1 - max)
             .min(self.records.len());
         let mut expiries: Vec<SystemTime> = self.records.values().map(|e| e.expires_at).collect();
-        let (_, cutoff, _) = expiries.select_nth_unstable(evict - 1);
+        let (earlier, cutoff, _) = expiries.select_nth_unstable(evict - 1);
         let cutoff = *cutoff;
         // Everything before the cutoff goes, and of the records expiring exactly at it only
         // as many as make up `evict`: sessions sharing one expiry are not all dropped at once.
-        let before = expiries.iter().filter(|&&at| at < cutoff).count();
+        // (Only the partition's left side can hold earlier expiries.)
+        let before = earlier.iter().filter(|&&at| at < cutoff).count();
         let mut at_cutoff = evict - before;
         self.records.retain(|_, e| match e.expires_at.cmp(&cutoff) {
             std::cmp::Ordering::Less => false,
