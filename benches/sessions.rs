@@ -1,5 +1,6 @@
 //! Side-by-side benchmarks: a bare axum router, this framework (memory and Redis stores) and
-//! tower-sessions (memory and Redis stores), on the same workload. Each framework's layer is
+//! tower-sessions (memory and Redis stores), on the same workload; on Redis, this framework in
+//! both of its layouts (`redis`: a hash per session, `redis-log`: a log string per session). Each framework's layer is
 //! added with `Router::layer`; on the memory stores, both are also measured wrapped around
 //! the whole router (`-wrapped`), which spares axum's per-route re-boxing.
 //!
@@ -28,7 +29,7 @@ use routes::{
     bare_router, filled, noop_layer_router, ours_router, ours_wrapped, request, send, ts_router,
     ts_wrapped, App,
 };
-use session_runtime::{MemoryStore, RedisStore};
+use session_runtime::{MemoryStore, RedisLayout, RedisStore};
 use session_suite::redis_harness::{redis_binaries_present, RedisServer};
 use tokio::runtime::Runtime;
 use tower_sessions::MemoryStore as TsMemoryStore;
@@ -66,8 +67,8 @@ async fn ts_redis(url: &str) -> TsRedisStore<Pool> {
     TsRedisStore::new(pool)
 }
 
-async fn ours_redis(url: &str) -> RedisStore {
-    RedisStore::connect(url).await.unwrap()
+async fn ours_redis(url: &str, layout: RedisLayout) -> RedisStore {
+    RedisStore::connect(url).await.unwrap().with_layout(layout)
 }
 
 /// A framework/store pair under test, and how its layer is installed: with
@@ -77,18 +78,20 @@ enum Subject {
     OursMemory,
     OursMemoryWrapped,
     OursRedis,
+    OursRedisLog,
     TsMemory,
     TsMemoryWrapped,
     TsRedis,
 }
 
 impl Subject {
-    const ALL: [Subject; 6] = [
+    const ALL: [Subject; 7] = [
         Self::OursMemory,
         Self::TsMemory,
         Self::OursMemoryWrapped,
         Self::TsMemoryWrapped,
         Self::OursRedis,
+        Self::OursRedisLog,
         Self::TsRedis,
     ];
 
@@ -97,6 +100,7 @@ impl Subject {
             Self::OursMemory => "session-runtime/memory",
             Self::OursMemoryWrapped => "session-runtime/memory-wrapped",
             Self::OursRedis => "session-runtime/redis",
+            Self::OursRedisLog => "session-runtime/redis-log",
             Self::TsMemory => "tower-sessions/memory",
             Self::TsMemoryWrapped => "tower-sessions/memory-wrapped",
             Self::TsRedis => "tower-sessions/redis",
@@ -107,7 +111,8 @@ impl Subject {
 /// A Redis subject's router (layer added with `Router::layer`).
 async fn redis_router(subject: Subject, fields: usize, url: &str) -> Router {
     match subject {
-        Subject::OursRedis => ours_router(fields, ours_redis(url).await),
+        Subject::OursRedis => ours_router(fields, ours_redis(url, RedisLayout::Hash).await),
+        Subject::OursRedisLog => ours_router(fields, ours_redis(url, RedisLayout::Log).await),
         Subject::TsRedis => ts_router(fields, ts_redis(url).await),
         _ => unreachable!("not a Redis subject"),
     }
@@ -149,14 +154,15 @@ fn client_commands<F: FnOnce()>(port: u16, work: F) -> usize {
         .count()
 }
 
-/// Bytes sent to Redis and client commands per read+update request, averaged over 50.
+/// Bytes sent to Redis and client commands per read+update request, averaged over 2000
+/// (enough for the log layout's compactions to show in its average at every size).
 fn wire_cost(rt: &Runtime, subject: Subject, fields: usize, url: &str, port: u16) -> (f64, f64) {
     let app = rt.block_on(redis_router(subject, fields, url));
     let cookie = rt.block_on(filled(&app));
     for _ in 0..3 {
         rt.block_on(send(&app, request("POST", "/update", Some(&cookie))));
     }
-    const N: usize = 50;
+    const N: usize = 2000;
     let run = || {
         for _ in 0..N {
             rt.block_on(send(&app, request("POST", "/update", Some(&cookie))));
@@ -175,10 +181,10 @@ fn wire_cost(rt: &Runtime, subject: Subject, fields: usize, url: &str, port: u16
 }
 
 fn print_wire_costs(rt: &Runtime, url: &str, port: u16) {
-    println!("\nSent to Redis per read+update request (mean of 50 requests):");
+    println!("\nSent to Redis per read+update request (mean of 2000 requests):");
     println!("| framework | fields | bytes sent | client commands (round trips) |");
     println!("|---|---:|---:|---:|");
-    for subject in [Subject::OursRedis, Subject::TsRedis] {
+    for subject in [Subject::OursRedis, Subject::OursRedisLog, Subject::TsRedis] {
         for fields in [1, 21, 200] {
             let (bytes, commands) = wire_cost(rt, subject, fields, url, port);
             println!(
@@ -231,7 +237,7 @@ fn bench_case(c: &mut Criterion, rt: &Runtime, backends: &Backends, case: &str, 
                 let app = ts_wrapped(fields, TsMemoryStore::default());
                 bench_app(&mut group, rt, id, case, app);
             }
-            Subject::OursRedis | Subject::TsRedis => {
+            Subject::OursRedis | Subject::OursRedisLog | Subject::TsRedis => {
                 let Some(url) = url else { continue };
                 let app = rt.block_on(redis_router(subject, fields, url));
                 bench_app(&mut group, rt, id, case, app);

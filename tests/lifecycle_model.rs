@@ -14,7 +14,7 @@ use axum::{
     Router,
 };
 use session_runtime::{
-    CookieStore, Key, MemoryStore, RedisStore, SessionData, SessionLayer, TypedSession,
+    CookieStore, Key, MemoryStore, RedisLayout, RedisStore, SessionData, SessionLayer, TypedSession,
 };
 use session_suite::{
     http::{attribute, id_of, request, send, set_cookies, text},
@@ -419,6 +419,25 @@ async fn the_lifecycle_matches_its_model_on_redis() {
     let app =
         app(SessionLayer::new(store, Key::generate()).with_idle_timeout(Duration::from_secs(300)));
     check_against_the_model(&app, 0x5EED_0201, 400).await;
+}
+
+#[tokio::test]
+async fn the_lifecycle_matches_its_model_on_redis_in_the_log_layout() {
+    let Some(url) = shared_redis_url() else {
+        skip_without_redis(
+            "lifecycle model, log layout",
+            "no Redis answers on the shared URL",
+        );
+        return;
+    };
+    let store = RedisStore::connect(url.as_str())
+        .await
+        .expect("connect to the shared Redis")
+        .with_key_prefix(unique_prefix("lifecycle-model-log"))
+        .with_layout(RedisLayout::Log);
+    let app =
+        app(SessionLayer::new(store, Key::generate()).with_idle_timeout(Duration::from_secs(300)));
+    check_against_the_model(&app, 0x5EED_0202, 400).await;
 }
 
 /// The same, while the signing key rotates twice: each new layer signs with a new key and

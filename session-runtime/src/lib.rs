@@ -67,10 +67,10 @@ pub use schema::{
 #[cfg(feature = "cookie-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cookie-store")))]
 pub use store::CookieStore;
+pub use store::{MemoryStore, SessionStore, StoreError};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use store::RedisStore;
-pub use store::{MemoryStore, SessionStore, StoreError};
+pub use store::{RedisLayout, RedisStore};
 
 /// Derives [`SessionData`](trait@SessionData) for a struct with named fields.
 pub use session_macros::SessionData;

@@ -1,8 +1,8 @@
-//! `RedisStore`: one Redis hash per session, written field by field with Lua scripts.
+//! `RedisStore`: one Redis hash per session, written field by field with Lua scripts, or, in
+//! the log layout, one string per session that writes append their changed entries to.
 
 use std::{
     borrow::Cow,
-    collections::HashMap,
     fmt,
     sync::{Arc, LazyLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -19,7 +19,9 @@ use redis::{
 
 use bytes::Bytes;
 
+mod log;
 mod sentinel;
+use log::Log;
 use sentinel::SentinelConn;
 
 use super::{FieldKey, FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
@@ -140,6 +142,11 @@ return 1",
 /// same `HSET` as the changed fields), so a load knows when the session expires without a
 /// second command.
 ///
+/// That is the default layout, [`RedisLayout::Hash`]. For large sessions,
+/// [`RedisLayout::Log`] ([`RedisStore::with_layout`]) keeps a session as one string that
+/// every write appends its changed entries to: a load is one `GET`, whose single reply item
+/// is cheaper to receive than `HGETALL`'s hundreds. Everything above holds for both.
+///
 /// ```no_run
 /// # async fn example() -> Result<(), session_runtime::StoreError> {
 /// use session_runtime::{Key, RedisStore, SessionLayer};
@@ -186,12 +193,57 @@ return 1",
 pub struct RedisStore {
     conn: Conn,
     prefix: Arc<str>,
+    layout: RedisLayout,
+}
+
+/// How [`RedisStore`] lays a session out in Redis; chosen with [`RedisStore::with_layout`].
+///
+/// Both layouts write only what a request changed, in one atomic round trip, and keep
+/// concurrent writes to different fields. They differ in how a session is read:
+///
+/// | | [`Hash`](Self::Hash) (default) | [`Log`](Self::Log) |
+/// |---|---|---|
+/// | a session is | a hash, one field per session field | a string, a log of entries |
+/// | a load is | `HGETALL`: one reply item per field and value | `GET`: one reply item |
+/// | a save | `HSET`s and `HDEL`s the changed fields | appends the changed entries |
+/// | readable with `redis-cli` | field by field (`HGET`) | as an opaque string |
+/// | extra cost | none | an occasional compaction (below) |
+///
+/// Choose [`Log`](Self::Log) for large sessions (a hundred fields or more), where parsing
+/// `HGETALL`'s reply item by item is most of a read's time, and [`Hash`](Self::Hash)
+/// otherwise. `BENCHMARKS.md` has the figures.
+///
+/// The two are not compatible: a store reads only the layout it writes. A session written
+/// under the other layout is unreadable ([`StoreError::Corrupt`]): with the default
+/// [`DecodePolicy::Lenient`](crate::DecodePolicy::Lenient) the visitor starts a new session,
+/// as after a key rotation. Switch layouts together with the key prefix
+/// ([`RedisStore::with_key_prefix`]) to keep the two apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisLayout {
+    /// One hash per session (`<prefix>{<id>}`), one hash field per session field, plus the
+    /// hidden `__exp` field holding the expiry.
+    #[default]
+    Hash,
+    /// One string per session (`<prefix>{<id>}`): a short header, then the entries every
+    /// write appended (a set entry carries a field's name and value, a remove entry its
+    /// name, and every write appends the expiry as the `__exp` entry). A reader keeps each
+    /// name's last entry.
+    ///
+    /// Replaced entries stay until a load finds that they outweigh the live ones (and
+    /// amount to at least 1 KiB): that load writes the session back compacted, in one more
+    /// round trip carrying the whole record, unless the log changed since it was read, in
+    /// which case it leaves it to a later load. A session updated over and over thus costs
+    /// about one entry's size in compaction per update, whatever its size. Needs Redis 6.0
+    /// or later (`SET … KEEPTTL`).
+    Log,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
+            .field("layout", &self.layout)
             .field(
                 "mode",
                 &match self.conn {
@@ -360,6 +412,7 @@ impl RedisStore {
         Self {
             conn: Conn::Single(manager),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
+            layout: RedisLayout::Hash,
         }
     }
 
@@ -404,6 +457,7 @@ impl RedisStore {
         Self {
             conn: Conn::Cluster(conn),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
+            layout: RedisLayout::Hash,
         }
     }
 
@@ -467,6 +521,7 @@ impl RedisStore {
         Ok(Self {
             conn: Conn::Sentinel(conn),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
+            layout: RedisLayout::Hash,
         })
     }
 
@@ -486,6 +541,28 @@ impl RedisStore {
     #[must_use]
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Arc::from(prefix.into());
+        self
+    }
+
+    /// Lays sessions out as `layout` (default [`RedisLayout::Hash`]). A store reads only the
+    /// layout it writes: see [`RedisLayout`] before switching an app that has sessions.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_runtime::{RedisLayout, RedisStore};
+    ///
+    /// // Large sessions: one GET per read instead of an HGETALL.
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379")
+    ///     .await?
+    ///     .with_key_prefix("shop:session-log:")
+    ///     .with_layout(RedisLayout::Log);
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_layout(mut self, layout: RedisLayout) -> Self {
+        self.layout = layout;
         self
     }
 
@@ -620,28 +697,53 @@ impl SessionStore for RedisStore {
         id: &SessionId,
         _keys: LoadKeys<'_>,
     ) -> Result<Option<Record>, StoreError> {
-        // One HGETALL whatever the keys asked: it sends a few dozen bytes, where HMGET would
-        // send every field name. The contract allows returning more keys than asked.
-        let reply: Value = redis::cmd("HGETALL")
-            .arg(self.key(id))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(backend)?;
-        into_record(reply)
+        // The whole record whatever the keys asked: HMGET would send every field name. The
+        // contract allows returning more keys than asked.
+        match self.layout {
+            RedisLayout::Hash => {
+                let reply: Value = redis::cmd("HGETALL")
+                    .arg(self.key(id))
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(backend)?;
+                into_record(reply)
+            }
+            RedisLayout::Log => {
+                let key = self.key(id);
+                let reply: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(backend)?;
+                let Some(log) = reply else {
+                    return Ok(None);
+                };
+                let log = Log::parse(log)?;
+                if log.wants_compaction() {
+                    // The read has what it needs; a failed compaction is left to a later one.
+                    if let Err(err) = log.compact(&key, &mut self.conn()).await {
+                        tracing::warn!(error = %Chain(&err), "could not compact a session log");
+                    }
+                }
+                Ok(Some(log.into_record()))
+            }
+        }
     }
 
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
-        self.write(&CREATE, &[&self.key(id)], patch).await
+        self.write(Write::Create, &[&self.key(id)], patch).await
     }
 
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
-        self.write(&SAVE, &[&self.key(id)], patch).await
+        self.write(Write::Save, &[&self.key(id)], patch).await
     }
 
     async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
         let (old_key, new_key) = (self.key(old), self.key(new));
         if !matches!(self.conn, Conn::Cluster(_)) {
-            return self.write(&REGENERATE, &[&old_key, &new_key], patch).await;
+            return self
+                .write(Write::Regenerate, &[&old_key, &new_key], patch)
+                .await;
         }
         self.regenerate_across_slots(&old_key, &new_key, patch)
             .await
@@ -656,6 +758,16 @@ impl SessionStore for RedisStore {
     }
 
     async fn touch(&self, id: &SessionId, expires_at: SystemTime) -> WriteResult {
+        if self.layout == RedisLayout::Log {
+            // The expiry entry alone, appended.
+            return self
+                .write(
+                    Write::Save,
+                    &[&self.key(id)],
+                    &Patch::expiry_only(expires_at),
+                )
+                .await;
+        }
         let code: i64 = TOUCH
             .key(self.key(id))
             .arg(ttl_millis(expires_at))
@@ -667,20 +779,83 @@ impl SessionStore for RedisStore {
     }
 }
 
+/// The three writes that carry a patch.
+#[derive(Clone, Copy)]
+enum Write {
+    Create,
+    Save,
+    Regenerate,
+}
+
 impl RedisStore {
-    /// Runs one of the patch scripts on `keys`: one round trip.
-    async fn write(&self, script: &Script, keys: &[&str], patch: &Patch) -> WriteResult {
+    /// Runs the script of `write` for this store's layout on `keys`: one round trip.
+    async fn write(&self, write: Write, keys: &[&str], patch: &Patch) -> WriteResult {
+        let script: &Script = match (self.layout, write) {
+            (RedisLayout::Hash, Write::Create) => &CREATE,
+            (RedisLayout::Hash, Write::Save) => &SAVE,
+            (RedisLayout::Hash, Write::Regenerate) => &REGENERATE,
+            (RedisLayout::Log, Write::Create) => &log::CREATE,
+            (RedisLayout::Log, Write::Save) => &log::SAVE,
+            (RedisLayout::Log, Write::Regenerate) => &log::REGENERATE,
+        };
         let mut invocation = script.prepare_invoke();
         for key in keys {
             invocation.key(*key);
         }
-        patch_args(&mut invocation, patch);
+        match self.layout {
+            RedisLayout::Hash => patch_args(&mut invocation, patch),
+            RedisLayout::Log => {
+                invocation
+                    .arg(ttl_millis(patch.expires_at))
+                    .arg(log::entries(patch, matches!(write, Write::Create)));
+            }
+        }
         outcome(
             invocation
                 .invoke_async(&mut self.conn())
                 .await
                 .map_err(backend)?,
         )
+    }
+
+    /// Step 1 of a cluster regenerate: moves the record under `old_key` to `aside` and
+    /// returns its fields (`None`: no such session).
+    async fn stash(&self, old_key: &str, aside: &str) -> Result<Option<FieldMap>, StoreError> {
+        match self.layout {
+            RedisLayout::Hash => {
+                let stashed: Value = STASH
+                    .key(old_key)
+                    .key(aside)
+                    .invoke_async(&mut self.conn())
+                    .await
+                    .map_err(backend)?;
+                Ok(into_record(stashed)?.map(|record| Arc::unwrap_or_clone(record.fields)))
+            }
+            RedisLayout::Log => {
+                let stashed: Option<Vec<u8>> = log::STASH
+                    .key(old_key)
+                    .key(aside)
+                    .invoke_async(&mut self.conn())
+                    .await
+                    .map_err(backend)?;
+                stashed
+                    .map(|log| Log::parse(log).map(|log| log.fields))
+                    .transpose()
+            }
+        }
+    }
+
+    /// Puts a stashed record back under its old ID; a failure here leaves it aside until
+    /// its TTL, which loses this session but never hands its data to another.
+    async fn unstash(&self, old_key: &str, aside: &str) {
+        let restored = UNSTASH
+            .key(old_key)
+            .key(aside)
+            .invoke_async::<i64>(&mut self.conn())
+            .await;
+        if let Err(restore_err) = restored {
+            tracing::error!(error = %Chain(&restore_err), "could not restore a session after a failed regenerate");
+        }
     }
 
     /// Regenerate for a cluster, where the two keys may live on different nodes.
@@ -691,43 +866,27 @@ impl RedisStore {
         patch: &Patch,
     ) -> WriteResult {
         let aside = format!("{old_key}:moving");
-        let stashed: HashMap<String, Vec<u8>> = STASH
-            .key(old_key)
-            .key(&aside)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(backend)?;
-        if stashed.is_empty() {
-            return Err(StoreError::NotFound);
-        }
+        let mut fields = match self.stash(old_key, &aside).await {
+            Ok(Some(fields)) => fields,
+            Ok(None) => return Err(StoreError::NotFound),
+            Err(err) => {
+                // Moved aside but unreadable (or the answer was lost): put it back as it was.
+                self.unstash(old_key, &aside).await;
+                return Err(err);
+            }
+        };
         // The whole record under the new ID, with the patch applied on top.
-        let mut fields = stashed;
-        fields.remove(EXPIRES_FIELD);
-        for key in &patch.remove {
-            fields.remove(key.as_ref());
-        }
-        for (key, value) in &patch.set {
-            fields.insert(key.to_string(), value.to_vec());
-        }
+        patch.apply_to(&mut fields);
         let full = Patch {
             set: fields
                 .into_iter()
-                .map(|(k, v)| (Cow::Owned(k), Bytes::from(v)))
+                .map(|(k, v)| (Cow::Owned(k.as_str().to_owned()), v))
                 .collect(),
             remove: Vec::new(),
             expires_at: patch.expires_at,
         };
-        if let Err(err) = self.write(&CREATE, &[new_key], &full).await {
-            // Put the record back under its old ID; a failure here leaves it aside until
-            // its TTL, which loses this session but never hands its data to another.
-            let restored = UNSTASH
-                .key(old_key)
-                .key(&aside)
-                .invoke_async::<i64>(&mut self.conn())
-                .await;
-            if let Err(restore_err) = restored {
-                tracing::error!(error = %Chain(&restore_err), "could not restore a session after a failed regenerate");
-            }
+        if let Err(err) = self.write(Write::Create, &[new_key], &full).await {
+            self.unstash(old_key, &aside).await;
             return Err(err);
         }
         if let Err(err) = redis::cmd("DEL")
