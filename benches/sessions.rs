@@ -1,8 +1,9 @@
 //! Side-by-side benchmarks: a bare axum router, this framework (memory and Redis stores) and
-//! tower-sessions (memory and Redis stores), on the same workload; on Redis, this framework in
-//! both of its layouts (`redis`: a hash per session, `redis-log`: a log string per session). Each framework's layer is
-//! added with `Router::layer`; on the memory stores, both are also measured wrapped around
-//! the whole router (`-wrapped`), which spares axum's per-route re-boxing.
+//! tower-sessions (memory and Redis stores), on the same workload; on Redis, this framework
+//! in both of its layouts (`redis`: a hash per session, `redis-log`: a log string per
+//! session). Each framework's layer is added with `Router::layer`; on the memory stores, both
+//! are also measured wrapped around the whole router (`-wrapped`), which spares axum's
+//! per-route re-boxing.
 //!
 //! ```text
 //! cargo bench --bench sessions
