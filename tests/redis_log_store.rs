@@ -388,6 +388,7 @@ async fn a_garbage_log_is_corrupt_never_a_panic() {
         [header, b"+\x02\xff\xfe\x01x"].concat(),
         [header, b"+\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f"].concat(),
         [header, b"+\x01a\xff\xff\xff\xff\xff\xff\xff\xff\x7f"].concat(),
+        [header, b"E\x01\x02"].concat(),
         valid[..valid.len() - 1].to_vec(),
     ];
     let mut rng = Rng(0x106_6A5B);
@@ -428,7 +429,7 @@ async fn a_garbage_log_is_corrupt_never_a_panic() {
         assert_eq!(&left, case, "a load never rewrites what it cannot read");
     }
     // The hand-written cases are all unreadable; most random ones are too.
-    assert!(corrupt >= 11 + 100, "{corrupt} of {} corrupt", cases.len());
+    assert!(corrupt >= 12 + 100, "{corrupt} of {} corrupt", cases.len());
     store.delete(&id).await.unwrap();
 }
 
@@ -561,9 +562,8 @@ async fn an_update_sends_a_small_flat_number_of_bytes_compactions_included() {
             "{size}-byte session: one update {one} bytes, {per_update} per update with compactions"
         );
         assert!(
-            per_update <= one + 60,
-            "compactions cost {} bytes per update",
-            per_update - one
+            per_update <= 240,
+            "with compactions an update sent {per_update} bytes ({one} without)"
         );
         figures.push((one, per_update));
     }

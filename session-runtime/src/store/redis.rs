@@ -227,8 +227,8 @@ pub enum RedisLayout {
     Hash,
     /// One string per session (`<prefix>{<id>}`): a short header, then the entries every
     /// write appended (a set entry carries a field's name and value, a remove entry its
-    /// name, and every write appends the expiry as the `__exp` entry). A reader keeps each
-    /// name's last entry.
+    /// name, and every write appends an expiry entry). A reader keeps each name's last
+    /// entry, and the last expiry.
     ///
     /// Replaced entries stay until a load finds that they outweigh the live ones (and
     /// amount to at least 1 KiB): that load writes the session back compacted, in one more

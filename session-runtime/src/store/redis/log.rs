@@ -6,10 +6,11 @@
 //!
 //! - set: `+`, the name's length (LEB128), the name (UTF-8), the value's length (LEB128), the
 //!   value;
-//! - remove: `-`, the name's length (LEB128), the name.
+//! - remove: `-`, the name's length (LEB128), the name;
+//! - expiry: `E`, then the expiry instant in milliseconds since the epoch (8 bytes, little
+//!   endian). Every write appends one, so a load needs one `GET`.
 //!
-//! A reader keeps each name's last entry. The expiry instant is an entry too (`__exp`, ASCII
-//! milliseconds since the epoch), appended by every write, so a load needs one `GET`.
+//! A reader keeps each name's last entry, and the last expiry.
 //!
 //! Replaced entries stay in the log until a load finds that they outweigh the live ones.
 //! That load then writes the record back compacted, under a new generation, but only if the
@@ -27,7 +28,7 @@ use bytes::Bytes;
 use rand::RngCore;
 use redis::Script;
 
-use super::{epoch_millis, FieldKey, FieldMap, Patch, Record, StoreError, EXPIRES_FIELD};
+use super::{epoch_millis, FieldKey, FieldMap, Patch, Record, StoreError};
 
 /// The first four bytes of every log.
 const MAGIC: &[u8; 4] = b"\0sl1";
@@ -35,6 +36,9 @@ const MAGIC: &[u8; 4] = b"\0sl1";
 pub(super) const HEADER_LEN: usize = 12;
 const SET: u8 = b'+';
 const REMOVE: u8 = b'-';
+const EXPIRY: u8 = b'E';
+/// An expiry entry: its tag and 8 bytes.
+const EXPIRY_LEN: usize = 9;
 /// A log is compacted once its dead entries outweigh its live ones and this many bytes.
 const COMPACT_AT_LEAST: usize = 1024;
 
@@ -141,6 +145,11 @@ fn put_set(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
 }
 
+fn put_expiry(out: &mut Vec<u8>, millis: u64) {
+    out.push(EXPIRY);
+    out.extend_from_slice(&millis.to_le_bytes());
+}
+
 fn put_remove(out: &mut Vec<u8>, name: &[u8]) {
     out.push(REMOVE);
     put_varint(out, name.len());
@@ -150,7 +159,6 @@ fn put_remove(out: &mut Vec<u8>, name: &[u8]) {
 /// The entries a write appends for `patch`: its removals, its sets and the expiry. A create
 /// (`new_log`) starts the log with a header.
 pub(super) fn entries(patch: &Patch, new_log: bool) -> Vec<u8> {
-    let expires = epoch_millis(patch.expires_at).to_string();
     let len = if new_log { HEADER_LEN } else { 0 }
         + patch
             .remove
@@ -162,7 +170,7 @@ pub(super) fn entries(patch: &Patch, new_log: bool) -> Vec<u8> {
             .iter()
             .map(|(k, v)| set_len(k.as_bytes(), v))
             .sum::<usize>()
-        + set_len(EXPIRES_FIELD.as_bytes(), expires.as_bytes());
+        + EXPIRY_LEN;
     let mut out = Vec::with_capacity(len);
     if new_log {
         out.extend_from_slice(&header());
@@ -173,7 +181,7 @@ pub(super) fn entries(patch: &Patch, new_log: bool) -> Vec<u8> {
     for (key, value) in &patch.set {
         put_set(&mut out, key.as_bytes(), value);
     }
-    put_set(&mut out, EXPIRES_FIELD.as_bytes(), expires.as_bytes());
+    put_expiry(&mut out, epoch_millis(patch.expires_at));
     debug_assert_eq!(out.len(), len);
     out
 }
@@ -198,8 +206,8 @@ fn corrupt(why: &'static str) -> StoreError {
 pub(super) struct Log {
     /// The live fields, values sliced from the log without copying.
     pub(super) fields: FieldMap,
-    /// The last `__exp` entry's value.
-    expires: Option<Bytes>,
+    /// The last expiry entry's instant, in milliseconds since the epoch.
+    expires: Option<u64>,
     /// The header, which a compaction checks is unchanged.
     header: Bytes,
     /// The whole log's length.
@@ -253,6 +261,13 @@ impl Log {
         while at < log.len() {
             let tag = log[at];
             at += 1;
+            if tag == EXPIRY {
+                let millis = take(&log, &mut at, 8)?;
+                expires = Some(u64::from_le_bytes(
+                    millis[..].try_into().expect("took 8 bytes"),
+                ));
+                continue;
+            }
             let name_len = read_len(&log, &mut at)?;
             let name = take(&log, &mut at, name_len)?;
             let name =
@@ -261,18 +276,10 @@ impl Log {
                 SET => {
                     let value_len = read_len(&log, &mut at)?;
                     let value = take(&log, &mut at, value_len)?;
-                    if name == EXPIRES_FIELD {
-                        expires = Some(value);
-                    } else {
-                        fields.insert(FieldKey::new(name), value);
-                    }
+                    fields.insert(FieldKey::new(name), value);
                 }
                 REMOVE => {
-                    if name == EXPIRES_FIELD {
-                        expires = None;
-                    } else {
-                        fields.remove(name);
-                    }
+                    fields.remove(name);
                 }
                 _ => return Err(corrupt("an entry has an unknown tag")),
             }
@@ -282,9 +289,7 @@ impl Log {
                 .iter()
                 .map(|(k, v)| set_len(k.as_str().as_bytes(), v))
                 .sum::<usize>()
-            + expires
-                .as_ref()
-                .map_or(0, |e| set_len(EXPIRES_FIELD.as_bytes(), e));
+            + if expires.is_some() { EXPIRY_LEN } else { 0 };
         Ok(Self {
             fields,
             expires,
@@ -304,11 +309,7 @@ impl Log {
     pub(super) fn into_record(self) -> Record {
         Record {
             fields: Arc::new(self.fields),
-            expires_at: self
-                .expires
-                .as_deref()
-                .and_then(crate::codec::parse_u64)
-                .and_then(crate::session::at_millis),
+            expires_at: self.expires.and_then(crate::session::at_millis),
             stale: false,
             complete: true,
         }
@@ -321,8 +322,8 @@ impl Log {
         for (key, value) in &self.fields {
             put_set(&mut out, key.as_str().as_bytes(), value);
         }
-        if let Some(expires) = &self.expires {
-            put_set(&mut out, EXPIRES_FIELD.as_bytes(), expires);
+        if let Some(millis) = self.expires {
+            put_expiry(&mut out, millis);
         }
         debug_assert_eq!(out.len(), self.live);
         out
