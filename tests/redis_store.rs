@@ -14,7 +14,7 @@ use redis::{sentinel::SentinelNodeConnectionInfo, RedisConnectionInfo};
 use session_runtime::{
     conformance,
     store::{LoadKeys, Patch},
-    DecodePolicy, Key, RedisStore, SessionData, SessionId, SessionLayer, SessionStore,
+    DecodePolicy, Key, RedisLayout, RedisStore, SessionData, SessionId, SessionLayer, SessionStore,
     TypedSession,
 };
 use session_suite::http::{cookie_pair, id_of, request, send, text};
@@ -550,15 +550,15 @@ async fn a_flushed_script_cache_is_reloaded_on_noscript() {
     assert_eq!(text(response).await, r#"["a", "b"]"#);
 }
 
-/// The least-privilege ACL the README recommends, for the prefix `myapp:session:` and the
-/// password `password`.
-fn readme_acl() -> Vec<String> {
-    let line = include_str!("../README.md")
+/// The least-privilege ACLs the README recommends (for the hash layout, then for the log
+/// layout), for the prefix `myapp:session:` and the password `password`.
+fn readme_acls() -> Vec<Vec<String>> {
+    include_str!("../README.md")
         .lines()
         .map(str::trim)
-        .find(|line| line.starts_with("ACL SETUSER "))
-        .expect("the README shows an ACL SETUSER line");
-    line.split_whitespace().skip(1).map(str::to_owned).collect()
+        .filter(|line| line.starts_with("ACL SETUSER "))
+        .map(|line| line.split_whitespace().skip(1).map(str::to_owned).collect())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -566,6 +566,14 @@ async fn the_store_runs_as_the_readme_least_privilege_acl_user() {
     if !can_start_servers("acl") {
         return;
     }
+    let acls = readme_acls();
+    assert_eq!(acls.len(), 2, "the README shows one ACL per layout");
+    for (acl, layout) in acls.into_iter().zip([RedisLayout::Hash, RedisLayout::Log]) {
+        runs_as_acl_user(acl, layout).await;
+    }
+}
+
+async fn runs_as_acl_user(acl: Vec<String>, layout: RedisLayout) {
     let server = RedisServer::start();
     let mut admin = redis::Client::open(server.url())
         .unwrap()
@@ -573,7 +581,7 @@ async fn the_store_runs_as_the_readme_least_privilege_acl_user() {
         .await
         .unwrap();
     let mut setuser = redis::cmd("ACL");
-    for arg in readme_acl() {
+    for arg in acl {
         setuser.arg(arg);
     }
     setuser.query_async::<()>(&mut admin).await.unwrap();
@@ -583,8 +591,38 @@ async fn the_store_runs_as_the_readme_least_privilege_acl_user() {
     let store = RedisStore::connect(as_user("password"))
         .await
         .expect("connect as the ACL user")
-        .with_key_prefix("myapp:session:");
+        .with_key_prefix("myapp:session:")
+        .with_layout(layout);
     conformance::run(store.clone()).await;
+    if layout == RedisLayout::Log {
+        // Compaction's commands are allowed too: the log shrinks.
+        let id = SessionId::generate();
+        let key = store.key(&id);
+        let expires_at = SystemTime::now() + Duration::from_secs(60);
+        let patch = |n: usize| Patch {
+            set: vec![("n".into(), format!("{n:0>100}").into_bytes().into())],
+            remove: Vec::new(),
+            expires_at,
+        };
+        store.create(&id, &patch(0)).await.unwrap();
+        for n in 1..40 {
+            store.save(&id, &patch(n)).await.unwrap();
+        }
+        let strlen = |mut admin: redis::aio::MultiplexedConnection| {
+            let key = key.clone();
+            async move {
+                redis::cmd("STRLEN")
+                    .arg(key)
+                    .query_async::<usize>(&mut admin)
+                    .await
+                    .unwrap()
+            }
+        };
+        let before = strlen(admin.clone()).await;
+        store.load(&id, LoadKeys::All).await.unwrap();
+        let after = strlen(admin.clone()).await;
+        assert!(after < before / 10, "compacted: {before} -> {after}");
+    }
     // The layer's whole lifecycle, regenerate and destroy included.
     let lifecycle = Router::new()
         .route("/add", post(add))

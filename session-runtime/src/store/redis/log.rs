@@ -62,7 +62,8 @@ return 1"
     ))
 });
 
-/// Create: refuses (-1) when the ID is taken.
+/// Create: refuses (-1) when the ID is taken. Used for a create whose expiry has passed
+/// (the record ends at once); others are a plain `SET … NX PX`.
 pub(super) static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{APPLY}
