@@ -3,12 +3,13 @@
 //! ```text
 //! cargo run --example demo
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example demo
+//! REDIS_URL=redis://127.0.0.1:6379 REDIS_LAYOUT=log cargo run --example demo
 //! ```
 //!
 //! then open <http://127.0.0.1:3000>. Set `RUST_LOG=session_runtime=debug` to watch the
 //! session layer at work, and `DEMO_ADDR` to listen elsewhere.
 
-use session_runtime::{Key, MemoryStore, RedisStore, SessionLayer};
+use session_runtime::{Key, MemoryStore, RedisLayout, RedisStore, SessionLayer};
 use session_suite::demo::serve;
 
 #[tokio::main]
@@ -18,10 +19,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = Key::generate();
     match std::env::var("REDIS_URL") {
         Ok(url) => {
+            // Each layout under its own prefix: a store reads only the layout it writes.
+            let (layout, prefix) = match std::env::var("REDIS_LAYOUT").as_deref() {
+                Ok("log") => (RedisLayout::Log, "demo:session-log:"),
+                Ok("hash") | Err(_) => (RedisLayout::Hash, "demo:session:"),
+                Ok(other) => return Err(format!("REDIS_LAYOUT={other}: use hash or log").into()),
+            };
             let store = RedisStore::connect(url.as_str())
                 .await?
-                .with_key_prefix("demo:session:");
-            println!("sessions in Redis at {url}");
+                .with_key_prefix(prefix)
+                .with_layout(layout);
+            println!("sessions in Redis at {url} ({layout:?} layout)");
             serve(SessionLayer::new(store, key)).await
         }
         Err(_) => {

@@ -113,32 +113,36 @@ async fn the_demo_counts_logs_in_fills_the_cart_and_logs_out() {
 
 #[tokio::test]
 async fn the_demo_runs_on_redis_too() {
+    use session_runtime::{RedisLayout, RedisStore};
     use session_suite::redis_harness::{shared_redis_url, skip_without_redis, unique_prefix};
     let Some(url) = shared_redis_url() else {
         skip_without_redis("demo on Redis", "no Redis answers on the shared URL");
         return;
     };
-    let store = session_runtime::RedisStore::connect(url.as_str())
-        .await
-        .unwrap()
-        .with_key_prefix(unique_prefix("demo"));
-    let app = session_suite::demo::routes().layer(
-        SessionLayer::new(store, Key::generate())
-            .with_insecure_cookie_over_http()
-            .with_idle_timeout(Duration::from_secs(300)),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let browser = browser();
-    page(&browser, &base).await;
-    let html = post_form(&browser, format!("{base}/cart/add"), "name=figs&quantity=2")
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(html.contains("<li>2 × figs</li>"), "{html}");
-    assert!(html.contains("viewed this page 2 times"));
+    for layout in [RedisLayout::Hash, RedisLayout::Log] {
+        let store = RedisStore::connect(url.as_str())
+            .await
+            .unwrap()
+            .with_key_prefix(unique_prefix("demo"))
+            .with_layout(layout);
+        let app = session_suite::demo::routes().layer(
+            SessionLayer::new(store, Key::generate())
+                .with_insecure_cookie_over_http()
+                .with_idle_timeout(Duration::from_secs(300)),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let browser = browser();
+        page(&browser, &base).await;
+        let html = post_form(&browser, format!("{base}/cart/add"), "name=figs&quantity=2")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("<li>2 × figs</li>"), "{layout:?}: {html}");
+        assert!(html.contains("viewed this page 2 times"), "{layout:?}");
+    }
 }
 
 #[tokio::test]

@@ -52,14 +52,16 @@ local function apply(key)
 end
 ";
 
-/// Save (and touch): refuses (0) when the session is gone.
+/// Save (and touch): refuses (0) when the session is gone. `PEXPIRE` answers whether the
+/// key exists, so a save runs two commands; an expiry already past deletes the record.
 pub(super) static SAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{APPLY}
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-apply(KEYS[1])
-return 1"
-    ))
+    Script::new(
+        "local ttl = tonumber(ARGV[1])
+if ttl == 0 then return redis.call('DEL', KEYS[1]) end
+if redis.call('PEXPIRE', KEYS[1], ttl) == 0 then return 0 end
+redis.call('APPEND', KEYS[1], ARGV[2])
+return 1",
+    )
 });
 
 /// Create: refuses (-1) when the ID is taken. Used for a create whose expiry has passed
@@ -277,7 +279,13 @@ impl Log {
                 SET => {
                     let value_len = read_len(&log, &mut at)?;
                     let value = take(&log, &mut at, value_len)?;
-                    fields.insert(FieldKey::new(name), value);
+                    // A name seen before keeps its key; only a new one is allocated.
+                    match fields.get_mut(name) {
+                        Some(slot) => *slot = value,
+                        None => {
+                            fields.insert(FieldKey::new(name), value);
+                        }
+                    }
                 }
                 REMOVE => {
                     fields.remove(name);
