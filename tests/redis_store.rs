@@ -110,7 +110,16 @@ async fn regenerate_works_across_cluster_slots() {
         return;
     }
     let cluster = RedisCluster::start(3);
-    let store = RedisStore::connect_cluster(cluster.urls()).await.unwrap();
+    for layout in [RedisLayout::Hash, RedisLayout::Log] {
+        regenerate_across_slots(&cluster, layout).await;
+    }
+}
+
+async fn regenerate_across_slots(cluster: &RedisCluster, layout: RedisLayout) {
+    let store = RedisStore::connect_cluster(cluster.urls())
+        .await
+        .unwrap()
+        .with_layout(layout);
     let urls = cluster.urls();
     let mut keyslot = redis::Client::open(urls[0].as_str())
         .unwrap()
