@@ -615,3 +615,26 @@ pub fn net_input_bytes(url: &str) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .expect("total_net_input_bytes in INFO stats")
 }
+
+/// Bytes the server at `url` reads while `app` answers `requests` requests built by
+/// `request` (an `INFO stats` delta, the cost of asking `INFO` itself taken off). Every
+/// response must be `200`.
+pub async fn bytes_sent_for(
+    url: &str,
+    app: &axum::Router,
+    requests: u64,
+    request: impl Fn() -> axum::http::Request<axum::body::Body>,
+) -> u64 {
+    let baseline = {
+        let a = net_input_bytes(url);
+        let b = net_input_bytes(url);
+        b - a
+    };
+    let before = net_input_bytes(url);
+    for _ in 0..requests {
+        let response = crate::http::send(app, request()).await;
+        assert_eq!(response.status(), axum::http::StatusCode::OK);
+    }
+    let after = net_input_bytes(url);
+    after - before - baseline
+}

@@ -8,8 +8,7 @@ use std::{
 };
 
 use axum::{
-    body::Body,
-    http::{Request, StatusCode},
+    http::StatusCode,
     routing::{get, post},
     Router,
 };
@@ -22,7 +21,7 @@ use session_runtime::{
 };
 use session_suite::http::{cookie_pair, id_of, request, send, text};
 use session_suite::redis_harness::{
-    net_input_bytes, redis_binaries_present, shared_redis_url, skip_without_redis, unique_prefix,
+    bytes_sent_for, redis_binaries_present, shared_redis_url, skip_without_redis, unique_prefix,
     RedisCluster, RedisServer,
 };
 use session_suite::Rng;
@@ -530,22 +529,6 @@ struct Counter {
     padding: String,
 }
 
-/// Bytes Redis reads for `requests` requests (`INFO stats` delta minus the cost of `INFO`).
-async fn bytes_for(url: &str, app: &Router, requests: u64, req: impl Fn() -> Request<Body>) -> u64 {
-    let baseline = {
-        let a = net_input_bytes(url);
-        let b = net_input_bytes(url);
-        b - a
-    };
-    let before = net_input_bytes(url);
-    for _ in 0..requests {
-        let response = send(app, req()).await;
-        assert_eq!(response.status(), StatusCode::OK);
-    }
-    let after = net_input_bytes(url);
-    after - before - baseline
-}
-
 /// An update sends its field, not the record, whatever the session's size; compactions add
 /// about one entry's size per update, also whatever the size.
 #[tokio::test]
@@ -583,13 +566,13 @@ async fn an_update_sends_a_small_flat_number_of_bytes_compactions_included() {
         let cookie = cookie_pair(&response);
         let bump = || request("POST", "/bump", Some(&cookie), "");
         // Warm up: scripts loaded, connection set up.
-        bytes_for(&url, &app, 1, bump).await;
-        let one = bytes_for(&url, &app, 1, bump).await;
+        bytes_sent_for(&url, &app, 1, bump).await;
+        let one = bytes_sent_for(&url, &app, 1, bump).await;
         assert!(one <= 240, "an update of one field sent {one} bytes");
         // Enough updates for compactions at both sizes (the larger one compacts after
         // ~20 000 bytes of entries, ~500 updates).
         let updates = 2000;
-        let total = bytes_for(&url, &app, updates, bump).await;
+        let total = bytes_sent_for(&url, &app, updates, bump).await;
         let per_update = total / updates;
         println!(
             "{size}-byte session: one update {one} bytes, {per_update} per update with compactions"

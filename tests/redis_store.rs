@@ -20,7 +20,7 @@ use session_runtime::{
 use session_suite::http::{cookie_pair, id_of, request, send, text};
 use session_suite::{
     redis_harness::{
-        info, net_input_bytes, redis_binaries_present, shared_redis_url, skip_without_redis,
+        bytes_sent_for, info, redis_binaries_present, shared_redis_url, skip_without_redis,
         unique_prefix, RedisCluster, RedisServer, SentinelSetup,
     },
     Call, Recording,
@@ -451,20 +451,6 @@ struct Big21 {
     s20: String,
 }
 
-/// Bytes Redis reads for one request (`INFO stats` delta minus the cost of `INFO` itself).
-async fn bytes_for(url: &str, app: &Router, req: impl Fn() -> Request<Body>) -> u64 {
-    let baseline = {
-        let a = net_input_bytes(url);
-        let b = net_input_bytes(url);
-        b - a
-    };
-    let before = net_input_bytes(url);
-    let response = send(app, req()).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let after = net_input_bytes(url);
-    after - before - baseline
-}
-
 #[tokio::test]
 async fn an_update_of_one_field_sends_a_small_flat_number_of_bytes() {
     if !can_start_servers("bytes") {
@@ -519,12 +505,12 @@ async fn an_update_of_one_field_sends_a_small_flat_number_of_bytes() {
     let cookie = cookie_pair(&response);
     let bump = || request("POST", "/bump", Some(&cookie), "");
     // Warm up: scripts loaded, connection set up.
-    bytes_for(&url, &app, bump).await;
-    let small = bytes_for(&url, &app, bump).await;
+    bytes_sent_for(&url, &app, 1, bump).await;
+    let small = bytes_sent_for(&url, &app, 1, bump).await;
     assert!(small <= 240, "an update of one field sent {small} bytes");
     // The session grows by an order of magnitude; the update costs the same.
     send(&app, request("POST", "/grow", Some(&cookie), "")).await;
-    let after_growth = bytes_for(&url, &app, bump).await;
+    let after_growth = bytes_sent_for(&url, &app, 1, bump).await;
     assert!(
         after_growth.abs_diff(small) <= 2,
         "bytes grew with the session: {small} -> {after_growth}"

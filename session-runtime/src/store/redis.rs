@@ -66,25 +66,34 @@ return 1"
 });
 
 /// Create: refuses (-1) when the ID is taken.
-static CREATE: LazyLock<Script> = LazyLock::new(|| {
+static CREATE: LazyLock<Script> = LazyLock::new(|| create_script(APPLY));
+
+/// Regenerate on one server: an atomic move (RENAMENX) plus the patch.
+static REGENERATE: LazyLock<Script> = LazyLock::new(|| regenerate_script(APPLY));
+
+/// The create script around a layout's Lua `apply(key)`, which writes `ARGV` to `key`:
+/// refuses (-1) when the ID is taken.
+fn create_script(apply: &str) -> Script {
     Script::new(&format!(
-        "{APPLY}
+        "{apply}
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 apply(KEYS[1])
 return 1"
     ))
-});
+}
 
-/// Regenerate on one server: an atomic move (RENAMENX) plus the patch.
-static REGENERATE: LazyLock<Script> = LazyLock::new(|| {
+/// The single-server regenerate script around a layout's Lua `apply(key)`: moves `KEYS[1]`
+/// to `KEYS[2]` (`RENAMENX`) and applies `ARGV` there; 0 when the session is gone, -1 when
+/// the new ID is taken.
+fn regenerate_script(apply: &str) -> Script {
     Script::new(&format!(
-        "{APPLY}
+        "{apply}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('RENAMENX', KEYS[1], KEYS[2]) == 0 then return -1 end
 apply(KEYS[2])
 return 1"
     ))
-});
+}
 
 /// Touch: a new expiry, fields untouched; 0 when the session is gone.
 /// `ARGV`: ttl-ms, expires-at-ms.

@@ -33,7 +33,7 @@ use super::{epoch_millis, FieldKey, FieldMap, Patch, Record, StoreError};
 /// The first four bytes of every log.
 const MAGIC: &[u8; 4] = b"\0sl1";
 /// Magic plus the generation.
-pub(super) const HEADER_LEN: usize = 12;
+const HEADER_LEN: usize = 12;
 const SET: u8 = b'+';
 const REMOVE: u8 = b'-';
 const EXPIRY: u8 = b'E';
@@ -66,25 +66,10 @@ return 1",
 
 /// Create: refuses (-1) when the ID is taken. Used for a create whose expiry has passed
 /// (the record ends at once); others are a plain `SET … NX PX`.
-pub(super) static CREATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{APPLY}
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-apply(KEYS[1])
-return 1"
-    ))
-});
+pub(super) static CREATE: LazyLock<Script> = LazyLock::new(|| super::create_script(APPLY));
 
 /// Regenerate on one server: an atomic move (RENAMENX) plus the appended entries.
-pub(super) static REGENERATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{APPLY}
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('RENAMENX', KEYS[1], KEYS[2]) == 0 then return -1 end
-apply(KEYS[2])
-return 1"
-    ))
-});
+pub(super) static REGENERATE: LazyLock<Script> = LazyLock::new(|| super::regenerate_script(APPLY));
 
 /// Cluster regenerate, step 1: move the log aside within its slot and return it; nil when the
 /// session is gone.
