@@ -616,6 +616,35 @@ pub fn net_input_bytes(url: &str) -> u64 {
         .expect("total_net_input_bytes in INFO stats")
 }
 
+/// A store on the shared server in `layout`, under a key prefix of its own for `test`; `None`
+/// (the test skipped, or failed under `SESSION_TEST_REQUIRE_REDIS=1`) when no server answers.
+pub async fn shared_store(
+    test: &str,
+    layout: session_runtime::RedisLayout,
+) -> Option<session_runtime::RedisStore> {
+    let Some(url) = shared_redis_url() else {
+        skip_without_redis(test, "no Redis answers on the shared URL");
+        return None;
+    };
+    Some(
+        session_runtime::RedisStore::connect(url.as_str())
+            .await
+            .expect("connect to the shared Redis")
+            .with_key_prefix(unique_prefix(test))
+            .with_layout(layout),
+    )
+}
+
+/// Whether `test` can start servers of its own (`redis-server` and `redis-cli` installed);
+/// if not, the test is skipped (or fails under `SESSION_TEST_REQUIRE_REDIS=1`).
+pub fn can_start_servers(test: &str) -> bool {
+    let present = redis_binaries_present();
+    if !present {
+        skip_without_redis(test, "redis-server/redis-cli are not installed");
+    }
+    present
+}
+
 /// Bytes the server at `url` reads while `app` answers `requests` requests built by
 /// `request` (an `INFO stats` delta, the cost of asking `INFO` itself taken off). Every
 /// response must be `200`.

@@ -21,24 +21,14 @@ use session_runtime::{
 };
 use session_suite::http::{cookie_pair, id_of, request, send, text};
 use session_suite::redis_harness::{
-    bytes_sent_for, redis_binaries_present, shared_redis_url, skip_without_redis, unique_prefix,
+    self, bytes_sent_for, can_start_servers, shared_redis_url, skip_without_redis, unique_prefix,
     RedisCluster, RedisServer,
 };
 use session_suite::Rng;
 
 /// The shared server's store in the log layout under a fresh prefix, or `None` (skipped).
 async fn shared_store(test: &str) -> Option<RedisStore> {
-    let Some(url) = shared_redis_url() else {
-        skip_without_redis(test, "no Redis answers on the shared URL");
-        return None;
-    };
-    Some(
-        RedisStore::connect(url.as_str())
-            .await
-            .expect("connect to the shared Redis")
-            .with_key_prefix(unique_prefix(test))
-            .with_layout(RedisLayout::Log),
-    )
+    redis_harness::shared_store(test, RedisLayout::Log).await
 }
 
 async fn raw_connection() -> MultiplexedConnection {
@@ -59,14 +49,6 @@ async fn strlen(conn: &mut MultiplexedConnection, key: &str) -> usize {
         .query_async(conn)
         .await
         .unwrap()
-}
-
-fn can_start_servers(test: &str) -> bool {
-    let present = redis_binaries_present();
-    if !present {
-        skip_without_redis(test, "redis-server/redis-cli are not installed");
-    }
-    present
 }
 
 fn in_an_hour() -> SystemTime {

@@ -20,33 +20,15 @@ use session_runtime::{
 use session_suite::http::{cookie_pair, id_of, request, send, text};
 use session_suite::{
     redis_harness::{
-        bytes_sent_for, info, redis_binaries_present, shared_redis_url, skip_without_redis,
-        unique_prefix, RedisCluster, RedisServer, SentinelSetup,
+        self, bytes_sent_for, can_start_servers, info, shared_redis_url, unique_prefix,
+        RedisCluster, RedisServer, SentinelSetup,
     },
     Call, Recording,
 };
 
-/// The shared server's store under a fresh prefix, or `None` (test skipped).
+/// The shared server's store in the hash layout under a fresh prefix, or `None` (skipped).
 async fn shared_store(test: &str) -> Option<RedisStore> {
-    let Some(url) = shared_redis_url() else {
-        skip_without_redis(test, "no Redis answers on the shared URL");
-        return None;
-    };
-    Some(
-        RedisStore::connect(url.as_str())
-            .await
-            .expect("connect to the shared Redis")
-            .with_key_prefix(unique_prefix(test)),
-    )
-}
-
-/// Whether this test can start its own servers.
-fn can_start_servers(test: &str) -> bool {
-    let present = redis_binaries_present();
-    if !present {
-        skip_without_redis(test, "redis-server/redis-cli are not installed");
-    }
-    present
+    redis_harness::shared_store(test, RedisLayout::Hash).await
 }
 
 #[derive(SessionData, Debug)]
