@@ -15,7 +15,7 @@ use session_runtime::{
     conformance,
     store::{LoadKeys, Patch},
     DecodePolicy, Key, RedisLayout, RedisStore, SessionData, SessionId, SessionLayer, SessionStore,
-    TypedSession,
+    StoreError, TypedSession,
 };
 use session_suite::http::{cookie_pair, id_of, request, send, text};
 use session_suite::{
@@ -148,6 +148,49 @@ async fn regenerate_across_slots(cluster: &RedisCluster, layout: RedisLayout) {
         id = new;
     }
     assert!(crossed > 0, "at least one move crossed slots");
+
+    // A regenerate that moves an unreadable record aside puts it back as it was.
+    let client = redis::cluster::ClusterClient::new(cluster.urls()).unwrap();
+    let mut conn = client.get_async_connection().await.unwrap();
+    let id = SessionId::generate();
+    let key = store.key(&id);
+    redis::cmd("SET")
+        .arg(&key)
+        .arg("not a session")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let new = SessionId::generate();
+    let patch = Patch {
+        set: vec![("n".into(), b"1".to_vec().into())],
+        remove: vec![],
+        expires_at: later,
+    };
+    let result = store.regenerate(&id, &new, &patch).await;
+    assert!(
+        matches!(result, Err(StoreError::Corrupt(_))),
+        "{layout:?}: {result:?}"
+    );
+    let left: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        left.as_deref(),
+        Some("not a session"),
+        "{layout:?}: put back under its ID"
+    );
+    let aside: bool = redis::cmd("EXISTS")
+        .arg(format!("{key}:moving"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!aside, "{layout:?}: nothing left aside");
+    assert!(
+        store.load(&new, LoadKeys::All).await.unwrap().is_none(),
+        "{layout:?}: nothing under the new ID"
+    );
 }
 
 #[tokio::test]
