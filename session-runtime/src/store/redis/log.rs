@@ -295,7 +295,7 @@ impl Log {
 
     /// Whether the log's dead entries outweigh its live ones (and are worth a write).
     pub(super) fn wants_compaction(&self) -> bool {
-        let dead = self.len - self.live;
+        let dead = self.len.saturating_sub(self.live);
         dead > self.live && dead >= COMPACT_AT_LEAST
     }
 
