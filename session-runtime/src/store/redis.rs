@@ -244,8 +244,8 @@ pub enum RedisLayout {
     /// round trip carrying the whole record, unless the log changed since it was read, in
     /// which case it leaves it to a later load. A session updated over and over thus costs
     /// about one entry's size in compaction per update, whatever its size, and takes up to
-    /// about twice its size (plus 1 KiB) in Redis between compactions; one that is only
-    /// written, never read, is not compacted until it is read. Needs Redis 6.0 or later
+    /// about twice its size (plus 1 KiB) in Redis between compactions (the layer loads a
+    /// session before any write, so compaction keeps up). Needs Redis 6.0 or later
     /// (`SET … KEEPTTL`).
     Log,
 }
