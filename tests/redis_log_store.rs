@@ -51,6 +51,10 @@ async fn strlen(conn: &mut MultiplexedConnection, key: &str) -> usize {
         .unwrap()
 }
 
+async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query_async(conn).await.unwrap()
+}
+
 fn in_an_hour() -> SystemTime {
     SystemTime::now() + Duration::from_secs(3600)
 }
@@ -177,11 +181,7 @@ async fn a_session_is_one_string_that_an_update_appends_to() {
         (20..80).contains(&grown),
         "an update appends its field and the expiry, not the record: {grown} bytes"
     );
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let ttl = pttl(&mut conn, &key).await;
     assert!(
         (250_000..=300_000).contains(&ttl),
         "the key carries the session's TTL: {ttl}"
@@ -220,11 +220,7 @@ async fn a_load_compacts_a_log_whose_dead_entries_outweigh_the_live_ones() {
             .unwrap();
     }
     let before = strlen(&mut conn, &key).await;
-    let ttl_before: i64 = redis::cmd("PTTL")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let ttl_before = pttl(&mut conn, &key).await;
     let record = load(&store, &id).await.expect("the session loads");
     assert_eq!(value(&record, "n"), Some(n.to_string()));
     assert_eq!(value(&record, "big"), Some(big.clone()));
@@ -233,11 +229,7 @@ async fn a_load_compacts_a_log_whose_dead_entries_outweigh_the_live_ones() {
         after < live + 16,
         "the load compacted the log: {before} -> {after} bytes (live record {live})"
     );
-    let ttl_after: i64 = redis::cmd("PTTL")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let ttl_after = pttl(&mut conn, &key).await;
     assert!(
         ttl_after > 0 && ttl_after <= ttl_before,
         "the TTL is kept: {ttl_before} -> {ttl_after}"
