@@ -6,7 +6,8 @@
 //! cargo run --release -p session-bench --example floor -- 15 20000
 //! ```
 //!
-//! (15 rounds of 20 000 requests per subject and case; the figure is the median round.)
+//! (15 rounds of 20 000 requests per subject and case; the figure is the median round. A
+//! third argument, a case name such as `new_session`, runs that case only.)
 //!
 //! The floor is one hand-written layer for one schema (a counter plus 20 strings of 100
 //! bytes, as `S21`), with nothing general left in it: no schema machinery, no store trait,
@@ -471,6 +472,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(15);
     let count: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let only = args.next();
+    let cases: Vec<Case> = Case::ALL
+        .into_iter()
+        .filter(|case| only.as_deref().is_none_or(|only| only == case.name()))
+        .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime");
@@ -528,13 +534,13 @@ fn main() {
     ];
 
     let mut base = [Vec::new(), Vec::new()];
-    let mut times = vec![vec![Vec::new(); Case::ALL.len()]; subjects.len()];
+    let mut times = vec![vec![Vec::new(); cases.len()]; subjects.len()];
     for _ in 0..rounds {
         for (rounds, run) in base.iter_mut().zip(&baselines) {
             rounds.push(run(count));
         }
         for (s, (_, run)) in subjects.iter().enumerate() {
-            for (c, case) in Case::ALL.into_iter().enumerate() {
+            for (c, &case) in cases.iter().enumerate() {
                 times[s][c].push(run(case, count));
             }
         }
@@ -548,7 +554,7 @@ fn main() {
     let names: Vec<&str> = subjects.iter().map(|(name, _)| *name).collect();
     println!("| case | {} |", names.join(" | "));
     println!("|---|{}", "---:|".repeat(names.len()));
-    for (c, case) in Case::ALL.into_iter().enumerate() {
+    for (c, &case) in cases.iter().enumerate() {
         let baseline = match case {
             Case::NewSession => bare_ns,
             _ => bare_cookie_ns,
