@@ -30,6 +30,9 @@
 //! timeout, no second schema, and sends no `Vary: Cookie`. Whatever the floor costs, an
 //! implementation of the whole brief costs at least as much.
 //!
+//! `floor-unchecked` is the floor with the cookie's HMAC check left out, which the brief
+//! does not allow: it shows what that check costs a request on this host.
+//!
 //! Every subject is measured in every round, one after the other, so a slow phase of the
 //! host falls on all of them alike; ratios are of medians within this one run.
 
@@ -92,6 +95,9 @@ struct Record {
 
 struct Shared {
     mac: HmacSha256,
+    /// Whether cookies are checked: off only for `floor-unchecked`, which shows what the
+    /// HMAC costs (the brief requires it).
+    verify: bool,
     records: Mutex<HashMap<Id, Arc<Record>, FxBuildHasher>>,
 }
 
@@ -282,9 +288,11 @@ impl<S: Send + Sync> FromRequestParts<S> for FloorSession {
             URL_SAFE_NO_PAD
                 .decode_slice(&value[ID_LEN + 1..], &mut tag)
                 .ok()?;
-            let mut mac = shared.mac.clone();
-            mac.update(&id);
-            mac.verify_slice(&tag).ok()?;
+            if shared.verify {
+                let mut mac = shared.mac.clone();
+                mac.update(&id);
+                mac.verify_slice(&tag).ok()?;
+            }
             let record = shared.records.lock().unwrap().get(&id).cloned()?;
             let now = now_ms();
             (record.expires_ms > now).then(|| {
@@ -361,12 +369,13 @@ async fn floor_new(mut session: FloorSession) -> &'static str {
 }
 
 /// The floor's router, wrapped in its layer, and the cookie of a filled 21-field session.
-fn floor_app() -> (FloorService<Router>, String) {
+fn floor_app(verify: bool) -> (FloorService<Router>, String) {
     let mut secret = [0u8; 64];
     rand::thread_rng().fill_bytes(&mut secret);
     let shared = Arc::new(Shared {
         mac: HmacSha256::new_from_slice(&secret).expect("any key length"),
         records: Mutex::default(),
+        verify,
     });
     let id: Id = [b'A'; ID_LEN];
     let mut fields = HashMap::default();
@@ -481,7 +490,7 @@ fn main() {
         .build()
         .expect("a runtime");
 
-    let (floor, floor_cookie) = floor_app();
+    let (floor, floor_cookie) = floor_app(true);
     // The floor answers as session-runtime does.
     for (case, body) in [
         (Case::Read, "1"),
@@ -521,8 +530,10 @@ fn main() {
     let (rt, bare) = (&rt, &bare);
     let baselines = [None, Some(ours_cookie.clone())]
         .map(|cookie| move |count| time_route(rt, bare, plain, cookie.as_deref(), count));
-    let subjects: [Subject<'_>; 4] = [
+    let (unchecked, unchecked_cookie) = floor_app(false);
+    let subjects: [Subject<'_>; 5] = [
         subject(rt, "floor", floor, floor_cookie),
+        subject(rt, "floor-unchecked", unchecked, unchecked_cookie),
         subject(
             rt,
             "session-runtime/memory-wrapped",
