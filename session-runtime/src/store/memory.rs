@@ -7,6 +7,7 @@ use std::{
     time::SystemTime,
 };
 
+use arrayvec::ArrayVec;
 use bytes::Bytes;
 use rustc_hash::FxBuildHasher;
 
@@ -17,6 +18,9 @@ use crate::SessionId;
 const SHARDS: usize = 16;
 /// Every this many writes to a shard, its expired records are swept.
 const SWEEP_EVERY: u32 = 1024;
+/// New records whose values take at most this many bytes keep them in the same allocation
+/// as their reference count.
+const SMALL_RECORD: usize = 64;
 
 /// An in-process store: the default for development, tests and single-instance apps.
 ///
@@ -222,12 +226,16 @@ impl Shard {
 /// last touched.
 fn packed(patch: &Patch) -> FieldMap {
     let mut fields = FieldMap::with_capacity_and_hasher(patch.set.len(), FxBuildHasher);
-    let total = patch.set.iter().map(|(_, value)| value.len()).sum();
-    let mut buffer = Vec::with_capacity(total);
-    for (_, value) in &patch.set {
-        buffer.extend_from_slice(value);
-    }
-    let buffer = Bytes::from(buffer);
+    let total: usize = patch.set.iter().map(|(_, value)| value.len()).sum();
+    let values = patch.set.iter().map(|(_, value)| &value[..]);
+    let buffer = if total <= SMALL_RECORD {
+        // The values and the buffer's reference count in one allocation.
+        let mut small = ArrayVec::<u8, SMALL_RECORD>::new();
+        values.for_each(|value| small.extend(value.iter().copied()));
+        Bytes::from_owner(small)
+    } else {
+        Bytes::from(values.collect::<Vec<&[u8]>>().concat())
+    };
     let mut at = 0;
     for (key, value) in &patch.set {
         let end = at + value.len();
@@ -346,32 +354,50 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_packed_record_keeps_every_value_in_one_buffer() {
-        let values: [(&'static str, &[u8]); 4] = [
-            ("counter", b"41"),
-            ("empty", b""),
-            ("__created", b"1700000000000"),
-            ("name", "\"é\"".as_bytes()),
-        ];
-        let patch = Patch {
+    fn patch_of(values: &[(&'static str, Vec<u8>)]) -> Patch {
+        Patch {
             set: values
                 .iter()
                 .map(|(key, value)| (Cow::Borrowed(*key), Bytes::copy_from_slice(value)))
                 .collect(),
             remove: Vec::new(),
             expires_at: SystemTime::now(),
-        };
-        let fields = packed(&patch);
-        assert_eq!(fields.len(), values.len());
-        for (key, value) in values {
-            assert_eq!(fields.get(key).map(|v| &v[..]), Some(value), "{key}");
         }
-        // Every non-empty value is a slice of the same allocation, in order.
-        let start = fields["counter"].as_ptr() as usize;
-        assert_eq!(fields["__created"].as_ptr() as usize, start + 2);
-        assert_eq!(fields["name"].as_ptr() as usize, start + 2 + 13);
+    }
+
+    #[test]
+    fn a_packed_record_keeps_every_value_in_one_buffer() {
+        // A small record (its values held with their reference count) and a large one.
+        for long in [4, SMALL_RECORD + 1] {
+            let values = [
+                ("counter", b"41".to_vec()),
+                ("empty", Vec::new()),
+                ("__created", b"1700000000000".to_vec()),
+                ("name", format!("\"{}é\"", "x".repeat(long)).into_bytes()),
+            ];
+            let fields = packed(&patch_of(&values));
+            assert_eq!(fields.len(), values.len());
+            for (key, value) in &values {
+                assert_eq!(fields.get(*key).map(|v| &v[..]), Some(&value[..]), "{key}");
+            }
+            // Every non-empty value is a slice of the same allocation, in order.
+            let start = fields["counter"].as_ptr() as usize;
+            assert_eq!(fields["__created"].as_ptr() as usize, start + 2);
+            assert_eq!(fields["name"].as_ptr() as usize, start + 2 + 13);
+        }
         assert!(packed(&Patch::expiry_only(SystemTime::now())).is_empty());
+    }
+
+    #[test]
+    fn packed_values_outlive_their_record_and_each_other() {
+        let values = [("a", b"1".to_vec()), ("b", b"\"two\"".to_vec())];
+        let fields = packed(&patch_of(&values));
+        let a = fields["a"].clone();
+        let b = fields["b"].slice(1..4);
+        drop(fields);
+        assert_eq!(&a[..], b"1");
+        drop(a);
+        assert_eq!(&b[..], b"two");
     }
 
     /// Regression: the shard came from the low hash bits, which also pick an entry's bucket
