@@ -583,11 +583,7 @@ impl RequestSession {
         let mut state = self.state();
         state.loaded.get_or_insert_with(Loaded::fresh).ttl = ttl;
         let value = ttl.map(|ttl| {
-            Bytes::from(
-                u64::try_from(ttl.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .to_string(),
-            )
+            crate::codec::decimal_bytes(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
         });
         state.queue(Cow::Borrowed(TTL_KEY), value);
     }
@@ -783,7 +779,7 @@ impl RequestSession {
             None if !patch.is_empty() => {
                 patch.set.push((
                     Cow::Borrowed(CREATED_KEY),
-                    Bytes::from(millis(now).to_string()),
+                    crate::codec::decimal_bytes(millis(now)),
                 ));
                 Some(self.create_in_store(&patch).await?)
             }
