@@ -6,7 +6,6 @@
 
 use std::{error::Error as StdError, fmt};
 
-use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Encodes and decodes single field values.
@@ -164,36 +163,9 @@ pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
     })
 }
 
-/// Writes one of the runtime's metadata numbers as ASCII digits, in a buffer of exactly its
-/// size (one allocation, which a store that keeps the value copies or shares as it is).
-pub(crate) fn decimal_bytes(n: u64) -> Bytes {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        // `rest % 10` is a single digit.
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    Bytes::copy_from_slice(&digits[at..])
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{decimal_bytes, parse_u64};
-
-    #[test]
-    fn metadata_numbers_are_written_as_plain_digits() {
-        for n in [0, 7, 10, 99, 1_700_000_000_123, u64::MAX - 1, u64::MAX] {
-            let bytes = decimal_bytes(n);
-            assert_eq!(bytes, n.to_string().as_bytes(), "{n}");
-            assert_eq!(parse_u64(&bytes), Some(n));
-        }
-    }
+    use super::parse_u64;
 
     #[test]
     fn metadata_numbers_parse_strictly() {

@@ -359,7 +359,7 @@ fn version_bytes(version: u32) -> Bytes {
     const DIGITS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
     match usize::try_from(version).ok().and_then(|v| DIGITS.get(v)) {
         Some(digit) => Bytes::from_static(digit),
-        None => crate::codec::decimal_bytes(u64::from(version)),
+        None => Bytes::from(version.to_string()),
     }
 }
 

@@ -583,7 +583,11 @@ impl RequestSession {
         let mut state = self.state();
         state.loaded.get_or_insert_with(Loaded::fresh).ttl = ttl;
         let value = ttl.map(|ttl| {
-            crate::codec::decimal_bytes(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            Bytes::from(
+                u64::try_from(ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .to_string(),
+            )
         });
         state.queue(Cow::Borrowed(TTL_KEY), value);
     }
@@ -779,7 +783,7 @@ impl RequestSession {
             None if !patch.is_empty() => {
                 patch.set.push((
                     Cow::Borrowed(CREATED_KEY),
-                    crate::codec::decimal_bytes(millis(now)),
+                    Bytes::from(millis(now).to_string()),
                 ));
                 Some(self.create_in_store(&patch).await?)
             }
