@@ -231,10 +231,16 @@ fn packed(patch: &Patch) -> FieldMap {
     let buffer = if total <= SMALL_RECORD {
         // The values and the buffer's reference count in one allocation.
         let mut small = ArrayVec::<u8, SMALL_RECORD>::new();
-        values.for_each(|value| small.extend(value.iter().copied()));
+        for value in values {
+            small
+                .try_extend_from_slice(value)
+                .expect("the values fit: counted above");
+        }
         Bytes::from_owner(small)
     } else {
-        Bytes::from(values.collect::<Vec<&[u8]>>().concat())
+        let mut large = Vec::with_capacity(total);
+        values.for_each(|value| large.extend_from_slice(value));
+        Bytes::from(large)
     };
     let mut at = 0;
     for (key, value) in &patch.set {
