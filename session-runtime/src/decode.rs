@@ -1,15 +1,18 @@
 //! Turning a stored record into a schema value (migrating and checking versions on the
 //! way), and a schema's changes back into store writes.
 
-use std::{borrow::Cow, collections::BTreeMap, error::Error as StdError, fmt, sync::Arc};
+use std::{borrow::Cow, collections::BTreeMap, fmt, sync::Arc};
 
 use bytes::Bytes;
 
+pub use crate::error::{DecodeError, EncodeError};
 use crate::{
-    codec::{Codec, CodecError, JsonCodec},
-    error::Chain,
-    migrate::{MigrationError, RawFields},
-    schema::{FieldKey, FieldState, RawRecord, SchemaFields, SessionData},
+    chain::Chain,
+    changes::FieldState,
+    codec::{Codec, JsonCodec},
+    migrate::RawFields,
+    record::{FieldKey, RawRecord},
+    schema::{SchemaFields, SessionData},
 };
 
 /// A store write: `Some(bytes)` sets the key, `None` removes it.
@@ -29,80 +32,6 @@ pub enum DecodePolicy {
     /// Any field that fails to decode, failing migration, record of a newer version or
     /// unreadable stored data rejects the whole record: the request gets an error response.
     Strict,
-}
-
-/// A stored record did not fit the schema.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// A field's stored value did not decode as the field's type.
-    Field {
-        /// The schema's name.
-        schema: &'static str,
-        /// The Rust field name.
-        field: &'static str,
-        /// The codec's error.
-        source: CodecError,
-    },
-    /// The stored schema version is not a valid version number.
-    Version {
-        /// The schema's name.
-        schema: &'static str,
-        /// The codec's error.
-        source: CodecError,
-    },
-    /// The record was written by a newer version of the schema than this code knows.
-    NewerVersion {
-        /// The schema's name.
-        schema: &'static str,
-        /// The version in the store.
-        stored: u32,
-        /// The version the code declares.
-        current: u32,
-    },
-    /// The migration hook failed.
-    Migration {
-        /// The schema's name.
-        schema: &'static str,
-        /// The stored version the migration started from.
-        from: u32,
-        /// The hook's error.
-        source: MigrationError,
-    },
-}
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Field { schema, field, .. } => {
-                write!(f, "session field `{schema}.{field}` could not be decoded")
-            }
-            Self::Version { schema, .. } => {
-                write!(f, "the stored version of session schema `{schema}` is invalid")
-            }
-            Self::NewerVersion {
-                schema,
-                stored,
-                current,
-            } => write!(
-                f,
-                "session schema `{schema}` was stored by version {stored}, newer than this code's version {current}"
-            ),
-            Self::Migration { schema, from, .. } => {
-                write!(f, "migrating session schema `{schema}` from version {from} failed")
-            }
-        }
-    }
-}
-
-impl StdError for DecodeError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match self {
-            Self::Field { source, .. } | Self::Version { source, .. } => Some(source),
-            Self::Migration { source, .. } => Some(source),
-            Self::NewerVersion { .. } => None,
-        }
-    }
 }
 
 /// A schema's accessors over a record.
@@ -360,33 +289,6 @@ fn version_bytes(version: u32) -> Bytes {
     match usize::try_from(version).ok().and_then(|v| DIGITS.get(v)) {
         Some(digit) => Bytes::from_static(digit),
         None => Bytes::from(version.to_string()),
-    }
-}
-
-/// A changed field that could not be encoded.
-#[derive(Debug)]
-pub struct EncodeError {
-    /// The schema's name.
-    pub schema: &'static str,
-    /// The Rust field name.
-    pub field: &'static str,
-    /// The codec's error.
-    pub source: CodecError,
-}
-
-impl fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "session field `{}.{}` could not be encoded",
-            self.schema, self.field
-        )
-    }
-}
-
-impl StdError for EncodeError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&self.source)
     }
 }
 

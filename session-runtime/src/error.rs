@@ -5,7 +5,7 @@ use std::{error::Error as StdError, fmt};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
-use crate::{decode::DecodeError, decode::EncodeError, StoreError};
+use crate::{chain::Chain, codec::CodecError, migrate::MigrationError, StoreError};
 
 /// A session operation failed. As an extractor rejection or a failed save it becomes a
 /// `500 Internal Server Error` (`503 Service Unavailable` when the store is down); the
@@ -131,21 +131,6 @@ impl StdError for SessionError {
     }
 }
 
-/// Shows an error and its sources, `outer: inner: innermost`, for log lines.
-pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
-
-impl fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self.0, f)?;
-        let mut cause = self.0.source();
-        while let Some(e) = cause {
-            write!(f, ": {e}")?;
-            cause = e.source();
-        }
-        Ok(())
-    }
-}
-
 impl From<StoreError> for SessionError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -168,10 +153,111 @@ impl IntoResponse for SessionError {
     }
 }
 
+/// A stored record did not fit the schema.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// A field's stored value did not decode as the field's type.
+    Field {
+        /// The schema's name.
+        schema: &'static str,
+        /// The Rust field name.
+        field: &'static str,
+        /// The codec's error.
+        source: CodecError,
+    },
+    /// The stored schema version is not a valid version number.
+    Version {
+        /// The schema's name.
+        schema: &'static str,
+        /// The codec's error.
+        source: CodecError,
+    },
+    /// The record was written by a newer version of the schema than this code knows.
+    NewerVersion {
+        /// The schema's name.
+        schema: &'static str,
+        /// The version in the store.
+        stored: u32,
+        /// The version the code declares.
+        current: u32,
+    },
+    /// The migration hook failed.
+    Migration {
+        /// The schema's name.
+        schema: &'static str,
+        /// The stored version the migration started from.
+        from: u32,
+        /// The hook's error.
+        source: MigrationError,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Field { schema, field, .. } => {
+                write!(f, "session field `{schema}.{field}` could not be decoded")
+            }
+            Self::Version { schema, .. } => {
+                write!(f, "the stored version of session schema `{schema}` is invalid")
+            }
+            Self::NewerVersion {
+                schema,
+                stored,
+                current,
+            } => write!(
+                f,
+                "session schema `{schema}` was stored by version {stored}, newer than this code's version {current}"
+            ),
+            Self::Migration { schema, from, .. } => {
+                write!(f, "migrating session schema `{schema}` from version {from} failed")
+            }
+        }
+    }
+}
+
+impl StdError for DecodeError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Self::Field { source, .. } | Self::Version { source, .. } => Some(source),
+            Self::Migration { source, .. } => Some(source),
+            Self::NewerVersion { .. } => None,
+        }
+    }
+}
+
+/// A changed field that could not be encoded.
+#[derive(Debug)]
+pub struct EncodeError {
+    /// The schema's name.
+    pub schema: &'static str,
+    /// The Rust field name.
+    pub field: &'static str,
+    /// The codec's error.
+    pub source: CodecError,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "session field `{}.{}` could not be encoded",
+            self.schema, self.field
+        )
+    }
+}
+
+impl StdError for EncodeError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.source)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{decode::DecodeError, CodecError, CodecErrorKind, MigrationError, StoreError};
+    use crate::{CodecError, CodecErrorKind, MigrationError, StoreError};
 
     fn links(err: &(dyn StdError + 'static)) -> Vec<String> {
         let mut out = vec![err.to_string()];

@@ -10,7 +10,8 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 
 use crate::{
-    schema::{RawRecord, SchemaFields, SessionData},
+    record::RawRecord,
+    schema::{SchemaFields, SessionData},
     session::RequestSession,
     SessionError, SessionId,
 };

@@ -36,6 +36,8 @@
 //! [`store`] for the storage contract.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod chain;
+mod changes;
 mod codec;
 mod config;
 #[cfg(feature = "conformance")]
@@ -44,14 +46,17 @@ pub mod conformance;
 pub mod decode;
 mod error;
 mod extract;
+mod generated;
 mod id;
 mod key;
 mod layer;
 mod migrate;
+mod record;
 mod schema;
 mod session;
 pub mod store;
 
+pub use changes::FieldState;
 pub use codec::{Codec, CodecError, CodecErrorKind, JsonCodec};
 pub use config::{ConfigError, SameSite};
 pub use decode::DecodePolicy;
@@ -61,9 +66,8 @@ pub use id::SessionId;
 pub use key::{Key, KeyError};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use migrate::{MigrationError, RawFields};
-pub use schema::{
-    FieldInfo, FieldKey, FieldMap, FieldState, RawRecord, Schema, SchemaFields, SessionData,
-};
+pub use record::{FieldKey, FieldMap, RawRecord};
+pub use schema::{FieldInfo, Schema, SchemaFields, SessionData};
 #[cfg(feature = "cookie-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cookie-store")))]
 pub use store::CookieStore;
@@ -78,13 +82,15 @@ pub use session_macros::SessionData;
 /// Items the derive's generated code names. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::changes::FieldState;
     pub use crate::codec::{Codec, CodecError, JsonCodec};
-    pub use crate::decode::DecodeError;
-    pub use crate::migrate::{MigrationError, RawFields};
-    pub use crate::schema::{
+    pub use crate::error::DecodeError;
+    pub use crate::generated::{
         lazy_force, lazy_get, lazy_get_mut, lazy_take, plain_get, plain_get_mut, plain_take,
-        DecodeFn, FieldDefault, FieldInfo, FieldState, RawRecord, Schema, SchemaFields,
-        SessionData, Storable,
+        DecodeFn, FieldDefault, Storable,
     };
+    pub use crate::migrate::{MigrationError, RawFields};
+    pub use crate::record::RawRecord;
+    pub use crate::schema::{FieldInfo, Schema, SchemaFields, SessionData};
     pub use crate::session::{CREATED_KEY, TTL_KEY};
 }

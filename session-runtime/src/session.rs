@@ -15,11 +15,11 @@ use bytes::Bytes;
 use http::HeaderMap;
 
 use crate::{
+    chain::Chain,
     config::Config,
     decode::{self, collect_changes},
-    error::Chain,
     key::Rejected,
-    schema::{FieldMap, RawRecord},
+    record::{FieldMap, RawRecord},
     schema::{SchemaFields, SessionData},
     store::{DynStore, LoadKeys, Patch, Record},
     DecodePolicy, Schema, SessionError, SessionId, StoreError,

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use rustc_hash::FxBuildHasher;
 
 use super::{FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
-use crate::schema::FieldKey;
+use crate::record::FieldKey;
 use crate::SessionId;
 
 const SHARDS: usize = 16;

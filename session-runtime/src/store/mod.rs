@@ -56,7 +56,7 @@ pub use self::redis::{RedisLayout, RedisStore};
 pub use cookie::CookieStore;
 pub use memory::MemoryStore;
 
-pub use crate::schema::{FieldKey, FieldMap};
+pub use crate::record::{FieldKey, FieldMap};
 use crate::SessionId;
 
 /// Which keys a load needs.

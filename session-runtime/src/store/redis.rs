@@ -25,7 +25,7 @@ use log::Log;
 use sentinel::SentinelConn;
 
 use super::{FieldKey, FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
-use crate::{error::Chain, SessionId};
+use crate::{chain::Chain, SessionId};
 
 /// The hash field holding the record's expiry (milliseconds since the epoch, Redis's clock),
 /// written by the scripts so that a load learns the expiry in the same single command.

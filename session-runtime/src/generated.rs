@@ -1,0 +1,180 @@
+//! What the derive's generated code calls (through `__private`): the diagnostic traits
+//! that point a missing bound at the user's field, and the lazy accessor helpers.
+
+use std::sync::OnceLock;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{
+    chain::Chain, codec::Codec, error::DecodeError, record::RawRecord, schema::Schema, CodecError,
+};
+
+/// Implemented for every type a session field can store: the derive encodes and decodes
+/// persisted fields through it, so a type that is not `Serialize + DeserializeOwned` gets one
+/// error that points at the field.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a session field",
+    label = "this field's type must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
+    note = "derive them with `#[derive(serde::Serialize, serde::Deserialize)]`, or mark the field `#[session(skip)]` to keep it out of the store"
+)]
+pub trait Storable: Sized {
+    /// Encodes the value with `C`.
+    fn encode_with<C: Codec>(&self) -> Result<Vec<u8>, CodecError>;
+    /// Decodes a value with `C`.
+    fn decode_with<C: Codec>(bytes: &[u8]) -> Result<Self, CodecError>;
+}
+
+impl<T: Serialize + DeserializeOwned> Storable for T {
+    #[inline]
+    fn encode_with<C: Codec>(&self) -> Result<Vec<u8>, CodecError> {
+        C::encode(self)
+    }
+    #[inline]
+    fn decode_with<C: Codec>(bytes: &[u8]) -> Result<Self, CodecError> {
+        C::decode(bytes)
+    }
+}
+
+/// The default of a field without `#[session(default = path)]`.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "session field of type `{Self}` has no default",
+    label = "`{Self}` does not implement `Default`",
+    note = "a field takes its default when it is absent from the store or taken: implement `Default` for `{Self}`, or name a function with `#[session(default = path::to::fn)]`"
+)]
+pub trait FieldDefault {
+    /// The default value.
+    fn field_default() -> Self;
+}
+
+impl<T: Default> FieldDefault for T {
+    #[inline]
+    fn field_default() -> Self {
+        T::default()
+    }
+}
+
+// ---- Helpers for the generated accessors (through `__private`). ----
+
+#[doc(hidden)]
+/// Decodes a field's stored bytes: generated once per field, so a field type that cannot be
+/// stored is reported once, at the field.
+pub type DecodeFn<F> = fn(&[u8]) -> Result<F, CodecError>;
+
+/// Decodes field `index` of `schema` from `raw`, or gives its default when absent. A value
+/// that fails to decode gives the default too, and the failure is returned.
+fn decode_or_default<F>(
+    raw: &RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: DecodeFn<F>,
+    default: impl FnOnce() -> F,
+) -> (F, Option<DecodeError>) {
+    let info = &schema.fields()[index];
+    let Some(bytes) = raw.get(info.store_key()) else {
+        return (default(), None);
+    };
+    match decode(bytes) {
+        Ok(value) => (value, None),
+        Err(source) => {
+            tracing::warn!(
+                schema = schema.name(),
+                field = info.name(),
+                key = info.store_key(),
+                error = %Chain(&source),
+                "session field failed to decode; using its default"
+            );
+            (
+                default(),
+                Some(DecodeError::Field {
+                    schema: schema.name(),
+                    field: info.name(),
+                    source,
+                }),
+            )
+        }
+    }
+}
+
+#[doc(hidden)]
+#[inline]
+pub fn lazy_get<'a, F>(
+    cell: &'a OnceLock<F>,
+    raw: &RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: DecodeFn<F>,
+    default: impl FnOnce() -> F,
+) -> &'a F {
+    cell.get_or_init(|| decode_or_default(raw, schema, index, decode, default).0)
+}
+
+#[doc(hidden)]
+#[inline]
+pub fn lazy_get_mut<'a, F>(
+    cell: &'a mut OnceLock<F>,
+    raw: &RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: DecodeFn<F>,
+    default: impl FnOnce() -> F,
+) -> &'a mut F {
+    // A decode failure was logged by `decode_or_default`; the default stands in.
+    let _ = lazy_force(cell, raw, schema, index, decode, default);
+    cell.get_mut().expect("initialized by lazy_force")
+}
+
+#[doc(hidden)]
+#[inline]
+pub fn lazy_take<F>(
+    cell: &mut OnceLock<F>,
+    raw: &RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: DecodeFn<F>,
+    default: impl FnOnce() -> F,
+) -> F {
+    match cell.take() {
+        Some(value) => value,
+        None => decode_or_default(raw, schema, index, decode, default).0,
+    }
+}
+
+#[doc(hidden)]
+pub fn lazy_force<F>(
+    cell: &mut OnceLock<F>,
+    raw: &RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: DecodeFn<F>,
+    default: impl FnOnce() -> F,
+) -> Option<DecodeError> {
+    if cell.get().is_some() {
+        return None;
+    }
+    let (value, error) = decode_or_default(raw, schema, index, decode, default);
+    *cell = OnceLock::from(value);
+    error
+}
+
+#[doc(hidden)]
+#[inline]
+pub fn plain_get<F>(cell: &OnceLock<F>, default: impl FnOnce() -> F) -> &F {
+    cell.get_or_init(default)
+}
+
+#[doc(hidden)]
+#[inline]
+pub fn plain_get_mut<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> &mut F {
+    if cell.get().is_none() {
+        *cell = OnceLock::from(default());
+    }
+    cell.get_mut().expect("initialized above")
+}
+
+#[doc(hidden)]
+#[inline]
+pub fn plain_take<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> F {
+    cell.take().unwrap_or_else(default)
+}

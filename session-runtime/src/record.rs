@@ -1,0 +1,312 @@
+//! A record's fields as stores hold them: store keys, the field map, and the read-only view
+//! schemas decode from.
+
+use std::{
+    borrow::{Borrow, Cow},
+    collections::{BTreeMap, HashMap},
+    fmt,
+    hash::{Hash, Hasher},
+    ops::Deref,
+    sync::Arc,
+};
+
+use bytes::Bytes;
+
+/// A record's fields as a store holds them: store key → encoded value. Cheap to share: the
+/// keys are [`FieldKey`]s and the values are [`Bytes`]. Hashed with FxHash: the keys are
+/// the application's own field names, never chosen by a client.
+pub type FieldMap = HashMap<FieldKey, Bytes, rustc_hash::FxBuildHasher>;
+
+/// The name of a stored field, as a [`FieldMap`] key.
+///
+/// A schema's own keys are `&'static str`s and are kept as such (storing a field written by
+/// a request allocates nothing for its name); a name read back from a store is a shared
+/// `Arc<str>`. Either way it compares, hashes and borrows as the `str` it holds, so a map
+/// is looked up with plain `&str`s.
+///
+/// ```
+/// use session_runtime::{FieldKey, FieldMap};
+///
+/// let mut fields = FieldMap::default();
+/// fields.insert(FieldKey::from("user_id"), "42".into());
+/// fields.insert(FieldKey::new(&format!("cart.{}", "items")), "[]".into());
+/// assert_eq!(fields.get("user_id").map(|v| &v[..]), Some(&b"42"[..]));
+/// assert!(fields.contains_key("cart.items"));
+/// ```
+#[derive(Clone)]
+pub struct FieldKey(KeyName);
+
+#[derive(Clone)]
+enum KeyName {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl FieldKey {
+    /// A key for a name known at compile time (no allocation).
+    ///
+    /// ```
+    /// use session_runtime::FieldKey;
+    ///
+    /// const THEME: FieldKey = FieldKey::from_static("theme");
+    /// assert_eq!(THEME.as_str(), "theme");
+    /// ```
+    pub const fn from_static(name: &'static str) -> Self {
+        Self(KeyName::Static(name))
+    }
+
+    /// A key for any name (copies it into a shared string).
+    ///
+    /// ```
+    /// use session_runtime::FieldKey;
+    ///
+    /// let from_the_store = String::from("theme");
+    /// let key = FieldKey::new(&from_the_store);
+    /// assert_eq!(key, FieldKey::from_static("theme"));
+    /// ```
+    pub fn new(name: &str) -> Self {
+        Self(KeyName::Shared(Arc::from(name)))
+    }
+
+    /// The name.
+    ///
+    /// ```
+    /// use session_runtime::FieldKey;
+    ///
+    /// assert_eq!(FieldKey::from("items").as_str(), "items");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            KeyName::Static(name) => name,
+            KeyName::Shared(name) => name,
+        }
+    }
+}
+
+impl Deref for FieldKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for FieldKey {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for FieldKey {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for FieldKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for FieldKey {}
+
+impl PartialOrd for FieldKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for FieldKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Hash for FieldKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, which `Borrow<str>` requires.
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for FieldKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for FieldKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&'static str> for FieldKey {
+    fn from(name: &'static str) -> Self {
+        Self::from_static(name)
+    }
+}
+
+impl From<String> for FieldKey {
+    fn from(name: String) -> Self {
+        Self(KeyName::Shared(Arc::from(name)))
+    }
+}
+
+impl From<Arc<str>> for FieldKey {
+    fn from(name: Arc<str>) -> Self {
+        Self(KeyName::Shared(name))
+    }
+}
+
+impl From<Cow<'static, str>> for FieldKey {
+    fn from(name: Cow<'static, str>) -> Self {
+        match name {
+            Cow::Borrowed(name) => Self::from_static(name),
+            Cow::Owned(name) => Self::from(name),
+        }
+    }
+}
+
+/// A read-only view of a stored record: the fields as loaded, plus (during a request) the
+/// writes not saved yet. Schemas decode their fields from it.
+#[derive(Debug, Clone, Default)]
+pub struct RawRecord {
+    /// `None` for an empty record (no map allocated).
+    base: Option<Arc<FieldMap>>,
+    overlay: Option<Arc<BTreeMap<Cow<'static, str>, Option<Bytes>>>>,
+}
+
+impl RawRecord {
+    /// A view of `fields`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use session_runtime::{FieldMap, RawRecord};
+    ///
+    /// let mut fields = FieldMap::default();
+    /// fields.insert("theme".into(), "\"dark\"".into());
+    /// let record = RawRecord::new(Arc::new(fields));
+    /// assert_eq!(record.get("theme"), Some(&b"\"dark\""[..]));
+    /// ```
+    pub fn new(fields: Arc<FieldMap>) -> Self {
+        Self {
+            base: Some(fields),
+            overlay: None,
+        }
+    }
+
+    pub(crate) fn from_parts(
+        base: Option<Arc<FieldMap>>,
+        overlay: Option<Arc<BTreeMap<Cow<'static, str>, Option<Bytes>>>>,
+    ) -> Self {
+        Self { base, overlay }
+    }
+
+    /// The encoded value of a store key.
+    ///
+    /// ```
+    /// use session_runtime::RawRecord;
+    ///
+    /// let record: RawRecord = [("count", "3")].into_iter().collect();
+    /// assert_eq!(record.get("count"), Some(&b"3"[..]));
+    /// assert_eq!(record.get("missing"), None);
+    /// ```
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        if let Some(value) = self.overlay.as_ref().and_then(|o| o.get(key)) {
+            return value.as_deref();
+        }
+        self.base.as_ref()?.get(key).map(|v| &v[..])
+    }
+
+    /// Every key and value, the unsaved writes applied.
+    ///
+    /// ```
+    /// use session_runtime::RawRecord;
+    ///
+    /// let record: RawRecord = [("a", "1"), ("b", "2")].into_iter().collect();
+    /// assert_eq!(record.to_map().len(), 2);
+    /// ```
+    pub fn to_map(&self) -> FieldMap {
+        let mut map = self.base.as_deref().cloned().unwrap_or_default();
+        if let Some(overlay) = &self.overlay {
+            for (key, value) in overlay.iter() {
+                match value {
+                    Some(v) => map.insert(FieldKey::from(key.clone()), v.clone()),
+                    None => map.remove(key.as_ref()),
+                };
+            }
+        }
+        map
+    }
+}
+
+impl<K: AsRef<str>, V: Into<Bytes>> FromIterator<(K, V)> for RawRecord {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self::new(Arc::new(
+            iter.into_iter()
+                .map(|(k, v)| (FieldKey::new(k.as_ref()), v.into()))
+                .collect(),
+        ))
+    }
+}
+
+impl From<HashMap<String, Vec<u8>>> for RawRecord {
+    fn from(map: HashMap<String, Vec<u8>>) -> Self {
+        map.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record read from a store has shared keys; a request's writes have static ones.
+    /// Both must name the same entry.
+    #[test]
+    fn static_and_shared_keys_are_the_same_key() {
+        use std::hash::BuildHasher;
+
+        let shared = FieldKey::new("cart.items");
+        let stat = FieldKey::from_static("cart.items");
+        assert_eq!(shared, stat);
+        let hasher = rustc_hash::FxBuildHasher;
+        assert_eq!(hasher.hash_one(&shared), hasher.hash_one(&stat));
+        assert_eq!(hasher.hash_one(&stat), hasher.hash_one("cart.items"));
+
+        let mut fields = FieldMap::default();
+        fields.insert(shared, Bytes::from_static(b"1"));
+        fields.insert(stat.clone(), Bytes::from_static(b"2"));
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields.get("cart.items").map(|v| &v[..]), Some(&b"2"[..]));
+
+        assert_eq!(FieldKey::from(String::from("a")), FieldKey::from("a"));
+        assert_eq!(FieldKey::from(Arc::<str>::from("a")), FieldKey::from("a"));
+        assert_eq!(
+            FieldKey::from(Cow::Owned(String::from("b"))),
+            FieldKey::from(Cow::Borrowed("b"))
+        );
+        assert!(FieldKey::from("a") < FieldKey::new("b"));
+        assert_eq!(format!("{stat} {stat:?}"), "cart.items \"cart.items\"");
+    }
+
+    #[test]
+    fn patches_overwrite_keys_loaded_from_a_store() {
+        let mut fields = FieldMap::default();
+        fields.insert(FieldKey::new("counter"), Bytes::from_static(b"1"));
+        fields.insert(FieldKey::new("gone"), Bytes::from_static(b"x"));
+        let mut patch = crate::store::Patch::expiry_only(std::time::SystemTime::now());
+        patch
+            .set
+            .push((Cow::Borrowed("counter"), Bytes::from_static(b"2")));
+        patch
+            .set
+            .push((Cow::Borrowed("new"), Bytes::from_static(b"3")));
+        patch.remove.push(Cow::Borrowed("gone"));
+        patch.apply_to(&mut fields);
+        let mut entries: Vec<(&str, &[u8])> =
+            fields.iter().map(|(k, v)| (k.as_str(), &v[..])).collect();
+        entries.sort_unstable();
+        assert_eq!(entries, [("counter", &b"2"[..]), ("new", &b"3"[..])]);
+    }
+}
