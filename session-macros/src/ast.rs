@@ -322,3 +322,10 @@ impl FieldAttrs {
         out
     }
 }
+
+/// The path to the runtime crate: `#[session(crate = "...")]` or `::session_runtime`.
+pub(crate) fn runtime_path(schema: Option<&Schema<'_>>) -> Path {
+    schema
+        .and_then(|s| s.attrs.krate.clone())
+        .unwrap_or_else(|| syn::parse_quote!(::session_runtime))
+}

@@ -2,39 +2,14 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::{spanned::Spanned, DeriveInput, Path};
+use syn::spanned::Spanned;
 
 use crate::{
-    ast::{Field, Schema},
-    ctxt::Ctxt,
-    fallback, symbol, valid,
+    ast::{runtime_path, Field, Schema},
+    symbol, valid,
 };
 
-pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
-    let mut cx = Ctxt::default();
-    let schema = Schema::from_input(&mut cx, input);
-    if let Some(schema) = &schema {
-        valid::check(&mut cx, schema);
-    }
-    match (cx.check(), schema) {
-        (Ok(()), Some(schema)) => expand(&schema),
-        (Err(errors), schema) => {
-            let mut out = errors.to_compile_error();
-            out.extend(fallback::expand(input, schema.as_ref()));
-            out
-        }
-        (Ok(()), None) => unreachable!("a schema that failed to parse always records an error"),
-    }
-}
-
-/// The path to the runtime crate: `#[session(crate = "...")]` or `::session_runtime`.
-pub(crate) fn runtime_path(schema: Option<&Schema<'_>>) -> Path {
-    schema
-        .and_then(|s| s.attrs.krate.clone())
-        .unwrap_or_else(|| syn::parse_quote!(::session_runtime))
-}
-
-fn expand(schema: &Schema<'_>) -> TokenStream {
+pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
     let krate = runtime_path(Some(schema));
     let private = quote!(#krate::__private);
     let ident = schema.ident;

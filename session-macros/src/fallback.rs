@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::DeriveInput;
 
-use crate::{ast::Schema, expand::runtime_path};
+use crate::ast::{runtime_path, Schema};
 
 pub(crate) fn expand(input: &DeriveInput, schema: Option<&Schema<'_>>) -> TokenStream {
     // Generic structs get no fallback: their impl would need the generics, which are already

@@ -20,7 +20,10 @@ mod symbol;
 mod valid;
 
 use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
 use syn::{parse_macro_input, DeriveInput};
+
+use crate::{ast::Schema, ctxt::Ctxt};
 
 /// Derives `session_runtime::SessionData` for a struct with named fields.
 ///
@@ -29,5 +32,22 @@ use syn::{parse_macro_input, DeriveInput};
 #[proc_macro_derive(SessionData, attributes(session))]
 pub fn derive_session_data(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    expand::derive(&input).into()
+    derive(&input).into()
+}
+
+fn derive(input: &DeriveInput) -> TokenStream2 {
+    let mut cx = Ctxt::default();
+    let schema = Schema::from_input(&mut cx, input);
+    if let Some(schema) = &schema {
+        valid::check(&mut cx, schema);
+    }
+    match (cx.check(), schema) {
+        (Ok(()), Some(schema)) => expand::expand(&schema),
+        (Err(errors), schema) => {
+            let mut out = errors.to_compile_error();
+            out.extend(fallback::expand(input, schema.as_ref()));
+            out
+        }
+        (Ok(()), None) => unreachable!("a schema that failed to parse always records an error"),
+    }
 }
