@@ -713,3 +713,47 @@ fn a_version_bump_with_a_hook_moves_stored_fields_to_a_new_codec() {
     assert_eq!(all["tags"], marked(&["a", "b"]));
     assert_eq!(all["__v.Switched"], b"2");
 }
+
+/// The derive spells the reserved prefix, the namespace separator and the version key on its
+/// own (a proc-macro crate cannot share constants): this ties its output to the runtime's
+/// definitions. `tests/ui/reserved_key.rs` and `key_with_separator.rs` show it refuses both.
+#[test]
+fn the_derive_and_the_runtime_agree_on_reserved_keys() {
+    use session_runtime::__private::{
+        CREATED_KEY, NAMESPACE_SEPARATOR, RESERVED_KEY_PREFIX, TTL_KEY, VERSION_KEY_PREFIX,
+    };
+
+    #[derive(SessionData)]
+    #[session(namespace = "tied")]
+    struct Tied {
+        value: u32,
+    }
+    #[derive(SessionData)]
+    struct Plain {
+        value: u32,
+    }
+
+    assert_eq!(
+        Tied::SCHEMA.version_key(),
+        format!("{VERSION_KEY_PREFIX}tied")
+    );
+    assert_eq!(
+        Plain::SCHEMA.version_key(),
+        format!("{VERSION_KEY_PREFIX}Plain")
+    );
+    assert_eq!(
+        Tied::SCHEMA.fields()[0].store_key(),
+        format!("tied{NAMESPACE_SEPARATOR}value")
+    );
+    for key in Tied::SCHEMA.load_keys() {
+        let field_key = !key.starts_with(RESERVED_KEY_PREFIX);
+        assert!(
+            field_key
+                || [CREATED_KEY, TTL_KEY].contains(key)
+                || key.starts_with(VERSION_KEY_PREFIX),
+            "{key}"
+        );
+    }
+    assert!(Tied::SCHEMA.load_keys().contains(&CREATED_KEY));
+    assert!(Tied::SCHEMA.load_keys().contains(&TTL_KEY));
+}

@@ -22,6 +22,9 @@ pub(crate) const FIELD_KEYS: &[&str] = &[RENAME, SKIP, DEFAULT];
 pub(crate) const RESERVED_KEY_PREFIX: &str = "__";
 
 /// Separates a schema's namespace from its field keys in the store (`ns.key`).
+///
+/// This and `RESERVED_KEY_PREFIX` mirror `session_runtime`'s `meta.rs`; the runtime's
+/// `tests/schema.rs` (`the_derive_and_the_runtime_agree_on_reserved_keys`) ties them.
 pub(crate) const NAMESPACE_SEPARATOR: char = '.';
 
 /// Methods that `TypedSession<T>` has itself, or that every type gets from a trait in the

@@ -150,38 +150,3 @@ impl StdError for CodecError {
             .map(|e| e as &(dyn StdError + 'static))
     }
 }
-
-/// Parses the runtime's own metadata numbers (versions, timestamps), which are plain ASCII
-/// digits, without going through a JSON parser.
-pub(crate) fn parse_u64(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() || bytes.len() > 20 {
-        return None;
-    }
-    bytes.iter().try_fold(0u64, |n, &b| {
-        let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
-        n.checked_mul(10)?.checked_add(u64::from(digit))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_u64;
-
-    #[test]
-    fn metadata_numbers_parse_strictly() {
-        assert_eq!(parse_u64(b"0"), Some(0));
-        assert_eq!(parse_u64(b"1700000000123"), Some(1_700_000_000_123));
-        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
-        for bad in [
-            &b""[..],
-            b"-1",
-            b"1.5",
-            b"18446744073709551616",
-            b" 1",
-            b"\"1\"",
-            b"1e3",
-        ] {
-            assert_eq!(parse_u64(bad), None, "{bad:?}");
-        }
-    }
-}

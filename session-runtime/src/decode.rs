@@ -85,7 +85,7 @@ pub fn stored_version<T: SessionData>(stored: &RawRecord) -> Result<Option<u32>,
         return Ok(None);
     };
     // Versions are written as plain digits; anything else goes through JSON for its error.
-    if let Some(version) = crate::codec::parse_u64(bytes).and_then(|v| u32::try_from(v).ok()) {
+    if let Some(version) = crate::meta::parse_u64(bytes).and_then(|v| u32::try_from(v).ok()) {
         return Ok(Some(version));
     }
     JsonCodec::decode::<u32>(bytes)

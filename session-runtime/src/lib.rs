@@ -50,6 +50,7 @@ mod generated;
 mod id;
 mod key;
 mod layer;
+mod meta;
 mod migrate;
 mod record;
 mod schema;
@@ -89,8 +90,10 @@ pub mod __private {
         lazy_force, lazy_get, lazy_get_mut, lazy_take, plain_get, plain_get_mut, plain_take,
         DecodeFn, FieldDefault, Storable,
     };
+    pub use crate::meta::{
+        CREATED_KEY, NAMESPACE_SEPARATOR, RESERVED_KEY_PREFIX, TTL_KEY, VERSION_KEY_PREFIX,
+    };
     pub use crate::migrate::{MigrationError, RawFields};
     pub use crate::record::RawRecord;
     pub use crate::schema::{FieldInfo, Schema, SchemaFields, SessionData};
-    pub use crate::session::{CREATED_KEY, TTL_KEY};
 }

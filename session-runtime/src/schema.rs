@@ -2,7 +2,12 @@
 //! implements and the static description the derive generates.
 
 use crate::{
-    changes::FieldState, codec::Codec, error::DecodeError, migrate::RawFields, record::RawRecord,
+    changes::FieldState,
+    codec::Codec,
+    error::DecodeError,
+    meta::{NAMESPACE_SEPARATOR, RESERVED_KEY_PREFIX},
+    migrate::RawFields,
+    record::RawRecord,
     CodecError, MigrationError,
 };
 
@@ -224,21 +229,21 @@ impl Schema {
 
     /// The key inside the namespace for a store key of this schema's namespace.
     pub fn local_key<'k>(&self, store_key: &'k str) -> Option<&'k str> {
-        if store_key.starts_with("__") {
+        if store_key.starts_with(RESERVED_KEY_PREFIX) {
             return None;
         }
         match self.namespace {
             Some(ns) => store_key
                 .strip_prefix(ns)
-                .and_then(|rest| rest.strip_prefix('.')),
-            None => (!store_key.contains('.')).then_some(store_key),
+                .and_then(|rest| rest.strip_prefix(NAMESPACE_SEPARATOR)),
+            None => (!store_key.contains(NAMESPACE_SEPARATOR)).then_some(store_key),
         }
     }
 
     /// The store key for a key inside this schema's namespace.
     pub fn store_key(&self, local_key: &str) -> String {
         match self.namespace {
-            Some(ns) => format!("{ns}.{local_key}"),
+            Some(ns) => format!("{ns}{NAMESPACE_SEPARATOR}{local_key}"),
             None => local_key.to_owned(),
         }
     }

@@ -8,7 +8,7 @@ use std::{
         atomic::{AtomicBool, AtomicU32, Ordering},
         Arc, Mutex, MutexGuard,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
@@ -19,16 +19,13 @@ use crate::{
     config::Config,
     decode::{self, collect_changes},
     key::Rejected,
+    meta::{duration_millis, from_millis, to_millis, CREATED_KEY, TTL_KEY},
     record::{FieldMap, RawRecord},
     schema::{SchemaFields, SessionData},
     store::{DynStore, LoadKeys, Patch, Record},
     DecodePolicy, Schema, SessionError, SessionId, StoreError,
 };
 
-/// Metadata key: creation time, milliseconds since the Unix epoch.
-pub const CREATED_KEY: &str = "__created";
-/// Metadata key: this session's own idle timeout in milliseconds ("remember me").
-pub const TTL_KEY: &str = "__ttl";
 /// Longest cookie the layer reads or writes: browsers cap a whole cookie (name, value and
 /// attributes) at about 4 KiB and drop larger ones silently.
 pub(crate) const MAX_COOKIE_LEN: usize = 4096;
@@ -215,11 +212,6 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn millis(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// The values of the cookies named `name` in one `Cookie` header (`a=1; b=2`), without
 /// surrounding quotes. Read as bytes: other cookies in the header may hold any bytes (a
 /// site's scripts can set UTF-8 values, which are not valid header text), and they must not
@@ -254,14 +246,8 @@ fn unquote(mut value: &[u8]) -> &[u8] {
     value
 }
 
-/// The instant `ms` milliseconds after the Unix epoch; `None` past what `SystemTime` holds
-/// (stored data is not trusted to be in range).
-pub(crate) fn at_millis(ms: u64) -> Option<SystemTime> {
-    UNIX_EPOCH.checked_add(Duration::from_millis(ms))
-}
-
 fn decode_millis(bytes: Option<&Bytes>) -> Option<u64> {
-    crate::codec::parse_u64(bytes?)
+    crate::meta::parse_u64(bytes?)
 }
 
 impl RequestSession {
@@ -357,7 +343,8 @@ impl RequestSession {
                 }
                 loaded.expires_at = record.expires_at;
                 loaded.stale_record = record.stale;
-                loaded.created = decode_millis(record.fields.get(CREATED_KEY)).and_then(at_millis);
+                loaded.created =
+                    decode_millis(record.fields.get(CREATED_KEY)).and_then(from_millis);
                 loaded.ttl = decode_millis(record.fields.get(TTL_KEY)).map(Duration::from_millis);
                 loaded.base = Some(record.fields);
                 loaded.stale_key = stale_key;
@@ -582,13 +569,7 @@ impl RequestSession {
     pub(crate) fn set_expiry(&self, ttl: Option<Duration>) {
         let mut state = self.state();
         state.loaded.get_or_insert_with(Loaded::fresh).ttl = ttl;
-        let value = ttl.map(|ttl| {
-            Bytes::from(
-                u64::try_from(ttl.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .to_string(),
-            )
-        });
+        let value = ttl.map(|ttl| Bytes::from(duration_millis(ttl).to_string()));
         state.queue(Cow::Borrowed(TTL_KEY), value);
     }
 
@@ -783,7 +764,7 @@ impl RequestSession {
             None if !patch.is_empty() => {
                 patch.set.push((
                     Cow::Borrowed(CREATED_KEY),
-                    Bytes::from(millis(now).to_string()),
+                    Bytes::from(to_millis(now).to_string()),
                 ));
                 Some(self.create_in_store(&patch).await?)
             }

@@ -174,9 +174,7 @@ fn encode(fields: &FieldMap, expires_at: SystemTime) -> Result<Vec<u8>, StoreErr
     };
     let mut out = Vec::with_capacity(consumed(fields));
     out.push(FORMAT);
-    let millis = expires_at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let millis = crate::meta::to_millis(expires_at);
     out.extend_from_slice(&millis.to_be_bytes());
     let count = u32::try_from(fields.len()).map_err(|_| too_big("the number of fields"))?;
     out.extend_from_slice(&count.to_be_bytes());
@@ -220,7 +218,7 @@ fn decode(bytes: &[u8]) -> Option<(FieldMap, SystemTime)> {
     }
     // No trailing bytes.
     let trailing = bytes.len() - consumed(&fields);
-    let expires_at = crate::session::at_millis(millis)?;
+    let expires_at = crate::meta::from_millis(millis)?;
     (trailing == 0).then_some((fields, expires_at))
 }
 

@@ -5,7 +5,7 @@ use std::{
     borrow::Cow,
     fmt,
     sync::{Arc, LazyLock},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use redis::{
@@ -611,7 +611,7 @@ impl RedisStore {
 fn patch_args(invocation: &mut ScriptInvocation<'_>, patch: &Patch) {
     invocation
         .arg(ttl_millis(patch.expires_at))
-        .arg(epoch_millis(patch.expires_at))
+        .arg(crate::meta::to_millis(patch.expires_at))
         .arg(patch.remove.len());
     for key in &patch.remove {
         invocation.arg(key.as_ref());
@@ -626,13 +626,7 @@ fn patch_args(invocation: &mut ScriptInvocation<'_>, patch: &Patch) {
 /// in the past must never be read again, not even for the last millisecond.
 fn ttl_millis(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::now())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Milliseconds since the Unix epoch.
-fn epoch_millis(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, crate::meta::duration_millis)
 }
 
 fn outcome(code: i64) -> WriteResult {
@@ -686,7 +680,7 @@ fn record_from(
             StoreError::corrupt("a session hash has a field name that is not UTF-8")
         })?;
         if key == EXPIRES_FIELD {
-            expires_at = crate::codec::parse_u64(&value).and_then(crate::session::at_millis);
+            expires_at = crate::meta::parse_u64(&value).and_then(crate::meta::from_millis);
         } else {
             fields.insert(FieldKey::new(key), Bytes::from(value));
         }
@@ -782,7 +776,7 @@ impl SessionStore for RedisStore {
         let code: i64 = TOUCH
             .key(self.key(id))
             .arg(ttl_millis(expires_at))
-            .arg(epoch_millis(expires_at))
+            .arg(crate::meta::to_millis(expires_at))
             .invoke_async(&mut self.conn())
             .await
             .map_err(backend)?;

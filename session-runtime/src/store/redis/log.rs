@@ -28,7 +28,7 @@ use bytes::Bytes;
 use rand::RngCore;
 use redis::Script;
 
-use super::{epoch_millis, FieldKey, FieldMap, Patch, Record, StoreError};
+use super::{FieldKey, FieldMap, Patch, Record, StoreError};
 
 /// The first four bytes of every log.
 const MAGIC: &[u8; 4] = b"\0sl1";
@@ -169,7 +169,7 @@ pub(super) fn entries(patch: &Patch, new_log: bool) -> Vec<u8> {
     for (key, value) in &patch.set {
         put_set(&mut out, key.as_bytes(), value);
     }
-    put_expiry(&mut out, epoch_millis(patch.expires_at));
+    put_expiry(&mut out, crate::meta::to_millis(patch.expires_at));
     debug_assert_eq!(out.len(), len);
     out
 }
@@ -303,7 +303,7 @@ impl Log {
     pub(super) fn into_record(self) -> Record {
         Record {
             fields: Arc::new(self.fields),
-            expires_at: self.expires.and_then(crate::session::at_millis),
+            expires_at: self.expires.and_then(crate::meta::from_millis),
             stale: false,
             complete: true,
         }
