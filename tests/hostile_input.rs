@@ -116,13 +116,22 @@ fn mutate(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The values of the `id` cookies in a header value, without quotes, as the layer reads
-/// them (pairs split at `;`, spaces and tabs trimmed).
+/// The values of the `id` cookies in a header value, as the layer reads them (RFC 6265):
+/// pairs split at `;`, white space around name and value trimmed, and one pair of double
+/// quotes around the value removed (a value quoted on one side only keeps its quote).
 fn id_values(header: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(header)
         .split(';')
-        .filter_map(|pair| pair.trim_matches([' ', '\t']).strip_prefix("id="))
-        .map(|value| value.trim_matches('"').to_owned())
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(name, _)| name.trim() == "id")
+        .map(|(_, value)| {
+            let value = value.trim();
+            value
+                .strip_prefix('"')
+                .and_then(|inner| inner.strip_suffix('"'))
+                .unwrap_or(value)
+                .to_owned()
+        })
         .collect()
 }
 

@@ -21,10 +21,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    config::{valid_attribute_value, valid_cookie_name, Config, ConfigError, SameSite},
-    session::{CookieOut, RequestSession, Shared, MAX_COOKIE_LEN},
+    config::{Config, ConfigError},
+    session::{RequestSession, Shared},
+    session_cookie::{valid_attribute_value, valid_cookie_name, SameSite},
     store::SessionStore,
-    DecodePolicy, Key, SessionError,
+    DecodePolicy, Key,
 };
 
 /// The session middleware. Add it to a `Router` with `.layer(..)`; handlers then take
@@ -493,7 +494,13 @@ async fn finish(session: RequestSession, mut response: Response) -> Response {
         return err.into_response();
     }
     if let Some(cookie) = session.take_cookie() {
-        match session.cookie_header(&cookie) {
+        let shared = session.shared();
+        let header = cookie.header(
+            &shared.config.cookie.name,
+            &shared.cookie_attributes,
+            &shared.config.keys,
+        );
+        match header {
             Ok(value) => {
                 response.headers_mut().append(SET_COOKIE, value);
             }
@@ -501,80 +508,4 @@ async fn finish(session: RequestSession, mut response: Response) -> Response {
         }
     }
     response
-}
-
-impl RequestSession {
-    fn cookie_header(&self, cookie: &CookieOut) -> Result<HeaderValue, SessionError> {
-        let shared = self.shared();
-        let name = &shared.config.cookie.name;
-        let attributes = &shared.cookie_attributes;
-        let text = match cookie {
-            CookieOut::Set { id, max_age, tag } => {
-                let tag = match tag {
-                    Some(tag) => *tag,
-                    None => shared.config.keys.current.tag(id.as_str()),
-                };
-                let max_age = max_age.map(|age| age.as_secs());
-                // Built at its exact size: the header value then takes the buffer over
-                // without copying or allocating again.
-                let len = name.len()
-                    + 1
-                    + crate::key::signed_len(id.as_str())
-                    + max_age.map_or(0, |age| MAX_AGE.len() + decimal_len(age))
-                    + attributes.len();
-                let mut text = String::with_capacity(len);
-                text.push_str(name);
-                text.push('=');
-                crate::key::push_signed(&mut text, id.as_str(), &tag);
-                if let Some(age) = max_age {
-                    text.push_str(MAX_AGE);
-                    push_decimal(&mut text, age);
-                }
-                text.push_str(attributes);
-                debug_assert_eq!(text.len(), len);
-                text
-            }
-            CookieOut::Remove => {
-                format!("{name}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{attributes}")
-            }
-        };
-        if text.len() > MAX_COOKIE_LEN {
-            return Err(SessionError::CookieTooLarge {
-                size: text.len(),
-                limit: MAX_COOKIE_LEN,
-            });
-        }
-        // Names and attributes are validated and our IDs are base64url; only an ID chosen by
-        // a store can fail here.
-        HeaderValue::try_from(text).map_err(|_| SessionError::InvalidStoreId)
-    }
-}
-
-const MAX_AGE: &str = "; Max-Age=";
-
-/// The number of decimal digits of `n`.
-fn decimal_len(n: u64) -> usize {
-    n.checked_ilog10().map_or(1, |log| log as usize + 1)
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut String, n: u64) {
-    use std::fmt::Write as _;
-    // Writing to a `String` cannot fail.
-    let _ = write!(out, "{n}");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decimals_are_written_at_their_counted_length() {
-        for n in [0, 1, 9, 10, 99, 100, 86_400, 1_000_000_007, u64::MAX] {
-            let mut out = String::new();
-            push_decimal(&mut out, n);
-            assert_eq!(out, n.to_string());
-            assert_eq!(decimal_len(n), out.len(), "{n}");
-        }
-    }
 }

@@ -45,6 +45,7 @@ mod config;
 pub mod conformance;
 pub mod decode;
 mod error;
+mod expiry;
 mod extract;
 mod generated;
 mod id;
@@ -55,11 +56,12 @@ mod migrate;
 mod record;
 mod schema;
 mod session;
+mod session_cookie;
 pub mod store;
 
 pub use changes::FieldState;
 pub use codec::{Codec, CodecError, CodecErrorKind, JsonCodec};
-pub use config::{ConfigError, SameSite};
+pub use config::ConfigError;
 pub use decode::DecodePolicy;
 pub use error::SessionError;
 pub use extract::TypedSession;
@@ -69,6 +71,7 @@ pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use migrate::{MigrationError, RawFields};
 pub use record::{FieldKey, FieldMap, RawRecord};
 pub use schema::{FieldInfo, Schema, SchemaFields, SessionData};
+pub use session_cookie::SameSite;
 #[cfg(feature = "cookie-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cookie-store")))]
 pub use store::CookieStore;

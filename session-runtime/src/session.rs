@@ -22,13 +22,11 @@ use crate::{
     meta::{duration_millis, from_millis, to_millis, CREATED_KEY, TTL_KEY},
     record::{FieldMap, RawRecord},
     schema::{SchemaFields, SessionData},
+    session_cookie::{request_values, CookieOut, MAX_COOKIE_LEN},
     store::{DynStore, LoadKeys, Patch, Record},
     DecodePolicy, Schema, SessionError, SessionId, StoreError,
 };
 
-/// Longest cookie the layer reads or writes: browsers cap a whole cookie (name, value and
-/// attributes) at about 4 KiB and drop larger ones silently.
-pub(crate) const MAX_COOKIE_LEN: usize = 4096;
 /// The longest a session lives past its last write or refresh, however long its timeout:
 /// 400 days, the longest lifetime browsers give a cookie (RFC 6265bis caps `Max-Age` and
 /// `Expires` there), so the store never keeps a session its cookie cannot outlive.
@@ -159,18 +157,6 @@ struct Snapshot {
     tag: Option<[u8; 32]>,
 }
 
-/// The cookie the response carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum CookieOut {
-    Set {
-        id: SessionId,
-        max_age: Option<Duration>,
-        /// The tag, when `id` was already signed with the current key.
-        tag: Option<[u8; 32]>,
-    },
-    Remove,
-}
-
 impl State {
     /// Queues a write. Removing a key the loaded record does not have changes nothing (the
     /// flash-message pattern takes a value on every page, a page may always say "do not
@@ -210,40 +196,6 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The values of the cookies named `name` in one `Cookie` header (`a=1; b=2`), without
-/// surrounding quotes. Read as bytes: other cookies in the header may hold any bytes (a
-/// site's scripts can set UTF-8 values, which are not valid header text), and they must not
-/// hide the session cookie.
-fn cookie_values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let mut rest = Some(header);
-    std::iter::from_fn(move || loop {
-        let current = rest?;
-        let (pair, next) = match memchr::memchr(b';', current) {
-            Some(at) => (&current[..at], Some(&current[at + 1..])),
-            None => (current, None),
-        };
-        rest = next;
-        let value = pair
-            .trim_ascii()
-            .strip_prefix(name)
-            .and_then(|after| after.strip_prefix(b"="));
-        if let Some(value) = value {
-            return Some(unquote(value));
-        }
-    })
-}
-
-/// `value` without the double quotes around it.
-fn unquote(mut value: &[u8]) -> &[u8] {
-    while let [b'"', rest @ ..] = value {
-        value = rest;
-    }
-    while let [rest @ .., b'"'] = value {
-        value = rest;
-    }
-    value
 }
 
 fn decode_millis(bytes: Option<&Bytes>) -> Option<u64> {
@@ -428,7 +380,7 @@ impl RequestSession {
         let name = self.config().cookie.name.as_str();
         let mut rejected = None;
         for header in headers.get_all(http::header::COOKIE) {
-            for value in cookie_values(header.as_bytes(), name.as_bytes()) {
+            for value in request_values(header.as_bytes(), name) {
                 if value.len() > MAX_COOKIE_LEN {
                     rejected = Some("oversized");
                     continue;
@@ -837,37 +789,5 @@ impl RequestSession {
     /// The cookie decided by [`persist`](Self::persist), if any.
     pub(crate) fn take_cookie(&self) -> Option<CookieOut> {
         self.state().cookie.take()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cookie_values;
-
-    fn values<'a>(header: &'a str, name: &'a str) -> Vec<&'a [u8]> {
-        cookie_values(header.as_bytes(), name.as_bytes()).collect()
-    }
-
-    #[test]
-    fn cookie_values_find_the_named_cookie_only() {
-        assert_eq!(values("id=abc", "id"), [b"abc"]);
-        assert_eq!(values("a=1; id=abc; b=2", "id"), [b"abc"]);
-        assert_eq!(values("a=1;id=abc ;b=2", "id"), [b"abc"]);
-        assert_eq!(values("\tid=\"abc\"", "id"), [b"abc"]);
-        assert_eq!(values("id=a; id=b", "id"), [b"a", b"b"]);
-        assert_eq!(values("id=", "id"), [b""]);
-        // Other names, including ones that start with or end in the name, do not count.
-        assert!(values("idx=1; xid=2; id; i=3; ID=4; id =5", "id").is_empty());
-        assert!(values("", "id").is_empty());
-        // A value keeps its inner `=` and spaces after the `=`.
-        assert_eq!(values("id=a=b", "id"), [b"a=b"]);
-        assert_eq!(values("id= a", "id"), [b" a"]);
-    }
-
-    #[test]
-    fn cookie_values_read_past_bytes_that_are_not_text() {
-        let header = b"a=\xff\xfe; id=abc; b=caf\xc3\xa9";
-        let found: Vec<&[u8]> = cookie_values(header, b"id").collect();
-        assert_eq!(found, [b"abc"]);
     }
 }

@@ -1,9 +1,6 @@
 //! `CookieStore`: the whole session in an encrypted, authenticated cookie.
 
-use std::{
-    fmt,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{fmt, time::SystemTime};
 
 use aes_gcm::{
     aead::{Aead, KeyInit, Payload},
@@ -282,7 +279,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let at = UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
         let bytes = encode(&fields, at).unwrap();
         assert_eq!(decode(&bytes), Some((fields, at)));
         for cut in 0..bytes.len() {
