@@ -1,8 +1,14 @@
 //! How long sessions live.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-/// How long sessions live.
+/// The longest a session lives past its last write or refresh, however long its timeout:
+/// 400 days, the longest lifetime browsers give a cookie (RFC 6265bis caps `Max-Age` and
+/// `Expires` there), so the store never keeps a session its cookie cannot outlive.
+pub(crate) const LONGEST_LIFETIME: Duration = Duration::from_secs(400 * 24 * 60 * 60);
+
+/// How long sessions live: the layer's expiry settings, and the rules that turn them into a
+/// session's expiry and its cookie's `Max-Age`.
 #[derive(Debug, Clone)]
 pub(crate) struct ExpiryConfig {
     pub(crate) idle_timeout: Duration,
@@ -19,5 +25,57 @@ impl Default for ExpiryConfig {
             persistent_cookie: true,
             refresh_interval: Duration::from_secs(60),
         }
+    }
+}
+
+impl ExpiryConfig {
+    /// Whether a session created at `created` has reached the absolute timeout.
+    pub(crate) fn past_absolute_timeout(&self, created: Option<SystemTime>) -> bool {
+        match (self.absolute_timeout, created) {
+            (Some(limit), Some(created)) => created
+                .checked_add(limit)
+                .is_some_and(|end| end <= SystemTime::now()),
+            _ => false,
+        }
+    }
+
+    /// Whether a read-only request should push the expiry out: only once the new deadline
+    /// gains at least the refresh interval over the stored one. The interval is at most a
+    /// quarter of the session's idle timeout, so a read always leaves the session at least
+    /// three quarters of it to live, however short it is.
+    pub(crate) fn refresh_due(
+        &self,
+        current: Option<SystemTime>,
+        deadline: SystemTime,
+        ttl: Option<Duration>,
+    ) -> bool {
+        let idle = ttl.unwrap_or(self.idle_timeout).min(LONGEST_LIFETIME);
+        let interval = self.refresh_interval.min(idle / 4);
+        current.is_some_and(|current| {
+            deadline
+                .duration_since(current)
+                .is_ok_and(|gain| gain >= interval)
+        })
+    }
+
+    /// When a session written now expires, and the cookie's Max-Age for it (`None` for a
+    /// session-only cookie).
+    pub(crate) fn deadline(
+        &self,
+        created: Option<SystemTime>,
+        ttl: Option<Duration>,
+        now: SystemTime,
+    ) -> (SystemTime, Option<Duration>) {
+        let mut deadline = now + ttl.unwrap_or(self.idle_timeout).min(LONGEST_LIFETIME);
+        // A limit too far out to represent is no limit.
+        if let Some(end) = self
+            .absolute_timeout
+            .and_then(|limit| created.unwrap_or(now).checked_add(limit))
+        {
+            deadline = deadline.min(end);
+        }
+        let persistent = self.persistent_cookie || ttl.is_some();
+        let max_age = persistent.then(|| deadline.duration_since(now).unwrap_or_default());
+        (deadline, max_age)
     }
 }

@@ -19,8 +19,7 @@ pub const TTL_KEY: &str = "__ttl";
 
 /// Whole milliseconds since the Unix epoch; 0 before it, `u64::MAX` past what fits.
 pub(crate) fn to_millis(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| duration_millis(d))
+    at.duration_since(UNIX_EPOCH).map_or(0, duration_millis)
 }
 
 /// Whole milliseconds of `duration`, saturating at `u64::MAX`.

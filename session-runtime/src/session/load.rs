@@ -1,0 +1,201 @@
+//! Loading a request's session: finding the verified ID in the cookie, reading the keys each
+//! schema needs (and the whole record for a migration), and decoding a schema from it.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use http::HeaderMap;
+
+use super::{Loaded, RequestSession};
+use crate::{
+    chain::Chain,
+    decode,
+    key::Rejected,
+    meta::{from_millis, parse_u64, CREATED_KEY, TTL_KEY},
+    schema::SessionData,
+    session_cookie::{request_values, MAX_COOKIE_LEN},
+    store::LoadKeys,
+    DecodePolicy, SessionError, SessionId, StoreError,
+};
+
+impl RequestSession {
+    /// Loads what schema `T` needs and decodes it.
+    pub(crate) async fn extract<T: SessionData>(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Box<T::Fields>, Option<u32>), SessionError> {
+        self.0.used.store(true, Ordering::Release);
+        self.ensure_loaded::<T>(headers).await?;
+        let mut state = self.state();
+        let view = state.view();
+        let decoded = decode::decode::<T>(&view, self.config().decode_policy)
+            .map_err(SessionError::Decode)?;
+        state.pending.extend(decoded.extra);
+        Ok((decoded.fields, decoded.stored_version))
+    }
+
+    async fn ensure_loaded<T: SessionData>(&self, headers: &HeaderMap) -> Result<(), SessionError> {
+        let schema = T::SCHEMA;
+        // First load of the request: find the cookie and read this schema's keys plus metadata.
+        let first = self.state().loaded.is_none();
+        if first {
+            let (id, stale_key, tag) = match self.cookie_id(headers) {
+                Some(found) => found,
+                None => {
+                    self.state().loaded.get_or_insert_with(Loaded::fresh);
+                    return Ok(());
+                }
+            };
+            let record = match self
+                .store()
+                .load(&id, LoadKeys::Only(schema.load_keys()))
+                .await
+            {
+                Ok(record) => record,
+                // Unreadable data under the session's ID: like a record that fails to
+                // decode, it does not take the visitor's every request down. It is left as
+                // it is; the new session gets a new ID.
+                Err(err @ StoreError::Corrupt(_))
+                    if self.config().decode_policy == DecodePolicy::Lenient =>
+                {
+                    tracing::warn!(
+                        error = %Chain(&err),
+                        "the session cookie names unreadable data in the store; starting a new session"
+                    );
+                    None
+                }
+                Err(err) => return Err(err.into()),
+            };
+            let mut loaded = Loaded::fresh();
+            if let Some(record) = record {
+                loaded.complete = record.complete;
+                // Only a partial record is ever asked again, for another schema's keys.
+                if !record.complete {
+                    loaded.loaded_schemas.push(schema);
+                }
+                loaded.expires_at = record.expires_at;
+                loaded.stale_record = record.stale;
+                loaded.created = record
+                    .fields
+                    .get(CREATED_KEY)
+                    .and_then(|v| parse_u64(v))
+                    .and_then(from_millis);
+                loaded.ttl = record
+                    .fields
+                    .get(TTL_KEY)
+                    .and_then(|v| parse_u64(v))
+                    .map(Duration::from_millis);
+                loaded.base = Some(record.fields);
+                loaded.stale_key = stale_key;
+                loaded.tag = tag;
+                loaded.id = Some(id);
+                if self.config().expiry.past_absolute_timeout(loaded.created) {
+                    tracing::debug!("session reached its absolute timeout; starting a new one");
+                    if let Some(id) = loaded.id.take() {
+                        self.store().delete(&id).await?;
+                    }
+                    loaded = Loaded::fresh();
+                }
+            } else {
+                tracing::debug!(
+                    "session cookie names a session the store does not have; starting a new one"
+                );
+            }
+            let mut state = self.state();
+            if state.loaded.is_none() {
+                state.loaded = Some(loaded);
+            }
+        }
+
+        // A later schema: load its keys (values this request wrote are kept).
+        let missing: Option<SessionId> = {
+            let state = self.state();
+            let loaded = state.loaded.as_ref().expect("set above");
+            match &loaded.id {
+                Some(id)
+                    if !loaded.complete
+                        && !loaded
+                            .loaded_schemas
+                            .iter()
+                            .any(|s| std::ptr::eq(*s, schema)) =>
+                {
+                    Some(id.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(id) = missing {
+            let record = self
+                .store()
+                .load(&id, LoadKeys::Only(schema.load_keys()))
+                .await?;
+            let mut state = self.state();
+            let loaded = state.loaded.as_mut().expect("set above");
+            loaded.loaded_schemas.push(schema);
+            if let Some(record) = record {
+                loaded.merge(record);
+            }
+        }
+
+        // A migration needs every key of the schema's namespace.
+        let full: Option<SessionId> = {
+            let state = self.state();
+            let version = decode::stored_version::<T>(&state.view()).ok().flatten();
+            let loaded = state.loaded.as_ref().expect("set above");
+            match &loaded.id {
+                Some(id) if !loaded.complete && decode::needs_full_record::<T>(version) => {
+                    Some(id.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(id) = full {
+            let record = self.store().load(&id, LoadKeys::All).await?;
+            let mut state = self.state();
+            let loaded = state.loaded.as_mut().expect("set above");
+            loaded.complete = true;
+            if let Some(record) = record {
+                loaded.merge(record);
+            }
+        }
+        Ok(())
+    }
+
+    /// The verified session ID in the request's cookie, and whether it was signed by a
+    /// previous key. Anything else is ignored (and logged without the value).
+    fn cookie_id(&self, headers: &HeaderMap) -> Option<(SessionId, bool, Option<[u8; 32]>)> {
+        let name = self.config().cookie.name.as_str();
+        let mut rejected = None;
+        for header in headers.get_all(http::header::COOKIE) {
+            for value in request_values(header.as_bytes(), name) {
+                if value.len() > MAX_COOKIE_LEN {
+                    rejected = Some("oversized");
+                    continue;
+                }
+                let Ok(value) = std::str::from_utf8(value) else {
+                    rejected = Some("not valid text");
+                    continue;
+                };
+                match self.config().keys.verify(value) {
+                    Ok(verified) => {
+                        let tag = (!verified.stale_key).then_some(verified.tag);
+                        return Some((
+                            SessionId::from_str_unverified(verified.value),
+                            verified.stale_key,
+                            tag,
+                        ));
+                    }
+                    Err(Rejected::Malformed) => rejected = Some("malformed"),
+                    Err(Rejected::BadSignature) => rejected = Some("bad signature"),
+                }
+            }
+        }
+        if let Some(reason) = rejected {
+            tracing::warn!(
+                cookie = name,
+                reason,
+                "ignoring a session cookie that failed verification; starting a new session"
+            );
+        }
+        None
+    }
+}

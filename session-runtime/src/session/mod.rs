@@ -1,0 +1,375 @@
+//! The state of one request's session, shared by every `TypedSession` extractor of the
+//! request and by the layer, which persists it after the handler. Loading is in `load`,
+//! saving in `persist`.
+
+mod load;
+mod persist;
+
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+
+use crate::{
+    config::Config,
+    decode::collect_changes,
+    meta::{duration_millis, TTL_KEY},
+    record::{FieldMap, RawRecord},
+    schema::{SchemaFields, SessionData},
+    session_cookie::CookieOut,
+    store::{DynStore, Record},
+    Schema, SessionError, SessionId,
+};
+
+/// What the layer shares with every request: the store and the configuration.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn DynStore>,
+    pub(crate) config: Config,
+    /// The cookie's attributes, rendered once.
+    pub(crate) cookie_attributes: String,
+}
+
+impl Shared {
+    pub(crate) fn new(store: Arc<dyn DynStore>, config: Config) -> Self {
+        let cookie_attributes = config.cookie.attributes();
+        Self {
+            store,
+            config,
+            cookie_attributes,
+        }
+    }
+}
+
+/// One request's session. Cheap to clone; clones share the state.
+#[derive(Clone)]
+pub(crate) struct RequestSession(Arc<Inner>);
+
+struct Inner {
+    shared: Arc<Shared>,
+    used: AtomicBool,
+    /// The layer is done with this session (saved it, or found nothing to save): changes
+    /// made from now on are saved only by an explicit `TypedSession::save`. Set while the
+    /// state is locked, so a change merged after that lock sees it.
+    finished: AtomicBool,
+    /// How many times the session was destroyed in this request. Changes an extractor made
+    /// before a destroy belong to the session that ended: it compares this with the count
+    /// it last saw, and drops them.
+    destroys: AtomicU32,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    loaded: Option<Loaded>,
+    /// Writes not yet saved: store key → new value, or `None` to remove it.
+    pending: BTreeMap<Cow<'static, str>, Option<Bytes>>,
+    regenerate: bool,
+    /// A destroyed session's ID, to delete from the store.
+    doomed: Option<SessionId>,
+    /// Errors from extractors dropped with changes that could not be encoded.
+    errors: Vec<SessionError>,
+    /// The cookie to send with the response.
+    cookie: Option<CookieOut>,
+}
+
+/// What the store holds (as far as loaded) plus the writes of this request.
+struct Loaded {
+    /// `None` for a session that is not stored (yet).
+    id: Option<SessionId>,
+    /// The record as loaded (this request's writes are in `State::pending`); `None` while
+    /// empty, so a new session allocates no map.
+    base: Option<Arc<FieldMap>>,
+    /// Schemas whose keys were already asked of the store.
+    loaded_schemas: Vec<&'static Schema>,
+    /// Whether every key of the record was loaded.
+    complete: bool,
+    expires_at: Option<SystemTime>,
+    created: Option<SystemTime>,
+    ttl: Option<Duration>,
+    /// The cookie was signed by a previous key and must be re-signed.
+    stale_key: bool,
+    /// The request's cookie tag, verified under the current key: re-sent with the ID while
+    /// the ID does not change, instead of signing again.
+    tag: Option<[u8; 32]>,
+    /// The store read the record with a previous key and wants it rewritten.
+    stale_record: bool,
+}
+
+impl Loaded {
+    fn fresh() -> Self {
+        Self {
+            id: None,
+            base: None,
+            loaded_schemas: Vec::new(),
+            complete: true,
+            expires_at: None,
+            created: None,
+            ttl: None,
+            stale_key: false,
+            stale_record: false,
+            tag: None,
+        }
+    }
+
+    /// Adds keys loaded later (another schema's, or the whole record for a migration).
+    fn merge(&mut self, record: Record) {
+        match &mut self.base {
+            Some(base) if !base.is_empty() => {
+                let base = Arc::make_mut(base);
+                for (key, value) in record.fields.iter() {
+                    base.insert(key.clone(), value.clone());
+                }
+            }
+            _ => self.base = Some(record.fields),
+        }
+        if record.expires_at.is_some() {
+            self.expires_at = record.expires_at;
+        }
+        self.stale_record |= record.stale;
+    }
+}
+
+/// What `persist` works from, taken out of the state under the lock.
+struct Snapshot {
+    doomed: Option<SessionId>,
+    regenerate: bool,
+    pending: BTreeMap<Cow<'static, str>, Option<Bytes>>,
+    id: Option<SessionId>,
+    stale_key: bool,
+    stale_record: bool,
+    created: Option<SystemTime>,
+    ttl: Option<Duration>,
+    expires_at: Option<SystemTime>,
+    tag: Option<[u8; 32]>,
+}
+
+impl State {
+    /// Queues a write. Removing a key the loaded record does not have changes nothing (the
+    /// flash-message pattern takes a value on every page, a page may always say "do not
+    /// remember me"): it only cancels a write of that key queued earlier in this request.
+    fn queue(&mut self, key: Cow<'static, str>, value: Option<Bytes>) {
+        let stored = || {
+            self.loaded
+                .as_ref()
+                .and_then(|loaded| loaded.base.as_ref())
+                .is_some_and(|base| base.contains_key(key.as_ref()))
+        };
+        if value.is_some() || stored() {
+            self.pending.insert(key, value);
+        } else {
+            self.pending.remove(key.as_ref());
+        }
+    }
+
+    /// Whether something is waiting for a save.
+    fn has_unsaved(&self) -> bool {
+        !self.pending.is_empty()
+            || self.doomed.is_some()
+            || self.regenerate
+            || !self.errors.is_empty()
+    }
+
+    /// What schemas decode from: the loaded record with this request's unsaved writes.
+    fn view(&self) -> RawRecord {
+        let base = self.loaded.as_ref().and_then(|l| l.base.clone());
+        let overlay = (!self.pending.is_empty()).then(|| Arc::new(self.pending.clone()));
+        RawRecord::from_parts(base, overlay)
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Every critical section leaves the state consistent, so a poisoned lock is usable.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl RequestSession {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self(Arc::new(Inner {
+            shared,
+            used: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            destroys: AtomicU32::new(0),
+            state: Mutex::new(State::default()),
+        }))
+    }
+
+    /// How many times the session was destroyed in this request so far.
+    pub(crate) fn destroys(&self) -> u32 {
+        self.0.destroys.load(Ordering::Acquire)
+    }
+
+    /// Whether any extractor touched the session in this request.
+    pub(crate) fn is_used(&self) -> bool {
+        self.0.used.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.0.shared
+    }
+
+    fn config(&self) -> &Config {
+        &self.0.shared.config
+    }
+
+    fn store(&self) -> &dyn DynStore {
+        &*self.0.shared.store
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.0.state)
+    }
+
+    /// Called when an extractor is dropped: moves its changes into the pending writes. If
+    /// the layer has already saved the session (the extractor outlived the handler, moved
+    /// into a spawned task), whatever is still unsaved is lost: that is logged as an error
+    /// rather than dropped silently.
+    pub(crate) fn release<T: SessionData>(
+        &self,
+        fields: &mut T::Fields,
+        stored_version: &mut Option<u32>,
+    ) {
+        self.flush::<T>(fields, stored_version);
+        if !self.0.finished.load(Ordering::Acquire) {
+            return;
+        }
+        let mut state = self.state();
+        if state.has_unsaved() {
+            tracing::error!(
+                schema = T::SCHEMA.name(),
+                "session changes made after the response was sent are lost: the session \
+                 was saved when the handler returned; make changes before that, or call \
+                 `TypedSession::save` after them"
+            );
+            state.pending.clear();
+            state.doomed = None;
+            state.regenerate = false;
+            state.errors.clear();
+        }
+    }
+
+    /// Moves the changes of an extractor into the pending writes.
+    pub(crate) fn flush<T: SessionData>(
+        &self,
+        fields: &mut T::Fields,
+        stored_version: &mut Option<u32>,
+    ) {
+        if fields.state().is_clean() {
+            return;
+        }
+        let mut writes = Vec::new();
+        let result = collect_changes::<T>(fields, *stored_version, &mut writes);
+        fields.state_mut().clear();
+        let mut state = self.state();
+        match result {
+            Ok(()) => {
+                state.loaded.get_or_insert_with(Loaded::fresh);
+                let version_key = T::SCHEMA.version_key();
+                let mut version = None;
+                for (key, value) in writes {
+                    if key == version_key {
+                        version = Some((key, value));
+                    } else {
+                        state.queue(key, value);
+                    }
+                }
+                // The version describes the schema's fields written with it: with none left
+                // to write (all taken again), it waits too, so a new session that only set
+                // and took fields is not created.
+                if let Some((key, value)) = version {
+                    let fields_written = T::SCHEMA
+                        .fields()
+                        .iter()
+                        .any(|field| state.pending.contains_key(field.store_key()));
+                    if fields_written {
+                        state.pending.insert(key, value);
+                        if stored_version.is_none_or(|v| v < T::SCHEMA.version()) {
+                            *stored_version = Some(T::SCHEMA.version());
+                        }
+                    } else {
+                        state.pending.remove(&key);
+                    }
+                }
+            }
+            Err(err) => state.errors.push(SessionError::Encode(err)),
+        }
+    }
+
+    pub(crate) fn id(&self) -> Option<SessionId> {
+        self.state().loaded.as_ref().and_then(|l| l.id.clone())
+    }
+
+    pub(crate) fn regenerate(&self) {
+        self.state().regenerate = true;
+    }
+
+    /// Forgets the session: its record is deleted after the handler; writes made after
+    /// this start a new session.
+    pub(crate) fn destroy(&self) {
+        let mut state = self.state();
+        self.0.destroys.fetch_add(1, Ordering::AcqRel);
+        let old = state.loaded.replace(Loaded::fresh()).and_then(|l| l.id);
+        if old.is_some() {
+            state.doomed = old;
+        }
+        state.pending.clear();
+        state.regenerate = false;
+    }
+
+    pub(crate) fn set_expiry(&self, ttl: Option<Duration>) {
+        let mut state = self.state();
+        state.loaded.get_or_insert_with(Loaded::fresh).ttl = ttl;
+        let value = ttl.map(|ttl| Bytes::from(duration_millis(ttl).to_string()));
+        state.queue(Cow::Borrowed(TTL_KEY), value);
+    }
+
+    /// Whether this request changed nothing, needs no refresh and no re-signing: the common
+    /// read-only case, decided without cloning anything.
+    pub(crate) fn nothing_to_persist(&self) -> bool {
+        self.nothing_to_persist_in(&self.state())
+    }
+
+    /// After the handler: whether there is nothing to persist, in which case the layer is
+    /// done with the session.
+    pub(crate) fn finish_if_nothing_to_persist(&self) -> bool {
+        let state = self.state();
+        let done = self.nothing_to_persist_in(&state);
+        if done {
+            self.0.finished.store(true, Ordering::Release);
+        }
+        done
+    }
+
+    fn nothing_to_persist_in(&self, state: &State) -> bool {
+        let Some(loaded) = &state.loaded else {
+            return true;
+        };
+        // A cookie decided by an early save (a new session, a regenerated ID) still has to
+        // reach the browser, even if nothing changed after it.
+        if state.has_unsaved()
+            || state.cookie.is_some()
+            || loaded.stale_key
+            || loaded.stale_record
+            || loaded.id.is_none()
+        {
+            return false;
+        }
+        let (deadline, _) =
+            self.config()
+                .expiry
+                .deadline(loaded.created, loaded.ttl, SystemTime::now());
+        !self
+            .config()
+            .expiry
+            .refresh_due(loaded.expires_at, deadline, loaded.ttl)
+    }
+}
