@@ -46,7 +46,6 @@ pub mod conformance;
 pub mod decode;
 mod error;
 mod expiry;
-mod extract;
 mod generated;
 mod id;
 mod key;
@@ -58,13 +57,13 @@ mod schema;
 mod session;
 mod session_cookie;
 pub mod store;
+mod typed_session;
 
 pub use changes::FieldState;
 pub use codec::{Codec, CodecError, CodecErrorKind, JsonCodec};
 pub use config::ConfigError;
 pub use decode::DecodePolicy;
 pub use error::SessionError;
-pub use extract::TypedSession;
 pub use id::SessionId;
 pub use key::{Key, KeyError};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
@@ -79,6 +78,7 @@ pub use store::{MemoryStore, SessionStore, StoreError};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{RedisLayout, RedisStore};
+pub use typed_session::TypedSession;
 
 /// Derives [`SessionData`](trait@SessionData) for a struct with named fields.
 pub use session_macros::SessionData;
