@@ -336,7 +336,7 @@ mod tests {
         let list = &list[..list.find("];").expect("list ends")];
         let reserved: Vec<&str> = list.split('"').skip(1).step_by(2).collect();
 
-        let source = include_str!("extract.rs");
+        let source = include_str!("typed_session.rs");
         let body_start = source
             .find("impl<T: SessionData> TypedSession<T> {")
             .expect("inherent impl exists");

@@ -22,13 +22,17 @@
 use std::{
     fmt,
     sync::{Arc, LazyLock},
+    time::SystemTime,
 };
 
 use bytes::Bytes;
 use rand::RngCore;
-use redis::Script;
+use redis::{Cmd, Script, ScriptInvocation, Value};
 
-use super::{FieldKey, FieldMap, Patch, Record, StoreError};
+use super::{
+    layout::{create_script, invoke, regenerate_script, ttl_millis, Command, Layout, Write},
+    FieldKey, FieldMap, Patch, Record, StoreError,
+};
 
 /// The first four bytes of every log.
 const MAGIC: &[u8; 4] = b"\0sl1";
@@ -54,7 +58,7 @@ end
 
 /// Save (and touch): refuses (0) when the session is gone. `PEXPIRE` answers whether the
 /// key exists, so a save runs two commands; an expiry already past deletes the record.
-pub(super) static SAVE: LazyLock<Script> = LazyLock::new(|| {
+static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "local ttl = tonumber(ARGV[1])
 if ttl == 0 then return redis.call('DEL', KEYS[1]) end
@@ -66,14 +70,14 @@ return 1",
 
 /// Create: refuses (-1) when the ID is taken. Used for a create whose expiry has passed
 /// (the record ends at once); others are a plain `SET … NX PX`.
-pub(super) static CREATE: LazyLock<Script> = LazyLock::new(|| super::create_script(APPLY));
+static CREATE: LazyLock<Script> = LazyLock::new(|| create_script(APPLY));
 
 /// Regenerate on one server: an atomic move (RENAMENX) plus the appended entries.
-pub(super) static REGENERATE: LazyLock<Script> = LazyLock::new(|| super::regenerate_script(APPLY));
+static REGENERATE: LazyLock<Script> = LazyLock::new(|| regenerate_script(APPLY));
 
 /// Cluster regenerate, step 1: move the log aside within its slot and return it; nil when the
 /// session is gone.
-pub(super) static STASH: LazyLock<Script> = LazyLock::new(|| {
+static STASH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('RENAME', KEYS[1], KEYS[2])
@@ -146,7 +150,7 @@ fn put_remove(out: &mut Vec<u8>, name: &[u8]) {
 
 /// The entries a write appends for `patch`: its removals, its sets and the expiry. A create
 /// (`new_log`) starts the log with a header.
-pub(super) fn entries(patch: &Patch, new_log: bool) -> Vec<u8> {
+fn entries(patch: &Patch, new_log: bool) -> Vec<u8> {
     let len = if new_log { HEADER_LEN } else { 0 }
         + patch
             .remove
@@ -191,9 +195,9 @@ fn corrupt(why: &'static str) -> StoreError {
 }
 
 /// A log as read: the record it holds and what compacting it needs.
-pub(super) struct Log {
+struct Log {
     /// The live fields, values sliced from the log without copying.
-    pub(super) fields: FieldMap,
+    fields: FieldMap,
     /// The last expiry entry's instant, in milliseconds since the epoch.
     expires: Option<u64>,
     /// The header, which a compaction checks is unchanged.
@@ -238,7 +242,7 @@ fn take(log: &Bytes, at: &mut usize, len: usize) -> Result<Bytes, StoreError> {
 
 impl Log {
     /// Parses a log. Any deviation from the format is [`StoreError::Corrupt`].
-    pub(super) fn parse(log: Vec<u8>) -> Result<Self, StoreError> {
+    fn parse(log: Vec<u8>) -> Result<Self, StoreError> {
         if log.len() < HEADER_LEN || &log[..MAGIC.len()] != MAGIC {
             return Err(corrupt("it does not start with a session log's header"));
         }
@@ -294,13 +298,13 @@ impl Log {
     }
 
     /// Whether the log's dead entries outweigh its live ones (and are worth a write).
-    pub(super) fn wants_compaction(&self) -> bool {
+    fn wants_compaction(&self) -> bool {
         let dead = self.len.saturating_sub(self.live);
         dead > self.live && dead >= COMPACT_AT_LEAST
     }
 
     /// The record it holds.
-    pub(super) fn into_record(self) -> Record {
+    fn into_record(self) -> Record {
         Record {
             fields: Arc::new(self.fields),
             expires_at: self.expires.and_then(crate::meta::from_millis),
@@ -323,21 +327,92 @@ impl Log {
         out
     }
 
-    /// Replaces the log under `key` with its compacted form, unless it changed since it was
-    /// read. `Ok(true)` when it was replaced.
-    pub(super) async fn compact(
-        &self,
-        key: &str,
-        conn: &mut impl redis::aio::ConnectionLike,
-    ) -> Result<bool, redis::RedisError> {
-        let replaced: i64 = COMPACT
-            .key(key)
+    /// The script that replaces the log under `key` with its compacted form, unless it
+    /// changed since it was read (it answers 1 when it replaced it).
+    fn compaction(&self, key: &str) -> ScriptInvocation<'static> {
+        let mut invocation = invoke(&COMPACT, &[key]);
+        invocation
             .arg(self.len)
             .arg(&self.header[..])
-            .arg(self.compacted())
-            .invoke_async(conn)
-            .await?;
-        Ok(replaced == 1)
+            .arg(self.compacted());
+        invocation
+    }
+}
+
+/// A `GET` reply: the log's bytes, or `None` for a missing key.
+fn log_bytes(reply: Value) -> Result<Option<Vec<u8>>, StoreError> {
+    match reply {
+        Value::Nil => Ok(None),
+        Value::BulkString(bytes) => Ok(Some(bytes)),
+        other => Err(StoreError::backend(format!(
+            "unexpected reply for a session log: {other:?}"
+        ))),
+    }
+}
+
+/// The log layout.
+pub(super) struct LogLayout;
+
+impl Layout for LogLayout {
+    fn load(&self, key: &str) -> Cmd {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        cmd
+    }
+
+    fn read(
+        &self,
+        key: &str,
+        reply: Value,
+    ) -> Result<(Option<Record>, Option<ScriptInvocation<'static>>), StoreError> {
+        let Some(log) = log_bytes(reply)? else {
+            return Ok((None, None));
+        };
+        let log = Log::parse(log)?;
+        let compaction = log.wants_compaction().then(|| log.compaction(key));
+        Ok((Some(log.into_record()), compaction))
+    }
+
+    fn write(&self, write: Write, keys: &[&str], patch: &Patch) -> Command {
+        let ttl = ttl_millis(patch.expires_at);
+        let new_log = write == Write::Create;
+        if let (true, [key]) = (new_log, keys) {
+            // A new log is one plain `SET … NX PX`, cheaper for Redis than a script (which
+            // is kept for an expiry already past: `PX 0` is refused, and the script's
+            // `PEXPIRE 0` ends the record at once).
+            if ttl > 0 {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(*key)
+                    .arg(entries(patch, true))
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl);
+                return Command::SetIfAbsent(cmd);
+            }
+        }
+        let script: &'static Script = match write {
+            Write::Create => &CREATE,
+            Write::Save => &SAVE,
+            Write::Regenerate => &REGENERATE,
+        };
+        let mut invocation = invoke(script, keys);
+        invocation.arg(ttl).arg(entries(patch, new_log));
+        Command::Script(invocation)
+    }
+
+    fn touch(&self, key: &str, expires_at: SystemTime) -> Command {
+        // The expiry entry alone, appended.
+        self.write(Write::Save, &[key], &Patch::expiry_only(expires_at))
+    }
+
+    fn stash(&self, key: &str, aside: &str) -> ScriptInvocation<'static> {
+        invoke(&STASH, &[key, aside])
+    }
+
+    fn read_stash(&self, reply: Value) -> Result<Option<FieldMap>, StoreError> {
+        log_bytes(reply)?
+            .map(|log| Log::parse(log).map(|log| log.fields))
+            .transpose()
     }
 }
 

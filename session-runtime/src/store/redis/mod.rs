@@ -1,130 +1,41 @@
 //! `RedisStore`: one Redis hash per session, written field by field with Lua scripts, or, in
 //! the log layout, one string per session that writes append their changed entries to.
+//!
+//! `conn` reaches Redis (one server, a cluster, or through Sentinels), `layout` is what the
+//! two layouts (`hash`, `log`) must answer, and `cluster` is regenerate across slots.
+
+mod cluster;
+mod conn;
+mod hash;
+mod layout;
+mod log;
+mod sentinel;
 
 use std::{
-    borrow::Cow,
     fmt,
-    sync::{Arc, LazyLock},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use redis::{
-    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    aio::{ConnectionManager, ConnectionManagerConfig},
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
     sentinel::SentinelNodeConnectionInfo,
-    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Script,
-    ScriptInvocation, Value,
+    IntoConnectionInfo, Value,
 };
 
-use bytes::Bytes;
-
-mod log;
-mod sentinel;
-use log::Log;
-use sentinel::SentinelConn;
-
+use self::{
+    conn::{
+        backend, connection_infos, is_tls, tls_ready, Conn, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT,
+    },
+    hash::HashLayout,
+    layout::{outcome, Command, Layout, Write},
+    log::LogLayout,
+    sentinel::SentinelConn,
+};
 use super::{FieldKey, FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
 use crate::{chain::Chain, SessionId};
-
-/// The hash field holding the record's expiry (milliseconds since the epoch, Redis's clock),
-/// written by the scripts so that a load learns the expiry in the same single command.
-const EXPIRES_FIELD: &str = "__exp";
-
-/// Shared Lua: applies a patch from `ARGV` to `key` and sets its expiry.
-///
-/// `ARGV`: ttl-ms, expires-at-ms, number-of-deletions, deleted fields..., then field, value
-/// pairs. The expiry instant goes into the hidden `__exp` field in the same `HSET` as the
-/// changed fields; the key's TTL is set relative, so clock skew between the app and Redis
-/// does not move it.
-const APPLY: &str = r"
-local function apply(key)
-  local ndel = tonumber(ARGV[3])
-  local del_end = 3 + ndel
-  for i = 4, del_end, 1000 do
-    redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 999, del_end)))
-  end
-  local first = del_end + 1
-  local last = #ARGV
-  while last - first >= 999 do
-    redis.call('HSET', key, unpack(ARGV, first, first + 999))
-    first = first + 1000
-  end
-  redis.call('HSET', key, '__exp', ARGV[2], unpack(ARGV, first, last))
-  redis.call('PEXPIRE', key, ARGV[1])
-end
-";
-
-/// Save: refuses (0) when the session is gone, so a late save never resurrects it.
-static SAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{APPLY}
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-apply(KEYS[1])
-return 1"
-    ))
-});
-
-/// Create: refuses (-1) when the ID is taken.
-static CREATE: LazyLock<Script> = LazyLock::new(|| create_script(APPLY));
-
-/// Regenerate on one server: an atomic move (RENAMENX) plus the patch.
-static REGENERATE: LazyLock<Script> = LazyLock::new(|| regenerate_script(APPLY));
-
-/// The create script around a layout's Lua `apply(key)`, which writes `ARGV` to `key`:
-/// refuses (-1) when the ID is taken.
-fn create_script(apply: &str) -> Script {
-    Script::new(&format!(
-        "{apply}
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-apply(KEYS[1])
-return 1"
-    ))
-}
-
-/// The single-server regenerate script around a layout's Lua `apply(key)`: moves `KEYS[1]`
-/// to `KEYS[2]` (`RENAMENX`) and applies `ARGV` there; 0 when the session is gone, -1 when
-/// the new ID is taken.
-fn regenerate_script(apply: &str) -> Script {
-    Script::new(&format!(
-        "{apply}
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('RENAMENX', KEYS[1], KEYS[2]) == 0 then return -1 end
-apply(KEYS[2])
-return 1"
-    ))
-}
-
-/// Touch: a new expiry, fields untouched; 0 when the session is gone.
-/// `ARGV`: ttl-ms, expires-at-ms.
-static TOUCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], '__exp', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1",
-    )
-});
-
-/// Cluster regenerate, step 1: move the record aside within its own slot (the old ID is dead
-/// from here on) and return its fields and remaining TTL. Empty when the session is gone.
-static STASH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
-redis.call('RENAME', KEYS[1], KEYS[2])
-return redis.call('HGETALL', KEYS[2])",
-    )
-});
-
-/// Cluster regenerate, rollback: put a stashed record back under its old ID.
-static UNSTASH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "if redis.call('EXISTS', KEYS[2]) == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('RENAME', KEYS[2], KEYS[1])
-end
-return 1",
-    )
-});
 
 /// Sessions in Redis: one hash per session (`<prefix>{<id>}`), one hash field per session
 /// field. Behind the `redis` cargo feature.
@@ -250,6 +161,16 @@ pub enum RedisLayout {
     Log,
 }
 
+impl RedisLayout {
+    /// The commands and reply parsing of this layout: the one place that tells them apart.
+    fn ops(self) -> &'static dyn Layout {
+        match self {
+            Self::Hash => &HashLayout,
+            Self::Log => &LogLayout,
+        }
+    }
+}
+
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
@@ -264,90 +185,6 @@ impl fmt::Debug for RedisStore {
                 },
             )
             .finish()
-    }
-}
-
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-    Sentinel(SentinelConn),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-            Self::Sentinel(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-            Self::Sentinel(c) => c.get_db(),
-        }
-    }
-}
-
-/// How long a store call waits for Redis before failing.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long connecting waits before failing.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A Redis error as a store error: `WRONGTYPE` (the session's key holds something other
-/// than a hash) is unreadable data, anything else a backend failure.
-fn backend(err: redis::RedisError) -> StoreError {
-    if err.code() == Some("WRONGTYPE") {
-        StoreError::corrupt(err)
-    } else {
-        StoreError::backend(err)
-    }
-}
-
-fn is_tls(info: &ConnectionInfo) -> bool {
-    matches!(info.addr(), ConnectionAddr::TcpTls { .. })
-}
-
-/// The connection details of several servers, TLS readied if any of them needs it.
-fn connection_infos<T: IntoConnectionInfo>(
-    servers: impl IntoIterator<Item = T>,
-) -> Result<Vec<ConnectionInfo>, StoreError> {
-    let infos = servers
-        .into_iter()
-        .map(IntoConnectionInfo::into_connection_info)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(backend)?;
-    if infos.iter().any(is_tls) {
-        tls_ready();
-    }
-    Ok(infos)
-}
-
-/// Readies TLS for a `rediss://` connection. rustls needs a process-wide crypto provider and
-/// panics when it cannot choose one (when crates enable several): unless the application
-/// installed one first, ring's is installed. (Without the `redis-tls` feature the `redis`
-/// crate refuses `rediss://` URLs itself, unless the application enabled its TLS support.)
-fn tls_ready() {
-    #[cfg(feature = "redis-tls")]
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing a race with another installer is fine: a provider is in place either way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
@@ -606,94 +443,22 @@ impl RedisStore {
     }
 }
 
-/// The script arguments for a patch: TTL in ms, expiry instant in ms, deletion count,
-/// deletions, set pairs.
-fn patch_args(invocation: &mut ScriptInvocation<'_>, patch: &Patch) {
-    invocation
-        .arg(ttl_millis(patch.expires_at))
-        .arg(crate::meta::to_millis(patch.expires_at))
-        .arg(patch.remove.len());
-    for key in &patch.remove {
-        invocation.arg(key.as_ref());
-    }
-    for (key, value) in &patch.set {
-        invocation.arg(key.as_ref()).arg(&value[..]);
-    }
-}
-
-/// Whole milliseconds from now until `at`, rounded down; 0 once `at` has passed, which
-/// makes the scripts' `PEXPIRE` delete the key at once: a record written with an expiry
-/// in the past must never be read again, not even for the last millisecond.
-fn ttl_millis(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::now())
-        .map_or(0, crate::meta::duration_millis)
-}
-
-fn outcome(code: i64) -> WriteResult {
-    match code {
-        1 => Ok(None),
-        0 => Err(StoreError::NotFound),
-        -1 => Err(StoreError::Collision),
-        other => Err(StoreError::backend(format!(
-            "unexpected answer {other} from a session script"
-        ))),
-    }
-}
-
-/// Reads an `HGETALL` reply (a flat array in RESP2, a map in RESP3) straight into a record,
-/// without an intermediate map. `None` for an empty reply: no such session.
-fn into_record(reply: Value) -> Result<Option<Record>, StoreError> {
-    // RESP2 answers a flat array of name, value, name, value...; RESP3 a map.
-    match reply {
-        Value::Nil => Ok(None),
-        Value::Map(pairs) => record_from(pairs.len(), pairs.into_iter()),
-        Value::Array(items) => {
-            let capacity = items.len() / 2;
-            let mut items = items.into_iter();
-            record_from(
-                capacity,
-                std::iter::from_fn(move || Some((items.next()?, items.next()?))),
-            )
-        }
-        other => Err(StoreError::backend(format!(
-            "unexpected HGETALL reply: {other:?}"
-        ))),
-    }
-}
-
-/// A record from a hash's entries; `None` for an empty hash (Redis has no such key).
-fn record_from(
-    capacity: usize,
-    entries: impl Iterator<Item = (Value, Value)>,
-) -> Result<Option<Record>, StoreError> {
-    let mut fields = FieldMap::with_capacity_and_hasher(capacity, Default::default());
-    let mut expires_at = None;
-    let mut any = false;
-    for (key, value) in entries {
-        any = true;
-        let (Value::BulkString(key), Value::BulkString(value)) = (key, value) else {
-            return Err(StoreError::corrupt(
-                "a session hash holds a non-string entry",
-            ));
-        };
-        let key = std::str::from_utf8(&key).map_err(|_| {
-            StoreError::corrupt("a session hash has a field name that is not UTF-8")
-        })?;
-        if key == EXPIRES_FIELD {
-            expires_at = crate::meta::parse_u64(&value).and_then(crate::meta::from_millis);
-        } else {
-            fields.insert(FieldKey::new(key), Bytes::from(value));
+impl RedisStore {
+    /// Sends one write command and reads its answer.
+    async fn run(&self, command: Command) -> WriteResult {
+        match command {
+            Command::Script(invocation) => outcome(
+                invocation
+                    .invoke_async(&mut self.conn())
+                    .await
+                    .map_err(backend)?,
+            ),
+            Command::SetIfAbsent(cmd) => {
+                let set: Option<()> = cmd.query_async(&mut self.conn()).await.map_err(backend)?;
+                set.map_or(Err(StoreError::Collision), |()| Ok(None))
+            }
         }
     }
-    if !any {
-        return Ok(None);
-    }
-    Ok(Some(Record {
-        fields: Arc::new(fields),
-        expires_at,
-        stale: false,
-        complete: true,
-    }))
 }
 
 impl SessionStore for RedisStore {
@@ -704,54 +469,47 @@ impl SessionStore for RedisStore {
     ) -> Result<Option<Record>, StoreError> {
         // The whole record whatever the keys asked: HMGET would send every field name. The
         // contract allows returning more keys than asked.
-        match self.layout {
-            RedisLayout::Hash => {
-                let reply: Value = redis::cmd("HGETALL")
-                    .arg(self.key(id))
-                    .query_async(&mut self.conn())
-                    .await
-                    .map_err(backend)?;
-                into_record(reply)
-            }
-            RedisLayout::Log => {
-                let key = self.key(id);
-                let reply: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut self.conn())
-                    .await
-                    .map_err(backend)?;
-                let Some(log) = reply else {
-                    return Ok(None);
-                };
-                let log = Log::parse(log)?;
-                if log.wants_compaction() {
-                    // The read has what it needs; a failed compaction is left to a later one.
-                    if let Err(err) = log.compact(&key, &mut self.conn()).await {
-                        tracing::warn!(error = %Chain(&err), "could not compact a session log");
-                    }
-                }
-                Ok(Some(log.into_record()))
+        let key = self.key(id);
+        let layout = self.layout.ops();
+        let reply: Value = layout
+            .load(&key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        let (record, follow_up) = layout.read(&key, reply)?;
+        if let Some(compaction) = follow_up {
+            // The read has what it needs; a failed compaction is left to a later one.
+            if let Err(err) = compaction.invoke_async::<i64>(&mut self.conn()).await {
+                tracing::warn!(error = %Chain(&err), "could not compact a session log");
             }
         }
+        Ok(record)
     }
 
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
-        self.write(Write::Create, &[&self.key(id)], patch).await
+        let key = self.key(id);
+        self.run(self.layout.ops().write(Write::Create, &[&key], patch))
+            .await
     }
 
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
-        self.write(Write::Save, &[&self.key(id)], patch).await
+        let key = self.key(id);
+        self.run(self.layout.ops().write(Write::Save, &[&key], patch))
+            .await
     }
 
     async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
         let (old_key, new_key) = (self.key(old), self.key(new));
-        if !matches!(self.conn, Conn::Cluster(_)) {
+        if matches!(self.conn, Conn::Cluster(_)) {
             return self
-                .write(Write::Regenerate, &[&old_key, &new_key], patch)
+                .regenerate_across_slots(&old_key, &new_key, patch)
                 .await;
         }
-        self.regenerate_across_slots(&old_key, &new_key, patch)
-            .await
+        let command = self
+            .layout
+            .ops()
+            .write(Write::Regenerate, &[&old_key, &new_key], patch);
+        self.run(command).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
@@ -763,163 +521,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn touch(&self, id: &SessionId, expires_at: SystemTime) -> WriteResult {
-        if self.layout == RedisLayout::Log {
-            // The expiry entry alone, appended.
-            return self
-                .write(
-                    Write::Save,
-                    &[&self.key(id)],
-                    &Patch::expiry_only(expires_at),
-                )
-                .await;
-        }
-        let code: i64 = TOUCH
-            .key(self.key(id))
-            .arg(ttl_millis(expires_at))
-            .arg(crate::meta::to_millis(expires_at))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(backend)?;
-        outcome(code)
-    }
-}
-
-/// The three writes that carry a patch.
-#[derive(Clone, Copy)]
-enum Write {
-    Create,
-    Save,
-    Regenerate,
-}
-
-impl RedisStore {
-    /// Runs the script of `write` for this store's layout on `keys`: one round trip.
-    async fn write(&self, write: Write, keys: &[&str], patch: &Patch) -> WriteResult {
-        let ttl = ttl_millis(patch.expires_at);
-        if let (RedisLayout::Log, Write::Create, [key]) = (self.layout, write, keys) {
-            // A new log is one plain `SET … NX PX`, cheaper for Redis than a script (which
-            // is kept for an expiry already past: `PX 0` is refused, and the script's
-            // `PEXPIRE 0` ends the record at once).
-            if ttl > 0 {
-                let created: Option<()> = redis::cmd("SET")
-                    .arg(*key)
-                    .arg(log::entries(patch, true))
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl)
-                    .query_async(&mut self.conn())
-                    .await
-                    .map_err(backend)?;
-                return created.map_or(Err(StoreError::Collision), |()| Ok(None));
-            }
-        }
-        let script: &Script = match (self.layout, write) {
-            (RedisLayout::Hash, Write::Create) => &CREATE,
-            (RedisLayout::Hash, Write::Save) => &SAVE,
-            (RedisLayout::Hash, Write::Regenerate) => &REGENERATE,
-            (RedisLayout::Log, Write::Create) => &log::CREATE,
-            (RedisLayout::Log, Write::Save) => &log::SAVE,
-            (RedisLayout::Log, Write::Regenerate) => &log::REGENERATE,
-        };
-        let mut invocation = script.prepare_invoke();
-        for key in keys {
-            invocation.key(*key);
-        }
-        match self.layout {
-            RedisLayout::Hash => patch_args(&mut invocation, patch),
-            RedisLayout::Log => {
-                invocation
-                    .arg(ttl)
-                    .arg(log::entries(patch, matches!(write, Write::Create)));
-            }
-        }
-        outcome(
-            invocation
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(backend)?,
-        )
-    }
-
-    /// Step 1 of a cluster regenerate: moves the record under `old_key` to `aside` and
-    /// returns its fields (`None`: no such session).
-    async fn stash(&self, old_key: &str, aside: &str) -> Result<Option<FieldMap>, StoreError> {
-        match self.layout {
-            RedisLayout::Hash => {
-                let stashed: Value = STASH
-                    .key(old_key)
-                    .key(aside)
-                    .invoke_async(&mut self.conn())
-                    .await
-                    .map_err(backend)?;
-                Ok(into_record(stashed)?.map(|record| Arc::unwrap_or_clone(record.fields)))
-            }
-            RedisLayout::Log => {
-                let stashed: Option<Vec<u8>> = log::STASH
-                    .key(old_key)
-                    .key(aside)
-                    .invoke_async(&mut self.conn())
-                    .await
-                    .map_err(backend)?;
-                stashed
-                    .map(|log| Log::parse(log).map(|log| log.fields))
-                    .transpose()
-            }
-        }
-    }
-
-    /// Puts a stashed record back under its old ID; a failure here leaves it aside until
-    /// its TTL, which loses this session but never hands its data to another.
-    async fn unstash(&self, old_key: &str, aside: &str) {
-        let restored = UNSTASH
-            .key(old_key)
-            .key(aside)
-            .invoke_async::<i64>(&mut self.conn())
-            .await;
-        if let Err(restore_err) = restored {
-            tracing::error!(error = %Chain(&restore_err), "could not restore a session after a failed regenerate");
-        }
-    }
-
-    /// Regenerate for a cluster, where the two keys may live on different nodes.
-    async fn regenerate_across_slots(
-        &self,
-        old_key: &str,
-        new_key: &str,
-        patch: &Patch,
-    ) -> WriteResult {
-        let aside = format!("{old_key}:moving");
-        let mut fields = match self.stash(old_key, &aside).await {
-            Ok(Some(fields)) => fields,
-            Ok(None) => return Err(StoreError::NotFound),
-            Err(err) => {
-                // Moved aside but unreadable (or the answer was lost): put it back as it was.
-                self.unstash(old_key, &aside).await;
-                return Err(err);
-            }
-        };
-        // The whole record under the new ID, with the patch applied on top.
-        patch.apply_to(&mut fields);
-        let full = Patch {
-            set: fields
-                .into_iter()
-                .map(|(k, v)| (Cow::Owned(k.as_str().to_owned()), v))
-                .collect(),
-            remove: Vec::new(),
-            expires_at: patch.expires_at,
-        };
-        if let Err(err) = self.write(Write::Create, &[new_key], &full).await {
-            self.unstash(old_key, &aside).await;
-            return Err(err);
-        }
-        if let Err(err) = redis::cmd("DEL")
-            .arg(&aside)
-            .query_async::<()>(&mut self.conn())
-            .await
-        {
-            // The new session is complete; the aside copy expires with its TTL.
-            tracing::warn!(error = %Chain(&err), "could not delete the old copy of a regenerated session");
-        }
-        Ok(None)
+        let key = self.key(id);
+        self.run(self.layout.ops().touch(&key, expires_at)).await
     }
 }

@@ -1,0 +1,198 @@
+//! [`RedisLayout::Hash`](super::RedisLayout::Hash), the default: one Redis hash per session,
+//! one hash field per session field, written with Lua scripts that `HSET` the changed fields
+//! and `HDEL` the removed ones.
+
+use std::{
+    sync::{Arc, LazyLock},
+    time::SystemTime,
+};
+
+use bytes::Bytes;
+use redis::{Cmd, Script, ScriptInvocation, Value};
+
+use super::{
+    layout::{create_script, invoke, regenerate_script, ttl_millis, Command, Layout, Write},
+    FieldKey, FieldMap, Patch, Record, StoreError,
+};
+
+/// The hash field holding the record's expiry (milliseconds since the epoch, Redis's clock),
+/// written by the scripts so that a load learns the expiry in the same single command.
+const EXPIRES_FIELD: &str = "__exp";
+
+/// Shared Lua: applies a patch from `ARGV` to `key` and sets its expiry.
+///
+/// `ARGV`: ttl-ms, expires-at-ms, number-of-deletions, deleted fields..., then field, value
+/// pairs. The expiry instant goes into the hidden `__exp` field in the same `HSET` as the
+/// changed fields; the key's TTL is set relative, so clock skew between the app and Redis
+/// does not move it.
+const APPLY: &str = r"
+local function apply(key)
+  local ndel = tonumber(ARGV[3])
+  local del_end = 3 + ndel
+  for i = 4, del_end, 1000 do
+    redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 999, del_end)))
+  end
+  local first = del_end + 1
+  local last = #ARGV
+  while last - first >= 999 do
+    redis.call('HSET', key, unpack(ARGV, first, first + 999))
+    first = first + 1000
+  end
+  redis.call('HSET', key, '__exp', ARGV[2], unpack(ARGV, first, last))
+  redis.call('PEXPIRE', key, ARGV[1])
+end
+";
+
+/// Save: refuses (0) when the session is gone, so a late save never resurrects it.
+static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{APPLY}
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+apply(KEYS[1])
+return 1"
+    ))
+});
+
+/// Create: refuses (-1) when the ID is taken.
+static CREATE: LazyLock<Script> = LazyLock::new(|| create_script(APPLY));
+
+/// Regenerate on one server: an atomic move (RENAMENX) plus the patch.
+static REGENERATE: LazyLock<Script> = LazyLock::new(|| regenerate_script(APPLY));
+
+/// Touch: a new expiry, fields untouched; 0 when the session is gone.
+/// `ARGV`: ttl-ms, expires-at-ms.
+static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], '__exp', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1",
+    )
+});
+
+/// Cluster regenerate, step 1: move the record aside within its own slot (the old ID is dead
+/// from here on) and return its fields and remaining TTL. Empty when the session is gone.
+static STASH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return redis.call('HGETALL', KEYS[2])",
+    )
+});
+
+/// The hash layout.
+pub(super) struct HashLayout;
+
+impl Layout for HashLayout {
+    fn load(&self, key: &str) -> Cmd {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(key);
+        cmd
+    }
+
+    fn read(
+        &self,
+        _key: &str,
+        reply: Value,
+    ) -> Result<(Option<Record>, Option<ScriptInvocation<'static>>), StoreError> {
+        Ok((into_record(reply)?, None))
+    }
+
+    fn write(&self, write: Write, keys: &[&str], patch: &Patch) -> Command {
+        let script: &'static Script = match write {
+            Write::Create => &CREATE,
+            Write::Save => &SAVE,
+            Write::Regenerate => &REGENERATE,
+        };
+        let mut invocation = invoke(script, keys);
+        patch_args(&mut invocation, patch);
+        Command::Script(invocation)
+    }
+
+    fn touch(&self, key: &str, expires_at: SystemTime) -> Command {
+        let mut invocation = invoke(&TOUCH, &[key]);
+        invocation
+            .arg(ttl_millis(expires_at))
+            .arg(crate::meta::to_millis(expires_at));
+        Command::Script(invocation)
+    }
+
+    fn stash(&self, key: &str, aside: &str) -> ScriptInvocation<'static> {
+        invoke(&STASH, &[key, aside])
+    }
+
+    fn read_stash(&self, reply: Value) -> Result<Option<FieldMap>, StoreError> {
+        Ok(into_record(reply)?.map(|record| Arc::unwrap_or_clone(record.fields)))
+    }
+}
+
+/// The script arguments for a patch: TTL in ms, expiry instant in ms, deletion count,
+/// deletions, set pairs.
+fn patch_args(invocation: &mut ScriptInvocation<'_>, patch: &Patch) {
+    invocation
+        .arg(ttl_millis(patch.expires_at))
+        .arg(crate::meta::to_millis(patch.expires_at))
+        .arg(patch.remove.len());
+    for key in &patch.remove {
+        invocation.arg(key.as_ref());
+    }
+    for (key, value) in &patch.set {
+        invocation.arg(key.as_ref()).arg(&value[..]);
+    }
+}
+
+/// Reads an `HGETALL` reply (a flat array in RESP2, a map in RESP3) straight into a record,
+/// without an intermediate map. `None` for an empty reply: no such session.
+fn into_record(reply: Value) -> Result<Option<Record>, StoreError> {
+    // RESP2 answers a flat array of name, value, name, value...; RESP3 a map.
+    match reply {
+        Value::Nil => Ok(None),
+        Value::Map(pairs) => record_from(pairs.len(), pairs.into_iter()),
+        Value::Array(items) => {
+            let capacity = items.len() / 2;
+            let mut items = items.into_iter();
+            record_from(
+                capacity,
+                std::iter::from_fn(move || Some((items.next()?, items.next()?))),
+            )
+        }
+        other => Err(StoreError::backend(format!(
+            "unexpected HGETALL reply: {other:?}"
+        ))),
+    }
+}
+
+/// A record from a hash's entries; `None` for an empty hash (Redis has no such key).
+fn record_from(
+    capacity: usize,
+    entries: impl Iterator<Item = (Value, Value)>,
+) -> Result<Option<Record>, StoreError> {
+    let mut fields = FieldMap::with_capacity_and_hasher(capacity, Default::default());
+    let mut expires_at = None;
+    let mut any = false;
+    for (key, value) in entries {
+        any = true;
+        let (Value::BulkString(key), Value::BulkString(value)) = (key, value) else {
+            return Err(StoreError::corrupt(
+                "a session hash holds a non-string entry",
+            ));
+        };
+        let key = std::str::from_utf8(&key).map_err(|_| {
+            StoreError::corrupt("a session hash has a field name that is not UTF-8")
+        })?;
+        if key == EXPIRES_FIELD {
+            expires_at = crate::meta::parse_u64(&value).and_then(crate::meta::from_millis);
+        } else {
+            fields.insert(FieldKey::new(key), Bytes::from(value));
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    Ok(Some(Record {
+        fields: Arc::new(fields),
+        expires_at,
+        stale: false,
+        complete: true,
+    }))
+}
