@@ -1,0 +1,430 @@
+//! The targeted checks, one rule of the store contract each.
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use super::{created, field, in_a_minute, load_all, patch};
+use crate::{store::LoadKeys, SessionId, SessionStore, StoreError};
+
+/// A created record loads with its fields and an expiry; an unknown ID loads nothing.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::create_and_load(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn create_and_load<S: SessionStore>(store: &S) {
+    let expires_at = in_a_minute();
+    let id = created(store, &[("a", "1"), ("b", "2")], expires_at).await;
+    let record = load_all(store, &id).await.expect("a created session loads");
+    assert_eq!(field(&record, "a"), Some("1"), "create stores every field");
+    assert_eq!(field(&record, "b"), Some("2"), "create stores every field");
+    if let Some(at) = record.expires_at {
+        let diff = at
+            .duration_since(expires_at)
+            .unwrap_or_else(|e| e.duration());
+        assert!(
+            diff < Duration::from_secs(2),
+            "load reports the expiry that was set"
+        );
+    }
+    let unknown = SessionId::generate();
+    assert!(
+        load_all(store, &unknown).await.is_none(),
+        "an unknown ID loads nothing"
+    );
+}
+
+/// `LoadKeys::Only` returns at least the asked keys that exist.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::load_only_some_keys(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn load_only_some_keys<S: SessionStore>(store: &S) {
+    let id = created(store, &[("a", "1"), ("b", "2"), ("c", "3")], in_a_minute()).await;
+    let record = store
+        .load(&id, LoadKeys::Only(&["a", "c", "missing"]))
+        .await
+        .expect("load")
+        .expect("the session exists");
+    assert_eq!(field(&record, "a"), Some("1"));
+    assert_eq!(field(&record, "c"), Some("3"));
+    assert_eq!(field(&record, "missing"), None);
+}
+
+/// A save sets the patch's fields and leaves the others alone.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::save_applies_a_patch(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn save_applies_a_patch<S: SessionStore>(store: &S) {
+    let id = created(store, &[("a", "1"), ("b", "2")], in_a_minute()).await;
+    let id = store
+        .save(&id, &patch(&[("b", "20"), ("c", "30")], &[], in_a_minute()))
+        .await
+        .expect("save")
+        .unwrap_or(id);
+    let record = load_all(store, &id).await.expect("still there");
+    assert_eq!(
+        field(&record, "a"),
+        Some("1"),
+        "save leaves other fields alone"
+    );
+    assert_eq!(field(&record, "b"), Some("20"), "save overwrites a field");
+    assert_eq!(field(&record, "c"), Some("30"), "save adds a field");
+}
+
+/// A save removes the patch's removed fields.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::save_removes_fields(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn save_removes_fields<S: SessionStore>(store: &S) {
+    let id = created(store, &[("a", "1"), ("b", "2")], in_a_minute()).await;
+    let id = store
+        .save(&id, &patch(&[], &["a", "never-there"], in_a_minute()))
+        .await
+        .expect("save")
+        .unwrap_or(id);
+    let record = load_all(store, &id).await.expect("still there");
+    assert_eq!(field(&record, "a"), None, "a removed field is gone");
+    assert_eq!(field(&record, "b"), Some("2"));
+}
+
+/// Creating under a live ID fails with `Collision` and changes nothing.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::create_never_overwrites(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn create_never_overwrites<S: SessionStore>(store: &S) {
+    let id = SessionId::generate();
+    if store
+        .create(&id, &patch(&[("a", "1")], &[], in_a_minute()))
+        .await
+        .expect("create")
+        .is_some()
+    {
+        // A store that picks its own IDs cannot collide.
+        return;
+    }
+    let second = store
+        .create(&id, &patch(&[("a", "other")], &[], in_a_minute()))
+        .await;
+    assert!(
+        matches!(second, Err(StoreError::Collision)),
+        "create on a live ID must fail with Collision, got {second:?}"
+    );
+    let record = load_all(store, &id).await.expect("still there");
+    assert_eq!(
+        field(&record, "a"),
+        Some("1"),
+        "a collision changes nothing"
+    );
+}
+
+/// A record is not returned after its expiry.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::records_expire(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn records_expire<S: SessionStore>(store: &S) {
+    let id = created(
+        store,
+        &[("a", "1")],
+        SystemTime::now() + Duration::from_millis(300),
+    )
+    .await;
+    assert!(load_all(store, &id).await.is_some());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        load_all(store, &id).await.is_none(),
+        "an expired session must not load"
+    );
+}
+
+/// Touch moves the expiry without changing fields.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::touch_extends_expiry(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn touch_extends_expiry<S: SessionStore>(store: &S) {
+    let id = created(
+        store,
+        &[("a", "1")],
+        SystemTime::now() + Duration::from_millis(400),
+    )
+    .await;
+    let id = store
+        .touch(&id, in_a_minute())
+        .await
+        .expect("touch")
+        .unwrap_or(id);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let record = load_all(store, &id)
+        .await
+        .expect("a touched session outlives its old expiry");
+    assert_eq!(field(&record, "a"), Some("1"), "touch keeps the fields");
+}
+
+/// Regenerate moves the record to the new ID, applies the patch, and the old ID is dead.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::regenerate_moves_the_record(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn regenerate_moves_the_record<S: SessionStore>(store: &S) {
+    regenerate_checks(store, true).await;
+}
+
+pub(super) async fn regenerate_checks<S: SessionStore>(store: &S, old_must_die: bool) {
+    let old = created(store, &[("a", "1"), ("b", "2")], in_a_minute()).await;
+    let new = SessionId::generate();
+    let new = store
+        .regenerate(&old, &new, &patch(&[("b", "20")], &["a"], in_a_minute()))
+        .await
+        .expect("regenerate")
+        .unwrap_or(new);
+    let record = load_all(store, &new)
+        .await
+        .expect("the new ID loads the record");
+    assert_eq!(field(&record, "a"), None, "regenerate applies removals");
+    assert_eq!(
+        field(&record, "b"),
+        Some("20"),
+        "regenerate applies the patch"
+    );
+    assert_ne!(new, old, "regenerate gives the session a new ID");
+    if old_must_die {
+        assert!(
+            load_all(store, &old).await.is_none(),
+            "the old ID is dead after regenerate"
+        );
+    }
+}
+
+/// Regenerate fails with `NotFound` for a missing record and `Collision` for a taken ID.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::regenerate_refuses_missing_and_taken_ids(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn regenerate_refuses_missing_and_taken_ids<S: SessionStore>(store: &S) {
+    let missing = SessionId::generate();
+    let result = store
+        .regenerate(
+            &missing,
+            &SessionId::generate(),
+            &patch(&[("a", "1")], &[], in_a_minute()),
+        )
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::NotFound)),
+        "regenerate of a missing session must fail with NotFound, got {result:?}"
+    );
+    let a = created(store, &[("who", "a")], in_a_minute()).await;
+    let b = created(store, &[("who", "b")], in_a_minute()).await;
+    let result = store
+        .regenerate(&a, &b, &patch(&[], &[], in_a_minute()))
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::Collision)),
+        "regenerate onto a live ID must fail with Collision, got {result:?}"
+    );
+    let record_a = load_all(store, &a).await.expect("a is untouched");
+    let record_b = load_all(store, &b).await.expect("b is untouched");
+    assert_eq!(field(&record_a, "who"), Some("a"));
+    assert_eq!(field(&record_b, "who"), Some("b"));
+}
+
+/// Delete removes the record; deleting again is fine.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::delete_removes_the_record(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn delete_removes_the_record<S: SessionStore>(store: &S) {
+    let id = created(store, &[("a", "1")], in_a_minute()).await;
+    store.delete(&id).await.expect("delete");
+    assert!(
+        load_all(store, &id).await.is_none(),
+        "a deleted session must not load"
+    );
+    store
+        .delete(&id)
+        .await
+        .expect("deleting a missing session is not an error");
+}
+
+/// A save or touch after delete fails with `NotFound` and does not bring the record back.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::no_resurrection_after_delete(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn no_resurrection_after_delete<S: SessionStore>(store: &S) {
+    let id = created(store, &[("a", "1")], in_a_minute()).await;
+    store.delete(&id).await.expect("delete");
+    let saved = store
+        .save(&id, &patch(&[("b", "2")], &[], in_a_minute()))
+        .await;
+    assert!(
+        matches!(saved, Err(StoreError::NotFound)),
+        "a save after delete must fail with NotFound, got {saved:?}"
+    );
+    let touched = store.touch(&id, in_a_minute()).await;
+    assert!(
+        matches!(touched, Err(StoreError::NotFound)),
+        "a touch after delete must fail with NotFound, got {touched:?}"
+    );
+    assert!(
+        load_all(store, &id).await.is_none(),
+        "a late write must not resurrect a deleted session"
+    );
+}
+
+/// A save after expiry fails with `NotFound` and does not bring the record back.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::no_resurrection_after_expiry(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn no_resurrection_after_expiry<S: SessionStore>(store: &S) {
+    let id = created(
+        store,
+        &[("a", "1")],
+        SystemTime::now() + Duration::from_millis(200),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let saved = store
+        .save(&id, &patch(&[("b", "2")], &[], in_a_minute()))
+        .await;
+    assert!(
+        matches!(saved, Err(StoreError::NotFound)),
+        "a save after expiry must fail with NotFound, got {saved:?}"
+    );
+    assert!(
+        load_all(store, &id).await.is_none(),
+        "a late write must not resurrect an expired session"
+    );
+}
+
+/// A write whose expiry has already passed ends the record at once: a create, save or touch
+/// with such an expiry leaves nothing to load, not even for a moment.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::writes_with_a_past_expiry_end_the_record(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn writes_with_a_past_expiry_end_the_record<S: SessionStore>(store: &S) {
+    let past = || SystemTime::now() - Duration::from_secs(1);
+    let id = created(store, &[("a", "1")], past()).await;
+    assert!(
+        load_all(store, &id).await.is_none(),
+        "a record created already expired must not load"
+    );
+    let id = created(store, &[("a", "1")], in_a_minute()).await;
+    let replaced = store
+        .save(&id, &patch(&[("b", "2")], &[], past()))
+        .await
+        .expect("save a live record");
+    let id = replaced.unwrap_or(id);
+    assert!(
+        load_all(store, &id).await.is_none(),
+        "a record saved with an expiry in the past must not load"
+    );
+    let id = created(store, &[("a", "1")], in_a_minute()).await;
+    let replaced = store.touch(&id, past()).await.expect("touch a live record");
+    let id = replaced.unwrap_or(id);
+    assert!(
+        load_all(store, &id).await.is_none(),
+        "a record touched with an expiry in the past must not load"
+    );
+}
+
+/// 50 concurrent patches, each to a different field of one session, all survive.
+///
+/// ```
+/// use std::sync::Arc;
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::concurrent_patches_to_different_fields_survive(Arc::new(MemoryStore::new())).await;
+/// # });
+/// ```
+pub async fn concurrent_patches_to_different_fields_survive<S: SessionStore>(store: Arc<S>) {
+    let id = created(&*store, &[("start", "1")], in_a_minute()).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let (store, id) = (Arc::clone(&store), id.clone());
+            tokio::spawn(async move {
+                let key = format!("field{n}");
+                let value = n.to_string();
+                store
+                    .save(&id, &patch(&[(&key, &value)], &[], in_a_minute()))
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .expect("writer task")
+            .expect("a concurrent save succeeds");
+    }
+    let record = load_all(&*store, &id).await.expect("still there");
+    for n in 0..50 {
+        assert_eq!(
+            field(&record, &format!("field{n}")),
+            Some(n.to_string().as_str()),
+            "concurrent patches to different fields must all survive (field{n} lost)"
+        );
+    }
+    assert_eq!(field(&record, "start"), Some("1"));
+}
