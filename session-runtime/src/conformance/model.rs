@@ -1,8 +1,9 @@
 //! Random operations checked against a model of the store contract.
 
-use std::time::{Duration, SystemTime};
-
-use std::borrow::Cow;
+use std::{
+    borrow::Cow,
+    time::{Duration, SystemTime},
+};
 
 use bytes::Bytes;
 
