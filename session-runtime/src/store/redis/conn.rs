@@ -2,8 +2,6 @@
 //! the master that Sentinels name; the timeouts; TLS set-up; and how a Redis error becomes a
 //! store error.
 
-use std::time::Duration;
-
 use redis::{
     aio::{ConnectionLike, ConnectionManager},
     cluster_async::ClusterConnection,
@@ -50,11 +48,6 @@ impl ConnectionLike for Conn {
         }
     }
 }
-
-/// How long a store call waits for Redis before failing.
-pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long connecting waits before failing.
-pub(super) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A Redis error as a store error: `WRONGTYPE` (the session's key holds something other
 /// than a hash) is unreadable data, anything else a backend failure.

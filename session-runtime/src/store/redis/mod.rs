@@ -26,9 +26,7 @@ use redis::{
 };
 
 use self::{
-    conn::{
-        backend, connection_infos, is_tls, tls_ready, Conn, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT,
-    },
+    conn::{backend, connection_infos, is_tls, tls_ready, Conn},
     hash::HashLayout,
     layout::{outcome, Command, Layout, Write},
     log::LogLayout,
@@ -36,6 +34,11 @@ use self::{
 };
 use super::{FieldKey, FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
 use crate::{chain::Chain, SessionId};
+
+/// How long a store call waits for Redis before failing.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long connecting waits before failing.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Sessions in Redis: one hash per session (`<prefix>{<id>}`), one hash field per session
 /// field. Behind the `redis` cargo feature.

@@ -12,7 +12,7 @@ use redis::{
     RedisResult, ServerErrorKind, Value,
 };
 
-use super::conn::{CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
+use super::{CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
 
 /// The master's connection, asked of the Sentinels again after a failure that says the
 /// connection is gone or no longer leads to the master: closed, refused, timed out, or a
