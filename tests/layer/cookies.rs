@@ -1,0 +1,360 @@
+//! The session cookie: signed IDs, rotation, bad and hostile cookies, and cookie settings.
+
+use super::*;
+
+#[tokio::test]
+async fn a_tampered_cookie_starts_a_fresh_session_under_a_new_id() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    let id = id_of(&cookie);
+    let (value, tag) = cookie.split_once('=').unwrap().1.rsplit_once('.').unwrap();
+    let mut forged_id = value.to_owned();
+    forged_id.replace_range(0..1, if value.starts_with('A') { "B" } else { "A" });
+    for bad in [
+        format!("id={forged_id}.{tag}"),
+        format!("id={value}.{}", &tag[1..]),
+        format!("id={value}"),
+        format!("id={}", "A".repeat(10_000)),
+        "id=".to_owned(),
+        "id=..;;==".to_owned(),
+        "id=\"quoted.value\"".to_owned(),
+        format!("id=client-chosen.{tag}"),
+    ] {
+        let response = send(&app, request("POST", "/add", Some(&bad), "x")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{bad}");
+        let new = id_of(&cookie_pair(&response));
+        assert_ne!(new, id);
+        assert_ne!(new.as_str(), forged_id);
+        assert_eq!(text(response).await, "1", "a fresh session: {bad}");
+    }
+    // The original session is untouched.
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, r#"["apple"]|"#);
+}
+
+#[tokio::test]
+async fn non_utf8_cookie_headers_do_not_panic() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let req = Request::builder()
+        .method("POST")
+        .uri("/add")
+        .header(
+            header::COOKIE,
+            axum::http::HeaderValue::from_bytes(b"id=\xff\xfe").unwrap(),
+        )
+        .body(Body::from("x"))
+        .unwrap();
+    let response = send(&app, req).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, "1");
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_read_beside_other_cookies_with_non_ascii_bytes() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    // Browsers send other sites' cookies as they were set, UTF-8 included; such a header is
+    // not valid `HeaderValue` text, and the session cookie in it must still count.
+    for header in [
+        format!("pref=caf\u{e9}; {cookie}"),
+        format!("{cookie}; pref=caf\u{e9}"),
+        format!("a=1;b=\u{2603};\t{cookie} ; c"),
+    ] {
+        let req = Request::builder()
+            .uri("/show")
+            .header(
+                header::COOKIE,
+                axum::http::HeaderValue::from_bytes(header.as_bytes()).unwrap(),
+            )
+            .body(Body::empty())
+            .unwrap();
+        let response = send(&app, req).await;
+        assert_eq!(response.status(), StatusCode::OK, "{header}");
+        assert_eq!(
+            text(response).await,
+            r#"["apple"]|"#,
+            "the existing session was found in {header:?}"
+        );
+    }
+}
+
+/// HTTP/2 clients send each cookie in its own `Cookie` header; and a browser may hold two
+/// cookies of the same name (another path, an old deploy), of which only one verifies.
+#[tokio::test]
+async fn the_session_cookie_is_found_across_cookie_headers_and_beside_a_stale_namesake() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    let stale = started(&self::app(&store, &Key::generate())).await;
+    for headers in [
+        vec!["a=1".to_owned(), cookie.clone(), "b=2".to_owned()],
+        vec![stale.clone(), cookie.clone()],
+        vec![format!("{stale}; {cookie}")],
+        vec![format!("{cookie}; {stale}")],
+    ] {
+        let mut req = Request::builder().uri("/show");
+        for value in &headers {
+            req = req.header(header::COOKIE, value);
+        }
+        let response = send(&app, req.body(Body::empty()).unwrap()).await;
+        assert!(set_cookies(&response).is_empty(), "{headers:?}");
+        assert_eq!(text(response).await, r#"["apple"]|"#, "{headers:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_signed_id_unknown_to_the_store_is_not_adopted() {
+    let store = store();
+    let key = Key::generate();
+    let app = app(&store, &key);
+    let cookie = started(&app).await;
+    let id = id_of(&cookie);
+    store.inner().delete(&id).await.unwrap();
+    let response = send(&app, request("POST", "/add", Some(&cookie), "x")).await;
+    let new = id_of(&cookie_pair(&response));
+    assert_ne!(new, id, "the old (signed) ID is not reused");
+    assert!(store
+        .inner()
+        .load(&id, LoadKeys::All)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(text(response).await, "1");
+}
+
+#[tokio::test]
+async fn a_cookie_signed_by_a_previous_key_is_accepted_and_re_signed() {
+    let store = store();
+    let old = Key::generate();
+    let cookie = started(&app(&store, &old)).await;
+    let id = id_of(&cookie);
+
+    let new = Key::generate();
+    let rotated = app_with(SessionLayer::new(store.clone(), new.clone()).with_previous_keys([old]));
+    store.take_calls();
+    let response = send(&rotated, request("GET", "/show", Some(&cookie), "")).await;
+    let resigned = cookie_pair(&response);
+    assert_eq!(text(response).await, r#"["apple"]|"#);
+    assert_eq!(id_of(&resigned), id, "same session");
+    assert_ne!(resigned, cookie, "new signature");
+    assert!(
+        writes(&store.take_calls()).is_empty(),
+        "re-signing writes nothing"
+    );
+
+    // The re-signed cookie verifies under the new key alone.
+    let only_new = app_with(SessionLayer::new(store.clone(), new));
+    let response = send(&only_new, request("GET", "/show", Some(&resigned), "")).await;
+    assert!(set_cookies(&response).is_empty());
+    assert_eq!(text(response).await, r#"["apple"]|"#);
+    // And the old cookie does not.
+    let response = send(&only_new, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "[]|");
+}
+
+#[tokio::test]
+async fn cookie_settings_are_applied() {
+    let store = store();
+    let app = app_with(
+        SessionLayer::new(store.clone(), Key::generate())
+            .with_cookie_name("sid")
+            .unwrap()
+            .with_insecure_cookie_over_http()
+            .with_cookie_readable_by_scripts()
+            .with_same_site(SameSite::Strict),
+    );
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let cookie = &set_cookies(&response)[0];
+    assert!(cookie.starts_with("sid="));
+    assert!(attribute(cookie, "Secure").is_none());
+    assert!(attribute(cookie, "HttpOnly").is_none());
+    assert_eq!(attribute(cookie, "SameSite"), Some("Strict"));
+    let pair = cookie_pair(&response);
+    // Only the configured name is read.
+    let response = send(&app, request("GET", "/show", Some(&pair), "")).await;
+    assert_eq!(text(response).await, r#"["a"]|"#);
+    let other = pair.replacen("sid=", "id=", 1);
+    let response = send(&app, request("GET", "/show", Some(&other), "")).await;
+    assert_eq!(text(response).await, "[]|");
+}
+
+/// An embedded app's cookie: `SameSite=None; Partitioned` on every cookie the layer sends,
+/// the removal cookie included (a partitioned cookie is only removed by a partitioned one).
+#[tokio::test]
+async fn a_partitioned_cookie_carries_the_attribute_on_every_set_cookie() {
+    let store = store();
+    let embedded = app_with(
+        SessionLayer::new(store.clone(), Key::generate())
+            .with_same_site(SameSite::None)
+            .with_partitioned_cookie(),
+    );
+    let response = send(&embedded, request("POST", "/add", None, "a")).await;
+    let created = set_cookies(&response);
+    let pair = cookie_pair(&response);
+    let response = send(&embedded, request("POST", "/login", Some(&pair), "")).await;
+    let regenerated = set_cookies(&response);
+    let pair = cookie_pair(&response);
+    let response = send(&embedded, request("POST", "/logout", Some(&pair), "")).await;
+    let removed = set_cookies(&response);
+    assert_eq!(attribute(&removed[0], "Max-Age"), Some("0"), "{removed:?}");
+    for cookie in [&created[0], &regenerated[0], &removed[0]] {
+        assert_eq!(attribute(cookie, "Partitioned"), Some(""), "{cookie}");
+        assert_eq!(attribute(cookie, "SameSite"), Some("None"), "{cookie}");
+        assert!(attribute(cookie, "Secure").is_some(), "{cookie}");
+    }
+    // Without the setting, no attribute.
+    let plain = app(&store, &Key::generate());
+    let response = send(&plain, request("POST", "/add", None, "a")).await;
+    assert!(attribute(&set_cookies(&response)[0], "Partitioned").is_none());
+}
+
+#[test]
+fn invalid_cookie_settings_are_errors() {
+    let layer = || SessionLayer::new(MemoryStore::new(), Key::generate());
+    assert!(layer().with_cookie_name("").is_err());
+    assert!(layer().with_cookie_name("a;b").is_err());
+    assert!(layer().with_cookie_name("a b").is_err());
+    let err = layer().with_cookie_path("no-slash").unwrap_err();
+    assert!(err.to_string().contains("must start with `/`"));
+    assert!(layer().with_cookie_path("/a;b").is_err());
+    assert!(layer().with_cookie_domain("").is_err());
+    assert!(layer().with_cookie_domain("a b").is_err());
+}
+
+/// Cookies that browsers refuse would make every request start a new session, silently:
+/// the layer refuses them when it is applied, naming the setting to change.
+#[test]
+fn cookie_settings_browsers_refuse_are_refused_when_the_layer_is_applied() {
+    let layer = || SessionLayer::new(MemoryStore::new(), Key::generate());
+    let refusal = |layer: SessionLayer<MemoryStore>| {
+        let applied =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || routes().layer(layer)));
+        let payload = applied.err()?;
+        Some(
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .expect("a message"),
+        )
+    };
+    let refused = [
+        (
+            layer()
+                .with_same_site(SameSite::None)
+                .with_insecure_cookie_over_http(),
+            "`SameSite=None` must be `Secure`",
+        ),
+        (
+            layer()
+                .with_cookie_name("__Host-id")
+                .unwrap()
+                .with_insecure_cookie_over_http(),
+            "`__Host-` prefix",
+        ),
+        (
+            layer()
+                .with_cookie_name("__Host-id")
+                .unwrap()
+                .with_cookie_path("/app")
+                .unwrap(),
+            "on path `/`",
+        ),
+        (
+            layer()
+                .with_cookie_name("__host-id")
+                .unwrap()
+                .with_cookie_domain("example.com")
+                .unwrap(),
+            "without a domain",
+        ),
+        (
+            layer()
+                .with_cookie_name("__Secure-id")
+                .unwrap()
+                .with_insecure_cookie_over_http(),
+            "`__Secure-` prefix",
+        ),
+        (
+            layer()
+                .with_partitioned_cookie()
+                .with_insecure_cookie_over_http(),
+            "`Partitioned` cookie must be `Secure`",
+        ),
+    ];
+    for (layer, expected) in refused {
+        let message = refusal(layer).expect("refused");
+        assert!(message.contains(expected), "{message}");
+    }
+    let accepted = [
+        layer().with_same_site(SameSite::None),
+        layer().with_cookie_name("__Host-id").unwrap(),
+        layer()
+            .with_cookie_name("__Secure-id")
+            .unwrap()
+            .with_cookie_domain("example.com")
+            .unwrap(),
+        layer()
+            .with_cookie_name("Host-id")
+            .unwrap()
+            .with_insecure_cookie_over_http(),
+    ];
+    for layer in accepted {
+        assert_eq!(refusal(layer), None);
+    }
+}
+
+#[test]
+fn keys_are_redacted_in_debug() {
+    let key = Key::from_bytes(b"0123456789abcdef0123456789abcdef-secret").unwrap();
+    let layer = SessionLayer::new(MemoryStore::new(), key.clone()).with_previous_keys([key]);
+    let debug = format!("{layer:?}");
+    assert!(
+        !debug.contains("secret") && !debug.contains("0123"),
+        "{debug}"
+    );
+    assert!(debug.contains("REDACTED"));
+}
+
+#[tokio::test]
+async fn a_bad_cookie_logs_a_warning_without_its_value() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let store = store();
+    // Well-formed, but signed by another key.
+    let forged = started(&app(&store, &Key::generate())).await;
+    let app = app(&store, &Key::generate());
+    send(&app, request("GET", "/show", Some(&forged), "")).await;
+    let logged = logs.text();
+    assert!(logged.contains("WARN"), "{logged}");
+    assert!(
+        logged.contains("failed verification") && logged.contains("bad signature"),
+        "{logged}"
+    );
+    let (id, tag) = forged.split_once('=').unwrap().1.rsplit_once('.').unwrap();
+    assert!(
+        !logged.contains(id) && !logged.contains(tag),
+        "the cookie is not logged: {logged}"
+    );
+}
+
+#[tokio::test]
+async fn a_write_re_sends_the_same_signed_cookie_with_a_fresh_max_age() {
+    let store = store();
+    let key = Key::generate();
+    let app = app(&store, &key);
+    let cookie = started(&app).await;
+    let response = send(&app, request("POST", "/add", Some(&cookie), "pear")).await;
+    let again = set_cookies(&response);
+    assert_eq!(again.len(), 1);
+    assert_eq!(cookie_pair(&response), cookie, "same ID, same tag");
+    assert!(attribute(&again[0], "Max-Age").is_some());
+    // And it still verifies on its own.
+    let response = send(
+        &app,
+        request("GET", "/show", Some(&cookie_pair(&response)), ""),
+    )
+    .await;
+    assert_eq!(text(response).await, r#"["apple", "pear"]|"#);
+}

@@ -1,0 +1,174 @@
+//! Store failures, sessions that vanish during a request, and misuse.
+
+use super::*;
+
+#[derive(SessionData, Debug)]
+struct Unencodable {
+    pairs: HashMap<(u8, u8), u8>,
+}
+
+async fn is_gone(store: &Store, id: &SessionId) -> bool {
+    store
+        .inner()
+        .load(id, LoadKeys::All)
+        .await
+        .unwrap()
+        .is_none()
+}
+
+/// A route whose handler first deletes the session `id` from the store (another request
+/// logging out while this one runs), then goes on with `then`.
+fn after_a_concurrent_logout(
+    store: &Store,
+    id: &SessionId,
+    then: fn(TypedSession<Cart>) -> String,
+) -> axum::routing::MethodRouter {
+    let (store, id) = (store.clone(), id.clone());
+    axum::routing::any(move |cart: TypedSession<Cart>| {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            store.inner().delete(&id).await.unwrap();
+            then(cart)
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_store_failure_on_load_is_a_503_and_on_save_too() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    store.set_failing(true);
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // A new session fails at its first save.
+    let response = send(&app, request("POST", "/add", None, "x")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(set_cookies(&response).is_empty());
+    assert!(store.failures() >= 2);
+    store.set_failing(false);
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, r#"["apple"]|"#, "nothing was lost");
+}
+
+/// A page that can do without the session takes `Result<TypedSession<_>, SessionError>`
+/// (axum's extractor for a fallible one) and still answers while the store is down.
+#[tokio::test]
+async fn a_handler_that_can_do_without_the_session_answers_while_the_store_is_down() {
+    async fn home(cart: Result<TypedSession<Cart>, SessionError>) -> String {
+        match cart {
+            Ok(cart) => format!("{} items", cart.items().len()),
+            Err(err) => format!("cart unavailable ({})", err.status().as_u16()),
+        }
+    }
+    let store = store();
+    let app = routes()
+        .route("/home", get(home))
+        .layer(SessionLayer::new(store.clone(), Key::generate()));
+    let cookie = started(&app).await;
+    let response = send(&app, request("GET", "/home", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "1 items");
+
+    store.set_failing(true);
+    let response = send(&app, request("GET", "/home", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        set_cookies(&response).is_empty(),
+        "nothing to save, no cookie"
+    );
+    assert_eq!(text(response).await, "cart unavailable (503)");
+    // Pages that need the session still say the store is down.
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    store.set_failing(false);
+    let response = send(&app, request("GET", "/home", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "1 items", "nothing was lost");
+}
+
+#[tokio::test]
+async fn a_session_deleted_during_the_request_is_not_resurrected() {
+    let (store, key, cookie) = started_in_a_new_store().await;
+    let id = id_of(&cookie);
+    let racing = Router::new()
+        .route(
+            "/race",
+            after_a_concurrent_logout(&store, &id, |mut cart| {
+                cart.items_mut().push("late".into());
+                "done".into()
+            }),
+        )
+        .layer(SessionLayer::new(store.clone(), key));
+    let response = send(&racing, request("POST", "/race", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(is_gone(&store, &id).await);
+}
+
+/// A read-only request that is due to refresh the expiry, while another request (a logout
+/// in another tab) deletes the session: it changed nothing, so it answers normally, brings
+/// nothing back and sends no cookie (a removal cookie could arrive after, and so remove,
+/// the cookie of a session the other tab started since).
+#[tokio::test]
+async fn a_read_whose_session_is_deleted_meanwhile_still_answers_and_resurrects_nothing() {
+    let (store, key, cookie) = started_in_a_new_store().await;
+    let id = id_of(&cookie);
+    let racing = Router::new()
+        .route(
+            "/peek",
+            after_a_concurrent_logout(&store, &id, |cart| format!("{:?}", cart.items())),
+        )
+        .layer(SessionLayer::new(store.clone(), key).with_ttl_refresh_interval(Duration::ZERO));
+    store.take_calls();
+    let response = send(&racing, request("GET", "/peek", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(set_cookies(&response).is_empty());
+    assert_eq!(text(response).await, r#"["apple"]"#);
+    assert_eq!(
+        writes(&store.take_calls()),
+        [&Call::Touch],
+        "the refresh was due"
+    );
+    assert!(is_gone(&store, &id).await);
+}
+
+#[tokio::test]
+async fn a_field_that_cannot_be_encoded_is_a_500_not_a_silent_loss() {
+    let store = store();
+    let app = Router::new()
+        .route(
+            "/bad",
+            post(|mut s: TypedSession<Unencodable>| async move {
+                s.pairs_mut().insert((1, 2), 3);
+                "handler ran"
+            }),
+        )
+        .layer(SessionLayer::new(store.clone(), Key::generate()));
+    let response = send(&app, request("POST", "/bad", None, "")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(set_cookies(&response).is_empty());
+    assert!(store.inner().is_empty(), "no partial record");
+}
+
+#[tokio::test]
+async fn using_the_extractor_without_the_layer_is_a_500() {
+    let app = Router::new().route("/show", get(show));
+    let response = send(&app, request("GET", "/show", None, "")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn a_store_failure_is_logged_with_its_cause() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    store.set_failing(true);
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let logged = logs.text();
+    assert!(logged.contains("ERROR"), "{logged}");
+    assert!(
+        logged.contains("store switched off by the test"),
+        "{logged}"
+    );
+}
