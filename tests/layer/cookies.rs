@@ -116,12 +116,7 @@ async fn a_signed_id_unknown_to_the_store_is_not_adopted() {
     let response = send(&app, request("POST", "/add", Some(&cookie), "x")).await;
     let new = id_of(&cookie_pair(&response));
     assert_ne!(new, id, "the old (signed) ID is not reused");
-    assert!(store
-        .inner()
-        .load(&id, LoadKeys::All)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(is_gone(&store, &id).await);
     assert_eq!(text(response).await, "1");
 }
 

@@ -46,12 +46,7 @@ async fn migrations_run_at_load_and_the_next_save_persists_them() {
     let patch = the_one_save(&calls);
     assert_eq!(keys_set(patch), ["__v.Account", "display_name"]);
     assert_eq!(patch.remove, ["name"]);
-    let record = store
-        .inner()
-        .load(&id, LoadKeys::All)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = stored(&store, &id).await.unwrap();
     assert_eq!(&record.fields["display_name"][..], br#""Ada""#);
     assert_eq!(&record.fields["prefs.lang"][..], br#""fr""#);
     assert!(!record.fields.contains_key("name"));
@@ -86,12 +81,7 @@ async fn strict_decoding_rejects_garbage_with_a_500_and_lenient_survives_it() {
     let response = send(&strict, request("GET", "/show", Some(&cookie), "")).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     // Garbage in the store is never overwritten by a read.
-    let record = store
-        .inner()
-        .load(&id, LoadKeys::All)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = stored(&store, &id).await.unwrap();
     assert_eq!(&record.fields["items"][..], b"{not json");
 }
 

@@ -26,17 +26,8 @@ async fn a_per_session_expiry_override_is_stored_and_makes_the_cookie_persistent
         .unwrap();
     assert!((2_591_990..=2_592_000).contains(&max_age), "{max_age}");
     let id = id_of(&cookie);
-    let record = store
-        .inner()
-        .load(&id, LoadKeys::All)
-        .await
-        .unwrap()
-        .unwrap();
-    let ttl = record
-        .expires_at
-        .unwrap()
-        .duration_since(SystemTime::now())
-        .unwrap();
+    let record = stored(&store, &id).await.unwrap();
+    let ttl = remaining(&record);
     assert!(ttl > Duration::from_secs(29 * 24 * 3600));
 
     // A later write keeps the override.
@@ -80,12 +71,7 @@ async fn session_only_cookies_have_no_max_age() {
     assert!(attribute(cookie, "Max-Age").is_none() && attribute(cookie, "Expires").is_none());
     // The server still expires it.
     let id = id_of(&cookie_pair(&response));
-    let record = store
-        .inner()
-        .load(&id, LoadKeys::All)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = stored(&store, &id).await.unwrap();
     assert!(record.expires_at.is_some());
 }
 
@@ -102,17 +88,8 @@ async fn cookie_max_age_and_store_ttl_agree() {
         .parse()
         .unwrap();
     let id = id_of(&cookie_pair(&response));
-    let record = store
-        .inner()
-        .load(&id, LoadKeys::All)
-        .await
-        .unwrap()
-        .unwrap();
-    let ttl = record
-        .expires_at
-        .unwrap()
-        .duration_since(SystemTime::now())
-        .unwrap();
+    let record = stored(&store, &id).await.unwrap();
+    let ttl = remaining(&record);
     assert!(max_age.abs_diff(ttl.as_secs()) <= 1, "{max_age} vs {ttl:?}");
 }
 
@@ -178,12 +155,7 @@ async fn the_absolute_deadline_survives_a_new_layer_instance() {
     tokio::time::sleep(Duration::from_millis(350)).await;
     let response = send(&make(), request("GET", "/show", Some(&cookie), "")).await;
     assert_eq!(text(response).await, "[]|");
-    assert!(store
-        .inner()
-        .load(&id_of(&cookie), LoadKeys::All)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(is_gone(&store, &id_of(&cookie)).await);
 }
 
 #[tokio::test]
@@ -276,12 +248,7 @@ async fn timeouts_too_long_to_represent_are_capped_at_400_days_never_a_panic() {
         );
         // The store keeps the session exactly as long as the cookie lives.
         let cookie = cookie_pair(&response);
-        let record = store
-            .inner()
-            .load(&id_of(&cookie), LoadKeys::All)
-            .await
-            .unwrap()
-            .expect("stored");
+        let record = stored(&store, &id_of(&cookie)).await.expect("stored");
         let lifetime = record
             .expires_at
             .unwrap()

@@ -7,15 +7,6 @@ struct Unencodable {
     pairs: HashMap<(u8, u8), u8>,
 }
 
-async fn is_gone(store: &Store, id: &SessionId) -> bool {
-    store
-        .inner()
-        .load(id, LoadKeys::All)
-        .await
-        .unwrap()
-        .is_none()
-}
-
 /// A route whose handler first deletes the session `id` from the store (another request
 /// logging out while this one runs), then goes on with `then`.
 fn after_a_concurrent_logout(

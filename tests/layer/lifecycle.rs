@@ -25,12 +25,7 @@ async fn regenerate_moves_the_data_to_a_new_id_and_kills_the_old_one() {
     assert_eq!(text(response).await, r#"["apple"]|"#);
     let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
     assert_eq!(text(response).await, "[]|", "the old ID is dead");
-    assert!(store
-        .inner()
-        .load(&id_of(&cookie), LoadKeys::All)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(is_gone(&store, &id_of(&cookie)).await);
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ use axum::{
 };
 
 use session_runtime::{
-    store::{LoadKeys, Patch},
+    store::{LoadKeys, Patch, Record},
     DecodePolicy, Key, MemoryStore, MigrationError, RawFields, SameSite, SessionData, SessionError,
     SessionId, SessionLayer, SessionStore, TypedSession,
 };
@@ -203,4 +203,23 @@ fn migrate_account(from: u32, fields: &mut RawFields) -> Result<(), MigrationErr
 
 async fn account(account: TypedSession<Account>) -> String {
     account.display_name().clone()
+}
+
+/// The whole record of session `id` as the store behind the recording holds it.
+async fn stored(store: &Store, id: &SessionId) -> Option<Record> {
+    store.inner().load(id, LoadKeys::All).await.unwrap()
+}
+
+/// Whether the store no longer has session `id`.
+async fn is_gone(store: &Store, id: &SessionId) -> bool {
+    stored(store, id).await.is_none()
+}
+
+/// How long until `record` expires.
+fn remaining(record: &Record) -> Duration {
+    record
+        .expires_at
+        .expect("stores report the expiry")
+        .duration_since(SystemTime::now())
+        .expect("the record has not expired")
 }

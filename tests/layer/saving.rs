@@ -137,12 +137,7 @@ async fn an_early_save_persists_before_the_handler_returns() {
                     cart.set_theme("saved-early".into());
                     cart.save().await.unwrap();
                     let id = cart.id().expect("a saved session has an ID");
-                    let record = observer
-                        .inner()
-                        .load(&id, LoadKeys::All)
-                        .await
-                        .unwrap()
-                        .unwrap();
+                    let record = stored(&observer, &id).await.unwrap();
                     cart.items_mut().push("after".into());
                     String::from_utf8(record.fields["th"].to_vec()).unwrap()
                 }

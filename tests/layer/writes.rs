@@ -138,12 +138,7 @@ async fn the_first_write_creates_the_session_with_a_secure_signed_cookie() {
 
     let id = id_of(&cookie_pair(&response));
     assert_eq!(id.as_str().len(), 22, "128-bit random ID");
-    let record = store
-        .inner()
-        .load(&id, LoadKeys::All)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = stored(&store, &id).await.unwrap();
     assert_eq!(&record.fields["items"][..], br#"["apple"]"#);
 }
 
