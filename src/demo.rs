@@ -11,7 +11,7 @@ use axum::{
     Router,
 };
 use serde::{Deserialize, Serialize};
-use session_runtime::{SessionData, SessionLayer, SessionStore, TypedSession};
+use session_runtime::{SessionData, SessionLayer, TypedSession};
 use tracing_subscriber::EnvFilter;
 
 /// Counts the visitor's page views.
@@ -48,16 +48,14 @@ pub struct Cart {
 
 /// Serves the demo with `layer` on `DEMO_ADDR` (default `127.0.0.1:3000`) until Ctrl-C,
 /// logging through `tracing` (`RUST_LOG` sets the level, default `info`).
-pub async fn serve<S: SessionStore>(
-    layer: SessionLayer<S>,
-) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn serve(layer: SessionLayer) -> Result<(), Box<dyn std::error::Error>> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .try_init();
     // The demo serves plain HTTP on loopback; over HTTPS keep the default `Secure`.
-    let app = routes().layer(layer.with_insecure_cookie_over_http());
+    let app = routes().layer(layer.with_insecure_cookie_over_http()?);
     let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("demo listening on http://{}", listener.local_addr()?);
@@ -161,7 +159,7 @@ async fn login(mut auth: TypedSession<Auth>, Form(form): Form<LoginForm>) -> imp
     // A new session ID at login: an ID planted before login is worthless after it.
     auth.regenerate();
     if form.remember.is_some() {
-        auth.set_expiry(Some(Duration::from_secs(30 * 24 * 60 * 60)));
+        auth.set_idle_timeout(Some(Duration::from_secs(30 * 24 * 60 * 60)));
     }
     Redirect::to("/")
 }

@@ -52,7 +52,7 @@ fn app(store: CookieStore, key: &Key) -> Router {
     app_with(SessionLayer::new(store, key.clone()))
 }
 
-fn app_with(layer: SessionLayer<CookieStore>) -> Router {
+fn app_with(layer: SessionLayer) -> Router {
     Router::new()
         .route("/add", post(add))
         .route("/show", get(show))
@@ -304,7 +304,7 @@ async fn the_cookie_is_re_sent_only_on_change_or_refresh() {
     let key = Key::generate();
     let app = app_with(
         SessionLayer::new(CookieStore::new(&key), key.clone())
-            .with_ttl_refresh_interval(Duration::from_millis(200)),
+            .with_expiry_refresh_interval(Duration::from_millis(200)),
     );
     let response = send(&app, request("POST", "/add", None, "a")).await;
     let cookie = cookie_pair(&response);

@@ -7,7 +7,9 @@ use session_runtime::{Key, MemoryStore, SessionLayer};
 
 async fn serve() -> String {
     let app = session_suite::demo::routes().layer(
-        SessionLayer::new(MemoryStore::new(), Key::generate()).with_insecure_cookie_over_http(),
+        SessionLayer::new(MemoryStore::new(), Key::generate())
+            .with_insecure_cookie_over_http()
+            .unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -128,6 +130,7 @@ async fn the_demo_runs_on_redis_too() {
         let app = session_suite::demo::routes().layer(
             SessionLayer::new(store, Key::generate())
                 .with_insecure_cookie_over_http()
+                .unwrap()
                 .with_idle_timeout(Duration::from_secs(300)),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -150,7 +153,8 @@ async fn the_demo_runs_on_the_cookie_store_too() {
     let key = Key::generate();
     let app = session_suite::demo::routes().layer(
         SessionLayer::new(session_runtime::CookieStore::new(&key), key)
-            .with_insecure_cookie_over_http(),
+            .with_insecure_cookie_over_http()
+            .unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

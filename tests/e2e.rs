@@ -50,8 +50,9 @@ async fn serve(install: Install) -> String {
         .route("/login", post(login))
         .route("/logout", post(logout));
     // Plain HTTP on loopback: the client would not send a `Secure` cookie back.
-    let layer =
-        SessionLayer::new(MemoryStore::new(), Key::generate()).with_insecure_cookie_over_http();
+    let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+        .with_insecure_cookie_over_http()
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     match install {

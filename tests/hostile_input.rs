@@ -370,7 +370,7 @@ async fn garbage_from_the_store_never_panics_and_is_never_rewritten_by_a_read() 
         let bumped: u64 = text(response).await.parse().expect("a number");
         fell_back += usize::from(bumped == 1);
         // A stored expiry override under a second ends the session with the write, as
-        // `set_expiry` documents; the cookie says so.
+        // `set_idle_timeout` documents; the cookie says so.
         let stored_ttl = patch
             .set
             .iter()

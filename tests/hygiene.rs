@@ -73,11 +73,11 @@ pub mod shadowed {
 
 #[test]
 fn derives_and_works_under_shadowed_names() {
-    use session_runtime::{decode, DecodePolicy, SchemaFields, SessionData};
+    use session_runtime::{__private::SchemaFields, decode, DecodePolicy, SessionData};
     use shadowed::Hygienic;
 
     let mut fields = decode::decode::<Hygienic>(
-        &session_runtime::RawRecord::default(),
+        &session_runtime::__private::RawRecord::default(),
         DecodePolicy::Lenient,
     )
     .unwrap()

@@ -56,9 +56,9 @@ async fn run(
             "S" => notes.save().await.expect("an early save"),
             "R" => notes.regenerate(),
             "D" => notes.destroy(),
-            "E0" => notes.set_expiry(Some(Duration::ZERO)),
-            "E+" => notes.set_expiry(Some(Duration::from_secs(30 * 24 * 3600))),
-            "E-" => notes.set_expiry(None),
+            "E0" => notes.set_idle_timeout(Some(Duration::ZERO)),
+            "E+" => notes.set_idle_timeout(Some(Duration::from_secs(30 * 24 * 3600))),
+            "E-" => notes.set_idle_timeout(None),
             "-a" => drop(notes.take_a()),
             "-b" => drop(notes.take_b()),
             "-c" => drop(prefs.take_c()),
@@ -79,7 +79,7 @@ async fn peek(notes: TypedSession<Notes>, prefs: TypedSession<Prefs>) -> String 
     show(&(notes.a().clone(), notes.b().clone(), prefs.c().clone()))
 }
 
-fn app(layer: SessionLayer<impl session_runtime::SessionStore + Clone>) -> Router {
+fn app(layer: SessionLayer) -> Router {
     Router::new()
         .route("/run", post(run))
         .route("/peek", get(peek))

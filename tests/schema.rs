@@ -8,10 +8,11 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+// The decoding pipeline itself, which the layer drives: internals, reached as tests may.
+use session_runtime::__private::{RawRecord, SchemaFields};
 use session_runtime::{
     decode::{self, DecodeError, FieldWrite},
-    Codec, DecodePolicy, JsonCodec, MigrationError, RawFields, RawRecord, SchemaFields,
-    SessionData,
+    Codec, DecodePolicy, JsonCodec, MigrationError, RawFields, SessionData,
 };
 use session_suite::codec::{marked, Marked};
 
@@ -720,7 +721,7 @@ fn a_version_bump_with_a_hook_moves_stored_fields_to_a_new_codec() {
 #[test]
 fn the_derive_and_the_runtime_agree_on_reserved_keys() {
     use session_runtime::__private::{
-        CREATED_KEY, NAMESPACE_SEPARATOR, RESERVED_KEY_PREFIX, TTL_KEY, VERSION_KEY_PREFIX,
+        CREATED_KEY, IDLE_TIMEOUT_KEY, NAMESPACE_SEPARATOR, RESERVED_KEY_PREFIX, VERSION_KEY_PREFIX,
     };
 
     #[derive(SessionData)]
@@ -749,11 +750,11 @@ fn the_derive_and_the_runtime_agree_on_reserved_keys() {
         let field_key = !key.starts_with(RESERVED_KEY_PREFIX);
         assert!(
             field_key
-                || [CREATED_KEY, TTL_KEY].contains(key)
+                || [CREATED_KEY, IDLE_TIMEOUT_KEY].contains(key)
                 || key.starts_with(VERSION_KEY_PREFIX),
             "{key}"
         );
     }
     assert!(Tied::SCHEMA.load_keys().contains(&CREATED_KEY));
-    assert!(Tied::SCHEMA.load_keys().contains(&TTL_KEY));
+    assert!(Tied::SCHEMA.load_keys().contains(&IDLE_TIMEOUT_KEY));
 }

@@ -238,7 +238,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                     #namespace_tokens,
                     #version_key,
                     &[#(#field_infos),*],
-                    &[#(#load_keys,)* #version_key, #private::CREATED_KEY, #private::TTL_KEY],
+                    &[#(#load_keys,)* #version_key, #private::CREATED_KEY, #private::IDLE_TIMEOUT_KEY],
                 );
 
                 #migrate

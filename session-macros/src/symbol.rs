@@ -40,7 +40,7 @@ pub(crate) const RESERVED_METHODS: &[&str] = &[
     "regenerate",
     "destroy",
     "save",
-    "set_expiry",
+    "set_idle_timeout",
     "data",
     // Deref/DerefMut, through which the accessors are reached.
     "deref",

@@ -36,6 +36,9 @@ pub enum ConfigError {
     CookiePath(String),
     /// The cookie domain is empty or has `;`, spaces or control characters.
     CookieDomain(String),
+    /// Browsers would refuse the cookie these settings make, so no session would stick;
+    /// the message names the setting to change.
+    RefusedByBrowsers(String),
 }
 
 impl std::fmt::Display for ConfigError {
@@ -50,6 +53,9 @@ impl std::fmt::Display for ConfigError {
                 "invalid session cookie path {p:?}: it must start with `/` and have no `;`"
             ),
             Self::CookieDomain(d) => write!(f, "invalid session cookie domain {d:?}"),
+            Self::RefusedByBrowsers(why) => {
+                write!(f, "browsers would refuse the session cookie: {why}")
+            }
         }
     }
 }

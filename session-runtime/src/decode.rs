@@ -67,7 +67,7 @@ impl<T: SessionData> fmt::Debug for Decoded<T> {
 /// The version this schema last stored in `stored`, if any.
 ///
 /// ```
-/// use session_runtime::{decode, RawRecord, SessionData};
+/// use session_runtime::{__private::RawRecord, decode, SessionData};
 ///
 /// #[derive(SessionData)]
 /// #[session(version = 2, migrate = up)]
@@ -100,7 +100,7 @@ pub fn stored_version<T: SessionData>(stored: &RawRecord) -> Result<Option<u32>,
 /// schema's namespace (a migration will run), not just the schema's current keys.
 ///
 /// ```
-/// use session_runtime::{decode, RawRecord, SessionData};
+/// use session_runtime::{__private::RawRecord, decode, SessionData};
 ///
 /// #[derive(SessionData)]
 /// #[session(version = 2, migrate = up)]
@@ -124,7 +124,7 @@ pub fn needs_full_record<T: SessionData>(stored_version: Option<u32>) -> bool {
 /// must hold every key of the schema's namespace (see [`needs_full_record`]).
 ///
 /// ```
-/// use session_runtime::{decode, RawRecord, SessionData};
+/// use session_runtime::{__private::RawRecord, decode, SessionData};
 ///
 /// #[derive(SessionData)]
 /// #[session(version = 2, migrate = up)]
@@ -297,7 +297,7 @@ fn version_bytes(version: u32) -> Bytes {
 /// store does not have it yet. Unchanged fields are neither decoded, encoded nor written.
 ///
 /// ```
-/// use session_runtime::{decode, RawRecord, SessionData};
+/// use session_runtime::{__private::RawRecord, decode, SessionData};
 ///
 /// #[derive(SessionData)]
 /// #[session(version = 2, migrate = up)]
@@ -306,7 +306,7 @@ fn version_bytes(version: u32) -> Bytes {
 /// }
 /// # fn up(_: u32, _: &mut session_runtime::RawFields) -> Result<(), session_runtime::MigrationError> { Ok(()) }
 ///
-/// use session_runtime::{DecodePolicy, SchemaFields};
+/// use session_runtime::{DecodePolicy, __private::SchemaFields};
 ///
 /// let record: RawRecord = [("items", r#"["apple"]"#), ("__v.Cart", "2")].into_iter().collect();
 /// let mut decoded = decode::decode::<Cart>(&record, DecodePolicy::Lenient)?;

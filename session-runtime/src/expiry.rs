@@ -39,43 +39,47 @@ impl ExpiryConfig {
         }
     }
 
-    /// Whether a read-only request should push the expiry out: only once the new deadline
-    /// gains at least the refresh interval over the stored one. The interval is at most a
+    /// Whether a read-only request should push the expiry out from `current` to `next`: only
+    /// once `next` gains at least the refresh interval over the stored one. The interval is at most a
     /// quarter of the session's idle timeout, so a read always leaves the session at least
     /// three quarters of it to live, however short it is.
     pub(crate) fn refresh_due(
         &self,
         current: Option<SystemTime>,
-        deadline: SystemTime,
-        ttl: Option<Duration>,
+        next: SystemTime,
+        idle_timeout: Option<Duration>,
     ) -> bool {
-        let idle = ttl.unwrap_or(self.idle_timeout).min(LONGEST_LIFETIME);
+        let idle = idle_timeout
+            .unwrap_or(self.idle_timeout)
+            .min(LONGEST_LIFETIME);
         let interval = self.refresh_interval.min(idle / 4);
         current.is_some_and(|current| {
-            deadline
-                .duration_since(current)
+            next.duration_since(current)
                 .is_ok_and(|gain| gain >= interval)
         })
     }
 
-    /// When a session written now expires, and the cookie's Max-Age for it (`None` for a
-    /// session-only cookie).
-    pub(crate) fn deadline(
+    /// When a session written now expires (given its own idle timeout, if it has one), and
+    /// the cookie's Max-Age for it (`None` for a session-only cookie).
+    pub(crate) fn expires_at(
         &self,
         created: Option<SystemTime>,
-        ttl: Option<Duration>,
+        idle_timeout: Option<Duration>,
         now: SystemTime,
     ) -> (SystemTime, Option<Duration>) {
-        let mut deadline = now + ttl.unwrap_or(self.idle_timeout).min(LONGEST_LIFETIME);
+        let mut expires_at = now
+            + idle_timeout
+                .unwrap_or(self.idle_timeout)
+                .min(LONGEST_LIFETIME);
         // A limit too far out to represent is no limit.
         if let Some(end) = self
             .absolute_timeout
             .and_then(|limit| created.unwrap_or(now).checked_add(limit))
         {
-            deadline = deadline.min(end);
+            expires_at = expires_at.min(end);
         }
-        let persistent = self.persistent_cookie || ttl.is_some();
-        let max_age = persistent.then(|| deadline.duration_since(now).unwrap_or_default());
-        (deadline, max_age)
+        let persistent = self.persistent_cookie || idle_timeout.is_some();
+        let max_age = persistent.then(|| expires_at.duration_since(now).unwrap_or_default());
+        (expires_at, max_age)
     }
 }

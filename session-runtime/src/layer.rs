@@ -2,9 +2,9 @@
 //! after the handler.
 
 use std::{
+    borrow::Borrow,
     fmt,
     future::Future,
-    marker::PhantomData,
     pin::Pin,
     sync::Arc,
     task::{ready, Context, Poll},
@@ -23,7 +23,7 @@ use tower_service::Service;
 use crate::{
     config::{Config, ConfigError},
     session::{RequestSession, Shared},
-    session_cookie::{valid_attribute_value, valid_cookie_name, SameSite},
+    session_cookie::{valid_attribute_value, valid_cookie_name, CookieConfig, SameSite},
     store::SessionStore,
     DecodePolicy, Key,
 };
@@ -38,13 +38,16 @@ use crate::{
 /// A response to a request whose handler used the session gets `Vary: Cookie` (unless its
 /// `Vary` already names `Cookie` or `*`), so HTTP caches do not share it between visitors.
 ///
-/// # Panics
+/// # Settings
 ///
-/// When it is applied (`Router::layer`, or [`Layer::layer`]) with cookie settings that
-/// browsers refuse, so that no session would ever stick: `SameSite=None` or `Partitioned`
-/// without `Secure`, a `__Secure-` name without `Secure`, or a `__Host-` name without
-/// `Secure`, with a `Domain` or on a path other than `/`. The message names the setting to
-/// change.
+/// Every setting that can be wrong returns `Result<Self, ConfigError>`: an invalid name,
+/// path or domain, and any combination of cookie settings that browsers refuse, so that no
+/// session would ever stick (`SameSite=None` or `Partitioned` without `Secure`, a
+/// `__Secure-` name without `Secure`, a `__Host-` name without `Secure`, with a `Domain` or
+/// on a path other than `/`). The error names the setting to change, and the layer keeps
+/// its previous, valid settings. A layer is therefore always valid: applying it never
+/// panics. The other settings (timeouts, decode policy, keys) cannot be wrong and return
+/// `Self`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -53,7 +56,7 @@ use crate::{
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
 ///     .with_cookie_name("sid")?
-///     .with_same_site(SameSite::Strict)
+///     .with_same_site(SameSite::Strict)?
 ///     .with_idle_timeout(Duration::from_secs(30 * 60))
 ///     .with_absolute_timeout(Duration::from_secs(12 * 60 * 60));
 /// # let _ = layer;
@@ -85,31 +88,24 @@ use crate::{
 /// # }
 /// ```
 #[must_use]
-pub struct SessionLayer<S> {
+#[derive(Clone)]
+pub struct SessionLayer {
     /// Built once; every service the layer makes shares it.
     shared: Arc<Shared>,
-    _store: PhantomData<fn() -> S>,
+    /// The store's type, for `Debug`.
+    store_type: &'static str,
 }
 
-impl<S> Clone for SessionLayer<S> {
-    fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-            _store: PhantomData,
-        }
-    }
-}
-
-impl<S> fmt::Debug for SessionLayer<S> {
+impl fmt::Debug for SessionLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")
-            .field("store", &std::any::type_name::<S>())
+            .field("store", &self.store_type)
             .field("config", &self.shared.config)
             .finish()
     }
 }
 
-impl<S: SessionStore> SessionLayer<S> {
+impl SessionLayer {
     /// A layer over `store`, signing session cookies with `key`.
     ///
     /// ```
@@ -118,10 +114,10 @@ impl<S: SessionStore> SessionLayer<S> {
     /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate());
     /// # let _ = layer;
     /// ```
-    pub fn new(store: S, key: Key) -> Self {
+    pub fn new<S: SessionStore>(store: S, key: Key) -> Self {
         Self {
             shared: Arc::new(Shared::new(Arc::new(store), Config::new(key))),
-            _store: PhantomData,
+            store_type: std::any::type_name::<S>(),
         }
     }
 
@@ -130,6 +126,17 @@ impl<S: SessionStore> SessionLayer<S> {
         change(&mut shared.config);
         shared.cookie_attributes = shared.config.cookie.attributes();
         self
+    }
+
+    /// Changes the cookie's settings, unless browsers would refuse the result: then the
+    /// layer keeps its settings and the error says why.
+    fn with_cookie(self, change: impl FnOnce(&mut CookieConfig)) -> Result<Self, ConfigError> {
+        let mut cookie = self.shared.config.cookie.clone();
+        change(&mut cookie);
+        if let Some(problem) = cookie.refused_by_browsers() {
+            return Err(ConfigError::RefusedByBrowsers(problem));
+        }
+        Ok(self.with(|c| c.cookie = cookie))
     }
 
     /// Keys that no longer sign but still verify, for key rotation: cookies signed by one of
@@ -142,8 +149,8 @@ impl<S: SessionStore> SessionLayer<S> {
     /// let layer = SessionLayer::new(MemoryStore::new(), current).with_previous_keys([retired]);
     /// # let _ = layer;
     /// ```
-    pub fn with_previous_keys(self, keys: impl IntoIterator<Item = Key>) -> Self {
-        self.with(|c| c.keys.previous = keys.into_iter().collect())
+    pub fn with_previous_keys<K: Borrow<Key>>(self, keys: impl IntoIterator<Item = K>) -> Self {
+        self.with(|c| c.keys.previous = keys.into_iter().map(|k| k.borrow().clone()).collect())
     }
 
     /// The cookie's name (default `id`). A `__Host-` name (the strictest: the cookie is
@@ -164,7 +171,7 @@ impl<S: SessionStore> SessionLayer<S> {
         if !valid_cookie_name(&name) {
             return Err(ConfigError::CookieName(name));
         }
-        Ok(self.with(|c| c.cookie.name = name))
+        self.with_cookie(|c| c.name = name)
     }
 
     /// The cookie's `Path` (default `/`).
@@ -183,7 +190,7 @@ impl<S: SessionStore> SessionLayer<S> {
         if !path.starts_with('/') || !valid_attribute_value(&path) {
             return Err(ConfigError::CookiePath(path));
         }
-        Ok(self.with(|c| c.cookie.path = path))
+        self.with_cookie(|c| c.path = path)
     }
 
     /// The cookie's `Domain` (default none: the cookie goes to the exact host only).
@@ -203,7 +210,7 @@ impl<S: SessionStore> SessionLayer<S> {
         if domain.is_empty() || !valid_attribute_value(&domain) {
             return Err(ConfigError::CookieDomain(domain));
         }
-        Ok(self.with(|c| c.cookie.domain = Some(domain)))
+        self.with_cookie(|c| c.domain = Some(domain))
     }
 
     /// Drops the cookie's `Secure` attribute, so that browsers also send it over plain
@@ -211,20 +218,23 @@ impl<S: SessionStore> SessionLayer<S> {
     /// For local development without HTTPS only (browsers already accept `Secure` cookies
     /// from `http://localhost`).
     ///
-    /// Browsers refuse a cookie that is not `Secure` with `SameSite=None` or a
-    /// `__Secure-`/`__Host-` name, so the layer refuses those combinations too (see
-    /// [Panics](SessionLayer#panics)).
+    /// Browsers refuse a cookie that is not `Secure` with `SameSite=None`, `Partitioned` or
+    /// a `__Secure-`/`__Host-` name, so the layer refuses those combinations too (see
+    /// [Settings](SessionLayer#settings)).
     ///
     /// ```
     /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// # fn main() -> Result<(), session_runtime::ConfigError> {
     /// let mut layer = SessionLayer::new(MemoryStore::new(), Key::generate());
     /// if cfg!(debug_assertions) {
-    ///     layer = layer.with_insecure_cookie_over_http(); // a local http:// setup
+    ///     layer = layer.with_insecure_cookie_over_http()?; // a local http:// setup
     /// }
     /// # let _ = layer;
+    /// # Ok(())
+    /// # }
     /// ```
-    pub fn with_insecure_cookie_over_http(self) -> Self {
-        self.with(|c| c.cookie.secure = false)
+    pub fn with_insecure_cookie_over_http(self) -> Result<Self, ConfigError> {
+        self.with_cookie(|c| c.secure = false)
     }
 
     /// Drops the cookie's `HttpOnly` attribute: any script on the page, injected ones
@@ -247,12 +257,15 @@ impl<S: SessionStore> SessionLayer<S> {
     /// ```
     /// use session_runtime::SameSite;
     /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// # fn main() -> Result<(), session_runtime::ConfigError> {
     /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
-    ///     .with_same_site(SameSite::Strict);
+    ///     .with_same_site(SameSite::Strict)?;
     /// # let _ = layer;
+    /// # Ok(())
+    /// # }
     /// ```
-    pub fn with_same_site(self, same_site: SameSite) -> Self {
-        self.with(|c| c.cookie.same_site = same_site)
+    pub fn with_same_site(self, same_site: SameSite) -> Result<Self, ConfigError> {
+        self.with_cookie(|c| c.same_site = same_site)
     }
 
     /// Adds the `Partitioned` attribute (CHIPS), for an app that runs embedded in other
@@ -265,14 +278,17 @@ impl<S: SessionStore> SessionLayer<S> {
     /// ```
     /// use session_runtime::SameSite;
     /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// # fn main() -> Result<(), session_runtime::ConfigError> {
     /// // An app shown in iframes on other sites.
     /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
-    ///     .with_same_site(SameSite::None)
-    ///     .with_partitioned_cookie();
+    ///     .with_same_site(SameSite::None)?
+    ///     .with_partitioned_cookie()?;
     /// # let _ = layer;
+    /// # Ok(())
+    /// # }
     /// ```
-    pub fn with_partitioned_cookie(self) -> Self {
-        self.with(|c| c.cookie.partitioned = true)
+    pub fn with_partitioned_cookie(self) -> Result<Self, ConfigError> {
+        self.with_cookie(|c| c.partitioned = true)
     }
 
     /// How long a session lives without requests (default 24 hours). Each write, and each
@@ -308,7 +324,7 @@ impl<S: SessionStore> SessionLayer<S> {
 
     /// Sends a session-only cookie (no `Max-Age`), which the browser drops when it closes.
     /// The server still expires the session after the idle timeout. Sessions given their
-    /// own expiry with `TypedSession::set_expiry` still get a persistent cookie.
+    /// own idle timeout with `TypedSession::set_idle_timeout` still get a persistent cookie.
     ///
     /// ```
     /// use session_runtime::{Key, MemoryStore, SessionLayer};
@@ -330,10 +346,10 @@ impl<S: SessionStore> SessionLayer<S> {
     /// use session_runtime::{Key, MemoryStore, SessionLayer};
     /// // Reads push the expiry out at most every 5 minutes.
     /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
-    ///     .with_ttl_refresh_interval(Duration::from_secs(300));
+    ///     .with_expiry_refresh_interval(Duration::from_secs(300));
     /// # let _ = layer;
     /// ```
-    pub fn with_ttl_refresh_interval(self, interval: Duration) -> Self {
+    pub fn with_expiry_refresh_interval(self, interval: Duration) -> Self {
         self.with(|c| c.expiry.refresh_interval = interval)
     }
 
@@ -353,13 +369,10 @@ impl<S: SessionStore> SessionLayer<S> {
     }
 }
 
-impl<S: SessionStore, I> Layer<I> for SessionLayer<S> {
+impl<I> Layer<I> for SessionLayer {
     type Service = SessionService<I>;
 
     fn layer(&self, inner: I) -> SessionService<I> {
-        if let Some(problem) = self.shared.config.cookie.refused_by_browsers() {
-            panic!("SessionLayer: browsers would refuse the session cookie: {problem}");
-        }
         SessionService {
             inner,
             shared: Arc::clone(&self.shared),

@@ -43,6 +43,7 @@ mod config;
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
+#[doc(hidden)]
 pub mod decode;
 mod error;
 mod expiry;
@@ -59,17 +60,15 @@ mod session_cookie;
 pub mod store;
 mod typed_session;
 
-pub use changes::FieldState;
 pub use codec::{Codec, CodecError, CodecErrorKind, JsonCodec};
 pub use config::ConfigError;
 pub use decode::DecodePolicy;
-pub use error::SessionError;
+pub use error::{DecodeError, EncodeError, SessionError};
 pub use id::SessionId;
 pub use key::{Key, KeyError};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use migrate::{MigrationError, RawFields};
-pub use record::{FieldKey, FieldMap, RawRecord};
-pub use schema::{FieldInfo, Schema, SchemaFields, SessionData};
+pub use schema::{Schema, SessionData};
 pub use session_cookie::SameSite;
 #[cfg(feature = "cookie-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cookie-store")))]
@@ -94,7 +93,7 @@ pub mod __private {
         DecodeFn, FieldDefault, Storable,
     };
     pub use crate::meta::{
-        CREATED_KEY, NAMESPACE_SEPARATOR, RESERVED_KEY_PREFIX, TTL_KEY, VERSION_KEY_PREFIX,
+        CREATED_KEY, IDLE_TIMEOUT_KEY, NAMESPACE_SEPARATOR, RESERVED_KEY_PREFIX, VERSION_KEY_PREFIX,
     };
     pub use crate::migrate::{MigrationError, RawFields};
     pub use crate::record::RawRecord;

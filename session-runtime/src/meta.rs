@@ -14,8 +14,9 @@ pub const NAMESPACE_SEPARATOR: char = '.';
 pub const VERSION_KEY_PREFIX: &str = "__v.";
 /// Metadata key: creation time, milliseconds since the Unix epoch.
 pub const CREATED_KEY: &str = "__created";
-/// Metadata key: this session's own idle timeout in milliseconds ("remember me").
-pub const TTL_KEY: &str = "__ttl";
+/// Metadata key: this session's own idle timeout in milliseconds ("remember me"). Stored as
+/// `__ttl`, its name since 0.1.
+pub const IDLE_TIMEOUT_KEY: &str = "__ttl";
 
 /// Whole milliseconds since the Unix epoch; 0 before it, `u64::MAX` past what fits.
 pub(crate) fn to_millis(at: SystemTime) -> u64 {
@@ -60,7 +61,7 @@ mod tests {
 
     #[test]
     fn reserved_keys_share_the_prefix() {
-        for key in [CREATED_KEY, TTL_KEY, VERSION_KEY_PREFIX] {
+        for key in [CREATED_KEY, IDLE_TIMEOUT_KEY, VERSION_KEY_PREFIX] {
             assert!(key.starts_with(RESERVED_KEY_PREFIX), "{key}");
         }
         assert!(VERSION_KEY_PREFIX.ends_with(NAMESPACE_SEPARATOR));

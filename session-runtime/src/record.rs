@@ -25,7 +25,7 @@ pub type FieldMap = HashMap<FieldKey, Bytes, rustc_hash::FxBuildHasher>;
 /// is looked up with plain `&str`s.
 ///
 /// ```
-/// use session_runtime::{FieldKey, FieldMap};
+/// use session_runtime::store::{FieldKey, FieldMap};
 ///
 /// let mut fields = FieldMap::default();
 /// fields.insert(FieldKey::from("user_id"), "42".into());
@@ -46,7 +46,7 @@ impl FieldKey {
     /// A key for a name known at compile time (no allocation).
     ///
     /// ```
-    /// use session_runtime::FieldKey;
+    /// use session_runtime::store::FieldKey;
     ///
     /// const THEME: FieldKey = FieldKey::from_static("theme");
     /// assert_eq!(THEME.as_str(), "theme");
@@ -58,7 +58,7 @@ impl FieldKey {
     /// A key for any name (copies it into a shared string).
     ///
     /// ```
-    /// use session_runtime::FieldKey;
+    /// use session_runtime::store::FieldKey;
     ///
     /// let from_the_store = String::from("theme");
     /// let key = FieldKey::new(&from_the_store);
@@ -71,7 +71,7 @@ impl FieldKey {
     /// The name.
     ///
     /// ```
-    /// use session_runtime::FieldKey;
+    /// use session_runtime::store::FieldKey;
     ///
     /// assert_eq!(FieldKey::from("items").as_str(), "items");
     /// ```
@@ -182,7 +182,7 @@ impl RawRecord {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use session_runtime::{FieldMap, RawRecord};
+    /// use session_runtime::{__private::RawRecord, store::FieldMap};
     ///
     /// let mut fields = FieldMap::default();
     /// fields.insert("theme".into(), "\"dark\"".into());
@@ -206,7 +206,7 @@ impl RawRecord {
     /// The encoded value of a store key.
     ///
     /// ```
-    /// use session_runtime::RawRecord;
+    /// use session_runtime::__private::RawRecord;
     ///
     /// let record: RawRecord = [("count", "3")].into_iter().collect();
     /// assert_eq!(record.get("count"), Some(&b"3"[..]));
@@ -222,7 +222,7 @@ impl RawRecord {
     /// Every key and value, the unsaved writes applied.
     ///
     /// ```
-    /// use session_runtime::RawRecord;
+    /// use session_runtime::__private::RawRecord;
     ///
     /// let record: RawRecord = [("a", "1"), ("b", "2")].into_iter().collect();
     /// assert_eq!(record.to_map().len(), 2);

@@ -185,7 +185,8 @@ impl<T: SessionData> TypedSession<T> {
     /// ```
     pub fn destroy(&mut self) {
         self.session.destroy();
-        *self.fields = T::Fields::from_record(RawRecord::default(), crate::FieldState::new());
+        *self.fields =
+            T::Fields::from_record(RawRecord::default(), crate::changes::FieldState::new());
         self.stored_version = None;
         self.destroys = self.session.destroys();
     }
@@ -195,10 +196,10 @@ impl<T: SessionData> TypedSession<T> {
     /// The override is stored with the session, so it holds on later requests.
     ///
     /// A session never lives more than 400 days past its last write or refresh, the
-    /// longest lifetime browsers give a cookie: a longer `ttl` (even `Duration::MAX`, for
-    /// "forever") means 400 days. A `ttl` under a second ends the session with this request:
-    /// the cookie goes out with `Max-Age=0`, and the record expires in the store within that
-    /// `ttl`.
+    /// longest lifetime browsers give a cookie: a longer timeout (even `Duration::MAX`, for
+    /// "forever") means 400 days. A timeout under a second ends the session with this
+    /// request: the cookie goes out with `Max-Age=0`, and the record expires in the store
+    /// within that timeout.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -210,14 +211,14 @@ impl<T: SessionData> TypedSession<T> {
     ///     auth.set_user(Some("ada".into()));
     ///     auth.regenerate();
     ///     if remember_me == "on" {
-    ///         auth.set_expiry(Some(Duration::from_secs(30 * 24 * 3600)));
+    ///         auth.set_idle_timeout(Some(Duration::from_secs(30 * 24 * 3600)));
     ///     }
     /// }
     /// # let _: Router = Router::new().route("/login", post(login))
     /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
     /// ```
-    pub fn set_expiry(&mut self, ttl: Option<Duration>) {
-        self.session.set_expiry(ttl);
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.session.set_idle_timeout(timeout);
     }
 
     /// Saves the changes made so far now, instead of after the handler, and surfaces a

@@ -158,8 +158,10 @@ async fn cookie_settings_are_applied() {
             .with_cookie_name("sid")
             .unwrap()
             .with_insecure_cookie_over_http()
+            .unwrap()
             .with_cookie_readable_by_scripts()
-            .with_same_site(SameSite::Strict),
+            .with_same_site(SameSite::Strict)
+            .unwrap(),
     );
     let response = send(&app, request("POST", "/add", None, "a")).await;
     let cookie = &set_cookies(&response)[0];
@@ -184,7 +186,9 @@ async fn a_partitioned_cookie_carries_the_attribute_on_every_set_cookie() {
     let embedded = app_with(
         SessionLayer::new(store.clone(), Key::generate())
             .with_same_site(SameSite::None)
-            .with_partitioned_cookie(),
+            .unwrap()
+            .with_partitioned_cookie()
+            .unwrap(),
     );
     let response = send(&embedded, request("POST", "/add", None, "a")).await;
     let created = set_cookies(&response);
@@ -220,85 +224,63 @@ fn invalid_cookie_settings_are_errors() {
 }
 
 /// Cookies that browsers refuse would make every request start a new session, silently:
-/// the layer refuses them when it is applied, naming the setting to change.
+/// the setting that completes such a combination is an error, whichever comes first, naming
+/// the setting to change; the layer keeps its earlier, valid settings.
 #[test]
-fn cookie_settings_browsers_refuse_are_refused_when_the_layer_is_applied() {
+fn cookie_settings_browsers_refuse_are_errors_in_either_order() {
+    type Step = fn(SessionLayer) -> Result<SessionLayer, ConfigError>;
     let layer = || SessionLayer::new(MemoryStore::new(), Key::generate());
-    let refusal = |layer: SessionLayer<MemoryStore>| {
-        let applied =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || routes().layer(layer)));
-        let payload = applied.err()?;
-        Some(
-            payload
-                .downcast_ref::<String>()
-                .cloned()
-                .expect("a message"),
-        )
-    };
-    let refused = [
+    let none: Step = |l| l.with_same_site(SameSite::None);
+    let insecure: Step = |l| l.with_insecure_cookie_over_http();
+    let partitioned: Step = |l| l.with_partitioned_cookie();
+    let host: Step = |l| l.with_cookie_name("__Host-id");
+    let host_lower: Step = |l| l.with_cookie_name("__host-id");
+    let secure_prefix: Step = |l| l.with_cookie_name("__Secure-id");
+    let app_path: Step = |l| l.with_cookie_path("/app");
+    let domain: Step = |l| l.with_cookie_domain("example.com");
+    let refused: [(Step, Step, &str); 6] = [
+        (none, insecure, "`SameSite=None` must be `Secure`"),
+        (host, insecure, "`__Host-` prefix"),
+        (host, app_path, "on path `/`"),
+        (host_lower, domain, "without a domain"),
+        (secure_prefix, insecure, "`__Secure-` prefix"),
         (
-            layer()
-                .with_same_site(SameSite::None)
-                .with_insecure_cookie_over_http(),
-            "`SameSite=None` must be `Secure`",
-        ),
-        (
-            layer()
-                .with_cookie_name("__Host-id")
-                .unwrap()
-                .with_insecure_cookie_over_http(),
-            "`__Host-` prefix",
-        ),
-        (
-            layer()
-                .with_cookie_name("__Host-id")
-                .unwrap()
-                .with_cookie_path("/app")
-                .unwrap(),
-            "on path `/`",
-        ),
-        (
-            layer()
-                .with_cookie_name("__host-id")
-                .unwrap()
-                .with_cookie_domain("example.com")
-                .unwrap(),
-            "without a domain",
-        ),
-        (
-            layer()
-                .with_cookie_name("__Secure-id")
-                .unwrap()
-                .with_insecure_cookie_over_http(),
-            "`__Secure-` prefix",
-        ),
-        (
-            layer()
-                .with_partitioned_cookie()
-                .with_insecure_cookie_over_http(),
+            partitioned,
+            insecure,
             "`Partitioned` cookie must be `Secure`",
         ),
     ];
-    for (layer, expected) in refused {
-        let message = refusal(layer).expect("refused");
-        assert!(message.contains(expected), "{message}");
+    for (first, second, expected) in refused {
+        for (a, b) in [(first, second), (second, first)] {
+            let err = b(a(layer()).expect("one setting alone is fine")).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::RefusedByBrowsers(why) if why.contains(expected)),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains(expected), "{err}");
+        }
     }
-    let accepted = [
-        layer().with_same_site(SameSite::None),
-        layer().with_cookie_name("__Host-id").unwrap(),
-        layer()
-            .with_cookie_name("__Secure-id")
-            .unwrap()
-            .with_cookie_domain("example.com")
-            .unwrap(),
-        layer()
-            .with_cookie_name("Host-id")
-            .unwrap()
-            .with_insecure_cookie_over_http(),
+    let accepted: [&[Step]; 4] = [
+        &[none, partitioned],
+        &[host],
+        &[secure_prefix, domain],
+        &[|l| l.with_cookie_name("Host-id"), insecure],
     ];
-    for layer in accepted {
-        assert_eq!(refusal(layer), None);
+    for steps in accepted {
+        let layer = steps
+            .iter()
+            .try_fold(layer(), |layer, step| step(layer))
+            .expect("accepted");
+        let _ = routes().layer(layer);
     }
+    // A refused setting leaves the layer as it was: still valid, still with its cookie.
+    let kept = host(layer()).unwrap();
+    assert!(insecure(kept.clone()).is_err());
+    let debug = format!("{kept:?}");
+    assert!(
+        debug.contains("__Host-id") && debug.contains("secure: true"),
+        "{debug}"
+    );
 }
 
 #[test]

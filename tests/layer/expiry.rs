@@ -46,7 +46,7 @@ async fn a_zero_expiry_override_ends_the_session_with_the_request() {
         .route(
             "/expire",
             post(|mut cart: TypedSession<Cart>| async move {
-                cart.set_expiry(Some(Duration::ZERO));
+                cart.set_idle_timeout(Some(Duration::ZERO));
             }),
         )
         .layer(SessionLayer::new(store.clone(), Key::generate()));
@@ -163,7 +163,7 @@ async fn reads_refresh_the_expiry_at_most_once_per_interval() {
     let store = store();
     let app = app_with(
         SessionLayer::new(store.clone(), Key::generate())
-            .with_ttl_refresh_interval(Duration::from_millis(200)),
+            .with_expiry_refresh_interval(Duration::from_millis(200)),
     );
     let cookie = started(&app).await;
     store.take_calls();
@@ -210,7 +210,7 @@ async fn steady_reads_keep_a_session_with_a_short_idle_timeout_alive() {
 async fn timeouts_too_long_to_represent_are_capped_at_400_days_never_a_panic() {
     async fn forever(mut cart: TypedSession<Cart>) -> &'static str {
         cart.set_user_id(Some(1));
-        cart.set_expiry(Some(Duration::MAX));
+        cart.set_idle_timeout(Some(Duration::MAX));
         "ok"
     }
     let store = store();
@@ -218,7 +218,7 @@ async fn timeouts_too_long_to_represent_are_capped_at_400_days_never_a_panic() {
     let forever_app: Router = routes().route("/forever", post(forever)).layer(layer());
     let cases = [
         (
-            "set_expiry(Duration::MAX)",
+            "set_idle_timeout(Duration::MAX)",
             forever_app,
             "/forever",
             LONGEST_SECS,
@@ -271,7 +271,7 @@ async fn stored_times_out_of_range_neither_panic_nor_outlive_400_days() {
     let app = app_with(
         SessionLayer::new(store.clone(), Key::generate())
             .with_absolute_timeout(Duration::from_secs(3600))
-            .with_ttl_refresh_interval(Duration::ZERO),
+            .with_expiry_refresh_interval(Duration::ZERO),
     );
     let cookie = started(&app).await;
     let id = id_of(&cookie);

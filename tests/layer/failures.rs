@@ -108,7 +108,7 @@ async fn a_read_whose_session_is_deleted_meanwhile_still_answers_and_resurrects_
             "/peek",
             after_a_concurrent_logout(&store, &id, |cart| format!("{:?}", cart.items())),
         )
-        .layer(SessionLayer::new(store.clone(), key).with_ttl_refresh_interval(Duration::ZERO));
+        .layer(SessionLayer::new(store.clone(), key).with_expiry_refresh_interval(Duration::ZERO));
     store.take_calls();
     let response = send(&racing, request("GET", "/peek", Some(&cookie), "")).await;
     assert_eq!(response.status(), StatusCode::OK);

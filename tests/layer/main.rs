@@ -25,8 +25,8 @@ use axum::{
 
 use session_runtime::{
     store::{LoadKeys, Patch, Record},
-    DecodePolicy, Key, MemoryStore, MigrationError, RawFields, SameSite, SessionData, SessionError,
-    SessionId, SessionLayer, SessionStore, TypedSession,
+    ConfigError, DecodePolicy, Key, MemoryStore, MigrationError, RawFields, SameSite, SessionData,
+    SessionError, SessionId, SessionLayer, SessionStore, TypedSession,
 };
 use session_suite::http::{
     attribute, cookie_pair, handing_out, id_of, request, send, set_cookies, text,
@@ -87,13 +87,13 @@ async fn whoami(cart: TypedSession<Cart>) -> String {
 
 async fn remember(mut cart: TypedSession<Cart>) -> &'static str {
     cart.set_user_id(Some(1));
-    cart.set_expiry(Some(Duration::from_secs(30 * 24 * 3600)));
+    cart.set_idle_timeout(Some(Duration::from_secs(30 * 24 * 3600)));
     "remembered"
 }
 
 /// Back to the layer's idle timeout ("do not remember me"), on every page.
 async fn forget_me(mut cart: TypedSession<Cart>) -> &'static str {
-    cart.set_expiry(None);
+    cart.set_idle_timeout(None);
     "ok"
 }
 
@@ -145,7 +145,7 @@ fn routes() -> Router {
         .route("/set-then-take", post(set_then_take))
 }
 
-fn app_with(layer: SessionLayer<Store>) -> Router {
+fn app_with(layer: SessionLayer) -> Router {
     routes().layer(layer)
 }
 

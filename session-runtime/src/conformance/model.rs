@@ -33,7 +33,7 @@ struct Modelled {
 /// in the past ends the record at once. Values are arbitrary bytes, empty ones included.
 ///
 /// The operations come from `seed`; a failure names it, so the same sequence can be run
-/// again. [`run`] calls it with a random seed.
+/// again. [`run`](super::run) calls it with a random seed.
 ///
 /// ```
 /// use session_runtime::{conformance, MemoryStore};

@@ -10,7 +10,7 @@ use crate::{
     chain::Chain,
     decode,
     key::Rejected,
-    meta::{from_millis, parse_u64, CREATED_KEY, TTL_KEY},
+    meta::{from_millis, parse_u64, CREATED_KEY, IDLE_TIMEOUT_KEY},
     schema::SessionData,
     session_cookie::{request_values, MAX_COOKIE_LEN},
     store::LoadKeys,
@@ -79,9 +79,9 @@ impl RequestSession {
                     .get(CREATED_KEY)
                     .and_then(|v| parse_u64(v))
                     .and_then(from_millis);
-                loaded.ttl = record
+                loaded.idle_timeout = record
                     .fields
-                    .get(TTL_KEY)
+                    .get(IDLE_TIMEOUT_KEY)
                     .and_then(|v| parse_u64(v))
                     .map(Duration::from_millis);
                 loaded.base = Some(record.fields);

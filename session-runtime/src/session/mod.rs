@@ -20,7 +20,7 @@ use bytes::Bytes;
 use crate::{
     config::Config,
     decode::collect_changes,
-    meta::{duration_millis, TTL_KEY},
+    meta::{duration_millis, IDLE_TIMEOUT_KEY},
     record::{FieldMap, RawRecord},
     schema::{SchemaFields, SessionData},
     session_cookie::CookieOut,
@@ -93,7 +93,7 @@ struct Loaded {
     complete: bool,
     expires_at: Option<SystemTime>,
     created: Option<SystemTime>,
-    ttl: Option<Duration>,
+    idle_timeout: Option<Duration>,
     /// The cookie was signed by a previous key and must be re-signed.
     stale_key: bool,
     /// The request's cookie tag, verified under the current key: re-sent with the ID while
@@ -112,7 +112,7 @@ impl Loaded {
             complete: true,
             expires_at: None,
             created: None,
-            ttl: None,
+            idle_timeout: None,
             stale_key: false,
             stale_record: false,
             tag: None,
@@ -146,7 +146,7 @@ struct Snapshot {
     stale_key: bool,
     stale_record: bool,
     created: Option<SystemTime>,
-    ttl: Option<Duration>,
+    idle_timeout: Option<Duration>,
     expires_at: Option<SystemTime>,
     tag: Option<[u8; 32]>,
 }
@@ -325,11 +325,12 @@ impl RequestSession {
         state.regenerate = false;
     }
 
-    pub(crate) fn set_expiry(&self, ttl: Option<Duration>) {
+    pub(crate) fn set_idle_timeout(&self, idle_timeout: Option<Duration>) {
         let mut state = self.state();
-        state.loaded.get_or_insert_with(Loaded::fresh).ttl = ttl;
-        let value = ttl.map(|ttl| Bytes::from(duration_millis(ttl).to_string()));
-        state.queue(Cow::Borrowed(TTL_KEY), value);
+        state.loaded.get_or_insert_with(Loaded::fresh).idle_timeout = idle_timeout;
+        let value =
+            idle_timeout.map(|idle_timeout| Bytes::from(duration_millis(idle_timeout).to_string()));
+        state.queue(Cow::Borrowed(IDLE_TIMEOUT_KEY), value);
     }
 
     /// Whether this request changed nothing, needs no refresh and no re-signing: the common
@@ -363,13 +364,13 @@ impl RequestSession {
         {
             return false;
         }
-        let (deadline, _) =
+        let (expires_at, _) =
             self.config()
                 .expiry
-                .deadline(loaded.created, loaded.ttl, SystemTime::now());
+                .expires_at(loaded.created, loaded.idle_timeout, SystemTime::now());
         !self
             .config()
             .expiry
-            .refresh_due(loaded.expires_at, deadline, loaded.ttl)
+            .refresh_due(loaded.expires_at, expires_at, loaded.idle_timeout)
     }
 }

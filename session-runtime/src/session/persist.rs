@@ -43,8 +43,8 @@ impl RequestSession {
 
         let now = SystemTime::now();
         let expiry = &self.config().expiry;
-        let (deadline, max_age) = expiry.deadline(snapshot.created, snapshot.ttl, now);
-        let mut patch = Patch::expiry_only(deadline);
+        let (expires_at, max_age) = expiry.expires_at(snapshot.created, snapshot.idle_timeout, now);
+        let mut patch = Patch::expiry_only(expires_at);
         for (key, value) in std::mem::take(&mut snapshot.pending) {
             match value {
                 Some(bytes) => patch.set.push((key, bytes)),
@@ -108,7 +108,7 @@ impl RequestSession {
             stale_key: loaded.stale_key,
             stale_record: loaded.stale_record,
             created: loaded.created,
-            ttl: loaded.ttl,
+            idle_timeout: loaded.idle_timeout,
             expires_at: loaded.expires_at,
             tag: loaded.tag.take(),
         }))
@@ -137,11 +137,11 @@ impl RequestSession {
             }
             Some(id) => {
                 let expiry = &self.config().expiry;
-                let deadline = patch.expires_at;
+                let expires_at = patch.expires_at;
                 if snapshot.stale_record
-                    || expiry.refresh_due(snapshot.expires_at, deadline, snapshot.ttl)
+                    || expiry.refresh_due(snapshot.expires_at, expires_at, snapshot.idle_timeout)
                 {
-                    match self.store().touch(&id, deadline).await {
+                    match self.store().touch(&id, expires_at).await {
                         Ok(replaced) => resend(replaced, id),
                         // Deleted or expired since the load (a logout in another tab): this
                         // request changed nothing, so nothing is lost and it answers as

@@ -1,6 +1,6 @@
 //! `CookieStore`: the whole session in an encrypted, authenticated cookie.
 
-use std::{fmt, time::SystemTime};
+use std::{borrow::Borrow, fmt, time::SystemTime};
 
 use aes_gcm::{
     aead::{Aead, KeyInit, Payload},
@@ -96,7 +96,8 @@ impl CookieStore {
         }
     }
 
-    /// Keys that no longer encrypt but still decrypt, for key rotation.
+    /// Keys that no longer encrypt but still decrypt, for key rotation. Takes keys or
+    /// references to them, as [`SessionLayer::with_previous_keys`](crate::SessionLayer::with_previous_keys) does.
     ///
     /// ```
     /// use session_runtime::{CookieStore, Key};
@@ -107,8 +108,8 @@ impl CookieStore {
     /// # let _ = store;
     /// ```
     #[must_use]
-    pub fn with_previous_keys<'k>(mut self, keys: impl IntoIterator<Item = &'k Key>) -> Self {
-        self.previous = keys.into_iter().map(cipher).collect();
+    pub fn with_previous_keys<K: Borrow<Key>>(mut self, keys: impl IntoIterator<Item = K>) -> Self {
+        self.previous = keys.into_iter().map(|k| cipher(k.borrow())).collect();
         self
     }
 
