@@ -1,28 +1,20 @@
 //! `SessionLayer`: the tower middleware that gives each request its session and saves it
-//! after the handler.
+//! after the handler. The layer and its settings are here; the service it makes is in
+//! `service`, and the response future that saves the session in `future`, as tower-http
+//! lays out its middleware.
 
-use std::{
-    borrow::Borrow,
-    fmt,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{ready, Context, Poll},
-    time::Duration,
-};
+mod future;
+mod service;
 
-use axum::response::{IntoResponse, Response};
-use http::{
-    header::{Entry, SET_COOKIE, VARY},
-    HeaderMap, HeaderValue, Request,
-};
-use pin_project_lite::pin_project;
+use std::{borrow::Borrow, fmt, sync::Arc, time::Duration};
+
 use tower_layer::Layer;
-use tower_service::Service;
+
+pub use self::{future::ResponseFuture, service::SessionService};
 
 use crate::{
     config::{Config, ConfigError},
-    session::{RequestSession, Shared},
+    session::Shared,
     session_cookie::{valid_attribute_value, valid_cookie_name, CookieConfig, SameSite},
     store::SessionStore,
     DecodePolicy, Key,
@@ -378,147 +370,4 @@ impl<I> Layer<I> for SessionLayer {
             shared: Arc::clone(&self.shared),
         }
     }
-}
-
-/// The service made by [`SessionLayer`].
-#[derive(Clone)]
-pub struct SessionService<I> {
-    inner: I,
-    shared: Arc<Shared>,
-}
-
-impl<I> fmt::Debug for SessionService<I> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionService").finish_non_exhaustive()
-    }
-}
-
-impl<I, B> Service<Request<B>> for SessionService<I>
-where
-    I: Service<Request<B>, Response = Response>,
-    I::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = I::Error;
-    type Future = ResponseFuture<I::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let session = RequestSession::new(Arc::clone(&self.shared));
-        request.extensions_mut().insert(session.clone());
-        ResponseFuture {
-            state: State::Handler {
-                future: self.inner.call(request),
-                session: Some(session),
-            },
-        }
-    }
-}
-
-type Finishing = Pin<Box<dyn Future<Output = Response> + Send>>;
-
-pin_project! {
-    /// The response future of [`SessionService`]: the handler's future, then, only if the
-    /// handler used the session, saving it.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        state: State<F>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Handler {
-            #[pin]
-            future: F,
-            session: Option<RequestSession>,
-        },
-        Saving {
-            future: Finishing,
-        },
-    }
-}
-
-impl<F, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            match self.as_mut().project().state.project() {
-                StateProj::Handler { future, session } => {
-                    let mut response = ready!(future.poll(cx))?;
-                    let session = session.take().expect("polled after completion");
-                    if !session.is_used() {
-                        return Poll::Ready(Ok(response));
-                    }
-                    vary_on_cookie(response.headers_mut());
-                    // Only a request that changed something (or needs a refresh) pays for the
-                    // save: a read returns here, with no allocation.
-                    if session.finish_if_nothing_to_persist() {
-                        return Poll::Ready(Ok(response));
-                    }
-                    let saving = Box::pin(finish(session, response));
-                    self.as_mut()
-                        .project()
-                        .state
-                        .set(State::Saving { future: saving });
-                }
-                StateProj::Saving { future } => return future.as_mut().poll(cx).map(Ok),
-            }
-        }
-    }
-}
-
-/// Marks a response the session was used for as depending on the `Cookie` header, so that
-/// no HTTP cache hands one visitor's session-dependent page to another. Left alone when the
-/// response already varies on `Cookie`, or on everything (`*`).
-fn vary_on_cookie(headers: &mut HeaderMap) {
-    const COOKIE: HeaderValue = HeaderValue::from_static("Cookie");
-    // One lookup: the common response has no `Vary` yet.
-    match headers.entry(VARY) {
-        Entry::Vacant(entry) => {
-            entry.insert(COOKIE);
-        }
-        Entry::Occupied(mut entry) => {
-            let varies = entry.iter().any(|value| {
-                value.as_bytes().split(|&b| b == b',').any(|name| {
-                    let name = name.trim_ascii();
-                    name == b"*" || name.eq_ignore_ascii_case(b"cookie")
-                })
-            });
-            if !varies {
-                entry.append(COOKIE);
-            }
-        }
-    }
-}
-
-/// Saves the session after the handler and adds the cookie; a failed save replaces the
-/// response with an error response.
-async fn finish(session: RequestSession, mut response: Response) -> Response {
-    if let Err(err) = session.persist(false).await {
-        return err.into_response();
-    }
-    if let Some(cookie) = session.take_cookie() {
-        let shared = session.shared();
-        let header = cookie.header(
-            &shared.config.cookie.name,
-            &shared.cookie_attributes,
-            &shared.config.keys,
-        );
-        match header {
-            Ok(value) => {
-                response.headers_mut().append(SET_COOKIE, value);
-            }
-            Err(err) => return err.into_response(),
-        }
-    }
-    response
 }
