@@ -117,15 +117,15 @@ fn mutate(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
 }
 
 /// The values of the `id` cookies in a header value, as the layer reads them (RFC 6265):
-/// pairs split at `;`, white space around name and value trimmed, and one pair of double
+/// pairs split at `;`, spaces and tabs around name and value trimmed, and one pair of double
 /// quotes around the value removed (a value quoted on one side only keeps its quote).
 fn id_values(header: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(header)
         .split(';')
         .filter_map(|pair| pair.split_once('='))
-        .filter(|(name, _)| name.trim() == "id")
+        .filter(|(name, _)| name.trim_matches([' ', '\t']) == "id")
         .map(|(_, value)| {
-            let value = value.trim();
+            let value = value.trim_matches([' ', '\t']);
             value
                 .strip_prefix('"')
                 .and_then(|inner| inner.strip_suffix('"'))
