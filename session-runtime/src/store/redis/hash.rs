@@ -61,14 +61,11 @@ static REGENERATE: LazyLock<Script> = LazyLock::new(|| regenerate_script(APPLY))
 
 /// Touch: a new expiry, fields untouched; 0 when the session is gone.
 /// `ARGV`: ttl-ms, expires-at-ms.
-static TOUCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+static TOUCH: LazyLock<Script> = LazyLock::new(|| Script::new(TOUCH_LUA));
+const TOUCH_LUA: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], '__exp', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1",
-    )
-});
+return 1";
 
 /// Cluster regenerate, step 1: move the record aside within its own slot (the old ID is dead
 /// from here on) and return its fields and remaining TTL. Empty when the session is gone.
@@ -195,4 +192,19 @@ fn record_from(
         stale: false,
         complete: true,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scripts spell the expiry field in Lua; the reader and the runtime's reserved
+    /// prefix must agree with them, or a schema field could collide with it.
+    #[test]
+    fn the_expiry_field_is_reserved_and_the_one_the_scripts_write() {
+        assert!(EXPIRES_FIELD.starts_with(crate::meta::RESERVED_KEY_PREFIX));
+        let quoted = format!("'{EXPIRES_FIELD}'");
+        assert!(APPLY.contains(&quoted));
+        assert!(TOUCH_LUA.contains(&quoted));
+    }
 }
