@@ -758,3 +758,52 @@ fn the_derive_and_the_runtime_agree_on_reserved_keys() {
     assert!(Tied::SCHEMA.load_keys().contains(&CREATED_KEY));
     assert!(Tied::SCHEMA.load_keys().contains(&IDLE_TIMEOUT_KEY));
 }
+
+/// Accessors have their field's visibility: a `pub(crate)` or `pub(super)` field's accessors
+/// reach exactly as far as the field (`tests/ui/private_field_accessor.rs` shows a private
+/// one's do not leave its module).
+mod visibility {
+    pub mod outer {
+        pub mod inner {
+            use session_runtime::SessionData;
+
+            #[derive(SessionData)]
+            #[session(namespace = "vis")]
+            pub struct Account {
+                pub name: String,
+                pub(crate) plan: String,
+                pub(super) seen: u32,
+                secret: u32,
+            }
+
+            /// The private field, from its own module.
+            pub fn bump_secret(fields: &mut <Account as SessionData>::Fields) -> u32 {
+                fields.set_secret(fields.secret() + 1);
+                *fields.secret()
+            }
+        }
+
+        /// `pub(super)` reaches here.
+        pub fn see(fields: &mut <inner::Account as session_runtime::SessionData>::Fields) {
+            *fields.seen_mut() += 1;
+        }
+    }
+
+    #[test]
+    fn accessors_reach_as_far_as_their_field() {
+        use session_runtime::{__private::RawRecord, decode, DecodePolicy};
+
+        let mut fields =
+            decode::decode::<outer::inner::Account>(&RawRecord::default(), DecodePolicy::Lenient)
+                .unwrap()
+                .fields;
+        fields.set_name("ada".into());
+        fields.set_plan("pro".into());
+        outer::see(&mut fields);
+        assert_eq!(outer::inner::bump_secret(&mut fields), 1);
+        assert_eq!(
+            (fields.name().as_str(), fields.plan().as_str()),
+            ("ada", "pro")
+        );
+    }
+}

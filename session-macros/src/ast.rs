@@ -30,6 +30,8 @@ pub(crate) struct ContainerAttrs {
 /// One named field.
 pub(crate) struct Field<'a> {
     pub(crate) ident: &'a Ident,
+    /// The field's own visibility, which its accessors take.
+    pub(crate) vis: &'a Visibility,
     pub(crate) ty: &'a Type,
     pub(crate) attrs: FieldAttrs,
 }
@@ -99,6 +101,7 @@ impl<'a> Schema<'a> {
             .iter()
             .map(|field| Field {
                 ident: field.ident.as_ref().expect("named fields have identifiers"),
+                vis: &field.vis,
                 ty: &field.ty,
                 attrs: FieldAttrs::parse(cx, field),
             })
@@ -321,6 +324,13 @@ impl FieldAttrs {
         }
         out
     }
+}
+
+/// The name of the accessor type generated for the struct `ident`. It lives inside the
+/// derive's `const _` block, where it would shadow a user's type of the same name in the
+/// field types: hence a name no user writes.
+pub(crate) fn fields_ident(ident: &Ident) -> Ident {
+    quote::format_ident!("__{}SessionFields", ident)
 }
 
 /// The path to the runtime crate: `#[session(crate = "...")]` or `::session_runtime`.

@@ -1,11 +1,11 @@
 //! Writes the `SessionData` impl and the typed accessor type for a valid schema.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 
 use crate::{
-    ast::{runtime_path, Field, Schema},
+    ast::{fields_ident, runtime_path, Field, Schema},
     symbol, valid,
 };
 
@@ -14,7 +14,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
     let private = quote!(#krate::__private);
     let ident = schema.ident;
     let vis = schema.vis;
-    let fields_ty = format_ident!("{}Fields", ident);
+    let fields_ty = fields_ident(ident);
     let version = schema.version();
     let name = ident.to_string();
     let namespace = schema.attrs.namespace.as_ref().map(syn::LitStr::value);
@@ -61,7 +61,9 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .iter()
         .map(|i| format_ident!("__field{}", i))
         .collect();
-    let tys: Vec<&syn::Type> = schema.fields.iter().map(|f| f.ty).collect();
+    // Inside the generated impls `Self` is the accessor type: a field type that says `Self`
+    // means the user's struct.
+    let tys: Vec<TokenStream> = schema.fields.iter().map(|f| self_as(f.ty, ident)).collect();
     let schema_ref = quote!(<#ident as #private::SessionData>::SCHEMA);
     let codec = match &schema.attrs.codec {
         Some(path) => quote!(#path),
@@ -74,9 +76,9 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .zip(&indices)
         .filter(|(field, _)| field.attrs.skip.is_none())
         .map(|(field, index)| {
-            let ty = field.ty;
+            let ty = self_as(field.ty, ident);
             let getter = getter_ident(field);
-            let call = quote_spanned!(ty.span()=> <#ty as #private::Storable>::encode_with::<__C>(#fields_ty::#getter(self)));
+            let call = quote_spanned!(field.ty.span()=> <#ty as #private::Storable>::encode_with::<__C>(#fields_ty::#getter(self)));
             quote!(#index => #call,)
         });
     let force_all = schema
@@ -86,7 +88,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .zip(&indices)
         .filter(|((field, _), _)| field.attrs.skip.is_none())
         .map(|((field, cell), index)| {
-            let default = default_expr(field, &private);
+            let default = default_expr(field, ident, &private);
             let decoder = decoder_ident(*index);
             quote! {
                 if let ::core::option::Option::Some(__error) = #private::lazy_force(
@@ -103,7 +105,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .zip(&indices)
         .map(|((field, cell), index)| {
             let member = field.ident;
-            let default = default_expr(field, &private);
+            let default = default_expr(field, ident, &private);
             if field.attrs.skip.is_some() {
                 quote!(#member: #private::plain_take(&mut self.#cell, || #default))
             } else {
@@ -119,22 +121,31 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .zip(&indices)
         .filter(|(field, _)| field.attrs.skip.is_none())
         .map(|(field, index)| {
-            let ty = field.ty;
+            let ty = self_as(field.ty, ident);
             let decoder = decoder_ident(*index);
-            let call = quote_spanned!(ty.span()=> <#ty as #private::Storable>::decode_with::<#codec>(__bytes));
+            let call = quote_spanned!(field.ty.span()=> <#ty as #private::Storable>::decode_with::<#codec>(__bytes));
             quote! {
-                fn #decoder(__bytes: &[u8]) -> ::core::result::Result<#ty, #private::CodecError> {
+                fn #decoder(__bytes: &[::core::primitive::u8]) -> ::core::result::Result<#ty, #private::CodecError> {
                     #call
                 }
             }
         });
+    // The hook is first bound to the signature it must have, spanned at the user's path: a
+    // hook of another shape is one error there.
     let migrate = schema.attrs.migrate.as_ref().map(|path| {
+        let hook = quote_spanned! {path.span()=>
+            let __hook: fn(
+                ::core::primitive::u32,
+                &mut #private::RawFields<#codec>,
+            ) -> ::core::result::Result<(), #private::MigrationError> = #path;
+        };
         quote! {
             fn migrate(
-                __from: u32,
+                __from: ::core::primitive::u32,
                 __fields: &mut #private::RawFields<#codec>,
             ) -> ::core::result::Result<(), #private::MigrationError> {
-                #path(__from, __fields)
+                #hook
+                __hook(__from, __fields)
             }
         }
     });
@@ -143,7 +154,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .iter()
         .zip(&cells)
         .zip(&indices)
-        .map(|((field, cell), index)| accessors(field, cell, *index, vis, &private, &schema_ref));
+        .map(|((field, cell), index)| accessors(field, ident, cell, *index, &private, &schema_ref));
     let doc = format!(
         "Typed accessors for the `{name}` session schema, reached through \
          `TypedSession<{name}>`: generated by `#[derive(SessionData)]`."
@@ -187,8 +198,8 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
 
                 fn encode_field<__C: #private::Codec>(
                     &mut self,
-                    __index: usize,
-                ) -> ::core::result::Result<::std::vec::Vec<u8>, #private::CodecError> {
+                    __index: ::core::primitive::usize,
+                ) -> ::core::result::Result<::std::vec::Vec<::core::primitive::u8>, #private::CodecError> {
                     match __index {
                         #(#encode_arms)*
                         _ => ::core::result::Result::Err(#private::CodecError::not_persisted(__index)),
@@ -223,6 +234,9 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                 }
             }
 
+            // Field names are the user's: `#[allow(non_snake_case)]` on their struct does not
+            // reach these.
+            #[allow(non_snake_case)]
             impl #fields_ty {
                 #(#accessors)*
                 #(#decoders)*
@@ -255,24 +269,51 @@ fn getter_ident(field: &Field<'_>) -> syn::Ident {
     syn::Ident::new_raw_if_needed(&field.name(), field.ident.span())
 }
 
-fn default_expr(field: &Field<'_>, private: &TokenStream) -> TokenStream {
-    let ty = field.ty;
+fn default_expr(field: &Field<'_>, ident: &syn::Ident, private: &TokenStream) -> TokenStream {
+    let ty = self_as(field.ty, ident);
     match &field.attrs.default {
         Some(path) => quote_spanned!(path.span()=> #path()),
-        None => quote_spanned!(ty.span()=> <#ty as #private::FieldDefault>::field_default()),
+        None => {
+            quote_spanned!(field.ty.span()=> <#ty as #private::FieldDefault>::field_default())
+        }
     }
+}
+
+/// The tokens of `ty` with every `Self` replaced by `ident`, spans kept.
+fn self_as(ty: &syn::Type, ident: &syn::Ident) -> TokenStream {
+    fn replace(tokens: TokenStream, ident: &syn::Ident) -> TokenStream {
+        tokens
+            .into_iter()
+            .map(|tree| match tree {
+                TokenTree::Ident(word) if word == "Self" => {
+                    let mut named = ident.clone();
+                    named.set_span(word.span());
+                    TokenTree::Ident(named)
+                }
+                TokenTree::Group(group) => {
+                    let mut inner =
+                        proc_macro2::Group::new(group.delimiter(), replace(group.stream(), ident));
+                    inner.set_span(group.span());
+                    TokenTree::Group(inner)
+                }
+                other => other,
+            })
+            .collect()
+    }
+    replace(ty.to_token_stream(), ident)
 }
 
 fn accessors(
     field: &Field<'_>,
+    ident: &syn::Ident,
     cell: &syn::Ident,
     index: usize,
-    vis: &syn::Visibility,
     private: &TokenStream,
     schema_ref: &TokenStream,
 ) -> TokenStream {
     let member = field.ident;
-    let ty = field.ty;
+    let vis = field.vis;
+    let ty = self_as(field.ty, ident);
     let name = field.name();
     let [_, set, mutable, take] = valid::accessor_names(&name);
     let span = member.span();
@@ -280,7 +321,7 @@ fn accessors(
     let set = syn::Ident::new(&set, span);
     let mutable = syn::Ident::new(&mutable, span);
     let take = syn::Ident::new(&take, span);
-    let default = default_expr(field, private);
+    let default = default_expr(field, ident, private);
     let persisted = field.attrs.skip.is_none();
     let (mark_set, mark_removed) = if persisted {
         (
@@ -336,7 +377,7 @@ fn accessors(
             #mark_set
             match &mut self.__whole {
                 ::core::option::Option::Some(__whole) => __whole.#member = value,
-                ::core::option::Option::None => self.#cell = ::std::sync::OnceLock::from(value),
+                ::core::option::Option::None => self.#cell = ::core::convert::From::from(value),
             }
         }
 
@@ -358,7 +399,7 @@ fn accessors(
                 ::core::option::Option::Some(__whole) => ::core::mem::replace(&mut __whole.#member, #default),
                 ::core::option::Option::None => {
                     let __value = #lazy_take;
-                    self.#cell = ::std::sync::OnceLock::from(#default);
+                    self.#cell = ::core::convert::From::from(#default);
                     __value
                 }
             }

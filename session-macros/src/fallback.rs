@@ -2,10 +2,10 @@
 //! in a schema does not also produce errors at every place the schema is used.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::quote;
 use syn::DeriveInput;
 
-use crate::ast::{runtime_path, Schema};
+use crate::ast::{fields_ident, runtime_path, Schema};
 
 pub(crate) fn expand(input: &DeriveInput, schema: Option<&Schema<'_>>) -> TokenStream {
     // Generic structs get no fallback: their impl would need the generics, which are already
@@ -17,7 +17,7 @@ pub(crate) fn expand(input: &DeriveInput, schema: Option<&Schema<'_>>) -> TokenS
     let private = quote!(#krate::__private);
     let ident = &input.ident;
     let vis = &input.vis;
-    let fields_ty = format_ident!("{}Fields", ident);
+    let fields_ty = fields_ident(ident);
     quote! {
         const _: () = {
             #vis struct #fields_ty(#private::FieldState, ::core::marker::PhantomData<#ident>);
@@ -35,8 +35,8 @@ pub(crate) fn expand(input: &DeriveInput, schema: Option<&Schema<'_>>) -> TokenS
                 }
                 fn encode_field<__C: #private::Codec>(
                     &mut self,
-                    _: usize,
-                ) -> ::core::result::Result<::std::vec::Vec<u8>, #private::CodecError> {
+                    _: ::core::primitive::usize,
+                ) -> ::core::result::Result<::std::vec::Vec<::core::primitive::u8>, #private::CodecError> {
                     ::core::unimplemented!()
                 }
                 fn decode_all(&mut self) -> ::std::vec::Vec<#private::DecodeError> {
