@@ -27,8 +27,8 @@ pub(crate) const RESERVED_KEY_PREFIX: &str = "__";
 /// `tests/schema.rs` (`the_derive_and_the_runtime_agree_on_reserved_keys`) ties them.
 pub(crate) const NAMESPACE_SEPARATOR: char = '.';
 
-/// Methods that `TypedSession<T>` has itself, or that every type gets from a trait in the
-/// prelude. A generated accessor with one of these names would be shadowed when called on a
+/// Methods that `TypedSession<T>` has itself, through its own trait impls, or that every
+/// type gets from a trait of the prelude or of `std` that code commonly imports. A generated accessor with one of these names would be shadowed when called on a
 /// `TypedSession`, so such a field is a compile error instead.
 ///
 /// Keep in sync with the inherent methods of `session_runtime::TypedSession` (a test in the
@@ -45,7 +45,16 @@ pub(crate) const RESERVED_METHODS: &[&str] = &[
     // Deref/DerefMut, through which the accessors are reached.
     "deref",
     "deref_mut",
-    // Prelude traits implemented by every type.
+    // Traits `TypedSession` implements itself: `Drop` (in the prelude; calling it is an
+    // error that would hide the accessor) and `Debug` (once `fmt::Debug` is imported).
+    "drop",
+    "fmt",
+    // Traits every type implements: `Into` and `TryInto` (in the prelude), and `Borrow`,
+    // `BorrowMut` and `Any` (once imported). Method lookup tries `TypedSession` itself
+    // before the accessors behind its `Deref`, so these would win.
     "into",
     "try_into",
+    "borrow",
+    "borrow_mut",
+    "type_id",
 ];

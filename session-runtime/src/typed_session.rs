@@ -358,8 +358,36 @@ mod tests {
                 "TypedSession::{method} is missing from RESERVED_METHODS in session-macros/src/symbol.rs"
             );
         }
-        for name in ["deref", "deref_mut", "into", "try_into"] {
-            assert!(reserved.contains(&name));
+        // Methods of the traits it implements, and of blanket impls for every type.
+        for name in [
+            "deref",
+            "deref_mut",
+            "drop",
+            "fmt",
+            "into",
+            "try_into",
+            "borrow",
+            "borrow_mut",
+            "type_id",
+        ] {
+            assert!(reserved.contains(&name), "{name} is not reserved");
         }
+        for implemented in [
+            "impl<T: SessionData> Deref for TypedSession<T>",
+            "impl<T: SessionData> DerefMut for TypedSession<T>",
+            "impl<T: SessionData> Drop for TypedSession<T>",
+            "impl<T: SessionData> fmt::Debug for TypedSession<T>",
+            // `from_request_parts` takes no `self`: it cannot be called as a method.
+            "impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for TypedSession<T>",
+        ] {
+            assert!(source.contains(implemented), "{implemented}");
+        }
+        // The inherent impl and the five above: any other trait impl must have its methods
+        // added above and to the list.
+        assert_eq!(
+            source.matches("\nimpl<").count(),
+            6,
+            "TypedSession implements a new trait: reserve its methods"
+        );
     }
 }
