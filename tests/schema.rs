@@ -807,3 +807,41 @@ mod visibility {
         );
     }
 }
+
+/// serde's `rename`, `skip` and `default` on a field mean what `#[session(..)]`'s do, and
+/// `#[session(default)]` without a value is the type's `Default`, as in serde.
+#[test]
+fn serde_field_attributes_with_a_session_meaning_are_honoured() {
+    use serde::{Deserialize, Serialize};
+
+    fn dark() -> String {
+        "dark".into()
+    }
+
+    #[derive(SessionData, Serialize, Deserialize)]
+    #[session(namespace = "sd")]
+    struct Prefs {
+        #[serde(rename = "th", default = "dark")]
+        theme: String,
+        #[serde(skip)]
+        scratch: u32,
+        #[session(default)]
+        visits: u32,
+        #[serde(default)]
+        tags: Vec<String>,
+    }
+
+    let keys: Vec<&str> = Prefs::SCHEMA
+        .fields()
+        .iter()
+        .map(|f| f.store_key())
+        .collect();
+    assert_eq!(keys, ["sd.th", "", "sd.visits", "sd.tags"]);
+    assert!(!Prefs::SCHEMA.fields()[1].is_persisted());
+    let fields = decode::decode::<Prefs>(&RawRecord::default(), DecodePolicy::Lenient)
+        .unwrap()
+        .fields;
+    assert_eq!(fields.theme(), "dark");
+    assert_eq!((*fields.scratch(), *fields.visits()), (0, 0));
+    assert!(fields.tags().is_empty());
+}

@@ -9,6 +9,10 @@ use syn::{
 
 use crate::{ctxt::Ctxt, symbol};
 
+/// Why a struct without fields cannot be a schema.
+const NO_FIELDS: &str = "`SessionData` needs at least one named field: each field becomes a \
+                         store key and a set of accessors; write `struct Name { field: Type, .. }`";
+
 /// A schema: one struct with named fields.
 pub(crate) struct Schema<'a> {
     pub(crate) ident: &'a Ident,
@@ -61,11 +65,7 @@ impl<'a> Schema<'a> {
                     return None;
                 }
                 Fields::Unit => {
-                    cx.error_spanned_by(
-                        &input.ident,
-                        "`SessionData` needs named fields, and a unit struct has none; \
-                         write `struct Name { field: Type, .. }`",
-                    );
+                    cx.error_spanned_by(&input.ident, NO_FIELDS);
                     return None;
                 }
             },
@@ -86,12 +86,26 @@ impl<'a> Schema<'a> {
             }
         };
 
-        if !input.generics.params.is_empty() || input.generics.where_clause.is_some() {
+        // One rule for every struct without a field, braced or not: a schema stores fields,
+        // and one without any would create sessions that hold nothing.
+        if named.named.is_empty() {
+            cx.error_spanned_by(&input.ident, NO_FIELDS);
+            return None;
+        }
+
+        if !input.generics.params.is_empty() {
             cx.error_spanned_by(
-                &input.generics,
+                &input.generics.params,
                 "`SessionData` does not support generic parameters: a session schema is stored \
                  by name and must be one concrete type; use concrete field types, e.g. a type alias \
                  `type MyData = Generic<u64>;` as a field type",
+            );
+        } else if let Some(clause) = &input.generics.where_clause {
+            cx.error_spanned_by(
+                clause,
+                "`SessionData` takes no `where` clause: a schema without generic parameters is \
+                 one concrete type, so its bounds either always hold or never do; remove the \
+                 clause",
             );
         }
 
@@ -145,6 +159,34 @@ impl Field<'_> {
 
 fn session_attrs(attrs: &[syn::Attribute]) -> impl Iterator<Item = &syn::Attribute> {
     attrs.iter().filter(|a| a.path().is_ident(symbol::SESSION))
+}
+
+fn serde_attrs(attrs: &[syn::Attribute]) -> impl Iterator<Item = &syn::Attribute> {
+    attrs.iter().filter(|a| a.path().is_ident(symbol::SERDE))
+}
+
+/// What to say about a serde attribute the derive does not honour.
+fn serde_unsupported(meta: &ParseNestedMeta<'_>, place: &str) -> syn::Error {
+    let name = meta
+        .path
+        .get_ident()
+        .map_or_else(|| "this".to_owned(), ToString::to_string);
+    let hint = match place {
+        "container" => {
+            "keep the struct's store keys with `#[session(rename = \"..\")]` on its fields and \
+             `#[session(namespace = \"..\")]` on the struct"
+        }
+        _ => {
+            "a session field is stored with its own type's `Serialize` and `Deserialize`: put \
+             serde attributes on that type (a newtype, say), or choose the encoding with \
+             `#[session(codec = ..)]`; the derive honours `#[serde(rename = \"..\")]`, \
+             `#[serde(skip)]` and `#[serde(default)]` on fields"
+        }
+    };
+    meta.error(format!(
+        "`#[serde({name})]` has no effect on `SessionData`'s store, and would be silently \
+         ignored; {hint}"
+    ))
 }
 
 fn unknown(meta: &ParseNestedMeta<'_>, expected: &[&str], place: &str) -> syn::Error {
@@ -201,6 +243,13 @@ fn path_from_str(meta: &ParseNestedMeta<'_>, name: &str, example: &str) -> syn::
 impl ContainerAttrs {
     fn parse(cx: &mut Ctxt, input: &DeriveInput) -> Self {
         let mut out = ContainerAttrs::default();
+        for attr in serde_attrs(&input.attrs) {
+            if let Err(err) =
+                attr.parse_nested_meta(|meta| Err(serde_unsupported(&meta, "container")))
+            {
+                cx.push(err);
+            }
+        }
         for attr in session_attrs(&input.attrs) {
             let result = attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident(symbol::VERSION) {
@@ -308,7 +357,13 @@ impl FieldAttrs {
                     }
                     out.skip = Some(meta.path.span());
                 } else if meta.path.is_ident(symbol::DEFAULT) {
-                    let path = path_from_str(&meta, symbol::DEFAULT, "`default = default_theme`")?;
+                    // `#[session(default)]`, as serde users write it: the type's `Default`.
+                    let path = if meta.input.peek(syn::Token![=]) {
+                        path_from_str(&meta, symbol::DEFAULT, "`default = default_theme`")?
+                    } else {
+                        let span = meta.path.span();
+                        syn::parse_quote_spanned!(span=> ::core::default::Default::default)
+                    };
                     if out.default.is_some() {
                         duplicate(cx, &meta, symbol::DEFAULT);
                     }
@@ -322,7 +377,60 @@ impl FieldAttrs {
                 cx.push(err);
             }
         }
+        out.parse_serde(cx, field);
         out
+    }
+
+    /// Honours the serde field attributes that mean what a session attribute means (`rename`,
+    /// `skip`, `default`) and refuses every other, so none is silently ignored.
+    fn parse_serde(&mut self, cx: &mut Ctxt, field: &syn::Field) {
+        for attr in serde_attrs(&field.attrs) {
+            let result = attr.parse_nested_meta(|meta| {
+                let conflict = |name: &str| {
+                    meta.error(format!(
+                        "`#[serde({name})]` and `#[session({name})]` on one field: keep one"
+                    ))
+                };
+                if meta.path.is_ident(symbol::RENAME) {
+                    if !meta.input.peek(syn::Token![=]) {
+                        return Err(meta.error(
+                            "`SessionData` takes one store key per field: write \
+                             `#[session(rename = \"..\")]`",
+                        ));
+                    }
+                    let lit: LitStr = value_as(
+                        &meta,
+                        symbol::RENAME,
+                        "a string literal, e.g. `rename = \"th\"`",
+                    )?;
+                    if self.rename.is_some() {
+                        return Err(conflict(symbol::RENAME));
+                    }
+                    self.rename = Some(lit);
+                } else if meta.path.is_ident(symbol::SKIP) {
+                    if self.skip.is_some() {
+                        return Err(conflict(symbol::SKIP));
+                    }
+                    self.skip = Some(meta.path.span());
+                } else if meta.path.is_ident(symbol::DEFAULT) {
+                    if self.default.is_some() {
+                        return Err(conflict(symbol::DEFAULT));
+                    }
+                    self.default = Some(if meta.input.peek(syn::Token![=]) {
+                        path_from_str(&meta, symbol::DEFAULT, "`default = \"default_theme\"`")?
+                    } else {
+                        let span = meta.path.span();
+                        syn::parse_quote_spanned!(span=> ::core::default::Default::default)
+                    });
+                } else {
+                    return Err(serde_unsupported(&meta, "field"));
+                }
+                Ok(())
+            });
+            if let Err(err) = result {
+                cx.push(err);
+            }
+        }
     }
 }
 

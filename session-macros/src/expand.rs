@@ -377,7 +377,7 @@ fn accessors(
             #mark_set
             match &mut self.__whole {
                 ::core::option::Option::Some(__whole) => __whole.#member = value,
-                ::core::option::Option::None => self.#cell = ::core::convert::From::from(value),
+                ::core::option::Option::None => self.#cell = <::std::sync::OnceLock<#ty> as ::core::convert::From<#ty>>::from(value),
             }
         }
 
@@ -399,7 +399,7 @@ fn accessors(
                 ::core::option::Option::Some(__whole) => ::core::mem::replace(&mut __whole.#member, #default),
                 ::core::option::Option::None => {
                     let __value = #lazy_take;
-                    self.#cell = ::core::convert::From::from(#default);
+                    self.#cell = <::std::sync::OnceLock<#ty> as ::core::convert::From<#ty>>::from(#default);
                     __value
                 }
             }

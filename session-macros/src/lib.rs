@@ -29,7 +29,7 @@ use crate::{ast::Schema, ctxt::Ctxt};
 ///
 /// See the `session_runtime::SessionData` documentation for the generated accessors and the
 /// `#[session(...)]` attributes.
-#[proc_macro_derive(SessionData, attributes(session))]
+#[proc_macro_derive(SessionData, attributes(session, serde))]
 pub fn derive_session_data(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     derive(&input).into()

@@ -2,6 +2,9 @@
 
 /// The attribute namespace: `#[session(...)]`.
 pub(crate) const SESSION: &str = "session";
+/// serde's attributes, which the derive reads too (`#[serde(...)]`), so that none is silently
+/// ignored.
+pub(crate) const SERDE: &str = "serde";
 
 // Container attributes.
 pub(crate) const VERSION: &str = "version";

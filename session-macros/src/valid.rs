@@ -12,6 +12,65 @@ pub(crate) fn check(cx: &mut Ctxt, schema: &Schema<'_>) {
     check_namespace(cx, schema);
     check_keys(cx, schema);
     check_accessors(cx, schema);
+    check_field_types(cx, schema);
+}
+
+/// A borrowed field type (`&'static str`) cannot be loaded from a store, which hands out
+/// bytes that do not live that long: serde's error for it ("implementation of `Deserialize`
+/// is not general enough") does not say what to write instead, so this does, at the `&`.
+fn check_field_types(cx: &mut Ctxt, schema: &Schema<'_>) {
+    for field in &schema.fields {
+        if field.attrs.skip.is_some() {
+            continue;
+        }
+        if let Some(reference) = find_reference(field.ty) {
+            let owned = match &*reference.elem {
+                syn::Type::Path(path) if path.path.is_ident("str") => {
+                    "`String`, or `Cow<'static, str>`".to_owned()
+                }
+                syn::Type::Slice(slice) => {
+                    format!("`Vec<{}>`", quote::ToTokens::to_token_stream(&*slice.elem))
+                }
+                other => format!("`{}`", quote::ToTokens::to_token_stream(other)),
+            };
+            cx.error_spanned_by(
+                reference,
+                format!(
+                    "session field `{}` borrows its value, but a stored field is decoded into a \
+                     value of its own on every load; use an owned type instead: {owned}",
+                    field.name()
+                ),
+            );
+        }
+    }
+}
+
+/// The first reference type in `ty`, looking through paths' type arguments, tuples, arrays,
+/// slices and groups.
+fn find_reference(ty: &syn::Type) -> Option<&syn::TypeReference> {
+    match ty {
+        syn::Type::Reference(reference) => Some(reference),
+        syn::Type::Paren(inner) => find_reference(&inner.elem),
+        syn::Type::Group(inner) => find_reference(&inner.elem),
+        syn::Type::Array(array) => find_reference(&array.elem),
+        syn::Type::Slice(slice) => find_reference(&slice.elem),
+        syn::Type::Tuple(tuple) => tuple.elems.iter().find_map(find_reference),
+        syn::Type::Path(path) => {
+            path.path
+                .segments
+                .iter()
+                .find_map(|segment| match &segment.arguments {
+                    syn::PathArguments::AngleBracketed(args) => {
+                        args.args.iter().find_map(|arg| match arg {
+                            syn::GenericArgument::Type(ty) => find_reference(ty),
+                            _ => None,
+                        })
+                    }
+                    _ => None,
+                })
+        }
+        _ => None,
+    }
 }
 
 fn check_version(cx: &mut Ctxt, schema: &Schema<'_>) {
