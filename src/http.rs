@@ -17,7 +17,10 @@ use tower::{Service, ServiceExt};
 /// A `POST` route whose handler hands its session out, as to a spawned task, and answers
 /// `later`; each handed-out session arrives on the receiver, to be changed after the
 /// response.
-pub fn handing_out<T: SessionData>() -> (MethodRouter, UnboundedReceiver<TypedSession<T>>) {
+pub fn handing_out<T: SessionData>() -> (MethodRouter, UnboundedReceiver<TypedSession<T>>)
+where
+    T::Fields: Send + Sync,
+{
     let (handed_out, held) = unbounded_channel();
     let route = post(move |session: TypedSession<T>| {
         handed_out

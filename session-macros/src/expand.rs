@@ -132,6 +132,12 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         });
     // The hook is first bound to the signature it must have, spanned at the user's path: a
     // hook of another shape is one error there.
+    // Every field, stored or not, is shared across threads with the session: one check per
+    // field, at its type, instead of errors about the whole struct.
+    let thread_safe = schema.fields.iter().map(|field| {
+        let ty = self_as(field.ty, ident);
+        quote_spanned!(field.ty.span()=> #private::assert_field::<#ty>();)
+    });
     let migrate = schema.attrs.migrate.as_ref().map(|path| {
         let hook = quote_spanned! {path.span()=>
             let __hook: fn(
@@ -241,6 +247,10 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                 #(#accessors)*
                 #(#decoders)*
             }
+
+            const _: () = {
+                #(#thread_safe)*
+            };
 
             #[automatically_derived]
             impl #private::SessionData for #ident {

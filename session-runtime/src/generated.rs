@@ -36,6 +36,24 @@ impl<T: Serialize + DeserializeOwned> Storable for T {
     }
 }
 
+/// Implemented for every type a session field can hold: a request's extractors share the
+/// session across threads. The derive checks it once per field, at the field's type, so a
+/// type that is not `Send + Sync` gets one error there.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be held in a session field: it is not `Send` and `Sync`",
+    label = "a session is shared across threads by the request's extractors",
+    note = "use a thread-safe type (`Arc<Mutex<..>>` instead of `Rc<RefCell<..>>`, an atomic or a plain value instead of `Cell`), or keep the value out of the session"
+)]
+pub trait SessionField: Send + Sync {}
+
+impl<T: Send + Sync> SessionField for T {}
+
+/// Checks at compile time that `T` can be a session field; the derive calls it for each.
+#[doc(hidden)]
+#[inline]
+pub const fn assert_field<T: SessionField + ?Sized>() {}
+
 /// The default of a field without `#[session(default = path)]`.
 #[doc(hidden)]
 #[diagnostic::on_unimplemented(

@@ -89,8 +89,8 @@ pub mod __private {
     pub use crate::codec::{Codec, CodecError, JsonCodec};
     pub use crate::error::DecodeError;
     pub use crate::generated::{
-        lazy_force, lazy_get, lazy_get_mut, lazy_take, plain_get, plain_get_mut, plain_take,
-        DecodeFn, FieldDefault, Storable,
+        assert_field, lazy_force, lazy_get, lazy_get_mut, lazy_take, plain_get, plain_get_mut,
+        plain_take, DecodeFn, FieldDefault, SessionField, Storable,
     };
     pub use crate::meta::{
         CREATED_KEY, IDLE_TIMEOUT_KEY, NAMESPACE_SEPARATOR, RESERVED_KEY_PREFIX, VERSION_KEY_PREFIX,

@@ -69,7 +69,15 @@ use crate::{
 /// }
 /// # fn main() {}
 /// ```
-pub trait SessionData: Sized + Send + Sync + 'static {
+///
+/// # Threads
+///
+/// A request's extractors share the session across threads, so every field must be `Send`
+/// and `Sync`: the derive checks each field at its type (one error there, instead of errors
+/// about the whole struct). The trait itself does not require it, so generic code that moves
+/// a [`TypedSession<T>`](crate::TypedSession) across threads says so:
+/// `where T::Fields: Send + Sync`.
+pub trait SessionData: Sized + 'static {
     /// The generated accessor type: the stored record, the fields decoded so far, and which
     /// fields changed.
     type Fields: SchemaFields<Data = Self>;
@@ -95,7 +103,7 @@ pub trait SessionData: Sized + Send + Sync + 'static {
 ///
 /// Implemented by `#[derive(SessionData)]`; there is no reason to implement it by hand. The
 /// runtime uses these methods to build, save and inspect a schema's fields.
-pub trait SchemaFields: Send + Sync + Sized + 'static {
+pub trait SchemaFields: Sized + 'static {
     /// The schema.
     type Data: SessionData<Fields = Self>;
 
