@@ -63,6 +63,17 @@ pub enum SessionError {
         /// The limit.
         limit: usize,
     },
+    /// Two schemas share one version key (the same `namespace`, or two structs of the same
+    /// name without one), so they would read and overwrite each other's fields and version.
+    /// Reported when the second of them is first used; give one a `namespace`.
+    SchemaConflict {
+        /// The store key both would keep their version under.
+        version_key: &'static str,
+        /// The schema that used the key first (its full type name).
+        first: &'static str,
+        /// The schema used now.
+        second: &'static str,
+    },
 }
 
 impl SessionError {
@@ -111,6 +122,16 @@ impl fmt::Display for SessionError {
                 "the session cookie would be {size} bytes, over the {limit}-byte limit browsers accept; \
                  keep less data in a cookie-stored session or use a server-side store"
             ),
+            Self::SchemaConflict {
+                version_key,
+                first,
+                second,
+            } => write!(
+                f,
+                "session schemas `{first}` and `{second}` share the store keys of one schema \
+                 (version key `{version_key}`) and would overwrite each other's fields; give one \
+                 of them its own `#[session(namespace = \"..\")]`"
+            ),
         }
     }
 }
@@ -126,7 +147,8 @@ impl StdError for SessionError {
             | Self::ResponseSent
             | Self::IdExhausted
             | Self::InvalidStoreId
-            | Self::CookieTooLarge { .. } => None,
+            | Self::CookieTooLarge { .. }
+            | Self::SchemaConflict { .. } => None,
         }
     }
 }

@@ -54,6 +54,7 @@ mod layer;
 mod meta;
 mod migrate;
 mod record;
+mod registry;
 mod schema;
 mod session;
 mod session_cookie;

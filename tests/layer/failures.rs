@@ -163,3 +163,99 @@ async fn a_store_failure_is_logged_with_its_cause() {
         "{logged}"
     );
 }
+
+mod first {
+    /// One of two schemas that claim the namespace `shared`.
+    #[derive(session_runtime::SessionData)]
+    #[session(namespace = "shared")]
+    pub struct Profile {
+        pub name: String,
+    }
+
+    /// One of two structs named `Twin`, neither with a namespace.
+    #[derive(session_runtime::SessionData)]
+    pub struct Twin {
+        pub a: u32,
+    }
+}
+
+mod second {
+    /// The other schema in the namespace `shared`.
+    #[derive(session_runtime::SessionData)]
+    #[session(namespace = "shared")]
+    pub struct Settings {
+        pub name: String,
+    }
+
+    /// The other `Twin`.
+    #[derive(session_runtime::SessionData)]
+    pub struct Twin {
+        pub b: u32,
+    }
+}
+
+/// Two schemas with one version key would corrupt each other's records: the second one used
+/// is refused with a 500 and a log line naming both; the first keeps working.
+#[tokio::test]
+async fn two_schemas_that_share_store_keys_are_refused_naming_both() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let app = Router::new()
+        .route(
+            "/profile",
+            post(|mut p: TypedSession<first::Profile>| async move {
+                p.set_name("ada".into());
+                p.name().clone()
+            }),
+        )
+        .route(
+            "/settings",
+            post(|s: TypedSession<second::Settings>| async move { s.name().clone() }),
+        )
+        .route(
+            "/twin-a",
+            post(|t: TypedSession<first::Twin>| async move { t.a().to_string() }),
+        )
+        .route(
+            "/twin-b",
+            post(|t: TypedSession<second::Twin>| async move { t.b().to_string() }),
+        )
+        .layer(SessionLayer::new(store(), Key::generate()));
+    for (used_first, used_second, key, first, second) in [
+        (
+            "/profile",
+            "/settings",
+            "__v.shared",
+            "first::Profile",
+            "second::Settings",
+        ),
+        (
+            "/twin-a",
+            "/twin-b",
+            "__v.Twin",
+            "first::Twin",
+            "second::Twin",
+        ),
+    ] {
+        let response = send(&app, request("POST", used_first, None, "")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{used_first}");
+        let response = send(&app, request("POST", used_second, None, "")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{used_second}"
+        );
+        let response = send(&app, request("POST", used_first, None, "")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{used_first} still works"
+        );
+        let logged = logs.text();
+        let line = logged
+            .lines()
+            .find(|line| line.contains(key) && line.contains(second))
+            .unwrap_or_else(|| panic!("no log line for {key}: {logged}"));
+        assert!(line.contains(first), "{line}");
+        assert!(line.contains("namespace"), "{line}");
+    }
+}

@@ -24,6 +24,7 @@ impl RequestSession {
         headers: &HeaderMap,
     ) -> Result<(Box<T::Fields>, Option<u32>), SessionError> {
         self.0.used.store(true, Ordering::Release);
+        crate::registry::check::<T>()?;
         self.ensure_loaded::<T>(headers).await?;
         let mut state = self.state();
         let view = state.view();
