@@ -68,8 +68,9 @@ pub enum LoadKeys<'a> {
     Only(&'a [&'a str]),
 }
 
-/// A loaded record.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A loaded record. `Debug` shows each value's length, never its bytes (they are session
+/// data: tokens, personal data).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Record {
     /// Store key → encoded value. Shared, so a store that keeps records in memory can hand
     /// one out without copying it.
@@ -84,8 +85,9 @@ pub struct Record {
     pub complete: bool,
 }
 
-/// One write to a record: fields to set, fields to remove, the new expiry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One write to a record: fields to set, fields to remove, the new expiry. `Debug` shows
+/// each value's length, never its bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Patch {
     /// Store key → new encoded value.
     pub set: Vec<(Cow<'static, str>, Bytes)>,
@@ -93,6 +95,51 @@ pub struct Patch {
     pub remove: Vec<Cow<'static, str>>,
     /// The record's new expiry.
     pub expires_at: SystemTime,
+}
+
+/// Store keys with the length of their values, for `Debug` without the values.
+struct Lengths<I>(I);
+
+/// A value's length, as `Debug` shows it in place of the value.
+struct Length(usize);
+
+impl fmt::Debug for Length {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes>", self.0)
+    }
+}
+
+impl<'a, K: fmt::Debug + 'a, I: Iterator<Item = (K, &'a Bytes)> + Clone> fmt::Debug for Lengths<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .clone()
+                    .map(|(key, value)| (key, Length(value.len()))),
+            )
+            .finish()
+    }
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("fields", &Lengths(self.fields.iter()))
+            .field("expires_at", &self.expires_at)
+            .field("stale", &self.stale)
+            .field("complete", &self.complete)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Patch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Patch")
+            .field("set", &Lengths(self.set.iter().map(|(k, v)| (k, v))))
+            .field("remove", &self.remove)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 impl Patch {
@@ -330,5 +377,37 @@ impl<S: SessionStore> DynStore for S {
         expires_at: SystemTime,
     ) -> BoxFuture<'a, WriteResult> {
         Box::pin(SessionStore::touch(self, id, expires_at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_patches_print_value_lengths_never_values() {
+        let mut fields = FieldMap::default();
+        fields.insert(
+            FieldKey::new("token"),
+            Bytes::from_static(b"\"s3cret-token\""),
+        );
+        let record = Record {
+            fields: Arc::new(fields),
+            ..Record::default()
+        };
+        let mut patch = Patch::expiry_only(SystemTime::UNIX_EPOCH);
+        patch.set.push((
+            Cow::Borrowed("password"),
+            Bytes::from_static(b"\"hunter2\""),
+        ));
+        patch.remove.push(Cow::Borrowed("old"));
+        let shown = format!("{record:?} {patch:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(shown.contains("\"token\": <14 bytes>"), "{shown}");
+        assert!(shown.contains("\"password\": <9 bytes>"), "{shown}");
+        assert!(shown.contains("\"old\""), "{shown}");
     }
 }
