@@ -54,7 +54,9 @@ pub enum SessionError {
     ResponseSent,
     /// No free session ID was found (the store kept reporting collisions).
     IdExhausted,
-    /// The store chose a session ID that cannot travel in a cookie.
+    /// The store chose a session ID that cannot travel in a cookie: one with a character
+    /// outside RFC 6265's `cookie-octet`s (space, `"`, `,`, `;`, `\\`, control or non-ASCII
+    /// bytes), which could end the value and add attributes to `Set-Cookie`.
     InvalidStoreId,
     /// The session cookie would exceed what browsers accept; it was not sent.
     CookieTooLarge {

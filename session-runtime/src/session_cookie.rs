@@ -158,6 +158,14 @@ pub(crate) fn request_values<'a>(
     })
 }
 
+/// Whether `value` is all RFC 6265 `cookie-octet`s: printable ASCII but space, `"`, `,`, `;`
+/// and `\\`, so it cannot end the value or start an attribute.
+fn is_cookie_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E))
+}
+
 /// `bytes` without the spaces and tabs around them (RFC 6265's `WSP`).
 fn trim_wsp(mut bytes: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = bytes {
@@ -203,6 +211,11 @@ impl CookieOut {
     ) -> Result<HeaderValue, SessionError> {
         let text = match self {
             CookieOut::Set { id, max_age, tag } => {
+                // A store may choose its own IDs: one with `;` or spaces would put
+                // attributes of its choosing into the header.
+                if !is_cookie_value(id.as_str()) {
+                    return Err(SessionError::InvalidStoreId);
+                }
                 let tag = match tag {
                     Some(tag) => *tag,
                     None => keys.current.tag(id.as_str()),

@@ -259,3 +259,75 @@ async fn two_schemas_that_share_store_keys_are_refused_naming_both() {
         assert!(line.contains("namespace"), "{line}");
     }
 }
+
+/// A store that names every new session with an ID of its own choosing.
+struct ChoosesIds(MemoryStore, &'static str);
+
+impl SessionStore for ChoosesIds {
+    async fn load(
+        &self,
+        id: &SessionId,
+        keys: session_runtime::store::LoadKeys<'_>,
+    ) -> Result<Option<Record>, session_runtime::StoreError> {
+        self.0.load(id, keys).await
+    }
+    async fn create(&self, _id: &SessionId, patch: &Patch) -> session_runtime::store::WriteResult {
+        let chosen = SessionId::from_store(self.1);
+        self.0.create(&chosen, patch).await?;
+        Ok(Some(chosen))
+    }
+    async fn save(&self, id: &SessionId, patch: &Patch) -> session_runtime::store::WriteResult {
+        self.0.save(id, patch).await
+    }
+    async fn regenerate(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        patch: &Patch,
+    ) -> session_runtime::store::WriteResult {
+        self.0.regenerate(old, new, patch).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), session_runtime::StoreError> {
+        self.0.delete(id).await
+    }
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: SystemTime,
+    ) -> session_runtime::store::WriteResult {
+        self.0.touch(id, expires_at).await
+    }
+}
+
+/// An ID a store chooses goes into `Set-Cookie` only if it is all cookie octets: one with `;`
+/// would add attributes of the store's choosing (a `Domain`, a `Path`).
+#[tokio::test]
+async fn an_id_a_store_chooses_is_refused_unless_it_fits_in_a_cookie() {
+    for bad in [
+        "x; Domain=evil.example; Path=/",
+        "has space",
+        "quote\"d",
+        "comma,",
+        "back\\slash",
+        "tab\t",
+    ] {
+        let app = routes().layer(SessionLayer::new(
+            ChoosesIds(MemoryStore::new(), bad),
+            Key::generate(),
+        ));
+        let response = send(&app, request("POST", "/add", None, "a")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{bad:?}"
+        );
+        assert!(set_cookies(&response).is_empty(), "{bad:?}");
+    }
+    let app = routes().layer(SessionLayer::new(
+        ChoosesIds(MemoryStore::new(), "store-chosen_ID.1~!"),
+        Key::generate(),
+    ));
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(set_cookies(&response)[0].starts_with("id=store-chosen_ID.1~!."));
+}
