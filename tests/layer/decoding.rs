@@ -146,3 +146,54 @@ async fn unreadable_stored_data_starts_a_new_session_or_under_strict_fails() {
     let response = send(&lenient, request("GET", "/show", Some(&cookie), "")).await;
     assert_eq!(text(response).await, r#"["apple"]|"#);
 }
+
+/// A schema with an enum field, whose decode error quotes the stored variant name.
+#[derive(SessionData)]
+#[session(namespace = "forge")]
+struct Theme {
+    mode: Mode,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+enum Mode {
+    #[default]
+    Light,
+    Dark,
+}
+
+/// Stored data ends up in log lines (serde's "unknown variant" quotes the stored string):
+/// its newlines are escaped, so it cannot forge a line of its own.
+#[tokio::test]
+async fn stored_data_in_a_decode_warning_cannot_forge_a_log_line() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let store = store();
+    let key = Key::generate();
+    let (id, cookie) = issued_session(&store, &key).await;
+    let forged = "Dark\n2026-12-01T00:00:00.000000Z ERROR forged: admin logged in";
+    let patch = session_runtime::store::Patch {
+        set: vec![(
+            "forge.mode".into(),
+            serde_json::to_vec(forged).unwrap().into(),
+        )],
+        remove: vec![],
+        expires_at: SystemTime::now() + Duration::from_secs(60),
+    };
+    store.inner().create(&id, &patch).await.unwrap();
+    let app = Router::new()
+        .route(
+            "/mode",
+            get(|theme: TypedSession<Theme>| async move { format!("{:?}", theme.mode()) }),
+        )
+        .layer(SessionLayer::new(store.clone(), key));
+    let response = send(&app, request("GET", "/mode", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "Light", "the default stands in");
+    let logged = logs.text();
+    assert!(logged.contains("unknown variant"), "{logged}");
+    assert!(logged.contains("Dark\\n2026"), "escaped: {logged}");
+    assert!(
+        !logged
+            .lines()
+            .any(|line| line.contains("ERROR forged") && !line.contains("unknown variant")),
+        "a forged line: {logged}"
+    );
+}
