@@ -158,7 +158,8 @@ async fn survives_mutated_cookies(app: &Router, valid: &str, seed: u64) {
             req
         };
         let named = id_values(&header);
-        let exact = named.iter().any(|v| v == valid_value);
+        // The layer checks at most four cookies with the session's name.
+        let exact = named.iter().take(4).any(|v| v == valid_value);
 
         // Resumed exactly when the header holds the signed value; otherwise a fresh session.
         let response = send(app, with_cookie("GET", "/show")).await;

@@ -335,3 +335,27 @@ async fn a_write_re_sends_the_same_signed_cookie_with_a_fresh_max_age() {
     .await;
     assert_eq!(text(response).await, r#"["apple", "pear"]|"#);
 }
+
+/// Every cookie with the session's name costs an HMAC per key, so a request has at most four
+/// of them checked: a valid cookie among the first four resumes the session; one behind a
+/// thousand forged namesakes is never reached (and the header costs four checks, not 1 001).
+#[tokio::test]
+async fn at_most_four_cookies_with_the_sessions_name_are_checked() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let cookie = started(&app).await;
+    let forged = |n: usize| {
+        (0..n)
+            .map(|i| format!("id=forged{i}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let within = format!("{}; {cookie}", forged(3));
+    let response = send(&app, request("GET", "/show", Some(&within), "")).await;
+    assert_eq!(text(response).await, r#"["apple"]|"#);
+    let beyond = format!("{}; {cookie}", forged(1000));
+    let response = send(&app, request("GET", "/show", Some(&beyond), "")).await;
+    assert_eq!(text(response).await, "[]|", "a fresh session");
+    assert!(logs.text().contains("too many cookies"), "{}", logs.text());
+}

@@ -17,6 +17,9 @@ use crate::{
     DecodePolicy, SessionError, SessionId, StoreError,
 };
 
+/// How many cookies with the session cookie's name one request may have checked.
+const MAX_CANDIDATES: usize = 4;
+
 impl RequestSession {
     /// Loads what schema `T` needs and decodes it.
     pub(crate) async fn extract<T: SessionData>(
@@ -166,28 +169,36 @@ impl RequestSession {
     fn cookie_id(&self, headers: &HeaderMap) -> Option<(SessionId, bool, Option<[u8; 32]>)> {
         let name = self.config().cookie.name.as_str();
         let mut rejected = None;
-        for header in headers.get_all(http::header::COOKIE) {
-            for value in request_values(header.as_bytes(), name) {
-                if value.len() > MAX_COOKIE_LEN {
-                    rejected = Some("oversized");
-                    continue;
+        let values = headers
+            .get_all(http::header::COOKIE)
+            .into_iter()
+            .flat_map(|header| request_values(header.as_bytes(), name));
+        // Each candidate costs an HMAC per key: a header stuffed with cookies of this name
+        // (a browser holds at most a few: other paths, an old domain) costs no more than this.
+        for (checked, value) in values.enumerate() {
+            if checked == MAX_CANDIDATES {
+                rejected = Some("too many cookies with the session's name; the rest unchecked");
+                break;
+            }
+            if value.len() > MAX_COOKIE_LEN {
+                rejected = Some("oversized");
+                continue;
+            }
+            let Ok(value) = std::str::from_utf8(value) else {
+                rejected = Some("not valid text");
+                continue;
+            };
+            match self.config().keys.verify(value) {
+                Ok(verified) => {
+                    let tag = (!verified.stale_key).then_some(verified.tag);
+                    return Some((
+                        SessionId::from_str_unverified(verified.value),
+                        verified.stale_key,
+                        tag,
+                    ));
                 }
-                let Ok(value) = std::str::from_utf8(value) else {
-                    rejected = Some("not valid text");
-                    continue;
-                };
-                match self.config().keys.verify(value) {
-                    Ok(verified) => {
-                        let tag = (!verified.stale_key).then_some(verified.tag);
-                        return Some((
-                            SessionId::from_str_unverified(verified.value),
-                            verified.stale_key,
-                            tag,
-                        ));
-                    }
-                    Err(Rejected::Malformed) => rejected = Some("malformed"),
-                    Err(Rejected::BadSignature) => rejected = Some("bad signature"),
-                }
+                Err(Rejected::Malformed) => rejected = Some("malformed"),
+                Err(Rejected::BadSignature) => rejected = Some("bad signature"),
             }
         }
         if let Some(reason) = rejected {
