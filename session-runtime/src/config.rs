@@ -1,12 +1,22 @@
 //! The settings a [`SessionLayer`](crate::SessionLayer) is built from, and the error of an
 //! invalid one.
 
+use std::time::Duration;
+
 use crate::{expiry::ExpiryConfig, key::Keys, session_cookie::CookieConfig, DecodePolicy, Key};
+
+/// How long after a layer is built it still reads cookies signed in 0.1's format (bound to
+/// neither name nor purpose), by default: a week.
+pub(crate) const LEGACY_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// Everything the layer needs per request, built once and shared.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) keys: Keys,
+    /// What the layer's cookies are for (an app's name): bound into every tag.
+    pub(crate) purpose: String,
+    /// How long 0.1-format cookies are still read, from the layer's construction.
+    pub(crate) legacy_window: Duration,
     pub(crate) cookie: CookieConfig,
     pub(crate) expiry: ExpiryConfig,
     pub(crate) decode_policy: DecodePolicy,
@@ -19,6 +29,8 @@ impl Config {
                 current: key,
                 previous: Vec::new(),
             },
+            purpose: String::new(),
+            legacy_window: LEGACY_WINDOW,
             cookie: CookieConfig::default(),
             expiry: ExpiryConfig::default(),
             decode_policy: DecodePolicy::default(),

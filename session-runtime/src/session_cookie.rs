@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::HeaderValue;
 
 use crate::{
-    key::{push_signed, signed_len, Keys},
+    key::{push_signed, signed_len, Signer},
     SessionError, SessionId,
 };
 
@@ -207,7 +207,7 @@ impl CookieOut {
         &self,
         name: &str,
         attributes: &str,
-        keys: &Keys,
+        signer: &Signer,
     ) -> Result<HeaderValue, SessionError> {
         let text = match self {
             CookieOut::Set { id, max_age, tag } => {
@@ -218,7 +218,7 @@ impl CookieOut {
                 }
                 let tag = match tag {
                     Some(tag) => *tag,
-                    None => keys.current.tag(id.as_str()),
+                    None => signer.tag(id.as_str()),
                 };
                 let max_age = max_age.map(|age| age.as_secs());
                 // Built at its exact size: the header value then takes the buffer over

@@ -121,7 +121,7 @@ async fn finish(session: RequestSession, mut response: Response) -> Response {
         let header = cookie.header(
             &shared.config.cookie.name,
             &shared.cookie_attributes,
-            &shared.config.keys,
+            &shared.signer,
         );
         match header {
             Ok(value) => {

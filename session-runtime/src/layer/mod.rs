@@ -116,7 +116,7 @@ impl SessionLayer {
     fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
         let shared = Arc::make_mut(&mut self.shared);
         change(&mut shared.config);
-        shared.cookie_attributes = shared.config.cookie.attributes();
+        shared.configured();
         self
     }
 
@@ -143,6 +143,43 @@ impl SessionLayer {
     /// ```
     pub fn with_previous_keys<K: Borrow<Key>>(self, keys: impl IntoIterator<Item = K>) -> Self {
         self.with(|c| c.keys.previous = keys.into_iter().map(|k| k.borrow().clone()).collect())
+    }
+
+    /// What this layer's cookies are for, e.g. the app's name (default: empty). The tag of
+    /// every cookie covers its name, this purpose and the session ID, so a cookie issued by
+    /// another layer that shares the key, under another name or for another purpose, is
+    /// refused, even where the two share a store. Set it when several apps or layers share
+    /// a key (better: give each its own key). Changing it signs everyone out.
+    ///
+    /// ```
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// # let key = Key::generate();
+    /// // The admin console and the shop share a secret; neither accepts the other's cookies.
+    /// let admin = SessionLayer::new(MemoryStore::new(), key.clone()).with_purpose("admin");
+    /// let shop = SessionLayer::new(MemoryStore::new(), key).with_purpose("shop");
+    /// # let _ = (admin, shop);
+    /// ```
+    pub fn with_purpose(self, purpose: impl Into<String>) -> Self {
+        let purpose = purpose.into();
+        self.with(|c| c.purpose = purpose)
+    }
+
+    /// How long after the layer is built it still accepts cookies signed as 0.1 signed them
+    /// (a tag over the ID alone, bound to neither the cookie's name nor a purpose), default
+    /// 7 days. Such a cookie is read as if signed by a previous key and re-signed in the
+    /// current format on that request, so visitors keep their sessions across the upgrade;
+    /// after the window they start new ones. `Duration::ZERO` refuses them at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    /// // Every active session is seen within a day: one day is enough.
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_legacy_cookie_window(Duration::from_secs(24 * 3600));
+    /// # let _ = layer;
+    /// ```
+    pub fn with_legacy_cookie_window(self, window: Duration) -> Self {
+        self.with(|c| c.legacy_window = window)
     }
 
     /// The cookie's name (default `id`). A `__Host-` name (the strictest: the cookie is

@@ -188,7 +188,7 @@ impl RequestSession {
                 rejected = Some("not valid text");
                 continue;
             };
-            match self.config().keys.verify(value) {
+            match self.shared().signer.verify(value) {
                 Ok(verified) => {
                     let tag = (!verified.stale_key).then_some(verified.tag);
                     return Some((

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use crate::{
     config::Config,
     decode::collect_changes,
+    key::Signer,
     meta::{duration_millis, IDLE_TIMEOUT_KEY},
     record::{FieldMap, RawRecord},
     schema::{SchemaFields, SessionData},
@@ -33,19 +34,41 @@ use crate::{
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn DynStore>,
     pub(crate) config: Config,
+    /// When the layer was built: the start of the window for 0.1-format cookies.
+    built: SystemTime,
     /// The cookie's attributes, rendered once.
     pub(crate) cookie_attributes: String,
+    /// Tags and checks cookies, for this name and purpose.
+    pub(crate) signer: Signer,
 }
 
 impl Shared {
     pub(crate) fn new(store: Arc<dyn DynStore>, config: Config) -> Self {
-        let cookie_attributes = config.cookie.attributes();
+        let built = SystemTime::now();
         Self {
+            cookie_attributes: config.cookie.attributes(),
+            signer: signer(&config, built),
             store,
             config,
-            cookie_attributes,
+            built,
         }
     }
+
+    /// Renders what derives from the configuration again, after a change to it.
+    pub(crate) fn configured(&mut self) {
+        self.cookie_attributes = self.config.cookie.attributes();
+        self.signer = signer(&self.config, self.built);
+    }
+}
+
+fn signer(config: &Config, built: SystemTime) -> Signer {
+    let legacy_until = built.checked_add(config.legacy_window);
+    Signer::new(
+        &config.keys,
+        &config.cookie.name,
+        &config.purpose,
+        legacy_until,
+    )
 }
 
 /// One request's session. Cheap to clone; clones share the state.

@@ -17,9 +17,15 @@ use super::{FieldKey, FieldMap, LoadKeys, Patch, Record, SessionStore, StoreErro
 use crate::{Key, SessionId};
 
 /// Bound to every ciphertext, so a value encrypted for another purpose never decrypts here.
-const AAD: &[u8] = b"session-runtime/cookie-store/v1";
-/// Derivation label for the encryption key.
-const PURPOSE: &str = "session-runtime cookie-store encryption v1";
+const AAD: &[u8] = b"session-runtime/v2 cookie-store";
+/// HKDF `info` of the encryption key: no other job of the key (the cookie's tag above all)
+/// produces it.
+const KEY_INFO: &str = "session-runtime/v2 cookie-store aes-256-gcm";
+/// 0.1's associated data and key derivation (`HMAC(secret, label)`, the very function that
+/// tagged cookies), only to open 0.1's cookies, which the layer accepts during its
+/// migration window only.
+const LEGACY_AAD: &[u8] = b"session-runtime/cookie-store/v1";
+const LEGACY_PURPOSE: &str = "session-runtime cookie-store encryption v1";
 /// Format byte at the start of the plaintext.
 const FORMAT: u8 = 1;
 const NONCE_LEN: usize = 12;
@@ -62,7 +68,11 @@ const NONCE_LEN: usize = 12;
 #[derive(Clone)]
 pub struct CookieStore {
     current: Aes256Gcm,
+    /// Previous keys: they still open, and what they opened is sealed again.
     previous: Vec<Aes256Gcm>,
+    /// The current key, then the previous ones, as 0.1 derived them: they open 0.1's
+    /// cookies (with 0.1's associated data).
+    legacy: Vec<Aes256Gcm>,
 }
 
 impl fmt::Debug for CookieStore {
@@ -75,7 +85,11 @@ impl fmt::Debug for CookieStore {
 }
 
 fn cipher(key: &Key) -> Aes256Gcm {
-    Aes256Gcm::new(&key.derive(PURPOSE).into())
+    Aes256Gcm::new(&key.subkey(KEY_INFO).into())
+}
+
+fn legacy_cipher(key: &Key) -> Aes256Gcm {
+    Aes256Gcm::new(&key.legacy_subkey(LEGACY_PURPOSE).into())
 }
 
 impl CookieStore {
@@ -93,6 +107,7 @@ impl CookieStore {
         Self {
             current: cipher(key),
             previous: Vec::new(),
+            legacy: vec![legacy_cipher(key)],
         }
     }
 
@@ -109,7 +124,12 @@ impl CookieStore {
     /// ```
     #[must_use]
     pub fn with_previous_keys<K: Borrow<Key>>(mut self, keys: impl IntoIterator<Item = K>) -> Self {
-        self.previous = keys.into_iter().map(|k| cipher(k.borrow())).collect();
+        let keys: Vec<K> = keys.into_iter().collect();
+        self.previous = keys.iter().map(|k| cipher(k.borrow())).collect();
+        // The current key's 0.1 form stays first.
+        self.legacy.truncate(1);
+        self.legacy
+            .extend(keys.iter().map(|k| legacy_cipher(k.borrow())));
         self
     }
 
@@ -141,17 +161,22 @@ impl CookieStore {
             return None;
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let payload = || Payload {
+        let payload = |aad| Payload {
             msg: ciphertext,
-            aad: AAD,
+            aad,
         };
         let nonce = Nonce::from_slice(nonce);
-        let (plaintext, stale) = match self.current.decrypt(nonce, payload()) {
+        let (plaintext, stale) = match self.current.decrypt(nonce, payload(AAD)) {
             Ok(plaintext) => (plaintext, false),
             Err(_) => (
                 self.previous
                     .iter()
-                    .find_map(|c| c.decrypt(nonce, payload()).ok())?,
+                    .find_map(|c| c.decrypt(nonce, payload(AAD)).ok())
+                    .or_else(|| {
+                        self.legacy
+                            .iter()
+                            .find_map(|c| c.decrypt(nonce, payload(LEGACY_AAD)).ok())
+                    })?,
                 true,
             ),
         };
@@ -297,5 +322,47 @@ mod tests {
             None,
             "huge count"
         );
+    }
+
+    /// Seals `fields` as 0.1 did: its key derivation and associated data.
+    fn sealed_as_0_1(key: &Key, fields: &FieldMap, expires_at: SystemTime) -> SessionId {
+        let plaintext = encode(fields, expires_at).unwrap();
+        let nonce = [7u8; NONCE_LEN];
+        let ciphertext = legacy_cipher(key)
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plaintext,
+                    aad: LEGACY_AAD,
+                },
+            )
+            .unwrap();
+        SessionId::from_store(URL_SAFE_NO_PAD.encode([&nonce[..], &ciphertext].concat()))
+    }
+
+    #[test]
+    fn cookies_sealed_as_0_1_open_as_stale_and_reseal_in_the_current_format() {
+        let (key, retired) = (Key::generate(), Key::generate());
+        let fields: FieldMap = [(FieldKey::from("user"), Bytes::from_static(b"\"ada\""))]
+            .into_iter()
+            .collect();
+        let later = SystemTime::now() + std::time::Duration::from_secs(60);
+        let store = CookieStore::new(&key).with_previous_keys([&retired]);
+        for sealer in [&key, &retired] {
+            let old = sealed_as_0_1(sealer, &fields, later);
+            let (opened, _, stale) = store.open(&old).expect("opens");
+            assert!(stale);
+            assert_eq!(opened, fields);
+        }
+        let current = store.seal(&fields, later).unwrap();
+        assert!(
+            !store.open(&current).unwrap().2,
+            "current seals are not stale"
+        );
+        // The current format does not open under 0.1's derivation, nor the reverse with
+        // the associated data swapped.
+        let other = CookieStore::new(&Key::generate());
+        assert!(other.open(&current).is_none());
+        assert!(other.open(&sealed_as_0_1(&key, &fields, later)).is_none());
     }
 }
