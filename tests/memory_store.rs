@@ -187,3 +187,66 @@ async fn eviction_loses_whole_records_only_and_brings_none_back() {
     }
     assert!(!known.is_empty(), "the store still holds sessions");
 }
+
+/// A flood of anonymous new sessions against a full store (4 000 creates against a 1 600
+/// bound, none ever used again) evicts the flood's own sessions: every visitor who came
+/// back (their session loaded again) keeps theirs, even those about to expire first.
+#[tokio::test]
+async fn a_flood_of_new_sessions_does_not_evict_returning_visitors() {
+    let store = MemoryStore::new().with_max_sessions(1_600);
+    let now = SystemTime::now();
+    // Returning visitors, expiring before any of the flood.
+    let mut returning = Vec::new();
+    for _ in 0..300 {
+        let id = SessionId::generate();
+        store
+            .create(&id, &patch(now + Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert!(store.load(&id, LoadKeys::All).await.unwrap().is_some());
+        returning.push(id);
+    }
+    // New visitors who never came back yet: evicted before the returning ones.
+    let mut one_time = Vec::new();
+    for _ in 0..4_000 {
+        let id = SessionId::generate();
+        store
+            .create(&id, &patch(now + Duration::from_secs(3_600)))
+            .await
+            .unwrap();
+        one_time.push(id);
+    }
+    assert!(store.len() <= 1_600 + 16, "bounded: {}", store.len());
+    for id in &returning {
+        assert!(
+            store.load(id, LoadKeys::All).await.unwrap().is_some(),
+            "a returning visitor was evicted"
+        );
+    }
+    let mut survivors = 0;
+    for id in &one_time {
+        survivors += usize::from(store.load(id, LoadKeys::All).await.unwrap().is_some());
+    }
+    assert!(survivors < 1_600, "the flood evicted itself: {survivors}");
+}
+
+/// When established sessions alone fill the store, they are evicted too, closest to
+/// expiry first: the bound always holds.
+#[tokio::test]
+async fn established_sessions_are_evicted_when_they_alone_fill_the_store() {
+    let store = MemoryStore::new().with_max_sessions(160);
+    let now = SystemTime::now();
+    let mut ids = Vec::new();
+    for i in 0..400u64 {
+        let id = SessionId::generate();
+        store
+            .create(&id, &patch(now + Duration::from_secs(60 + i)))
+            .await
+            .unwrap();
+        store.load(&id, LoadKeys::All).await.unwrap();
+        ids.push(id);
+    }
+    assert!(store.len() <= 160 + 16, "bounded: {}", store.len());
+    let last = ids.last().unwrap();
+    assert!(store.load(last, LoadKeys::All).await.unwrap().is_some());
+}

@@ -27,8 +27,16 @@ const SMALL_RECORD: usize = 64;
 /// Records live in memory, split over 16 independently locked shards (no lock is held
 /// across an `.await`). Expired records are never returned and are evicted as the store is
 /// used; the number of sessions is bounded ([`MemoryStore::with_max_sessions`], default
-/// 100 000): when full, expired records go first, then the eighth closest to expiring, in
-/// one pass, so a flood of new sessions costs amortized O(1) per create.
+/// 100 000): when full, expired records go first, then an eighth of the store in one pass,
+/// so a flood of new sessions costs amortized O(1) per create.
+///
+/// **Who is evicted**: sessions never used again since they were created go before
+/// established ones (those a later request loaded, saved or refreshed), each closest to
+/// expiry first. A flood of anonymous new sessions (a bot that never sends its cookie
+/// back) thus evicts its own sessions, not logged-in users. The trade-off: while the store
+/// is full, a visitor's brand-new session can be evicted before their second request; an
+/// attacker who also comes back with each cookie is an established visitor, so size the
+/// bound for your peak of returning visitors, and rate-limit session creation upstream.
 /// Sessions do not survive a restart and are not shared between processes: use the Redis
 /// store for that.
 ///
@@ -64,6 +72,9 @@ struct Entry {
     /// Shared with the requests that loaded it; a save copies it only if one still holds it.
     fields: Arc<FieldMap>,
     expires_at: SystemTime,
+    /// Used again since it was created (loaded, saved, refreshed or moved): a visitor who
+    /// came back. A full store evicts the others first.
+    established: bool,
 }
 
 impl Entry {
@@ -167,10 +178,14 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl Shard {
-    /// The live record of `id`; an expired one is dropped. One hash lookup.
+    /// The live record of `id`, now established; an expired one is dropped. One hash lookup.
     fn live(&mut self, id: &SessionId, now: SystemTime) -> Option<&mut Entry> {
         match self.records.entry(id.clone()) {
-            hash_map::Entry::Occupied(entry) if entry.get().is_live(now) => Some(entry.into_mut()),
+            hash_map::Entry::Occupied(entry) if entry.get().is_live(now) => {
+                let entry = entry.into_mut();
+                entry.established = true;
+                Some(entry)
+            }
             hash_map::Entry::Occupied(entry) => {
                 entry.remove();
                 None
@@ -187,8 +202,10 @@ impl Shard {
     }
 
     /// Makes room for one more record. When the shard is full, expired records go first;
-    /// if that is not enough, the eighth of the shard closest to expiring goes in one pass,
-    /// so the O(n) work happens once per `max / 8` creates, not on every one.
+    /// if that is not enough, an eighth of the shard goes in one pass, so the O(n) work
+    /// happens once per `max / 8` creates, not on every one: first the sessions never used
+    /// again since their creation (a flood of new visitors evicts itself, not the visitors
+    /// who came back), closest to expiry first, then established ones the same way.
     fn reserve(&mut self, max: usize, now: SystemTime) {
         if self.records.len() < max {
             return;
@@ -201,7 +218,30 @@ impl Shard {
         let evict = (max / 8)
             .max(self.records.len() + 1 - max)
             .min(self.records.len());
-        let mut expiries: Vec<SystemTime> = self.records.values().map(|e| e.expires_at).collect();
+        let fresh = self.records.values().filter(|e| !e.established).count();
+        if fresh >= evict {
+            self.evict_closest_to_expiry(evict, |e| !e.established);
+        } else {
+            self.records.retain(|_, e| e.established);
+            self.evict_closest_to_expiry(evict - fresh, |_| true);
+        }
+    }
+
+    /// Removes the `evict` records among those `eligible` that expire first.
+    fn evict_closest_to_expiry(&mut self, evict: usize, eligible: impl Fn(&Entry) -> bool) {
+        if evict == 0 {
+            return;
+        }
+        let mut expiries: Vec<SystemTime> = self
+            .records
+            .values()
+            .filter(|e| eligible(e))
+            .map(|e| e.expires_at)
+            .collect();
+        let evict = evict.min(expiries.len());
+        if evict == 0 {
+            return;
+        }
         let (earlier, cutoff, _) = expiries.select_nth_unstable(evict - 1);
         let cutoff = *cutoff;
         // Everything before the cutoff goes, and of the records expiring exactly at it only
@@ -209,13 +249,18 @@ impl Shard {
         // (Only the partition's left side can hold earlier expiries.)
         let before = earlier.iter().filter(|&&at| at < cutoff).count();
         let mut at_cutoff = evict - before;
-        self.records.retain(|_, e| match e.expires_at.cmp(&cutoff) {
-            std::cmp::Ordering::Less => false,
-            std::cmp::Ordering::Equal if at_cutoff > 0 => {
-                at_cutoff -= 1;
-                false
+        self.records.retain(|_, e| {
+            if !eligible(e) {
+                return true;
             }
-            _ => true,
+            match e.expires_at.cmp(&cutoff) {
+                std::cmp::Ordering::Less => false,
+                std::cmp::Ordering::Equal if at_cutoff > 0 => {
+                    at_cutoff -= 1;
+                    false
+                }
+                _ => true,
+            }
         });
     }
 }
@@ -281,6 +326,7 @@ impl SessionStore for MemoryStore {
             Entry {
                 fields: Arc::new(fields),
                 expires_at: patch.expires_at,
+                established: false,
             },
         );
         shard.note_write(now);
