@@ -250,3 +250,82 @@ async fn established_sessions_are_evicted_when_they_alone_fill_the_store() {
     let last = ids.last().unwrap();
     assert!(store.load(last, LoadKeys::All).await.unwrap().is_some());
 }
+
+fn sized(key: &'static str, len: usize, expires_at: SystemTime) -> Patch {
+    Patch {
+        set: vec![(Cow::Borrowed(key), vec![b'x'; len].into())],
+        remove: vec![],
+        expires_at,
+    }
+}
+
+/// One session cannot grow past the store's per-session limit: the write that would is
+/// refused with a clear error and changes nothing; replacing or removing values frees room.
+#[tokio::test]
+async fn a_session_larger_than_the_limit_is_refused_and_nothing_changes() {
+    use session_runtime::StoreError;
+
+    let store = MemoryStore::new().with_max_session_bytes(1_000);
+    let later = SystemTime::now() + Duration::from_secs(60);
+    let id = SessionId::generate();
+    store.create(&id, &sized("a", 899, later)).await.unwrap(); // 900 bytes with its key
+    let err = store.save(&id, &sized("b", 199, later)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
+    assert!(
+        session_suite::report(&err).contains("1100 bytes, over this MemoryStore's limit of 1000"),
+        "{}",
+        session_suite::report(&err)
+    );
+    let record = store.load(&id, LoadKeys::All).await.unwrap().unwrap();
+    assert_eq!(record.fields.len(), 1, "nothing applied");
+    // Replacing `a` with a smaller value makes room for `b`.
+    store.save(&id, &sized("a", 99, later)).await.unwrap();
+    store.save(&id, &sized("b", 199, later)).await.unwrap();
+    // Removing frees room too.
+    let mut remove = Patch::expiry_only(later);
+    remove.remove.push(Cow::Borrowed("b"));
+    store.save(&id, &remove).await.unwrap();
+    store.save(&id, &sized("c", 799, later)).await.unwrap();
+    // A create over the limit, and a regenerate that would grow past it.
+    assert!(store
+        .create(&SessionId::generate(), &sized("a", 1_000, later))
+        .await
+        .is_err());
+    let new = SessionId::generate();
+    assert!(store
+        .regenerate(&id, &new, &sized("d", 500, later))
+        .await
+        .is_err());
+    assert!(
+        store.load(&id, LoadKeys::All).await.unwrap().is_some(),
+        "not moved"
+    );
+    assert!(store.load(&new, LoadKeys::All).await.unwrap().is_none());
+}
+
+/// Through the layer, a 10 MB field value on the default limit (1 MiB) is a 500, not stored.
+#[tokio::test]
+async fn a_ten_megabyte_field_is_refused_by_default() {
+    use axum::{http::StatusCode, routing::post, Router};
+    use session_runtime::{Key, SessionData, SessionLayer, TypedSession};
+    use session_suite::http::{request, send};
+
+    #[derive(SessionData)]
+    #[session(namespace = "big")]
+    struct Upload {
+        blob: String,
+    }
+
+    let store = MemoryStore::new();
+    let app = Router::new()
+        .route(
+            "/",
+            post(|mut upload: TypedSession<Upload>| async move {
+                upload.set_blob("x".repeat(10 * 1024 * 1024));
+            }),
+        )
+        .layer(SessionLayer::new(store.clone(), Key::generate()));
+    let response = send(&app, request("POST", "/", None, "")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(store.is_empty());
+}

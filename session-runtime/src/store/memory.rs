@@ -57,6 +57,24 @@ pub struct MemoryStore {
 struct Inner {
     shards: Box<[Mutex<Shard>]>,
     max_per_shard: usize,
+    max_session_bytes: usize,
+}
+
+impl Inner {
+    /// Refuses a record of `bytes`, over the per-session limit.
+    fn check_size(&self, bytes: usize) -> Result<(), StoreError> {
+        if bytes > self.max_session_bytes {
+            return Err(StoreError::Rejected(
+                format!(
+                    "the session would hold {bytes} bytes, over this MemoryStore's limit of {} \
+                     (MemoryStore::with_max_session_bytes)",
+                    self.max_session_bytes
+                )
+                .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Records by session ID. FxHash is safe here: IDs come from our CSPRNG, and a client's ID
@@ -75,6 +93,26 @@ struct Entry {
     /// Used again since it was created (loaded, saved, refreshed or moved): a visitor who
     /// came back. A full store evicts the others first.
     established: bool,
+    /// The record's size: its keys' and values' bytes.
+    bytes: usize,
+}
+
+/// The bytes a record of `fields` would hold after `patch`, from its size now.
+fn size_after(fields: &FieldMap, bytes: usize, patch: &Patch) -> usize {
+    let stored = |key: &str| fields.get(key).map_or(0, |value| key.len() + value.len());
+    let removed: usize = patch
+        .remove
+        .iter()
+        .filter(|key| !patch.set.iter().any(|(set, _)| set == *key))
+        .map(|key| stored(key))
+        .sum();
+    let replaced: usize = patch.set.iter().map(|(key, _)| stored(key)).sum();
+    let added: usize = patch
+        .set
+        .iter()
+        .map(|(key, value)| key.len() + value.len())
+        .sum();
+    (bytes + added).saturating_sub(removed + replaced)
 }
 
 impl Entry {
@@ -93,6 +131,9 @@ impl MemoryStore {
     /// The default bound on the number of sessions.
     pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
 
+    /// The default bound on one session's size: 1 MiB of keys and values.
+    pub const DEFAULT_MAX_SESSION_BYTES: usize = 1024 * 1024;
+
     /// An empty store holding at most [`Self::DEFAULT_MAX_SESSIONS`] sessions.
     ///
     /// ```
@@ -102,7 +143,7 @@ impl MemoryStore {
     /// # let _ = layer;
     /// ```
     pub fn new() -> Self {
-        Self::build(Self::DEFAULT_MAX_SESSIONS)
+        Self::build(Self::DEFAULT_MAX_SESSIONS, Self::DEFAULT_MAX_SESSION_BYTES)
     }
 
     /// Bounds the number of sessions held. The bound is kept per shard (`max / 16`, rounded
@@ -117,14 +158,31 @@ impl MemoryStore {
     /// ```
     #[must_use]
     pub fn with_max_sessions(self, max: usize) -> Self {
-        Self::build(max)
+        Self::build(max, self.inner.max_session_bytes)
     }
 
-    fn build(max: usize) -> Self {
+    /// Bounds one session's size, its keys' and values' bytes (default
+    /// [`Self::DEFAULT_MAX_SESSION_BYTES`]): a write that would make a session larger is
+    /// refused with [`StoreError::Rejected`] (the request answers `500`, the cause is logged)
+    /// and changes nothing, so one session cannot take the process's memory.
+    ///
+    /// ```
+    /// use session_runtime::MemoryStore;
+    ///
+    /// let store = MemoryStore::new().with_max_session_bytes(64 * 1024);
+    /// # let _ = store;
+    /// ```
+    #[must_use]
+    pub fn with_max_session_bytes(self, max: usize) -> Self {
+        Self::build(self.inner.max_per_shard * SHARDS, max)
+    }
+
+    fn build(max: usize, max_session_bytes: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
                 shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
                 max_per_shard: max.div_ceil(SHARDS).max(1),
+                max_session_bytes,
             }),
         }
     }
@@ -319,6 +377,8 @@ impl SessionStore for MemoryStore {
         if shard.live(id, now).is_some() {
             return Err(StoreError::Collision);
         }
+        let bytes = size_after(&FieldMap::default(), 0, patch);
+        self.inner.check_size(bytes)?;
         shard.reserve(self.inner.max_per_shard, now);
         let fields = packed(patch);
         shard.records.insert(
@@ -327,6 +387,7 @@ impl SessionStore for MemoryStore {
                 fields: Arc::new(fields),
                 expires_at: patch.expires_at,
                 established: false,
+                bytes,
             },
         );
         shard.note_write(now);
@@ -337,8 +398,11 @@ impl SessionStore for MemoryStore {
         let now = SystemTime::now();
         let mut shard = self.shard(id);
         let entry = shard.live(id, now).ok_or(StoreError::NotFound)?;
+        let bytes = size_after(&entry.fields, entry.bytes, patch);
+        self.inner.check_size(bytes)?;
         patch.apply_to(Arc::make_mut(&mut entry.fields));
         entry.expires_at = patch.expires_at;
+        entry.bytes = bytes;
         shard.note_write(now);
         Ok(None)
     }
@@ -367,12 +431,16 @@ impl SessionStore for MemoryStore {
         if target.live(new, now).is_some() {
             return Err(StoreError::Collision);
         }
+        let old_entry = first.records.get(old).expect("checked live above");
+        let bytes = size_after(&old_entry.fields, old_entry.bytes, patch);
+        self.inner.check_size(bytes)?;
         let mut entry = first
             .records
             .remove(old)
             .expect("checked live above under the same lock");
         patch.apply_to(Arc::make_mut(&mut entry.fields));
         entry.expires_at = patch.expires_at;
+        entry.bytes = bytes;
         let target = match second.as_deref_mut() {
             // A move into another shard adds a record there: make room, as a create does.
             Some(other) => {
