@@ -50,6 +50,16 @@ const NONCE_LEN: usize = 12;
 /// logged error naming the size, never a silently dropped cookie. Keep large or growing data
 /// (carts of unbounded size, histories) in a server-side store.
 ///
+/// **Key use**: every write seals the session with a fresh random 96-bit nonce. AES-GCM
+/// with random nonces stays within its security bound for about 2³² seals per key: at a
+/// thousand writes a second that is about 50 days. Rotate the key (the new one current, the
+/// old one in [`CookieStore::with_previous_keys`]) well within that, e.g. monthly; the
+/// encryption key is derived from the [`Key`] with HKDF for this job alone.
+///
+/// **Set an absolute timeout** ([`SessionLayer::with_absolute_timeout`](crate::SessionLayer::with_absolute_timeout)):
+/// a cookie-stored session cannot be revoked, so the absolute timeout is what bounds how
+/// long a stolen cookie works.
+///
 /// **What it cannot do**:
 /// - revoke: a stolen cookie stays valid until it expires, even after `destroy()` (which
 ///   only asks the browser to delete it) or `regenerate()` (which issues a new value but
