@@ -4,7 +4,10 @@
 
 use std::{
     borrow::Cow,
-    sync::{atomic::Ordering, Arc},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, SystemTime},
 };
 
@@ -21,6 +24,25 @@ use crate::{
 
 /// How many fresh IDs to try when the store reports collisions.
 const ID_ATTEMPTS: usize = 4;
+
+/// Logs a failed expiry refresh: the first, then at most one a minute, since every read of
+/// every due session meets the same failure while it lasts.
+fn refresh_failed(err: &StoreError) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = to_millis(SystemTime::now());
+    let last = LAST.load(Ordering::Relaxed);
+    let due = last == 0 || now.saturating_sub(last) >= 60_000;
+    if due
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            error = %Chain(err),
+            "could not refresh a session's expiry; the read was served, and later reads try again (logged at most once a minute)"
+        );
+    }
+}
 
 impl RequestSession {
     /// Writes this request's changes to the store: destroy, regenerate, create or save
@@ -153,7 +175,13 @@ impl RequestSession {
                             );
                             return Ok(None);
                         }
-                        Err(err) => return Err(err.into()),
+                        // The read itself succeeded: a refresh the store refuses (Redis out
+                        // of memory, say) does not fail it. The expiry is still due, so a
+                        // later request tries again.
+                        Err(err) => {
+                            refresh_failed(&err);
+                            return Ok(None);
+                        }
                     }
                 } else if snapshot.stale_key {
                     Some(id)

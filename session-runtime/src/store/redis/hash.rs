@@ -23,25 +23,36 @@ const EXPIRES_FIELD: &str = "__exp";
 ///
 /// `ARGV`: ttl-ms, expires-at-ms, number-of-deletions, deleted fields..., then field, value
 /// pairs. The expiry instant goes into the hidden `__exp` field in the same `HSET` as the
-/// changed fields; the key's TTL is set relative, so clock skew between the app and Redis
-/// does not move it.
+/// first changed fields; the key's TTL is set relative, so clock skew between the app and
+/// Redis does not move it.
+///
+/// The first write is that `HSET`: Redis refuses a script over `maxmemory` (with
+/// `noeviction`) only at its first write, and only if that command may grow memory, so a
+/// script that began with `HDEL` or `PEXPIRE` could grow Redis past its limit.
 const APPLY: &str = r"
 local function apply(key)
   local ndel = tonumber(ARGV[3])
   local del_end = 3 + ndel
+  local first = del_end + 1
+  local last = #ARGV
+  local upto = math.min(first + 997, last)
+  redis.call('HSET', key, '__exp', ARGV[2], unpack(ARGV, first, upto))
+  first = upto + 1
+  while first <= last do
+    upto = math.min(first + 999, last)
+    redis.call('HSET', key, unpack(ARGV, first, upto))
+    first = upto + 1
+  end
   for i = 4, del_end, 1000 do
     redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 999, del_end)))
   end
-  local first = del_end + 1
-  local last = #ARGV
-  while last - first >= 999 do
-    redis.call('HSET', key, unpack(ARGV, first, first + 999))
-    first = first + 1000
-  end
-  redis.call('HSET', key, '__exp', ARGV[2], unpack(ARGV, first, last))
   redis.call('PEXPIRE', key, ARGV[1])
 end
 ";
+
+/// The regenerate script's first write, which may grow memory (see [`APPLY`]): the old
+/// record's expiry field, set again before the move.
+const GUARD: &str = "redis.call('HSET', KEYS[1], '__exp', ARGV[2])";
 
 /// Save: refuses (0) when the session is gone, so a late save never resurrects it.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
@@ -57,7 +68,7 @@ return 1"
 static CREATE: LazyLock<Script> = LazyLock::new(|| create_script(APPLY));
 
 /// Regenerate on one server: an atomic move (RENAMENX) plus the patch.
-static REGENERATE: LazyLock<Script> = LazyLock::new(|| regenerate_script(APPLY));
+static REGENERATE: LazyLock<Script> = LazyLock::new(|| regenerate_script(APPLY, GUARD));
 
 /// Touch: a new expiry, fields untouched; 0 when the session is gone.
 /// `ARGV`: ttl-ms, expires-at-ms.

@@ -74,12 +74,16 @@ return 1"
 
 /// The single-server regenerate script around a layout's Lua `apply(key)`: moves `KEYS[1]`
 /// to `KEYS[2]` (`RENAMENX`) and applies `ARGV` there; 0 when the session is gone, -1 when
-/// the new ID is taken.
-pub(super) fn regenerate_script(apply: &str) -> Script {
+/// the new ID is taken. `guard` is a write to `KEYS[1]` that may grow memory and changes
+/// nothing that matters, run first: Redis refuses a script over `maxmemory` only at its
+/// first write, and only if that command may grow memory, which `RENAMENX` may not.
+pub(super) fn regenerate_script(apply: &str, guard: &str) -> Script {
     Script::new(&format!(
         "{apply}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('RENAMENX', KEYS[1], KEYS[2]) == 0 then return -1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+{guard}
+redis.call('RENAME', KEYS[1], KEYS[2])
 apply(KEYS[2])
 return 1"
     ))

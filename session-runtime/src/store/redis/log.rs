@@ -56,24 +56,31 @@ local function apply(key)
 end
 ";
 
-/// Save (and touch): refuses (0) when the session is gone. `PEXPIRE` answers whether the
-/// key exists, so a save runs two commands; an expiry already past deletes the record.
+/// Save (and touch): refuses (0) when the session is gone; an expiry already past deletes
+/// the record. `APPEND` is the first write: Redis refuses a script over `maxmemory` only at
+/// its first write, and only if that command may grow memory (as `APPEND` may, and
+/// `PEXPIRE` may not).
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         "local ttl = tonumber(ARGV[1])
 if ttl == 0 then return redis.call('DEL', KEYS[1]) end
-if redis.call('PEXPIRE', KEYS[1], ttl) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('APPEND', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ttl)
 return 1",
     )
 });
+
+/// The regenerate script's first write, which may grow memory (see [`SAVE`]): an empty
+/// append to the old log, before the move.
+const GUARD: &str = "redis.call('APPEND', KEYS[1], '')";
 
 /// Create: refuses (-1) when the ID is taken. Used for a create whose expiry has passed
 /// (the record ends at once); others are a plain `SET … NX PX`.
 static CREATE: LazyLock<Script> = LazyLock::new(|| create_script(APPLY));
 
 /// Regenerate on one server: an atomic move (RENAMENX) plus the appended entries.
-static REGENERATE: LazyLock<Script> = LazyLock::new(|| regenerate_script(APPLY));
+static REGENERATE: LazyLock<Script> = LazyLock::new(|| regenerate_script(APPLY, GUARD));
 
 /// Cluster regenerate, step 1: move the log aside within its slot and return it; nil when the
 /// session is gone.

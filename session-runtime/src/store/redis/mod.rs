@@ -13,7 +13,10 @@ mod sentinel;
 
 use std::{
     fmt,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, SystemTime},
 };
 
@@ -117,6 +120,9 @@ pub struct RedisStore {
     conn: Conn,
     prefix: Arc<str>,
     layout: RedisLayout,
+    /// When a command last succeeded (ms since the epoch), shared by clones: after a pause,
+    /// a write first checks the connection (see [`RedisStore::checked`]).
+    last_ok: Arc<AtomicU64>,
 }
 
 /// How [`RedisStore`] lays a session out in Redis; chosen with [`RedisStore::with_layout`].
@@ -263,6 +269,7 @@ impl RedisStore {
         Self {
             conn: Conn::Single(manager),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
+            last_ok: Arc::default(),
             layout: RedisLayout::Hash,
         }
     }
@@ -308,6 +315,7 @@ impl RedisStore {
         Self {
             conn: Conn::Cluster(conn),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
+            last_ok: Arc::default(),
             layout: RedisLayout::Hash,
         }
     }
@@ -372,6 +380,7 @@ impl RedisStore {
         Ok(Self {
             conn: Conn::Sentinel(conn),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
+            last_ok: Arc::default(),
             layout: RedisLayout::Hash,
         })
     }
@@ -444,12 +453,60 @@ impl RedisStore {
     fn conn(&self) -> Conn {
         self.conn.clone()
     }
+
+    /// Notes that Redis answered.
+    fn answered(&self) {
+        self.last_ok
+            .store(crate::meta::to_millis(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    /// Runs a command that is safe to run twice (a read, a refresh, a delete): if the
+    /// connection turns out to have been dropped (Redis's idle `timeout`, a proxy, `CLIENT
+    /// KILL`, a restart), once more on a fresh one, so the request does not fail.
+    async fn idempotent<T, F, Fut>(&self, run: F) -> Result<T, redis::RedisError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: std::future::Future<Output = Result<T, redis::RedisError>>,
+    {
+        let result = match run(self.conn()).await {
+            Err(err) if err.is_connection_dropped() => {
+                tracing::debug!(error = %Chain(&err), "the Redis connection was dropped; trying once more");
+                run(self.conn()).await
+            }
+            other => other,
+        };
+        if result.is_ok() {
+            self.answered();
+        }
+        result
+    }
+
+    /// Before a write after a pause: a `PING`, retried once, so that a connection Redis (or
+    /// a proxy) closed while idle is found dead before the write is sent, never after.
+    /// A write is not retried itself: once sent, it may have run.
+    async fn checked(&self) -> Result<(), StoreError> {
+        let now = crate::meta::to_millis(SystemTime::now());
+        let idle = now.saturating_sub(self.last_ok.load(Ordering::Relaxed));
+        if idle < crate::meta::duration_millis(IDLE_CHECK) {
+            return Ok(());
+        }
+        self.idempotent(
+            |mut conn| async move { redis::cmd("PING").query_async::<()>(&mut conn).await },
+        )
+        .await
+        .map_err(backend)
+    }
 }
 
+/// After this long without an answer from Redis, a write checks the connection first.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
+
 impl RedisStore {
-    /// Sends one write command and reads its answer.
+    /// Sends one write command and reads its answer; after a pause, the connection is
+    /// checked first.
     async fn run(&self, command: Command) -> WriteResult {
-        match command {
+        self.checked().await?;
+        let result = match command {
             Command::Script(invocation) => outcome(
                 invocation
                     .invoke_async(&mut self.conn())
@@ -460,7 +517,32 @@ impl RedisStore {
                 let set: Option<()> = cmd.query_async(&mut self.conn()).await.map_err(backend)?;
                 set.map_or(Err(StoreError::Collision), |()| Ok(None))
             }
+        };
+        if !matches!(result, Err(StoreError::Backend(_))) {
+            self.answered();
         }
+        result
+    }
+
+    /// Sends a write that is safe to run twice (a refresh), retried once on a dropped
+    /// connection.
+    async fn run_idempotent(&self, command: Command) -> WriteResult {
+        let code = self
+            .idempotent(|mut conn| {
+                let command = &command;
+                async move {
+                    match command {
+                        Command::Script(invocation) => invocation.invoke_async(&mut conn).await,
+                        Command::SetIfAbsent(cmd) => cmd
+                            .query_async::<Option<()>>(&mut conn)
+                            .await
+                            .map(|set| if set.is_some() { 1 } else { -1 }),
+                    }
+                }
+            })
+            .await
+            .map_err(backend)?;
+        outcome(code)
     }
 }
 
@@ -474,9 +556,12 @@ impl SessionStore for RedisStore {
         // contract allows returning more keys than asked.
         let key = self.key(id);
         let layout = self.layout.ops();
-        let reply: Value = layout
-            .load(&key)
-            .query_async(&mut self.conn())
+        let command = layout.load(&key);
+        let reply: Value = self
+            .idempotent(|mut conn| {
+                let command = &command;
+                async move { command.query_async(&mut conn).await }
+            })
             .await
             .map_err(backend)?;
         let (record, follow_up) = layout.read(&key, reply)?;
@@ -516,15 +601,23 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        redis::cmd("DEL")
-            .arg(self.key(id))
-            .query_async::<()>(&mut self.conn())
-            .await
-            .map_err(backend)
+        let key = self.key(id);
+        self.idempotent(|mut conn| {
+            let key = &key;
+            async move {
+                redis::cmd("DEL")
+                    .arg(key)
+                    .query_async::<()>(&mut conn)
+                    .await
+            }
+        })
+        .await
+        .map_err(backend)
     }
 
     async fn touch(&self, id: &SessionId, expires_at: SystemTime) -> WriteResult {
         let key = self.key(id);
-        self.run(self.layout.ops().touch(&key, expires_at)).await
+        self.run_idempotent(self.layout.ops().touch(&key, expires_at))
+            .await
     }
 }
