@@ -3,6 +3,7 @@
 
 use std::{sync::atomic::Ordering, time::Duration};
 
+use arrayvec::ArrayVec;
 use http::HeaderMap;
 
 use super::{Loaded, RequestSession};
@@ -19,6 +20,10 @@ use crate::{
 
 /// How many cookies with the session cookie's name one request may have checked.
 const MAX_CANDIDATES: usize = 4;
+
+/// A verified session ID from a cookie, whether a previous key signed it, and its tag under
+/// the current key (to send it again without signing again).
+type Candidate = (SessionId, bool, Option<[u8; 32]>);
 
 impl RequestSession {
     /// Loads what schema `T` needs and decodes it.
@@ -42,33 +47,40 @@ impl RequestSession {
         // First load of the request: find the cookie and read this schema's keys plus metadata.
         let first = self.state().loaded.is_none();
         if first {
-            let (id, stale_key, tag) = match self.cookie_id(headers) {
-                Some(found) => found,
-                None => {
-                    self.state().loaded.get_or_insert_with(Loaded::fresh);
-                    return Ok(());
-                }
+            let candidates = self.cookie_ids(headers);
+            let Some((mut id, mut stale_key, mut tag)) = candidates.first().cloned() else {
+                self.state().loaded.get_or_insert_with(Loaded::fresh);
+                return Ok(());
             };
-            let record = match self
-                .store()
-                .load(&id, LoadKeys::Only(schema.load_keys()))
-                .await
-            {
-                Ok(record) => record,
-                // Unreadable data under the session's ID: like a record that fails to
-                // decode, it does not take the visitor's every request down. It is left as
-                // it is; the new session gets a new ID.
-                Err(err @ StoreError::Corrupt(_))
-                    if self.config().decode_policy == DecodePolicy::Lenient =>
+            // A browser can hold two cookies of the session's name (one left under an old
+            // `Path` or `Domain`), and sends both; the first that names a live session wins.
+            let mut record = None;
+            for candidate in candidates {
+                (id, stale_key, tag) = candidate;
+                record = match self
+                    .store()
+                    .load(&id, LoadKeys::Only(schema.load_keys()))
+                    .await
                 {
-                    tracing::warn!(
-                        error = %Chain(&err),
-                        "the session cookie names unreadable data in the store; starting a new session"
-                    );
-                    None
+                    Ok(record) => record,
+                    // Unreadable data under the session's ID: like a record that fails to
+                    // decode, it does not take the visitor's every request down. It is left
+                    // as it is; the new session gets a new ID.
+                    Err(err @ StoreError::Corrupt(_))
+                        if self.config().decode_policy == DecodePolicy::Lenient =>
+                    {
+                        tracing::warn!(
+                            error = %Chain(&err),
+                            "the session cookie names unreadable data in the store; starting a new session"
+                        );
+                        None
+                    }
+                    Err(err) => return Err(err.into()),
+                };
+                if record.is_some() {
+                    break;
                 }
-                Err(err) => return Err(err.into()),
-            };
+            }
             let mut loaded = Loaded::fresh();
             if let Some(record) = record {
                 loaded.complete = record.complete;
@@ -164,11 +176,13 @@ impl RequestSession {
         Ok(())
     }
 
-    /// The verified session ID in the request's cookie, and whether it was signed by a
-    /// previous key. Anything else is ignored (and logged without the value).
-    fn cookie_id(&self, headers: &HeaderMap) -> Option<(SessionId, bool, Option<[u8; 32]>)> {
+    /// The verified session IDs in the request's cookies, in the order sent, each with
+    /// whether it was signed by a previous key and its tag. Anything else is ignored (and
+    /// logged without the value).
+    fn cookie_ids(&self, headers: &HeaderMap) -> ArrayVec<Candidate, MAX_CANDIDATES> {
         let name = self.config().cookie.name.as_str();
         let mut rejected = None;
+        let mut verified_ids = ArrayVec::new();
         let values = headers
             .get_all(http::header::COOKIE)
             .into_iter()
@@ -191,7 +205,7 @@ impl RequestSession {
             match self.shared().signer.verify(value) {
                 Ok(verified) => {
                     let tag = (!verified.stale_key).then_some(verified.tag);
-                    return Some((
+                    verified_ids.push((
                         SessionId::from_str_unverified(verified.value),
                         verified.stale_key,
                         tag,
@@ -201,13 +215,13 @@ impl RequestSession {
                 Err(Rejected::BadSignature) => rejected = Some("bad signature"),
             }
         }
-        if let Some(reason) = rejected {
+        if let Some(reason) = rejected.filter(|_| verified_ids.is_empty()) {
             tracing::warn!(
                 cookie = name,
                 reason,
                 "ignoring a session cookie that failed verification; starting a new session"
             );
         }
-        None
+        verified_ids
     }
 }
