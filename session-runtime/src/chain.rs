@@ -10,10 +10,17 @@ pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = Escaped(f);
-        fmt::write(&mut out, format_args!("{}", self.0))?;
+        let mut shown = self.0.to_string();
+        fmt::Write::write_str(&mut out, &shown)?;
         let mut cause = self.0.source();
         while let Some(e) = cause {
-            fmt::write(&mut out, format_args!(": {e}"))?;
+            // Each reason once: an error that already shows its source's message (as the
+            // `redis` crate's do, `broken pipe: broken pipe`) does not get it again.
+            let message = e.to_string();
+            if !shown.ends_with(&message) {
+                fmt::write(&mut out, format_args!(": {message}"))?;
+            }
+            shown = message;
             cause = e.source();
         }
         Ok(())
@@ -68,6 +75,23 @@ mod tests {
             shown,
             "field failed\\tto decode: unknown variant `x\\n2026-12-01T00:00:00Z ERROR forged\\r\\u{1b}[31m`"
         );
+        // A link that already shows its source's message does not get it twice.
+        let echo = Message(
+            "the session store failed",
+            Some(Box::new(Message(
+                "broken pipe",
+                Some(Box::new(Message("broken pipe", None))),
+            ))),
+        );
+        assert_eq!(
+            Chain(&echo).to_string(),
+            "the session store failed: broken pipe"
+        );
+        let wraps = Message(
+            "connect failed: refused",
+            Some(Box::new(Message("refused", None))),
+        );
+        assert_eq!(Chain(&wraps).to_string(), "connect failed: refused");
         let plain = Message("plain: text, ünïcode", None);
         assert_eq!(Chain(&plain).to_string(), "plain: text, ünïcode");
     }

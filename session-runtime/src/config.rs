@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use crate::{expiry::ExpiryConfig, key::Keys, session_cookie::CookieConfig, DecodePolicy, Key};
+use crate::{
+    error::ErrorResponder, expiry::ExpiryConfig, key::Keys, session_cookie::CookieConfig,
+    DecodePolicy, Key,
+};
 
 /// How long after a layer is built it still reads cookies signed in 0.1's format (bound to
 /// neither name nor purpose), by default: a week.
@@ -20,6 +23,8 @@ pub(crate) struct Config {
     pub(crate) cookie: CookieConfig,
     pub(crate) expiry: ExpiryConfig,
     pub(crate) decode_policy: DecodePolicy,
+    /// The app's own error responses, if it gave one.
+    pub(crate) error_response: Option<ErrorResponder>,
 }
 
 impl Config {
@@ -34,6 +39,7 @@ impl Config {
             cookie: CookieConfig::default(),
             expiry: ExpiryConfig::default(),
             decode_policy: DecodePolicy::default(),
+            error_response: None,
         }
     }
 }

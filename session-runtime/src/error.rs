@@ -1,6 +1,6 @@
 //! Errors of the request layer and the extractor's rejection.
 
-use std::{error::Error as StdError, fmt};
+use std::{error::Error as StdError, fmt, sync::Arc};
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -165,6 +165,9 @@ impl From<StoreError> for SessionError {
 }
 
 impl IntoResponse for SessionError {
+    /// A plain-text `500`/`503`, the cause logged. Behind a layer given
+    /// [`SessionLayer::with_error_response`](crate::SessionLayer::with_error_response), the
+    /// layer replaces it with the app's own.
     fn into_response(self) -> Response {
         let status = self.status();
         tracing::error!(error = %Chain(&self), "session error");
@@ -173,7 +176,34 @@ impl IntoResponse for SessionError {
         } else {
             "Session error."
         };
-        (status, body).into_response()
+        let mut response = (status, body).into_response();
+        response.extensions_mut().insert(ErrorMark(Arc::new(self)));
+        response
+    }
+}
+
+/// Marks a response built from a [`SessionError`], with the error, so that the layer can
+/// answer in the app's format instead.
+#[derive(Clone)]
+pub(crate) struct ErrorMark(pub(crate) Arc<SessionError>);
+
+/// The app's own error response, [`SessionLayer::with_error_response`](crate::SessionLayer::with_error_response).
+#[derive(Clone)]
+pub(crate) struct ErrorResponder(pub(crate) Arc<dyn Fn(&SessionError) -> Response + Send + Sync>);
+
+impl fmt::Debug for ErrorResponder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ErrorResponder(..)")
+    }
+}
+
+impl ErrorResponder {
+    /// `response` in the app's format, if it was built from a session error.
+    pub(crate) fn reshape(&self, response: Response) -> Response {
+        match response.extensions().get::<ErrorMark>() {
+            Some(ErrorMark(error)) => (self.0)(error),
+            None => response,
+        }
     }
 }
 

@@ -359,3 +359,27 @@ async fn at_most_four_cookies_with_the_sessions_name_are_checked() {
     assert_eq!(text(response).await, "[]|", "a fresh session");
     assert!(logs.text().contains("too many cookies"), "{}", logs.text());
 }
+
+/// After a cookie's `Path` or `Domain` changes, the browser holds two cookies of the
+/// session's name, both signed by this app, and sends both: the one whose session is gone
+/// must not hide the live one, whichever comes first.
+#[tokio::test]
+async fn of_two_signed_cookies_the_one_naming_a_live_session_is_used_in_either_order() {
+    let store = store();
+    let key = Key::generate();
+    let app = app(&store, &key);
+    let dead = started(&app).await;
+    store.inner().delete(&id_of(&dead)).await.unwrap();
+    let live = started(&app).await;
+    for header in [format!("{dead}; {live}"), format!("{live}; {dead}")] {
+        let response = send(&app, request("GET", "/show", Some(&header), "")).await;
+        assert!(set_cookies(&response).is_empty(), "{header}");
+        assert_eq!(text(response).await, r#"["apple"]|"#, "{header}");
+    }
+    // A write goes to the live session, under its own ID.
+    let both = format!("{dead}; {live}");
+    let response = send(&app, request("POST", "/add", Some(&both), "pear")).await;
+    assert_eq!(text(response).await, "2");
+    let response = send(&app, request("GET", "/show", Some(&live), "")).await;
+    assert_eq!(text(response).await, r#"["apple", "pear"]|"#);
+}

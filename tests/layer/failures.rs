@@ -331,3 +331,41 @@ async fn an_id_a_store_chooses_is_refused_unless_it_fits_in_a_cookie() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(set_cookies(&response)[0].starts_with("id=store-chosen_ID.1~!."));
 }
+
+/// A JSON API answers the layer's errors in JSON: the extractor's rejection when the store
+/// fails on load, and a failed save, through the app's function; the cause is still logged.
+#[tokio::test]
+async fn the_app_shapes_the_layers_error_responses() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let (store, key, cookie) = started_in_a_new_store().await;
+    let json = app_with(SessionLayer::new(store.clone(), key).with_error_response(|err| {
+        (
+            err.status(),
+            [(header::CONTENT_TYPE, "application/json")],
+            format!(r#"{{"error":"session","status":{}}}"#, err.status().as_u16()),
+        )
+            .into_response()
+    }));
+    store.set_failing(true);
+    for (method, uri, cookie) in [
+        ("GET", "/show", Some(cookie.as_str())),
+        ("POST", "/add", None),
+    ] {
+        let response = send(&json, request(method, uri, cookie, "a")).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/json",
+            "{method} {uri}"
+        );
+        assert_eq!(text(response).await, r#"{"error":"session","status":503}"#);
+    }
+    store.set_failing(false);
+    // The default stays plain text, and the log line gives each reason once.
+    let plain = app(&store, &Key::generate());
+    store.set_failing(true);
+    let response = send(&plain, request("POST", "/add", None, "a")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text(response).await.starts_with("Session storage is unavailable"));
+    assert!(logs.text().contains("the session store failed"), "{}", logs.text());
+}

@@ -19,6 +19,7 @@ use std::{
 use axum::{
     body::{Body, Bytes},
     http::{header, Request, StatusCode},
+    response::IntoResponse,
     routing::{get, post},
     Router,
 };

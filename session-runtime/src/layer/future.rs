@@ -68,6 +68,11 @@ where
                     if !session.is_used() {
                         return Poll::Ready(Ok(response));
                     }
+                    // The extractor's rejection, or a handler's `?` on a session error, in
+                    // the app's format.
+                    if let Some(responder) = &session.shared().config.error_response {
+                        response = responder.reshape(response);
+                    }
                     vary_on_cookie(response.headers_mut());
                     // Only a request that changed something (or needs a refresh) pays for the
                     // save: a read returns here, with no allocation.
@@ -113,8 +118,15 @@ fn vary_on_cookie(headers: &mut HeaderMap) {
 /// Saves the session after the handler and adds the cookie; a failed save replaces the
 /// response with an error response.
 async fn finish(session: RequestSession, mut response: Response) -> Response {
+    let failed = |err: crate::SessionError| {
+        let response = err.into_response();
+        match &session.shared().config.error_response {
+            Some(responder) => responder.reshape(response),
+            None => response,
+        }
+    };
     if let Err(err) = session.persist(false).await {
-        return err.into_response();
+        return failed(err);
     }
     if let Some(cookie) = session.take_cookie() {
         let shared = session.shared();
@@ -127,7 +139,7 @@ async fn finish(session: RequestSession, mut response: Response) -> Response {
             Ok(value) => {
                 response.headers_mut().append(SET_COOKIE, value);
             }
-            Err(err) => return err.into_response(),
+            Err(err) => return failed(err),
         }
     }
     response

@@ -382,6 +382,32 @@ impl SessionLayer {
         self.with(|c| c.expiry.refresh_interval = interval)
     }
 
+    /// Answers the layer's errors in the app's format: a store that fails while loading (the
+    /// extractor's rejection), a failed save, a cookie that would be too large, and a
+    /// handler's own `?` on a [`SessionError`](crate::SessionError). `respond` gets the error
+    /// and returns the response; the cause is still logged. Without it, a plain-text `500`
+    /// or `503` (see [`SessionError::status`](crate::SessionError::status)).
+    ///
+    /// ```
+    /// use axum::{http::{header, StatusCode}, response::IntoResponse};
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    ///
+    /// // A JSON API answers its session errors in JSON too.
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate()).with_error_response(|err| {
+    ///     let retry = err.status() == StatusCode::SERVICE_UNAVAILABLE;
+    ///     let body = format!(r#"{{"error":"session","retry":{retry}}}"#);
+    ///     (err.status(), [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn with_error_response(
+        self,
+        respond: impl Fn(&crate::SessionError) -> axum::response::Response + Send + Sync + 'static,
+    ) -> Self {
+        let responder = crate::error::ErrorResponder(Arc::new(respond));
+        self.with(|c| c.error_response = Some(responder))
+    }
+
     /// How stored data that does not fit the schema is treated (default
     /// [`DecodePolicy::Lenient`]).
     ///
