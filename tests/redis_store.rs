@@ -918,3 +918,16 @@ async fn through_sentinel_a_burst_during_a_failover_asks_the_sentinels_a_few_tim
         "{asked} connections to the Sentinel for 200 requests"
     );
 }
+
+/// A URL read from configuration, as a `String`, connects as it is.
+#[tokio::test]
+async fn connect_takes_the_url_as_any_string() {
+    let Some(url) = shared_redis_url() else {
+        return;
+    };
+    let owned: String = url.clone();
+    let store = RedisStore::connect(&owned).await.unwrap();
+    let id = SessionId::generate();
+    assert!(store.load(&id, LoadKeys::All).await.unwrap().is_none());
+    assert!(RedisStore::connect(owned).await.is_ok());
+}

@@ -338,14 +338,19 @@ async fn an_id_a_store_chooses_is_refused_unless_it_fits_in_a_cookie() {
 async fn the_app_shapes_the_layers_error_responses() {
     let (_guard, logs) = session_suite::logs::capture();
     let (store, key, cookie) = started_in_a_new_store().await;
-    let json = app_with(SessionLayer::new(store.clone(), key).with_error_response(|err| {
-        (
-            err.status(),
-            [(header::CONTENT_TYPE, "application/json")],
-            format!(r#"{{"error":"session","status":{}}}"#, err.status().as_u16()),
-        )
-            .into_response()
-    }));
+    let json = app_with(
+        SessionLayer::new(store.clone(), key).with_error_response(|err| {
+            (
+                err.status(),
+                [(header::CONTENT_TYPE, "application/json")],
+                format!(
+                    r#"{{"error":"session","status":{}}}"#,
+                    err.status().as_u16()
+                ),
+            )
+                .into_response()
+        }),
+    );
     store.set_failing(true);
     for (method, uri, cookie) in [
         ("GET", "/show", Some(cookie.as_str())),
@@ -366,6 +371,12 @@ async fn the_app_shapes_the_layers_error_responses() {
     store.set_failing(true);
     let response = send(&plain, request("POST", "/add", None, "a")).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(text(response).await.starts_with("Session storage is unavailable"));
-    assert!(logs.text().contains("the session store failed"), "{}", logs.text());
+    assert!(text(response)
+        .await
+        .starts_with("Session storage is unavailable"));
+    assert!(
+        logs.text().contains("the session store failed"),
+        "{}",
+        logs.text()
+    );
 }

@@ -360,3 +360,25 @@ async fn the_layer_wrapped_around_the_whole_router_behaves_the_same() {
     assert!(set_cookies(&response)[0].starts_with("id=;"));
     assert!(store.inner().is_empty());
 }
+
+/// The store can be chosen at run time (from configuration): every `SessionLayer` has one
+/// type whatever its store, and an `Arc` of a store is a store, shared with other code.
+#[tokio::test]
+async fn a_store_chosen_at_run_time_and_a_shared_one_work_alike() {
+    use std::sync::Arc;
+
+    let shared = Arc::new(MemoryStore::new());
+    let layer_for = |setting: &str| -> SessionLayer {
+        match setting {
+            "shared" => SessionLayer::new(Arc::clone(&shared), Key::generate()),
+            _ => SessionLayer::new(MemoryStore::new(), Key::generate()),
+        }
+    };
+    for setting in ["memory", "shared"] {
+        let app = app_with(layer_for(setting));
+        let cookie = started(&app).await;
+        let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+        assert_eq!(text(response).await, r#"["apple"]|"#, "{setting}");
+    }
+    assert_eq!(shared.len(), 1, "the shared store holds the session");
+}

@@ -346,6 +346,51 @@ pub(crate) trait DynStore: Send + Sync + 'static {
         -> BoxFuture<'a, WriteResult>;
 }
 
+/// A shared store is a store: the layer and an admin task can hold one `Arc` of it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use session_runtime::{Key, MemoryStore, SessionLayer};
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let layer = SessionLayer::new(Arc::clone(&store), Key::generate());
+/// assert!(store.is_empty());
+/// # let _ = layer;
+/// ```
+impl<S: SessionStore> SessionStore for Arc<S> {
+    fn load(
+        &self,
+        id: &SessionId,
+        keys: LoadKeys<'_>,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send {
+        (**self).load(id, keys)
+    }
+    fn create(&self, id: &SessionId, patch: &Patch) -> impl Future<Output = WriteResult> + Send {
+        (**self).create(id, patch)
+    }
+    fn save(&self, id: &SessionId, patch: &Patch) -> impl Future<Output = WriteResult> + Send {
+        (**self).save(id, patch)
+    }
+    fn regenerate(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        patch: &Patch,
+    ) -> impl Future<Output = WriteResult> + Send {
+        (**self).regenerate(old, new, patch)
+    }
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete(id)
+    }
+    fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: SystemTime,
+    ) -> impl Future<Output = WriteResult> + Send {
+        (**self).touch(id, expires_at)
+    }
+}
+
 impl<S: SessionStore> DynStore for S {
     fn load<'a>(
         &'a self,

@@ -214,8 +214,8 @@ impl RedisStore {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn connect(url: impl IntoConnectionInfo) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(backend)?;
+    pub async fn connect(url: impl AsRef<str>) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url.as_ref()).map_err(backend)?;
         Self::from_client(client).await
     }
 
