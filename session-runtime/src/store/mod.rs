@@ -33,7 +33,25 @@
 //!
 //! A store may replace a session's ID in any write by returning `Some(new_id)`: a
 //! client-side store whose "ID" is the encrypted record does so on every write. Server-side
-//! stores return `None`.
+//! stores return `None`. An ID a store chooses must be all RFC 6265 cookie octets.
+//!
+//! # For store authors
+//!
+//! - **Atomic regenerate**: no load, at any moment, may see the record under both IDs, nor
+//!   may a write land on the old ID after the move; a moment where *neither* ID loads is
+//!   allowed (a request then starts a fresh session, as after any lost race), as long as
+//!   the record ends up whole under the new ID or, if the move fails, whole under the old.
+//! - **`Record::complete: false`** costs a load per further schema a request uses, and a
+//!   whole-record load (`LoadKeys::All`) before a migration: return the whole record when
+//!   that is as cheap as the keys asked for.
+//! - **`Record::expires_at: None`** means the store does not know the expiry: the layer
+//!   then never refreshes it on reads (it cannot tell when a refresh is due), so return it
+//!   when you can.
+//! - **Errors become responses**: see [`StoreError`]'s variants.
+//! - **Saves happen whatever the handler answered**: the changes a handler made are saved
+//!   even when it returns an error response.
+//! - The public conformance suite (feature `conformance`) checks every rule above that can
+//!   be observed from outside.
 
 #[cfg(feature = "cookie-store")]
 mod cookie;
@@ -215,13 +233,17 @@ impl Patch {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The session does not exist (deleted, expired, or never created).
+    /// The session does not exist (deleted, expired, or never created). On a save, the
+    /// request's changes are dropped and it answers `500` (the session ended while it ran);
+    /// on a read's refresh, nothing happens.
     NotFound,
-    /// Another live session already has this ID.
+    /// Another live session already has this ID. The layer tries a few fresh IDs before it
+    /// gives up with a `500`.
     Collision,
-    /// The store refused the record, e.g. because it is too large.
+    /// The store refused the record, e.g. because it is too large: `500`.
     Rejected(Box<dyn StdError + Send + Sync>),
-    /// The backend failed: connection lost, timeout, protocol error.
+    /// The backend failed: connection lost, timeout, protocol error: `503`, since trying
+    /// again later may work.
     Backend(Box<dyn StdError + Send + Sync>),
     /// What the store holds under this session's ID is not a record it can read: another
     /// program's data under the store's key prefix, or a record damaged outside the store.
