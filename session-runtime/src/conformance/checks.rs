@@ -58,6 +58,17 @@ pub async fn load_only_some_keys<S: SessionStore>(store: &S) {
     assert_eq!(field(&record, "a"), Some("1"));
     assert_eq!(field(&record, "c"), Some("3"));
     assert_eq!(field(&record, "missing"), None);
+    // `complete` promises every key: the layer then reads another schema's keys from this
+    // record instead of asking again, and would see their defaults.
+    if record.complete {
+        assert_eq!(
+            field(&record, "b"),
+            Some("2"),
+            "load: a record marked `complete` must hold every key, not only those asked for; \
+             the store returned {:?}",
+            record.fields.keys().collect::<Vec<_>>()
+        );
+    }
 }
 
 /// A save sets the patch's fields and leaves the others alone.

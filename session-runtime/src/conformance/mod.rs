@@ -57,21 +57,89 @@ use crate::{
 /// ```
 pub async fn run<S: SessionStore>(store: S) {
     let store = Arc::new(store);
-    create_and_load(&*store).await;
-    load_only_some_keys(&*store).await;
-    save_applies_a_patch(&*store).await;
-    save_removes_fields(&*store).await;
-    create_never_overwrites(&*store).await;
-    records_expire(&*store).await;
-    touch_extends_expiry(&*store).await;
-    regenerate_moves_the_record(&*store).await;
-    regenerate_refuses_missing_and_taken_ids(&*store).await;
-    delete_removes_the_record(&*store).await;
-    no_resurrection_after_delete(&*store).await;
-    no_resurrection_after_expiry(&*store).await;
-    writes_with_a_past_expiry_end_the_record(&*store).await;
-    concurrent_patches_to_different_fields_survive(Arc::clone(&store)).await;
-    random_operations_match_a_model(&*store, rand::random()).await;
+    let mut suite = Suite::new(&store);
+    suite
+        .check(
+            "create_and_load",
+            |s| async move { create_and_load(&*s).await },
+        )
+        .await;
+    suite
+        .check("load_only_some_keys", |s| async move {
+            load_only_some_keys(&*s).await
+        })
+        .await;
+    suite
+        .check("save_applies_a_patch", |s| async move {
+            save_applies_a_patch(&*s).await
+        })
+        .await;
+    suite
+        .check("save_removes_fields", |s| async move {
+            save_removes_fields(&*s).await
+        })
+        .await;
+    suite
+        .check("create_never_overwrites", |s| async move {
+            create_never_overwrites(&*s).await;
+        })
+        .await;
+    suite
+        .check(
+            "records_expire",
+            |s| async move { records_expire(&*s).await },
+        )
+        .await;
+    suite
+        .check("touch_extends_expiry", |s| async move {
+            touch_extends_expiry(&*s).await
+        })
+        .await;
+    suite
+        .check("regenerate_moves_the_record", |s| async move {
+            regenerate_moves_the_record(&*s).await;
+        })
+        .await;
+    suite
+        .check("regenerate_refuses_missing_and_taken_ids", |s| async move {
+            regenerate_refuses_missing_and_taken_ids(&*s).await;
+        })
+        .await;
+    suite
+        .check("delete_removes_the_record", |s| async move {
+            delete_removes_the_record(&*s).await;
+        })
+        .await;
+    suite
+        .check("no_resurrection_after_delete", |s| async move {
+            no_resurrection_after_delete(&*s).await;
+        })
+        .await;
+    suite
+        .check("no_resurrection_after_expiry", |s| async move {
+            no_resurrection_after_expiry(&*s).await;
+        })
+        .await;
+    suite
+        .check("writes_with_a_past_expiry_end_the_record", |s| async move {
+            writes_with_a_past_expiry_end_the_record(&*s).await;
+        })
+        .await;
+    suite
+        .check(
+            "concurrent_patches_to_different_fields_survive",
+            |s| async move {
+                concurrent_patches_to_different_fields_survive(s).await;
+            },
+        )
+        .await;
+    let seed = rand::random();
+    suite
+        .check("random_operations_match_a_model", move |s| async move {
+            random_operations_match_a_model(&*s, seed).await;
+        })
+        .await;
+    suite.finish();
 }
 
 /// The checks a client-side store can keep: one whose "ID" is the sealed record itself
@@ -91,15 +159,101 @@ pub async fn run<S: SessionStore>(store: S) {
 /// # fn main() {}
 /// ```
 pub async fn run_client_side<S: SessionStore>(store: S) {
-    create_and_load(&store).await;
-    load_only_some_keys(&store).await;
-    save_applies_a_patch(&store).await;
-    save_removes_fields(&store).await;
-    records_expire(&store).await;
-    touch_extends_expiry(&store).await;
-    regenerate_checks(&store, false).await;
-    no_resurrection_after_expiry(&store).await;
-    writes_with_a_past_expiry_end_the_record(&store).await;
+    let store = Arc::new(store);
+    let mut suite = Suite::new(&store);
+    suite
+        .check(
+            "create_and_load",
+            |s| async move { create_and_load(&*s).await },
+        )
+        .await;
+    suite
+        .check("load_only_some_keys", |s| async move {
+            load_only_some_keys(&*s).await
+        })
+        .await;
+    suite
+        .check("save_applies_a_patch", |s| async move {
+            save_applies_a_patch(&*s).await
+        })
+        .await;
+    suite
+        .check("save_removes_fields", |s| async move {
+            save_removes_fields(&*s).await
+        })
+        .await;
+    suite
+        .check(
+            "records_expire",
+            |s| async move { records_expire(&*s).await },
+        )
+        .await;
+    suite
+        .check("touch_extends_expiry", |s| async move {
+            touch_extends_expiry(&*s).await
+        })
+        .await;
+    suite
+        .check("regenerate_moves_the_record", |s| async move {
+            regenerate_checks(&*s, false).await;
+        })
+        .await;
+    suite
+        .check("no_resurrection_after_expiry", |s| async move {
+            no_resurrection_after_expiry(&*s).await;
+        })
+        .await;
+    suite
+        .check("writes_with_a_past_expiry_end_the_record", |s| async move {
+            writes_with_a_past_expiry_end_the_record(&*s).await;
+        })
+        .await;
+    suite.finish();
+}
+
+/// Runs every check, one after another, each in its own task, so that one failing does not
+/// hide the others (the random model runs even when a targeted check failed first), and
+/// reports them all together, each with its rule and the store's answer.
+struct Suite<S> {
+    store: Arc<S>,
+    failures: Vec<String>,
+}
+
+impl<S: SessionStore> Suite<S> {
+    fn new(store: &Arc<S>) -> Self {
+        Self {
+            store: Arc::clone(store),
+            failures: Vec::new(),
+        }
+    }
+
+    async fn check<F, Fut>(&mut self, name: &'static str, check: F)
+    where
+        F: FnOnce(Arc<S>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if let Err(failed) = tokio::spawn(check(Arc::clone(&self.store))).await {
+            let message = match failed.try_into_panic() {
+                Ok(panic) => panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "panicked".to_owned()),
+                Err(_) => "cancelled".to_owned(),
+            };
+            self.failures.push(format!("{name}: {message}"));
+        }
+    }
+
+    /// Panics with every failure, if any.
+    fn finish(self) {
+        assert!(
+            self.failures.is_empty(),
+            "the store breaks {} rule(s) of the store contract:\n- {}",
+            self.failures.len(),
+            self.failures.join("\n- ")
+        );
+    }
 }
 
 // Helpers of the checks.

@@ -1,0 +1,99 @@
+//! The conformance suite catches stores that break the contract in ways that used to pass,
+//! and reports every broken rule at once, each with the store's answer.
+
+use std::time::SystemTime;
+
+use session_runtime::{
+    conformance,
+    store::{LoadKeys, Patch, Record, WriteResult},
+    MemoryStore, SessionId, SessionStore, StoreError,
+};
+
+/// A store wrapper that can lie: about `complete`, or by not deleting.
+struct Lying {
+    inner: MemoryStore,
+    partial_but_complete: bool,
+    ignores_deletes: bool,
+}
+
+impl SessionStore for Lying {
+    async fn load(&self, id: &SessionId, keys: LoadKeys<'_>) -> Result<Option<Record>, StoreError> {
+        let mut record = self.inner.load(id, keys).await?;
+        if let (true, Some(record), LoadKeys::Only(asked)) =
+            (self.partial_but_complete, record.as_mut(), keys)
+        {
+            let mut fields = (*record.fields).clone();
+            fields.retain(|key, _| asked.contains(&key.as_str()));
+            record.fields = fields.into();
+            record.complete = true;
+        }
+        Ok(record)
+    }
+    async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        self.inner.create(id, patch).await
+    }
+    async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        self.inner.save(id, patch).await
+    }
+    async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
+        self.inner.regenerate(old, new, patch).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        if self.ignores_deletes {
+            return Ok(());
+        }
+        self.inner.delete(id).await
+    }
+    async fn touch(&self, id: &SessionId, expires_at: SystemTime) -> WriteResult {
+        self.inner.touch(id, expires_at).await
+    }
+}
+
+/// The suite's report for `store`, or `None` if it passed.
+async fn report(store: Lying) -> Option<String> {
+    let failed = tokio::spawn(conformance::run(store)).await.err()?;
+    let panic = failed.into_panic();
+    Some(
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_else(|| "no message".to_owned()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_marks_a_partial_record_complete_fails_the_suite() {
+    let report = report(Lying {
+        inner: MemoryStore::new(),
+        partial_but_complete: true,
+        ignores_deletes: false,
+    })
+    .await
+    .expect("the suite fails");
+    assert!(report.contains("load_only_some_keys"), "{report}");
+    assert!(report.contains("must hold every key"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_broken_rule_is_reported_the_model_included() {
+    let report = report(Lying {
+        inner: MemoryStore::new(),
+        partial_but_complete: false,
+        ignores_deletes: true,
+    })
+    .await
+    .expect("the suite fails");
+    assert!(report.contains("delete_removes_the_record"), "{report}");
+    assert!(report.contains("random_operations_match_a_model"), "{report}");
+    assert!(report.contains("rule(s) of the store contract"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_store_passes() {
+    let honest = Lying {
+        inner: MemoryStore::new(),
+        partial_but_complete: false,
+        ignores_deletes: false,
+    };
+    assert_eq!(report(honest).await, None);
+}
