@@ -84,8 +84,25 @@ async fn every_broken_rule_is_reported_the_model_included() {
     .await
     .expect("the suite fails");
     assert!(report.contains("delete_removes_the_record"), "{report}");
-    assert!(report.contains("random_operations_match_a_model"), "{report}");
+    assert!(
+        report.contains("random_operations_match_a_model"),
+        "{report}"
+    );
     assert!(report.contains("rule(s) of the store contract"), "{report}");
+}
+
+/// `check` returns the same report, so a test fails at its own line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_returns_the_broken_rules() {
+    let violations = conformance::check(Lying {
+        inner: MemoryStore::new(),
+        partial_but_complete: true,
+        ignores_deletes: false,
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(violations.rules().len(), 1, "{violations}");
+    assert!(violations.rules()[0].starts_with("load_only_some_keys: "));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,23 @@ use crate::{
 /// # }
 /// ```
 pub async fn run<S: SessionStore>(store: S) {
+    if let Err(violations) = check(store).await {
+        panic!("{violations}");
+    }
+}
+
+/// Runs every check against `store`, as [`run`] does, and returns what it broke instead of
+/// panicking: `conformance::check(store).await.unwrap()` then fails at your own line, with
+/// every broken rule and the store's answer in the message.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::check(MemoryStore::new()).await.unwrap();
+/// # });
+/// ```
+pub async fn check<S: SessionStore>(store: S) -> Result<(), Violations> {
     let store = Arc::new(store);
     let mut suite = Suite::new(&store);
     suite
@@ -139,7 +156,7 @@ pub async fn run<S: SessionStore>(store: S) {
             random_operations_match_a_model(&*s, seed).await;
         })
         .await;
-    suite.finish();
+    suite.finish()
 }
 
 /// The checks a client-side store can keep: one whose "ID" is the sealed record itself
@@ -208,7 +225,9 @@ pub async fn run_client_side<S: SessionStore>(store: S) {
             writes_with_a_past_expiry_end_the_record(&*s).await;
         })
         .await;
-    suite.finish();
+    if let Err(violations) = suite.finish() {
+        panic!("{violations}");
+    }
 }
 
 /// Runs every check, one after another, each in its own task, so that one failing does not
@@ -245,16 +264,40 @@ impl<S: SessionStore> Suite<S> {
         }
     }
 
-    /// Panics with every failure, if any.
-    fn finish(self) {
-        assert!(
-            self.failures.is_empty(),
-            "the store breaks {} rule(s) of the store contract:\n- {}",
-            self.failures.len(),
-            self.failures.join("\n- ")
-        );
+    /// Every failure, if any.
+    fn finish(self) -> Result<(), Violations> {
+        if self.failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Violations(self.failures))
+        }
     }
 }
+
+/// The rules of the store contract a store broke: each check's name and its message, with
+/// the store's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violations(Vec<String>);
+
+impl Violations {
+    /// Each broken rule: the check's name, then its message.
+    pub fn rules(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Violations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the store breaks {} rule(s) of the store contract:\n- {}",
+            self.0.len(),
+            self.0.join("\n- ")
+        )
+    }
+}
+
+impl std::error::Error for Violations {}
 
 // Helpers of the checks.
 
