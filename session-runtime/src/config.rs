@@ -25,6 +25,38 @@ pub(crate) struct Config {
     pub(crate) decode_policy: DecodePolicy,
     /// The app's own error responses, if it gave one.
     pub(crate) error_response: Option<ErrorResponder>,
+    pub(crate) save_policy: SavePolicy,
+}
+
+/// Which responses keep the session changes their request made; chosen with
+/// [`SessionLayer::with_save_policy`](crate::SessionLayer::with_save_policy).
+///
+/// A request whose response the policy refuses saves nothing it had not saved: no field
+/// written or removed, no regenerate, no destroy, no new session, no cookie (a cookie an
+/// explicit `save()` decided still goes out). Whatever the policy, a request whose handler
+/// panicked saves nothing either.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SavePolicy {
+    /// Save whatever the handler answered.
+    Always,
+    /// Save unless the response is a server error (`5xx`), as Django does: a handler that
+    /// failed half-way does not leave half its changes. The default.
+    #[default]
+    NotOnServerError,
+    /// Save only on success: not on a client error (`4xx`) either.
+    NotOnError,
+}
+
+impl SavePolicy {
+    /// Whether a response with `status` keeps its request's changes.
+    pub(crate) fn saves(self, status: http::StatusCode) -> bool {
+        match self {
+            Self::Always => true,
+            Self::NotOnServerError => !status.is_server_error(),
+            Self::NotOnError => !status.is_server_error() && !status.is_client_error(),
+        }
+    }
 }
 
 impl Config {
@@ -40,6 +72,7 @@ impl Config {
             expiry: ExpiryConfig::default(),
             decode_policy: DecodePolicy::default(),
             error_response: None,
+            save_policy: SavePolicy::default(),
         }
     }
 }

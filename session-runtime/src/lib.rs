@@ -62,7 +62,7 @@ pub mod store;
 mod typed_session;
 
 pub use codec::{Codec, CodecError, CodecErrorKind, JsonCodec};
-pub use config::ConfigError;
+pub use config::{ConfigError, SavePolicy};
 pub use decode::DecodePolicy;
 pub use error::{DecodeError, EncodeError, SessionError};
 pub use id::SessionId;

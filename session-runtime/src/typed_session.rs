@@ -290,6 +290,11 @@ fn forget_changes_from_before_a_destroy<T: SessionData>(this: &mut TypedSession<
 
 impl<T: SessionData> Drop for TypedSession<T> {
     fn drop(&mut self) {
+        // Dropped while the handler's thread unwinds: the request saves nothing it had not
+        // saved, whatever catches the panic and answers for it.
+        if std::thread::panicking() {
+            self.session.abandon();
+        }
         forget_changes_from_before_a_destroy(self);
         self.session
             .release::<T>(&mut self.fields, &mut self.stored_version);

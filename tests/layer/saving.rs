@@ -190,3 +190,92 @@ async fn an_early_save_surfaces_a_store_failure_to_the_handler() {
     let response = send(&app, request("POST", "/early", None, "")).await;
     assert_eq!(text(response).await, "true");
 }
+
+/// Sets `item` into the cart, then panics.
+async fn add_then_panic(mut cart: TypedSession<Cart>, item: String) -> String {
+    cart.items_mut().push(item);
+    panic!("the handler failed half-way");
+}
+
+/// A handler that changed the session and then panicked saves nothing, whatever the save
+/// policy, with the panic caught inside the session layer or outside it: no change stored, no session created for
+/// a new visitor, no cookie.
+#[tokio::test]
+async fn a_handler_that_panicked_saves_nothing_in_either_layer_order() {
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    let (store, key, cookie) = started_in_a_new_store().await;
+    // Whatever the save policy: even one that keeps the changes of a 500.
+    let session = || {
+        SessionLayer::new(store.clone(), key.clone())
+            .with_save_policy(session_runtime::SavePolicy::Always)
+    };
+    let routes = || {
+        Router::new()
+            .route("/panic", post(add_then_panic))
+            .route("/show", get(show))
+    };
+    let inside: Router = routes().layer(CatchPanicLayer::new()).layer(session());
+    let outside: Router = routes().layer(session()).layer(CatchPanicLayer::new());
+    for (order, app) in [("inside", inside), ("outside", outside)] {
+        let before = store.inner().len();
+        let response = send(&app, request("POST", "/panic", Some(&cookie), "pear")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{order}"
+        );
+        assert!(set_cookies(&response).is_empty(), "{order}");
+        let response = send(&app, request("POST", "/panic", None, "new")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{order}"
+        );
+        assert!(set_cookies(&response).is_empty(), "{order}: no new session");
+        assert_eq!(store.inner().len(), before, "{order}: nothing created");
+        let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+        assert_eq!(
+            text(response).await,
+            r#"["apple"]|"#,
+            "{order}: nothing changed"
+        );
+    }
+}
+
+/// A handler that changes the session, then answers with the status it was asked for.
+async fn add_and_answer(mut cart: TypedSession<Cart>, status: String) -> StatusCode {
+    cart.items_mut().push(status.clone());
+    StatusCode::from_u16(status.parse().unwrap()).unwrap()
+}
+
+/// By default a 5xx response keeps none of its request's changes (a logout that fails keeps
+/// the session too); `Always` keeps them, and `NotOnError` keeps only those of successes.
+#[tokio::test]
+async fn the_save_policy_decides_which_responses_keep_their_changes() {
+    use session_runtime::SavePolicy;
+
+    for (policy, status, kept) in [
+        (None, "500", false),
+        (None, "503", false),
+        (None, "422", true),
+        (None, "200", true),
+        (Some(SavePolicy::Always), "500", true),
+        (Some(SavePolicy::NotOnError), "422", false),
+        (Some(SavePolicy::NotOnError), "201", true),
+    ] {
+        let (store, key, cookie) = started_in_a_new_store().await;
+        let mut layer = SessionLayer::new(store.clone(), key);
+        if let Some(policy) = policy {
+            layer = layer.with_save_policy(policy);
+        }
+        let app = Router::new()
+            .route("/answer", post(add_and_answer))
+            .route("/show", get(show))
+            .layer(layer);
+        send(&app, request("POST", "/answer", Some(&cookie), status)).await;
+        let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+        let shown = text(response).await;
+        assert_eq!(shown.contains(status), kept, "{policy:?} {status}: {shown}");
+    }
+}

@@ -73,6 +73,9 @@ where
                     if let Some(responder) = &session.shared().config.error_response {
                         response = responder.reshape(response);
                     }
+                    if !session.shared().config.save_policy.saves(response.status()) {
+                        session.abandon();
+                    }
                     vary_on_cookie(response.headers_mut());
                     // Only a request that changed something (or needs a refresh) pays for the
                     // save: a read returns here, with no allocation.

@@ -408,6 +408,22 @@ impl SessionLayer {
         self.with(|c| c.error_response = Some(responder))
     }
 
+    /// Which responses keep their request's session changes (default
+    /// [`SavePolicy::NotOnServerError`]: a handler that answers `5xx` saves nothing, so a
+    /// failure half-way does not leave half its changes). Regenerate and destroy follow the
+    /// same rule. A handler that panicked saves nothing whatever the policy.
+    ///
+    /// ```
+    /// use session_runtime::{Key, MemoryStore, SavePolicy, SessionLayer};
+    /// // Validation errors (4xx) keep nothing either.
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate())
+    ///     .with_save_policy(SavePolicy::NotOnError);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_save_policy(self, policy: crate::SavePolicy) -> Self {
+        self.with(|c| c.save_policy = policy)
+    }
+
     /// How stored data that does not fit the schema is treated (default
     /// [`DecodePolicy::Lenient`]).
     ///

@@ -82,6 +82,9 @@ struct Inner {
     /// made from now on are saved only by an explicit `TypedSession::save`. Set while the
     /// state is locked, so a change merged after that lock sees it.
     finished: AtomicBool,
+    /// Nothing this request has not saved yet is saved: its handler panicked, or the save
+    /// policy refuses its response.
+    abandoned: AtomicBool,
     /// How many times the session was destroyed in this request. Changes an extractor made
     /// before a destroy belong to the session that ended: it compares this with the count
     /// it last saw, and drops them.
@@ -221,6 +224,7 @@ impl RequestSession {
             shared,
             used: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
             destroys: AtomicU32::new(0),
             state: Mutex::new(State::default()),
         }))
@@ -280,6 +284,22 @@ impl RequestSession {
         }
     }
 
+    /// Drops every change not saved yet, and every later one: the request's handler
+    /// panicked, or the save policy refuses its response. A cookie an early save decided
+    /// still goes out (it names what that save stored).
+    pub(crate) fn abandon(&self) {
+        self.0.abandoned.store(true, Ordering::Release);
+        let mut state = self.state();
+        state.pending.clear();
+        state.doomed = None;
+        state.regenerate = false;
+        state.errors.clear();
+    }
+
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.0.abandoned.load(Ordering::Acquire)
+    }
+
     /// Moves the changes of an extractor into the pending writes.
     pub(crate) fn flush<T: SessionData>(
         &self,
@@ -287,6 +307,10 @@ impl RequestSession {
         stored_version: &mut Option<u32>,
     ) {
         if fields.state().is_clean() {
+            return;
+        }
+        if self.is_abandoned() {
+            fields.state_mut().clear();
             return;
         }
         let mut writes = Vec::new();

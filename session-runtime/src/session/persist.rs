@@ -51,7 +51,10 @@ impl RequestSession {
     /// into the loaded record so later extractors in the same request see them.
     pub(crate) async fn persist(&self, early: bool) -> Result<(), SessionError> {
         // After the handler, the response future has already asked this.
-        if early && self.nothing_to_persist() {
+        if (early && self.nothing_to_persist()) || self.is_abandoned() {
+            if !early {
+                self.0.finished.store(true, Ordering::Release);
+            }
             return Ok(());
         }
         let Some(mut snapshot) = self.snapshot(early)? else {
