@@ -341,3 +341,85 @@ async fn a_read_is_served_when_its_refresh_is_refused() {
         "logged once: {logged}"
     );
 }
+
+/// With a per-session limit, a write that would make a session larger is refused with a
+/// clear error and writes nothing, in both layouts and for every kind of write; replacing or
+/// removing values frees room again (in the hash layout, where the size is exact).
+#[tokio::test]
+async fn a_session_over_the_stores_size_limit_is_refused_and_nothing_changes() {
+    use session_runtime::store::LoadKeys;
+
+    if !can_start_servers("size limit") {
+        return;
+    }
+    let server = RedisServer::start();
+    for layout in LAYOUTS {
+        let store = store(&server, layout).await.with_max_session_bytes(2_000);
+        let id = SessionId::generate();
+        store.create(&id, &patch(&[("a", 900)], &[])).await.unwrap();
+        let too_large = |result: Result<Option<SessionId>, StoreError>, what: &str| {
+            let err = result.expect_err(what);
+            assert!(
+                matches!(err, StoreError::Rejected(_)),
+                "{layout:?} {what}: {err:?}"
+            );
+            let report = session_suite::report(&err);
+            assert!(report.contains("per-session size limit"), "{report}");
+        };
+        too_large(store.save(&id, &patch(&[("b", 1_500)], &[])).await, "save");
+        too_large(
+            store
+                .create(&SessionId::generate(), &patch(&[("a", 2_500)], &[]))
+                .await,
+            "create",
+        );
+        let new = SessionId::generate();
+        too_large(
+            store
+                .regenerate(&id, &new, &patch(&[("b", 1_500)], &[]))
+                .await,
+            "regenerate",
+        );
+        let record = store
+            .load(&id, LoadKeys::All)
+            .await
+            .unwrap()
+            .expect("not moved");
+        assert_eq!(record.fields.len(), 1, "{layout:?}: nothing written");
+        assert!(store.load(&new, LoadKeys::All).await.unwrap().is_none());
+        // A refresh is never refused for size.
+        store
+            .touch(&id, SystemTime::now() + Duration::from_secs(900))
+            .await
+            .unwrap();
+        if layout == RedisLayout::Hash {
+            // Replacing `a` with a smaller value, or removing it, makes room.
+            store.save(&id, &patch(&[("a", 100)], &[])).await.unwrap();
+            store.save(&id, &patch(&[("b", 1_500)], &[])).await.unwrap();
+            too_large(
+                store.save(&id, &patch(&[("c", 500)], &[])).await,
+                "save again",
+            );
+            store
+                .save(&id, &patch(&[("c", 500)], &["b"]))
+                .await
+                .unwrap();
+            let record = store.load(&id, LoadKeys::All).await.unwrap().unwrap();
+            let mut keys: Vec<&str> = record.fields.keys().map(|k| k.as_str()).collect();
+            keys.sort_unstable();
+            assert_eq!(keys, ["a", "c"], "the size field stays hidden");
+        }
+    }
+    // The bookkeeping keeps the whole store contract.
+    for layout in LAYOUTS {
+        let limited = store(&server, layout).await.with_max_session_bytes(1 << 20);
+        session_runtime::conformance::check(limited)
+            .await
+            .unwrap_or_else(|violations| panic!("{layout:?}: {violations}"));
+    }
+    // Without a limit, the same writes pass.
+    let store = store(&server, RedisLayout::Hash).await;
+    let id = SessionId::generate();
+    store.create(&id, &patch(&[("a", 900)], &[])).await.unwrap();
+    store.save(&id, &patch(&[("b", 1_500)], &[])).await.unwrap();
+}

@@ -73,7 +73,10 @@ impl RedisStore {
             remove: Vec::new(),
             expires_at: patch.expires_at,
         };
-        let create = self.layout.ops().write(Write::Create, &[new_key], &full);
+        let create =
+            self.layout
+                .ops()
+                .write(Write::Create, &[new_key], &full, self.max_session_bytes);
         if let Err(err) = self.run(create).await {
             self.unstash(old_key, &aside).await;
             return Err(err);

@@ -18,11 +18,18 @@ use super::{
 /// The hash field holding the record's expiry (milliseconds since the epoch, Redis's clock),
 /// written by the scripts so that a load learns the expiry in the same single command.
 const EXPIRES_FIELD: &str = "__exp";
+/// The hash field holding the session's size (its other fields' names and values, in bytes),
+/// kept by the scripts only under a per-session limit.
+const BYTES_FIELD: &str = "__bytes";
 
 /// Shared Lua: applies a patch from `ARGV` to `key` and sets its expiry.
 ///
-/// `ARGV`: ttl-ms, expires-at-ms, number-of-deletions, deleted fields..., then field, value
-/// pairs. The expiry instant goes into the hidden `__exp` field in the same `HSET` as the
+/// `ARGV`: ttl-ms, expires-at-ms, the per-session size limit in bytes (0: none),
+/// number-of-deletions, deleted fields..., then field, value pairs. Under a limit, the
+/// session's size is kept in the hidden `__bytes` field (counted once from the hash when it
+/// is missing) and moved by the changed fields' own sizes (`HSTRLEN`), so the check costs
+/// two commands per changed field, not a read of the session; `apply` returns `false`,
+/// writing nothing, when the session would exceed the limit. The expiry instant goes into the hidden `__exp` field in the same `HSET` as the
 /// first changed fields; the key's TTL is set relative, so clock skew between the app and
 /// Redis does not move it.
 ///
@@ -31,22 +38,49 @@ const EXPIRES_FIELD: &str = "__exp";
 /// script that began with `HDEL` or `PEXPIRE` could grow Redis past its limit.
 const APPLY: &str = r"
 local function apply(key)
-  local ndel = tonumber(ARGV[3])
-  local del_end = 3 + ndel
+  local limit = tonumber(ARGV[3])
+  local ndel = tonumber(ARGV[4])
+  local del_end = 4 + ndel
   local first = del_end + 1
   local last = #ARGV
-  local upto = math.min(first + 997, last)
-  redis.call('HSET', key, '__exp', ARGV[2], unpack(ARGV, first, upto))
+  local meta = {'__exp', ARGV[2]}
+  if limit > 0 then
+    local size = tonumber(redis.call('HGET', key, '__bytes'))
+    if not size then
+      size = 0
+      local all = redis.call('HGETALL', key)
+      for i = 1, #all, 2 do
+        if string.sub(all[i], 1, 2) ~= '__' then size = size + #all[i] + #all[i + 1] end
+      end
+    end
+    local function drop(field)
+      if redis.call('HEXISTS', key, field) == 1 then
+        size = size - #field - redis.call('HSTRLEN', key, field)
+      end
+    end
+    for i = 5, del_end do drop(ARGV[i]) end
+    for i = first, last, 2 do
+      drop(ARGV[i])
+      size = size + #ARGV[i] + #ARGV[i + 1]
+    end
+    if size > limit then return false end
+    meta[3] = '__bytes'
+    meta[4] = size
+  end
+  local upto = math.min(first + 995, last)
+  for i = first, upto do meta[#meta + 1] = ARGV[i] end
+  redis.call('HSET', key, unpack(meta))
   first = upto + 1
   while first <= last do
     upto = math.min(first + 999, last)
     redis.call('HSET', key, unpack(ARGV, first, upto))
     first = upto + 1
   end
-  for i = 4, del_end, 1000 do
+  for i = 5, del_end, 1000 do
     redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 999, del_end)))
   end
   redis.call('PEXPIRE', key, ARGV[1])
+  return true
 end
 ";
 
@@ -59,7 +93,7 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{APPLY}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-apply(KEYS[1])
+if not apply(KEYS[1]) then return -2 end
 return 1"
     ))
 });
@@ -106,14 +140,14 @@ impl Layout for HashLayout {
         Ok((into_record(reply)?, None))
     }
 
-    fn write(&self, write: Write, keys: &[&str], patch: &Patch) -> Command {
+    fn write(&self, write: Write, keys: &[&str], patch: &Patch, limit: usize) -> Command {
         let script: &'static Script = match write {
             Write::Create => &CREATE,
             Write::Save => &SAVE,
             Write::Regenerate => &REGENERATE,
         };
         let mut invocation = invoke(script, keys);
-        patch_args(&mut invocation, patch);
+        patch_args(&mut invocation, patch, limit);
         Command::Script(invocation)
     }
 
@@ -134,12 +168,13 @@ impl Layout for HashLayout {
     }
 }
 
-/// The script arguments for a patch: TTL in ms, expiry instant in ms, deletion count,
-/// deletions, set pairs.
-fn patch_args(invocation: &mut ScriptInvocation<'_>, patch: &Patch) {
+/// The script arguments for a patch: TTL in ms, expiry instant in ms, size limit, deletion
+/// count, deletions, set pairs.
+fn patch_args(invocation: &mut ScriptInvocation<'_>, patch: &Patch, limit: usize) {
     invocation
         .arg(ttl_millis(patch.expires_at))
         .arg(crate::meta::to_millis(patch.expires_at))
+        .arg(limit)
         .arg(patch.remove.len());
     for key in &patch.remove {
         invocation.arg(key.as_ref());
@@ -190,6 +225,8 @@ fn record_from(
         })?;
         if key == EXPIRES_FIELD {
             expires_at = crate::meta::parse_u64(&value).and_then(crate::meta::from_millis);
+        } else if key == BYTES_FIELD {
+            // The scripts' own bookkeeping.
         } else {
             fields.insert(FieldKey::new(key), Bytes::from(value));
         }

@@ -22,6 +22,8 @@ pub(super) enum Command {
     Script(ScriptInvocation<'static>),
     /// `SET … NX`: `OK`, or nil when the key is taken.
     SetIfAbsent(Cmd),
+    /// Nothing to send: the write alone would exceed the session size limit.
+    TooLarge,
 }
 
 /// A session layout in Redis.
@@ -38,8 +40,9 @@ pub(super) trait Layout: Sync {
     ) -> Result<(Option<Record>, Option<ScriptInvocation<'static>>), StoreError>;
 
     /// The command that makes `write` of `patch` on `keys` (the session's key; for a
-    /// regenerate, the old and the new one), atomically.
-    fn write(&self, write: Write, keys: &[&str], patch: &Patch) -> Command;
+    /// regenerate, the old and the new one), atomically; refused (answer -2), changing
+    /// nothing, if the session would then hold more than `limit` bytes (0: no limit).
+    fn write(&self, write: Write, keys: &[&str], patch: &Patch, limit: usize) -> Command;
 
     /// The command that sets a new expiry without rewriting fields.
     fn touch(&self, key: &str, expires_at: SystemTime) -> Command;
@@ -67,7 +70,7 @@ pub(super) fn create_script(apply: &str) -> Script {
     Script::new(&format!(
         "{apply}
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-apply(KEYS[1])
+if not apply(KEYS[1]) then return -2 end
 return 1"
     ))
 }
@@ -84,7 +87,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 {guard}
 redis.call('RENAME', KEYS[1], KEYS[2])
-apply(KEYS[2])
+if not apply(KEYS[2]) then
+  redis.call('RENAME', KEYS[2], KEYS[1])
+  return -2
+end
 return 1"
     ))
 }
@@ -97,12 +103,23 @@ pub(super) fn ttl_millis(at: SystemTime) -> u64 {
         .map_or(0, crate::meta::duration_millis)
 }
 
-/// A write script's answer: 1 done, 0 the session is gone, -1 the ID is taken.
+/// The refusal of a write that would make a session larger than the store's limit.
+pub(super) fn too_large() -> StoreError {
+    StoreError::Rejected(
+        "the session would exceed this RedisStore's per-session size limit \
+         (RedisStore::with_max_session_bytes); nothing was written"
+            .into(),
+    )
+}
+
+/// A write script's answer: 1 done, 0 the session is gone, -1 the ID is taken, -2 the
+/// session would exceed the size limit.
 pub(super) fn outcome(code: i64) -> WriteResult {
     match code {
         1 => Ok(None),
         0 => Err(StoreError::NotFound),
         -1 => Err(StoreError::Collision),
+        -2 => Err(too_large()),
         other => Err(StoreError::backend(format!(
             "unexpected answer {other} from a session script"
         ))),

@@ -51,8 +51,11 @@ const COMPACT_AT_LEAST: usize = 1024;
 /// with the header.
 const APPLY: &str = r"
 local function apply(key)
+  local limit = tonumber(ARGV[3])
+  if limit > 0 and redis.call('STRLEN', key) + #ARGV[2] > limit then return false end
   redis.call('APPEND', key, ARGV[2])
   redis.call('PEXPIRE', key, ARGV[1])
+  return true
 end
 ";
 
@@ -65,6 +68,8 @@ static SAVE: LazyLock<Script> = LazyLock::new(|| {
         "local ttl = tonumber(ARGV[1])
 if ttl == 0 then return redis.call('DEL', KEYS[1]) end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local limit = tonumber(ARGV[3])
+if limit > 0 and redis.call('STRLEN', KEYS[1]) + #ARGV[2] > limit then return -2 end
 redis.call('APPEND', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ttl)
 return 1",
@@ -380,20 +385,20 @@ impl Layout for LogLayout {
         Ok((Some(log.into_record()), compaction))
     }
 
-    fn write(&self, write: Write, keys: &[&str], patch: &Patch) -> Command {
+    fn write(&self, write: Write, keys: &[&str], patch: &Patch, limit: usize) -> Command {
         let ttl = ttl_millis(patch.expires_at);
         let new_log = write == Write::Create;
+        let entries = entries(patch, new_log);
+        if limit > 0 && entries.len() > limit {
+            return Command::TooLarge;
+        }
         if let (true, [key]) = (new_log, keys) {
             // A new log is one plain `SET … NX PX`, cheaper for Redis than a script (which
             // is kept for an expiry already past: `PX 0` is refused, and the script's
             // `PEXPIRE 0` ends the record at once).
             if ttl > 0 {
                 let mut cmd = redis::cmd("SET");
-                cmd.arg(*key)
-                    .arg(entries(patch, true))
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl);
+                cmd.arg(*key).arg(entries).arg("NX").arg("PX").arg(ttl);
                 return Command::SetIfAbsent(cmd);
             }
         }
@@ -403,13 +408,13 @@ impl Layout for LogLayout {
             Write::Regenerate => &REGENERATE,
         };
         let mut invocation = invoke(script, keys);
-        invocation.arg(ttl).arg(entries(patch, new_log));
+        invocation.arg(ttl).arg(entries).arg(limit);
         Command::Script(invocation)
     }
 
     fn touch(&self, key: &str, expires_at: SystemTime) -> Command {
-        // The expiry entry alone, appended.
-        self.write(Write::Save, &[key], &Patch::expiry_only(expires_at))
+        // The expiry entry alone, appended; a refresh is never refused for size.
+        self.write(Write::Save, &[key], &Patch::expiry_only(expires_at), 0)
     }
 
     fn stash(&self, key: &str, aside: &str) -> ScriptInvocation<'static> {

@@ -123,6 +123,8 @@ pub struct RedisStore {
     /// When a command last succeeded (ms since the epoch), shared by clones: after a pause,
     /// a write first checks the connection (see [`RedisStore::checked`]).
     last_ok: Arc<AtomicU64>,
+    /// The most bytes one session may hold; 0 for no limit.
+    max_session_bytes: usize,
 }
 
 /// How [`RedisStore`] lays a session out in Redis; chosen with [`RedisStore::with_layout`].
@@ -270,6 +272,7 @@ impl RedisStore {
             conn: Conn::Single(manager),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
             last_ok: Arc::default(),
+            max_session_bytes: 0,
             layout: RedisLayout::Hash,
         }
     }
@@ -316,6 +319,7 @@ impl RedisStore {
             conn: Conn::Cluster(conn),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
             last_ok: Arc::default(),
+            max_session_bytes: 0,
             layout: RedisLayout::Hash,
         }
     }
@@ -381,6 +385,7 @@ impl RedisStore {
             conn: Conn::Sentinel(conn),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
             last_ok: Arc::default(),
+            max_session_bytes: 0,
             layout: RedisLayout::Hash,
         })
     }
@@ -401,6 +406,31 @@ impl RedisStore {
     #[must_use]
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Arc::from(prefix.into());
+        self
+    }
+
+    /// Bounds one session's size (default: no limit; Redis's own `maxmemory` still bounds
+    /// them all): a write that would make a session hold more than `max` bytes is refused
+    /// with [`StoreError::Rejected`] (the request answers `500`, the cause is logged) and
+    /// writes nothing. In the hash layout the size is the fields' names and values, kept in
+    /// a hidden `__bytes` field: each write then costs Redis two more commands per changed
+    /// field. In the log layout it is the log's length (dead entries included, so up to
+    /// about twice the session's between compactions), checked in constant time.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_runtime::RedisStore;
+    ///
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379")
+    ///     .await?
+    ///     .with_max_session_bytes(256 * 1024);
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_max_session_bytes(mut self, max: usize) -> Self {
+        self.max_session_bytes = max;
         self
     }
 
@@ -517,6 +547,7 @@ impl RedisStore {
                 let set: Option<()> = cmd.query_async(&mut self.conn()).await.map_err(backend)?;
                 set.map_or(Err(StoreError::Collision), |()| Ok(None))
             }
+            Command::TooLarge => Err(layout::too_large()),
         };
         if !matches!(result, Err(StoreError::Backend(_))) {
             self.answered();
@@ -537,6 +568,7 @@ impl RedisStore {
                             .query_async::<Option<()>>(&mut conn)
                             .await
                             .map(|set| if set.is_some() { 1 } else { -1 }),
+                        Command::TooLarge => Ok(-2),
                     }
                 }
             })
@@ -576,14 +608,22 @@ impl SessionStore for RedisStore {
 
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
         let key = self.key(id);
-        self.run(self.layout.ops().write(Write::Create, &[&key], patch))
-            .await
+        self.run(
+            self.layout
+                .ops()
+                .write(Write::Create, &[&key], patch, self.max_session_bytes),
+        )
+        .await
     }
 
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
         let key = self.key(id);
-        self.run(self.layout.ops().write(Write::Save, &[&key], patch))
-            .await
+        self.run(
+            self.layout
+                .ops()
+                .write(Write::Save, &[&key], patch, self.max_session_bytes),
+        )
+        .await
     }
 
     async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
@@ -593,10 +633,12 @@ impl SessionStore for RedisStore {
                 .regenerate_across_slots(&old_key, &new_key, patch)
                 .await;
         }
-        let command = self
-            .layout
-            .ops()
-            .write(Write::Regenerate, &[&old_key, &new_key], patch);
+        let command = self.layout.ops().write(
+            Write::Regenerate,
+            &[&old_key, &new_key],
+            patch,
+            self.max_session_bytes,
+        );
         self.run(command).await
     }
 
