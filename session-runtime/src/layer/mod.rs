@@ -409,7 +409,7 @@ impl SessionLayer {
     }
 
     /// Which responses keep their request's session changes (default
-    /// [`SavePolicy::NotOnServerError`]: a handler that answers `5xx` saves nothing, so a
+    /// [`SavePolicy::NotOnServerError`](crate::SavePolicy::NotOnServerError): a handler that answers `5xx` saves nothing, so a
     /// failure half-way does not leave half its changes). Regenerate and destroy follow the
     /// same rule. A handler that panicked saves nothing whatever the policy.
     ///
