@@ -333,13 +333,14 @@ fn accessors(
     let take = syn::Ident::new(&take, span);
     let default = default_expr(field, ident, private);
     let persisted = field.attrs.skip.is_none();
-    let (mark_set, mark_removed) = if persisted {
+    let (mark_replaced, mark_set, mark_removed) = if persisted {
         (
+            quote!(self.__state.mark_replaced(#index);),
             quote!(self.__state.mark_set(#index);),
             quote!(self.__state.mark_removed(#index);),
         )
     } else {
-        (TokenStream::new(), TokenStream::new())
+        (TokenStream::new(), TokenStream::new(), TokenStream::new())
     };
     let decoder = decoder_ident(index);
     let (lazy_get, lazy_get_mut, lazy_take) = if persisted {
@@ -384,7 +385,7 @@ fn accessors(
         #[doc = #set_doc]
         #[inline]
         #vis fn #set(&mut self, value: #ty) {
-            #mark_set
+            #mark_replaced
             match &mut self.__whole {
                 ::core::option::Option::Some(__whole) => __whole.#member = value,
                 ::core::option::Option::None => self.#cell = <::std::sync::OnceLock<#ty> as ::core::convert::From<#ty>>::from(value),

@@ -6,6 +6,9 @@
 pub struct FieldState {
     set: Bits,
     removed: Bits,
+    /// Set wholesale (`set_f`) or removed (`take_f`): the change does not depend on what the
+    /// field held.
+    replaced: Bits,
 }
 
 impl FieldState {
@@ -21,11 +24,34 @@ impl FieldState {
         self.removed.remove(index);
     }
 
-    /// Marks field `index` as removed: the next save deletes it from the store.
+    /// Marks field `index` as set to a value that does not depend on what it held (`set_f`):
+    /// the next save writes it even if another handle of the request changed it meanwhile.
+    #[inline]
+    pub fn mark_replaced(&mut self, index: usize) {
+        self.mark_set(index);
+        self.replaced.insert(index);
+    }
+
+    /// Marks field `index` as removed: the next save deletes it from the store. A removal
+    /// does not depend on what the field held, as a wholesale set does not.
     #[inline]
     pub fn mark_removed(&mut self, index: usize) {
         self.removed.insert(index);
         self.set.remove(index);
+        self.replaced.insert(index);
+    }
+
+    /// Whether field `index` was last set wholesale or removed: its change does not depend
+    /// on what it held.
+    pub fn is_replaced(&self, index: usize) -> bool {
+        self.replaced.contains(index)
+    }
+
+    /// Forgets the change of field `index`.
+    pub fn forget(&mut self, index: usize) {
+        self.set.remove(index);
+        self.removed.remove(index);
+        self.replaced.remove(index);
     }
 
     /// Whether field `index` will be written.
@@ -62,6 +88,7 @@ impl FieldState {
     pub fn clear(&mut self) {
         self.set = Bits::default();
         self.removed = Bits::default();
+        self.replaced = Bits::default();
     }
 }
 

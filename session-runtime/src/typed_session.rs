@@ -12,7 +12,7 @@ use http::request::Parts;
 use crate::{
     record::RawRecord,
     schema::{SchemaFields, SessionData},
-    session::RequestSession,
+    session::{Handle, RequestSession},
     SessionError, SessionId,
 };
 
@@ -78,6 +78,9 @@ pub struct TypedSession<T: SessionData> {
     stored_version: Option<u32>,
     /// The session's destroy count when this handle last saw it.
     destroys: u32,
+    /// This handle's place among the request's, so its stale changes never overwrite
+    /// another's newer ones.
+    handle: Handle,
 }
 
 impl<T: SessionData> TypedSession<T> {
@@ -251,7 +254,7 @@ impl<T: SessionData> TypedSession<T> {
     pub async fn save(&mut self) -> Result<(), SessionError> {
         forget_changes_from_before_a_destroy(self);
         self.session
-            .flush::<T>(&mut self.fields, &mut self.stored_version);
+            .flush::<T>(&mut self.fields, &mut self.stored_version, self.handle);
         self.session.persist(true).await
     }
 }
@@ -297,7 +300,7 @@ impl<T: SessionData> Drop for TypedSession<T> {
         }
         forget_changes_from_before_a_destroy(self);
         self.session
-            .release::<T>(&mut self.fields, &mut self.stored_version);
+            .release::<T>(&mut self.fields, &mut self.stored_version, self.handle);
     }
 }
 
@@ -319,13 +322,14 @@ impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for TypedSession<T> {
             .get::<RequestSession>()
             .cloned()
             .ok_or(SessionError::MissingLayer)?;
-        let (fields, stored_version) = session.extract::<T>(&parts.headers).await?;
+        let (fields, stored_version, handle) = session.extract::<T>(&parts.headers).await?;
         let destroys = session.destroys();
         Ok(Self {
             session,
             fields,
             stored_version,
             destroys,
+            handle,
         })
     }
 }

@@ -279,3 +279,90 @@ async fn the_save_policy_decides_which_responses_keep_their_changes() {
         assert_eq!(shown.contains(status), kept, "{policy:?} {status}: {shown}");
     }
 }
+
+#[derive(SessionData)]
+#[session(namespace = "mw")]
+struct Visits {
+    visits: u32,
+    last: String,
+}
+
+/// Counts every request, holding its handle across `next.run()`.
+async fn count_visits(
+    mut visits: TypedSession<Visits>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    *visits.visits_mut() += 1;
+    next.run(request).await
+}
+
+/// Notes the path after the handler, with a handle taken before it.
+async fn note_last(
+    mut visits: TypedSession<Visits>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    visits.set_last(path);
+    response
+}
+
+async fn reset(mut visits: TypedSession<Visits>) -> &'static str {
+    visits.set_visits(0);
+    "reset"
+}
+
+async fn visits(visits: TypedSession<Visits>) -> String {
+    format!("{} {}", visits.visits(), visits.last())
+}
+
+/// A middleware that keeps its handle across `next.run()` can no longer overwrite the
+/// handler's later change with its stale value: two `/reset`s leave 0 visits (they left 2),
+/// an untouched field still counts, and a field the middleware sets wholesale after the
+/// handler is written; nested middlewares likewise.
+#[tokio::test]
+async fn a_middlewares_handle_never_overwrites_the_handlers_later_change() {
+    let store = store();
+    let key = Key::generate();
+    let routes = || {
+        Router::new()
+            .route("/reset", post(reset))
+            .route("/page", get(|| async { "page" }))
+            .route("/visits", get(visits))
+    };
+    let before = routes()
+        .layer(axum::middleware::from_fn(count_visits))
+        .layer(SessionLayer::new(store.clone(), key.clone()));
+    let nested = routes()
+        .layer(axum::middleware::from_fn(count_visits))
+        .layer(axum::middleware::from_fn(note_last))
+        .layer(SessionLayer::new(store.clone(), key.clone()));
+    for (name, app) in [("before", before), ("nested", nested)] {
+        let response = send(&app, request("GET", "/page", None, "")).await;
+        let cookie = cookie_pair(&response);
+        for _ in 0..2 {
+            send(&app, request("GET", "/page", Some(&cookie), "")).await;
+        }
+        // The middleware counted 3 pages (the handler sees what was saved before it: the
+        // middleware's own change of this request is saved after it).
+        let response = send(&app, request("GET", "/visits", Some(&cookie), "")).await;
+        let shown = text(response).await;
+        assert!(shown.starts_with("3"), "{name}: {shown}");
+        for _ in 0..2 {
+            let response = send(&app, request("POST", "/reset", Some(&cookie), "")).await;
+            assert_eq!(response.status(), StatusCode::OK, "{name}");
+        }
+        let response = send(&app, request("GET", "/visits", Some(&cookie), "")).await;
+        let shown = text(response).await;
+        // The last reset stood: the middleware's stale `+1` of that request was dropped.
+        assert!(shown.starts_with("0"), "{name}: {shown}");
+        if name == "nested" {
+            assert!(
+                shown.ends_with("/reset"),
+                "{name}: set after the handler: {shown}"
+            );
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::{sync::atomic::Ordering, time::Duration};
 use arrayvec::ArrayVec;
 use http::HeaderMap;
 
-use super::{Loaded, RequestSession};
+use super::{Handle, Loaded, RequestSession};
 use crate::{
     chain::Chain,
     decode,
@@ -30,7 +30,7 @@ impl RequestSession {
     pub(crate) async fn extract<T: SessionData>(
         &self,
         headers: &HeaderMap,
-    ) -> Result<(Box<T::Fields>, Option<u32>), SessionError> {
+    ) -> Result<(Box<T::Fields>, Option<u32>, Handle), SessionError> {
         self.0.used.store(true, Ordering::Release);
         crate::registry::check::<T>()?;
         self.ensure_loaded::<T>(headers).await?;
@@ -39,7 +39,12 @@ impl RequestSession {
         let decoded = decode::decode::<T>(&view, self.config().decode_policy)
             .map_err(SessionError::Decode)?;
         state.pending.extend(decoded.extra);
-        Ok((decoded.fields, decoded.stored_version))
+        state.handles += 1;
+        let handle = Handle {
+            id: state.handles,
+            seen: state.generation,
+        };
+        Ok((decoded.fields, decoded.stored_version, handle))
     }
 
     async fn ensure_loaded<T: SessionData>(&self, headers: &HeaderMap) -> Result<(), SessionError> {

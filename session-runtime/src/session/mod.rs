@@ -7,7 +7,7 @@ mod persist;
 
 use std::{
     borrow::Cow,
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         atomic::{AtomicBool, AtomicU32, Ordering},
         Arc, Mutex, MutexGuard,
@@ -104,6 +104,20 @@ struct State {
     errors: Vec<SessionError>,
     /// The cookie to send with the response.
     cookie: Option<CookieOut>,
+    /// Counts the flushes that queued writes: a handle remembers the count when it read.
+    generation: u64,
+    /// Store key → the generation that last queued a write to it, and the handle's number.
+    changed_at: HashMap<&'static str, (u64, u64)>,
+    /// How many handles were extracted.
+    handles: u64,
+}
+
+/// One `TypedSession`'s place among the request's handles: its number, and the generation
+/// of the session's writes when it read the session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Handle {
+    id: u64,
+    seen: u64,
 }
 
 /// What the store holds (as far as loaded) plus the writes of this request.
@@ -264,8 +278,9 @@ impl RequestSession {
         &self,
         fields: &mut T::Fields,
         stored_version: &mut Option<u32>,
+        handle: Handle,
     ) {
-        self.flush::<T>(fields, stored_version);
+        self.flush::<T>(fields, stored_version, handle);
         if !self.0.finished.load(Ordering::Acquire) {
             return;
         }
@@ -301,10 +316,17 @@ impl RequestSession {
     }
 
     /// Moves the changes of an extractor into the pending writes.
+    ///
+    /// A field that another handle of the request changed since this `handle` read it, and
+    /// that this one changed from what it read (`f_mut`), is not written: its value would be
+    /// stale, and would overwrite the newer change (a middleware that kept its handle across
+    /// `next.run()`). A field set wholesale (`set_f`) or taken (`take_f`) is written: the
+    /// later change wins.
     pub(crate) fn flush<T: SessionData>(
         &self,
         fields: &mut T::Fields,
         stored_version: &mut Option<u32>,
+        handle: Handle,
     ) {
         if fields.state().is_clean() {
             return;
@@ -313,13 +335,42 @@ impl RequestSession {
             fields.state_mut().clear();
             return;
         }
+        let mut state = self.state();
+        for (index, info) in T::SCHEMA.fields().iter().enumerate() {
+            let changed_since = state
+                .changed_at
+                .get(info.store_key())
+                .is_some_and(|&(at, by)| at > handle.seen && by != handle.id);
+            let fields_state = fields.state_mut();
+            if changed_since && fields_state.is_changed(index) && !fields_state.is_replaced(index) {
+                fields_state.forget(index);
+                tracing::warn!(
+                    schema = T::SCHEMA.name(),
+                    field = info.name(),
+                    "a session field was changed through two handles in one request, the \
+                     later from what it read before the other's change: that stale change is \
+                     dropped; keep one TypedSession per schema across `next.run()`, or set the \
+                     field with `set_`"
+                );
+            }
+        }
         let mut writes = Vec::new();
         let result = collect_changes::<T>(fields, *stored_version, &mut writes);
         fields.state_mut().clear();
-        let mut state = self.state();
         match result {
             Ok(()) => {
                 state.loaded.get_or_insert_with(Loaded::fresh);
+                if !writes.is_empty() {
+                    state.generation += 1;
+                    let generation = state.generation;
+                    for info in T::SCHEMA.fields() {
+                        if writes.iter().any(|(key, _)| key == info.store_key()) {
+                            state
+                                .changed_at
+                                .insert(info.store_key(), (generation, handle.id));
+                        }
+                    }
+                }
                 let version_key = T::SCHEMA.version_key();
                 let mut version = None;
                 for (key, value) in writes {
@@ -369,6 +420,7 @@ impl RequestSession {
             state.doomed = old;
         }
         state.pending.clear();
+        state.changed_at.clear();
         state.regenerate = false;
     }
 
