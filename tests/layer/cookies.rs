@@ -383,3 +383,31 @@ async fn of_two_signed_cookies_the_one_naming_a_live_session_is_used_in_either_o
     let response = send(&app, request("GET", "/show", Some(&live), "")).await;
     assert_eq!(text(response).await, r#"["apple", "pear"]|"#);
 }
+
+/// A session cookie that fails verification gets a removal cookie, once: the browser stops
+/// sending it (and the server stops logging it on every request). A request that starts a
+/// session sends the new cookie instead.
+#[tokio::test]
+async fn a_forged_cookie_is_removed_once() {
+    let store = store();
+    let app = app(&store, &Key::generate());
+    for forged in [
+        "id=garbage",
+        "id=abc.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let response = send(&app, request("GET", "/show", Some(forged), "")).await;
+        let cookies = set_cookies(&response);
+        assert_eq!(cookies.len(), 1, "{forged}: {cookies:?}");
+        assert!(cookies[0].starts_with("id=;"), "{cookies:?}");
+        assert_eq!(attribute(&cookies[0], "Max-Age"), Some("0"));
+        assert_eq!(attribute(&cookies[0], "Path"), Some("/"));
+        // Starting a session replaces it.
+        let response = send(&app, request("POST", "/add", Some(forged), "a")).await;
+        let cookies = set_cookies(&response);
+        assert_eq!(cookies.len(), 1);
+        assert_ne!(attribute(&cookies[0], "Max-Age"), Some("0"), "{cookies:?}");
+    }
+    // Without a cookie, nothing to remove.
+    let response = send(&app, request("GET", "/show", None, "")).await;
+    assert!(set_cookies(&response).is_empty());
+}

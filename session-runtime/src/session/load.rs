@@ -13,7 +13,7 @@ use crate::{
     key::Rejected,
     meta::{from_millis, parse_u64, CREATED_KEY, IDLE_TIMEOUT_KEY},
     schema::SessionData,
-    session_cookie::{request_values, MAX_COOKIE_LEN},
+    session_cookie::{request_values, CookieOut, MAX_COOKIE_LEN},
     store::LoadKeys,
     DecodePolicy, SessionError, SessionId, StoreError,
 };
@@ -52,9 +52,16 @@ impl RequestSession {
         // First load of the request: find the cookie and read this schema's keys plus metadata.
         let first = self.state().loaded.is_none();
         if first {
-            let candidates = self.cookie_ids(headers);
+            let (candidates, rejected) = self.cookie_ids(headers);
             let Some((mut id, mut stale_key, mut tag)) = candidates.first().cloned() else {
-                self.state().loaded.get_or_insert_with(Loaded::fresh);
+                let mut state = self.state();
+                state.loaded.get_or_insert_with(Loaded::fresh);
+                // A cookie that failed verification is removed, so the browser stops sending
+                // it (and the warning is logged once, not on every request); a session this
+                // request starts replaces it anyway.
+                if rejected && state.cookie.is_none() {
+                    state.cookie = Some(CookieOut::Remove);
+                }
                 return Ok(());
             };
             // A browser can hold two cookies of the session's name (one left under an old
@@ -184,7 +191,7 @@ impl RequestSession {
     /// The verified session IDs in the request's cookies, in the order sent, each with
     /// whether it was signed by a previous key and its tag. Anything else is ignored (and
     /// logged without the value).
-    fn cookie_ids(&self, headers: &HeaderMap) -> ArrayVec<Candidate, MAX_CANDIDATES> {
+    fn cookie_ids(&self, headers: &HeaderMap) -> (ArrayVec<Candidate, MAX_CANDIDATES>, bool) {
         let name = self.config().cookie.name.as_str();
         let mut rejected = None;
         let mut verified_ids = ArrayVec::new();
@@ -220,13 +227,14 @@ impl RequestSession {
                 Err(Rejected::BadSignature) => rejected = Some("bad signature"),
             }
         }
-        if let Some(reason) = rejected.filter(|_| verified_ids.is_empty()) {
+        let rejected = rejected.filter(|_| verified_ids.is_empty());
+        if let Some(reason) = rejected {
             tracing::warn!(
                 cookie = name,
                 reason,
                 "ignoring a session cookie that failed verification; starting a new session"
             );
         }
-        verified_ids
+        (verified_ids, rejected.is_some())
     }
 }
