@@ -44,6 +44,8 @@ pub(crate) const RESERVED_METHODS: &[&str] = &[
     "destroy",
     "save",
     "set_idle_timeout",
+    "set_session_only_cookie",
+    "metadata",
     "data",
     // Deref/DerefMut, through which the accessors are reached.
     "deref",

@@ -59,16 +59,17 @@ impl ExpiryConfig {
         })
     }
 
-    /// When a session written now expires (given its own idle timeout, if it has one), and
-    /// the cookie's Max-Age for it (`None` for a session-only cookie).
+    /// When a session written now expires (given its own cookie lifetime, if it chose one),
+    /// and the cookie's Max-Age for it (`None` for a session-only cookie).
     pub(crate) fn expires_at(
         &self,
         created: Option<SystemTime>,
-        idle_timeout: Option<Duration>,
+        lifetime: Lifetime,
         now: SystemTime,
     ) -> (SystemTime, Option<Duration>) {
         let mut expires_at = now
-            + idle_timeout
+            + lifetime
+                .idle_timeout()
                 .unwrap_or(self.idle_timeout)
                 .min(LONGEST_LIFETIME);
         // A limit too far out to represent is no limit.
@@ -78,8 +79,92 @@ impl ExpiryConfig {
         {
             expires_at = expires_at.min(end);
         }
-        let persistent = self.persistent_cookie || idle_timeout.is_some();
+        let persistent = match lifetime {
+            Lifetime::Layer => self.persistent_cookie,
+            Lifetime::IdleTimeout(_) => true,
+            Lifetime::SessionOnly => false,
+        };
         let max_age = persistent.then(|| expires_at.duration_since(now).unwrap_or_default());
         (expires_at, max_age)
+    }
+}
+
+/// What the layer knows of a session's times, from [`TypedSession::metadata`](crate::TypedSession::metadata).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionMetadata {
+    /// When the session was created; `None` while it is not stored yet.
+    pub created: Option<SystemTime>,
+    /// When it expires in the store, as last loaded or saved in this request; `None` for a
+    /// session not stored yet, or a store that does not tell.
+    pub expires_at: Option<SystemTime>,
+    /// When it was last written or refreshed: its expiry less its idle timeout. `None` when
+    /// the expiry is unknown, or the absolute timeout set it.
+    pub last_refresh: Option<SystemTime>,
+    /// Whether its cookie is session-only (dropped when the browser closes).
+    pub session_only: bool,
+}
+
+/// A session's own choice for its lifetime, over the layer's: stored with the session (under
+/// the idle-timeout metadata key), so it holds on later requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Lifetime {
+    /// The layer's settings.
+    #[default]
+    Layer,
+    /// Its own idle timeout, with a persistent cookie ("remember me"): stored as
+    /// milliseconds.
+    IdleTimeout(Duration),
+    /// A session-only cookie, with the layer's idle timeout: stored as `s`.
+    SessionOnly,
+}
+
+impl Lifetime {
+    /// What is stored for it; `None` to remove the key.
+    pub(crate) fn encode(self) -> Option<bytes::Bytes> {
+        match self {
+            Self::Layer => None,
+            Self::IdleTimeout(timeout) => Some(bytes::Bytes::from(
+                crate::meta::duration_millis(timeout).to_string(),
+            )),
+            Self::SessionOnly => Some(bytes::Bytes::from_static(b"s")),
+        }
+    }
+
+    /// Reads what was stored; anything else is the layer's settings.
+    pub(crate) fn decode(stored: Option<&[u8]>) -> Self {
+        match stored {
+            Some(b"s") => Self::SessionOnly,
+            Some(millis) => crate::meta::parse_u64(millis).map_or(Self::Layer, |ms| {
+                Self::IdleTimeout(Duration::from_millis(ms))
+            }),
+            None => Self::Layer,
+        }
+    }
+
+    /// The session's own idle timeout, if it has one.
+    pub(crate) fn idle_timeout(self) -> Option<Duration> {
+        match self {
+            Self::IdleTimeout(timeout) => Some(timeout),
+            Self::Layer | Self::SessionOnly => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_round_trip_through_their_stored_form() {
+        for lifetime in [
+            Lifetime::Layer,
+            Lifetime::IdleTimeout(Duration::from_millis(1_234)),
+            Lifetime::SessionOnly,
+        ] {
+            let stored = lifetime.encode();
+            assert_eq!(Lifetime::decode(stored.as_deref()), lifetime);
+        }
+        assert_eq!(Lifetime::decode(Some(b"garbage")), Lifetime::Layer);
     }
 }

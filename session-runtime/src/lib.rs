@@ -65,6 +65,7 @@ pub use codec::{Codec, CodecError, CodecErrorKind, JsonCodec};
 pub use config::{ConfigError, SavePolicy};
 pub use decode::DecodePolicy;
 pub use error::{DecodeError, EncodeError, SessionError};
+pub use expiry::SessionMetadata;
 pub use id::SessionId;
 pub use key::{Key, KeyError};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};

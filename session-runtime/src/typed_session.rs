@@ -10,6 +10,7 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 
 use crate::{
+    expiry::{Lifetime, SessionMetadata},
     record::RawRecord,
     schema::{SchemaFields, SessionData},
     session::{Handle, RequestSession},
@@ -221,7 +222,59 @@ impl<T: SessionData> TypedSession<T> {
     /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
     /// ```
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
-        self.session.set_idle_timeout(timeout);
+        self.session
+            .set_lifetime(timeout.map_or(Lifetime::Layer, Lifetime::IdleTimeout));
+    }
+
+    /// Makes this session's cookie session-only (no `Max-Age`: the browser drops it when it
+    /// closes), the mirror of [`set_idle_timeout`](Self::set_idle_timeout) for "remember
+    /// me" left unchecked; `false` goes back to the layer's setting. Stored with the
+    /// session, so it holds on later requests; the server still expires the session after
+    /// the layer's idle timeout. The later of this and `set_idle_timeout` wins.
+    ///
+    /// ```
+    /// # use axum::{routing::post, Router};
+    /// # use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
+    /// # #[derive(SessionData)]
+    /// # struct Auth { user: Option<String> }
+    /// async fn login(mut auth: TypedSession<Auth>, remember_me: String) {
+    ///     auth.set_user(Some("ada".into()));
+    ///     auth.regenerate();
+    ///     if remember_me != "on" {
+    ///         auth.set_session_only_cookie(true); // gone when the browser closes
+    ///     }
+    /// }
+    /// # let _: Router = Router::new().route("/login", post(login))
+    /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+    /// ```
+    pub fn set_session_only_cookie(&mut self, session_only: bool) {
+        self.session.set_lifetime(if session_only {
+            Lifetime::SessionOnly
+        } else {
+            Lifetime::Layer
+        });
+    }
+
+    /// When the session was created, when it expires, when it was last written or refreshed,
+    /// and whether its cookie is session-only.
+    ///
+    /// ```
+    /// # use axum::{routing::get, Router};
+    /// # use session_runtime::{Key, MemoryStore, SessionData, SessionLayer, TypedSession};
+    /// # #[derive(SessionData)]
+    /// # struct Auth { user: Option<String> }
+    /// async fn account(auth: TypedSession<Auth>) -> String {
+    ///     let meta = auth.metadata();
+    ///     match meta.created {
+    ///         Some(created) => format!("signed in since {created:?}, until {:?}", meta.expires_at),
+    ///         None => "a new visitor".to_owned(),
+    ///     }
+    /// }
+    /// # let _: Router = Router::new().route("/account", get(account))
+    /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+    /// ```
+    pub fn metadata(&self) -> SessionMetadata {
+        self.session.metadata()
     }
 
     /// Saves the changes made so far now, instead of after the handler, and surfaces a

@@ -294,3 +294,92 @@ async fn stored_times_out_of_range_neither_panic_nor_outlive_400_days() {
         }
     }
 }
+
+/// One session's cookie can be session-only (no `Max-Age`) while the layer's are
+/// persistent: the choice is stored, so later cookies of that session stay session-only,
+/// and `set_session_only_cookie(false)` goes back to the layer's. `metadata()` reports it,
+/// with the creation time, the expiry and the last refresh.
+#[tokio::test]
+async fn a_session_can_have_a_session_only_cookie_and_reports_its_metadata() {
+    let store = store();
+    let app = Router::new()
+        .route(
+            "/login",
+            post(|mut cart: TypedSession<Cart>| async move {
+                cart.set_user_id(Some(1));
+                cart.set_session_only_cookie(true);
+            }),
+        )
+        .route(
+            "/add",
+            post(|mut cart: TypedSession<Cart>, item: String| async move {
+                cart.items_mut().push(item);
+            }),
+        )
+        .route(
+            "/persistent",
+            post(|mut cart: TypedSession<Cart>| async move {
+                cart.set_session_only_cookie(false);
+            }),
+        )
+        .route(
+            "/meta",
+            get(|cart: TypedSession<Cart>| async move { format!("{:?}", cart.metadata()) }),
+        )
+        .route(
+            "/recent",
+            get(|cart: TypedSession<Cart>| async move {
+                let meta = cart.metadata();
+                let recent = |at: Option<SystemTime>| {
+                    at.and_then(|at| at.elapsed().ok())
+                        .is_some_and(|ago| ago < Duration::from_secs(5))
+                };
+                // The layer's idle timeout is 24 hours: the expiry is a day after the refresh.
+                let day = meta
+                    .expires_at
+                    .zip(meta.last_refresh)
+                    .and_then(|(end, at)| end.duration_since(at).ok());
+                format!(
+                    "{} {} {:?}",
+                    recent(meta.created),
+                    recent(meta.last_refresh),
+                    day
+                )
+            }),
+        )
+        .layer(SessionLayer::new(store.clone(), Key::generate()));
+
+    let response = send(&app, request("GET", "/meta", None, "")).await;
+    let fresh = text(response).await;
+    assert!(
+        fresh.contains("created: None") && fresh.contains("session_only: false"),
+        "{fresh}"
+    );
+
+    let response = send(&app, request("POST", "/login", None, "")).await;
+    let cookie = cookie_pair(&response);
+    assert_eq!(attribute(&set_cookies(&response)[0], "Max-Age"), None);
+    let response = send(&app, request("POST", "/add", Some(&cookie), "a")).await;
+    let resent = set_cookies(&response);
+    assert!(
+        resent.iter().all(|c| attribute(c, "Max-Age").is_none()),
+        "still session-only: {resent:?}"
+    );
+    let response = send(&app, request("GET", "/meta", Some(&cookie), "")).await;
+    let meta = text(response).await;
+    assert!(meta.contains("session_only: true"), "{meta}");
+    assert!(meta.contains("created: Some"), "{meta}");
+    assert!(meta.contains("expires_at: Some"), "{meta}");
+    assert!(meta.contains("last_refresh: Some"), "{meta}");
+    let response = send(&app, request("GET", "/recent", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, "true true Some(86400s)");
+
+    let response = send(&app, request("POST", "/persistent", Some(&cookie), "")).await;
+    let cookies = set_cookies(&response);
+    assert!(attribute(&cookies[0], "Max-Age").is_some(), "{cookies:?}");
+    let record = stored(&store, &id_of(&cookie)).await.unwrap();
+    assert!(
+        !record.fields.contains_key("__ttl"),
+        "back to the layer's setting"
+    );
+}

@@ -1,7 +1,7 @@
 //! Loading a request's session: finding the verified ID in the cookie, reading the keys each
 //! schema needs (and the whole record for a migration), and decoding a schema from it.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::sync::atomic::Ordering;
 
 use arrayvec::ArrayVec;
 use http::HeaderMap;
@@ -10,6 +10,7 @@ use super::{Handle, Loaded, RequestSession};
 use crate::{
     chain::Chain,
     decode,
+    expiry::Lifetime,
     key::Rejected,
     meta::{from_millis, parse_u64, CREATED_KEY, IDLE_TIMEOUT_KEY},
     schema::SessionData,
@@ -107,11 +108,8 @@ impl RequestSession {
                     .get(CREATED_KEY)
                     .and_then(|v| parse_u64(v))
                     .and_then(from_millis);
-                loaded.idle_timeout = record
-                    .fields
-                    .get(IDLE_TIMEOUT_KEY)
-                    .and_then(|v| parse_u64(v))
-                    .map(Duration::from_millis);
+                loaded.lifetime =
+                    Lifetime::decode(record.fields.get(IDLE_TIMEOUT_KEY).map(|v| &v[..]));
                 loaded.base = Some(record.fields);
                 loaded.stale_key = stale_key;
                 loaded.tag = tag;

@@ -12,7 +12,7 @@ use std::{
         atomic::{AtomicBool, AtomicU32, Ordering},
         Arc, Mutex, MutexGuard,
     },
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
 use bytes::Bytes;
@@ -20,8 +20,9 @@ use bytes::Bytes;
 use crate::{
     config::Config,
     decode::collect_changes,
+    expiry::Lifetime,
     key::Signer,
-    meta::{duration_millis, IDLE_TIMEOUT_KEY},
+    meta::IDLE_TIMEOUT_KEY,
     record::{FieldMap, RawRecord},
     schema::{SchemaFields, SessionData},
     session_cookie::CookieOut,
@@ -133,7 +134,7 @@ struct Loaded {
     complete: bool,
     expires_at: Option<SystemTime>,
     created: Option<SystemTime>,
-    idle_timeout: Option<Duration>,
+    lifetime: Lifetime,
     /// The cookie was signed by a previous key and must be re-signed.
     stale_key: bool,
     /// The request's cookie tag, verified under the current key: re-sent with the ID while
@@ -152,7 +153,7 @@ impl Loaded {
             complete: true,
             expires_at: None,
             created: None,
-            idle_timeout: None,
+            lifetime: Lifetime::Layer,
             stale_key: false,
             stale_record: false,
             tag: None,
@@ -186,7 +187,7 @@ struct Snapshot {
     stale_key: bool,
     stale_record: bool,
     created: Option<SystemTime>,
-    idle_timeout: Option<Duration>,
+    lifetime: Lifetime,
     expires_at: Option<SystemTime>,
     tag: Option<[u8; 32]>,
 }
@@ -424,12 +425,45 @@ impl RequestSession {
         state.regenerate = false;
     }
 
-    pub(crate) fn set_idle_timeout(&self, idle_timeout: Option<Duration>) {
+    pub(crate) fn set_lifetime(&self, lifetime: Lifetime) {
         let mut state = self.state();
-        state.loaded.get_or_insert_with(Loaded::fresh).idle_timeout = idle_timeout;
-        let value =
-            idle_timeout.map(|idle_timeout| Bytes::from(duration_millis(idle_timeout).to_string()));
-        state.queue(Cow::Borrowed(IDLE_TIMEOUT_KEY), value);
+        state.loaded.get_or_insert_with(Loaded::fresh).lifetime = lifetime;
+        state.queue(Cow::Borrowed(IDLE_TIMEOUT_KEY), lifetime.encode());
+    }
+
+    /// What the layer knows of the session's times.
+    pub(crate) fn metadata(&self) -> crate::SessionMetadata {
+        let state = self.state();
+        let Some(loaded) = &state.loaded else {
+            return crate::SessionMetadata::default();
+        };
+        let expiry = &self.config().expiry;
+        let idle = loaded
+            .lifetime
+            .idle_timeout()
+            .unwrap_or(expiry.idle_timeout);
+        // The last write or refresh set the expiry one idle timeout ahead, unless the
+        // absolute timeout cut it short.
+        let capped = |at: SystemTime| {
+            expiry
+                .absolute_timeout
+                .zip(loaded.created)
+                .and_then(|(limit, created)| created.checked_add(limit))
+                .is_some_and(|end| end <= at)
+        };
+        crate::SessionMetadata {
+            created: loaded.created,
+            expires_at: loaded.expires_at,
+            last_refresh: loaded
+                .expires_at
+                .filter(|at| !capped(*at))
+                .and_then(|at| at.checked_sub(idle.min(crate::expiry::LONGEST_LIFETIME))),
+            session_only: match loaded.lifetime {
+                Lifetime::Layer => !expiry.persistent_cookie,
+                Lifetime::IdleTimeout(_) => false,
+                Lifetime::SessionOnly => true,
+            },
+        }
     }
 
     /// Whether this request changed nothing, needs no refresh and no re-signing: the common
@@ -466,10 +500,11 @@ impl RequestSession {
         let (expires_at, _) =
             self.config()
                 .expiry
-                .expires_at(loaded.created, loaded.idle_timeout, SystemTime::now());
-        !self
-            .config()
-            .expiry
-            .refresh_due(loaded.expires_at, expires_at, loaded.idle_timeout)
+                .expires_at(loaded.created, loaded.lifetime, SystemTime::now());
+        !self.config().expiry.refresh_due(
+            loaded.expires_at,
+            expires_at,
+            loaded.lifetime.idle_timeout(),
+        )
     }
 }

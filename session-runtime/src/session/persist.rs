@@ -68,7 +68,7 @@ impl RequestSession {
 
         let now = SystemTime::now();
         let expiry = &self.config().expiry;
-        let (expires_at, max_age) = expiry.expires_at(snapshot.created, snapshot.idle_timeout, now);
+        let (expires_at, max_age) = expiry.expires_at(snapshot.created, snapshot.lifetime, now);
         let mut patch = Patch::expiry_only(expires_at);
         for (key, value) in std::mem::take(&mut snapshot.pending) {
             match value {
@@ -133,7 +133,7 @@ impl RequestSession {
             stale_key: loaded.stale_key,
             stale_record: loaded.stale_record,
             created: loaded.created,
-            idle_timeout: loaded.idle_timeout,
+            lifetime: loaded.lifetime,
             expires_at: loaded.expires_at,
             tag: loaded.tag.take(),
         }))
@@ -164,7 +164,11 @@ impl RequestSession {
                 let expiry = &self.config().expiry;
                 let expires_at = patch.expires_at;
                 if snapshot.stale_record
-                    || expiry.refresh_due(snapshot.expires_at, expires_at, snapshot.idle_timeout)
+                    || expiry.refresh_due(
+                        snapshot.expires_at,
+                        expires_at,
+                        snapshot.lifetime.idle_timeout(),
+                    )
                 {
                     match self.store().touch(&id, expires_at).await {
                         Ok(replaced) => resend(replaced, id),
