@@ -123,7 +123,6 @@ fn absorb(mac: &mut HmacSha256, part: &str) {
 }
 
 /// `value.tag` from a tag computed earlier.
-#[cfg(test)]
 pub(crate) fn signed(value: &str, tag: &[u8; 32]) -> String {
     let mut out = String::with_capacity(signed_len(value));
     push_signed(&mut out, value, tag);

@@ -58,6 +58,7 @@ mod registry;
 mod schema;
 mod session;
 mod session_cookie;
+
 pub mod store;
 mod typed_session;
 

@@ -382,3 +382,40 @@ async fn a_store_chosen_at_run_time_and_a_shared_one_work_alike() {
     }
     assert_eq!(shared.len(), 1, "the shared store holds the session");
 }
+
+/// A test prepares a session in the layer's store with the state it needs, and gets the
+/// cookie that names it: the handler then sees that state; `cookie_for` names a session
+/// prepared in the store directly.
+#[tokio::test]
+async fn a_test_prepares_a_session_and_its_cookie() {
+    let store = store();
+    let layer = SessionLayer::new(store.clone(), Key::generate());
+    let (id, cookie) = layer
+        .prepare_session::<Cart>(|cart| {
+            cart.set_items(vec!["prepared".into()]);
+            cart.set_theme("dark".into());
+        })
+        .await
+        .unwrap();
+    assert_eq!(cookie, layer.cookie_for(&id));
+    let app = app_with(layer.clone());
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, r#"["prepared"]|dark"#);
+    // A session written to the store by other means, named by `cookie_for`.
+    let other = SessionId::generate();
+    let mut patch = Patch::expiry_only(SystemTime::now() + Duration::from_secs(60));
+    patch
+        .set
+        .push(("items".into(), Bytes::from_static(br#"["direct"]"#)));
+    store.inner().create(&other, &patch).await.unwrap();
+    let response = send(
+        &app,
+        request("GET", "/show", Some(&layer.cookie_for(&other)), ""),
+    )
+    .await;
+    assert_eq!(text(response).await, r#"["direct"]|"#);
+    // Another layer's key does not read it.
+    let stranger = SessionLayer::new(store.clone(), Key::generate()).cookie_for(&other);
+    let response = send(&app, request("GET", "/show", Some(&stranger), "")).await;
+    assert_eq!(text(response).await, "[]|");
+}

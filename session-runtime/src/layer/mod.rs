@@ -5,6 +5,7 @@
 
 mod future;
 mod service;
+mod testing;
 
 use std::{borrow::Borrow, fmt, sync::Arc, time::Duration};
 
