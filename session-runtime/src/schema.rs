@@ -44,7 +44,11 @@ use crate::{
 /// - `rename = "k"`: the store key (default: the field's name).
 /// - `skip`: never stored; the field holds its default on every load.
 /// - `default = path`: a `fn() -> F` giving the value when the field is absent from the store
-///   (default: `F::default()`). Every field needs a default: `Default` or this attribute.
+///   (default: `F::default()`; `default` alone says so too). Every field needs a default:
+///   `Default` or this attribute. The default is not stored: it is computed again on every
+///   load until something writes the field, so a default that changes (`default = now`)
+///   changes between requests. To keep the first value, store it when it is first needed:
+///   make the field an `Option` and `if s.first_seen().is_none() { s.set_first_seen(Some(now())) }`.
 ///
 /// Store keys may not be empty, contain `.` or start with `__` (the runtime's own metadata).
 ///
