@@ -40,6 +40,17 @@ use crate::{
     SessionId, SessionStore,
 };
 
+/// Runs each named check (a function of `&S`) in the suite, as the check of its name.
+macro_rules! checks {
+    ($suite:expr, $($check:ident),* $(,)?) => {
+        $(
+            $suite
+                .check(stringify!($check), |s| async move { $check(&*s).await })
+                .await;
+        )*
+    };
+}
+
 /// Runs every check against `store`.
 ///
 /// In your store's tests (with Tokio's `macros` feature):
@@ -75,73 +86,22 @@ pub async fn run<S: SessionStore>(store: S) {
 pub async fn check<S: SessionStore>(store: S) -> Result<(), Violations> {
     let store = Arc::new(store);
     let mut suite = Suite::new(&store);
-    suite
-        .check(
-            "create_and_load",
-            |s| async move { create_and_load(&*s).await },
-        )
-        .await;
-    suite
-        .check("load_only_some_keys", |s| async move {
-            load_only_some_keys(&*s).await
-        })
-        .await;
-    suite
-        .check("save_applies_a_patch", |s| async move {
-            save_applies_a_patch(&*s).await
-        })
-        .await;
-    suite
-        .check("save_removes_fields", |s| async move {
-            save_removes_fields(&*s).await
-        })
-        .await;
-    suite
-        .check("create_never_overwrites", |s| async move {
-            create_never_overwrites(&*s).await;
-        })
-        .await;
-    suite
-        .check(
-            "records_expire",
-            |s| async move { records_expire(&*s).await },
-        )
-        .await;
-    suite
-        .check("touch_extends_expiry", |s| async move {
-            touch_extends_expiry(&*s).await
-        })
-        .await;
-    suite
-        .check("regenerate_moves_the_record", |s| async move {
-            regenerate_moves_the_record(&*s).await;
-        })
-        .await;
-    suite
-        .check("regenerate_refuses_missing_and_taken_ids", |s| async move {
-            regenerate_refuses_missing_and_taken_ids(&*s).await;
-        })
-        .await;
-    suite
-        .check("delete_removes_the_record", |s| async move {
-            delete_removes_the_record(&*s).await;
-        })
-        .await;
-    suite
-        .check("no_resurrection_after_delete", |s| async move {
-            no_resurrection_after_delete(&*s).await;
-        })
-        .await;
-    suite
-        .check("no_resurrection_after_expiry", |s| async move {
-            no_resurrection_after_expiry(&*s).await;
-        })
-        .await;
-    suite
-        .check("writes_with_a_past_expiry_end_the_record", |s| async move {
-            writes_with_a_past_expiry_end_the_record(&*s).await;
-        })
-        .await;
+    checks!(
+        suite,
+        create_and_load,
+        load_only_some_keys,
+        save_applies_a_patch,
+        save_removes_fields,
+        create_never_overwrites,
+        records_expire,
+        touch_extends_expiry,
+        regenerate_moves_the_record,
+        regenerate_refuses_missing_and_taken_ids,
+        delete_removes_the_record,
+        no_resurrection_after_delete,
+        no_resurrection_after_expiry,
+        writes_with_a_past_expiry_end_the_record,
+    );
     suite
         .check(
             "concurrent_patches_to_different_fields_survive",
@@ -178,51 +138,20 @@ pub async fn check<S: SessionStore>(store: S) -> Result<(), Violations> {
 pub async fn run_client_side<S: SessionStore>(store: S) {
     let store = Arc::new(store);
     let mut suite = Suite::new(&store);
-    suite
-        .check(
-            "create_and_load",
-            |s| async move { create_and_load(&*s).await },
-        )
-        .await;
-    suite
-        .check("load_only_some_keys", |s| async move {
-            load_only_some_keys(&*s).await
-        })
-        .await;
-    suite
-        .check("save_applies_a_patch", |s| async move {
-            save_applies_a_patch(&*s).await
-        })
-        .await;
-    suite
-        .check("save_removes_fields", |s| async move {
-            save_removes_fields(&*s).await
-        })
-        .await;
-    suite
-        .check(
-            "records_expire",
-            |s| async move { records_expire(&*s).await },
-        )
-        .await;
-    suite
-        .check("touch_extends_expiry", |s| async move {
-            touch_extends_expiry(&*s).await
-        })
-        .await;
+    checks!(
+        suite,
+        create_and_load,
+        load_only_some_keys,
+        save_applies_a_patch,
+        save_removes_fields,
+        records_expire,
+        touch_extends_expiry,
+        no_resurrection_after_expiry,
+        writes_with_a_past_expiry_end_the_record,
+    );
     suite
         .check("regenerate_moves_the_record", |s| async move {
             regenerate_checks(&*s, false).await;
-        })
-        .await;
-    suite
-        .check("no_resurrection_after_expiry", |s| async move {
-            no_resurrection_after_expiry(&*s).await;
-        })
-        .await;
-    suite
-        .check("writes_with_a_past_expiry_end_the_record", |s| async move {
-            writes_with_a_past_expiry_end_the_record(&*s).await;
         })
         .await;
     if let Err(violations) = suite.finish() {
