@@ -50,9 +50,7 @@ pub struct Cart {
 /// logging through `tracing` (`RUST_LOG` sets the level, default `info`).
 pub async fn serve(layer: SessionLayer) -> Result<(), Box<dyn std::error::Error>> {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(demo_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .try_init();
     // The demo serves plain HTTP on loopback; over HTTPS keep the default `Secure`.
     let app = routes().layer(layer.with_insecure_cookie_over_http()?);
@@ -196,4 +194,17 @@ async fn add_item(mut cart: TypedSession<Cart>, Form(form): Form<AddForm>) -> Re
 async fn clear_cart(mut cart: TypedSession<Cart>) -> Redirect {
     let _ = cart.take_items();
     Redirect::to("/")
+}
+
+/// The demo's log filter: `RUST_LOG` (default `info`), and the demo's own lines (the
+/// address it listens on) at `info` unless `RUST_LOG` names the demo itself, so that
+/// `RUST_LOG=session_runtime=trace` shows the library's detail without hiding them.
+pub fn demo_filter(rust_log: Option<&str>) -> EnvFilter {
+    let spec = rust_log.unwrap_or("info");
+    let own = env!("CARGO_CRATE_NAME");
+    if spec.contains(own) {
+        EnvFilter::new(spec)
+    } else {
+        EnvFilter::new(format!("{spec},{own}=info"))
+    }
 }

@@ -183,3 +183,17 @@ async fn the_demo_runs_on_the_cookie_store_too() {
         .unwrap();
     assert!(html.contains("viewed this page 1 time in"), "{html}");
 }
+
+/// `RUST_LOG=session_runtime=trace` shows the library's detail and keeps the demo's own
+/// lines (the address it listens on); naming the demo in `RUST_LOG` is obeyed as written.
+#[test]
+fn the_demos_log_filter_keeps_its_own_lines() {
+    use session_suite::demo::demo_filter;
+
+    let filter = demo_filter(Some("session_runtime=trace")).to_string();
+    assert!(filter.contains("session_runtime=trace"), "{filter}");
+    assert!(filter.contains("session_suite=info"), "{filter}");
+    let own = demo_filter(Some("session_suite=warn")).to_string();
+    assert!(!own.contains("session_suite=info"), "{own}");
+    assert!(demo_filter(None).to_string().contains("info"));
+}

@@ -419,3 +419,32 @@ async fn a_test_prepares_a_session_and_its_cookie() {
     let response = send(&app, request("GET", "/show", Some(&stranger), "")).await;
     assert_eq!(text(response).await, "[]|");
 }
+
+/// Each request's session work is a `debug` event (loaded or not, what was written, whether a
+/// cookie went out), with names and counts only: never a value, an ID or a cookie.
+#[tokio::test]
+async fn session_work_is_logged_at_debug_without_secrets() {
+    let (_guard, logs) = session_suite::logs::capture();
+    let store = store();
+    let app = app(&store, &Key::generate());
+    let response = send(&app, request("POST", "/add", None, "s3cret-item")).await;
+    let cookie = cookie_pair(&response);
+    send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    send(&app, request("POST", "/logout", Some(&cookie), "")).await;
+    let logged = logs.text();
+    assert!(logged.contains("session created"), "{logged}");
+    assert!(
+        logged.contains("written=3"),
+        "the item, the version and the creation time: {logged}"
+    );
+    assert!(logged.contains("cookie_sent=true"), "{logged}");
+    assert!(
+        logged.contains("session loaded") && logged.contains("found=true"),
+        "{logged}"
+    );
+    assert!(logged.contains("session destroyed"), "{logged}");
+    let (_, value) = cookie.split_once('=').unwrap();
+    let (id, _) = value.rsplit_once('.').unwrap();
+    assert!(!logged.contains("s3cret"), "no value: {logged}");
+    assert!(!logged.contains(id), "no ID: {logged}");
+}

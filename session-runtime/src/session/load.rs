@@ -94,6 +94,12 @@ impl RequestSession {
                     break;
                 }
             }
+            tracing::debug!(
+                found = record.is_some(),
+                keys = record.as_ref().map_or(0, |r| r.fields.len()),
+                complete = record.as_ref().is_some_and(|r| r.complete),
+                "session loaded"
+            );
             let mut loaded = Loaded::fresh();
             if let Some(record) = record {
                 loaded.complete = record.complete;

@@ -51,6 +51,11 @@ impl RequestSession {
     /// into the loaded record so later extractors in the same request see them.
     pub(crate) async fn persist(&self, early: bool) -> Result<(), SessionError> {
         // After the handler, the response future has already asked this.
+        if self.is_abandoned() {
+            tracing::debug!(
+                "session changes not saved: the handler panicked, or the save policy refused its response"
+            );
+        }
         if (early && self.nothing_to_persist()) || self.is_abandoned() {
             if !early {
                 self.0.finished.store(true, Ordering::Release);
@@ -64,6 +69,7 @@ impl RequestSession {
         if let Some(old) = &snapshot.doomed {
             self.store().delete(old).await?;
             self.state().cookie = Some(CookieOut::Remove);
+            tracing::debug!("session destroyed; removal cookie sent");
         }
 
         let now = SystemTime::now();
@@ -218,6 +224,29 @@ impl RequestSession {
         cookie_id: Option<SessionId>,
         max_age: Option<Duration>,
     ) {
+        let what = if snapshot.regenerate {
+            "regenerated under a new ID"
+        } else if snapshot.id.is_none() {
+            "created"
+        } else if patch.is_empty() {
+            "refreshed"
+        } else {
+            "saved"
+        };
+        // Names of store keys and counts only: never a value, an ID or a cookie.
+        tracing::debug!(
+            written = patch.set.len(),
+            removed = patch.remove.len(),
+            cookie_sent = cookie_id.is_some(),
+            early,
+            "session {what}"
+        );
+        tracing::trace!(
+            written = ?patch.set.iter().map(|(key, _)| key).collect::<Vec<_>>(),
+            removed = ?patch.remove,
+            expires_at = ?patch.expires_at,
+            "session write"
+        );
         let mut state = self.state();
         if let Some(loaded) = state.loaded.as_mut() {
             if early {
