@@ -492,19 +492,27 @@ impl RedisStore {
 
     /// Runs a command that is safe to run twice (a read, a refresh, a delete): if the
     /// connection turns out to have been dropped (Redis's idle `timeout`, a proxy, `CLIENT
-    /// KILL`, a restart), once more on a fresh one, so the request does not fail.
+    /// KILL`, a restart), again on a fresh one (at most twice), so the request does not fail.
     async fn idempotent<T, F, Fut>(&self, run: F) -> Result<T, redis::RedisError>
     where
         F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = Result<T, redis::RedisError>>,
     {
-        let result = match run(self.conn()).await {
-            Err(err) if err.is_connection_dropped() => {
-                tracing::debug!(error = %Chain(&err), "the Redis connection was dropped; trying once more");
-                run(self.conn()).await
+        let mut result = run(self.conn()).await;
+        // The connection replaces itself after a drop; a command racing that replacement can
+        // meet the dead one again, so it gets a second retry, a moment later.
+        for pause in [Duration::ZERO, Duration::from_millis(10)] {
+            match &result {
+                Err(err) if err.is_connection_dropped() => {
+                    tracing::debug!(error = %Chain(err), "the Redis connection was dropped; trying again");
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                    result = run(self.conn()).await;
+                }
+                _ => break,
             }
-            other => other,
-        };
+        }
         if result.is_ok() {
             self.answered();
         }
