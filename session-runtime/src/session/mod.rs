@@ -337,7 +337,18 @@ impl RequestSession {
             return;
         }
         let mut state = self.state();
-        for (index, info) in T::SCHEMA.fields().iter().enumerate() {
+        // Only writes other handles made since this one read can be newer: none in the
+        // common request with one handle, which then skips the check.
+        let others_wrote = state
+            .changed_at
+            .values()
+            .any(|&(at, by)| at > handle.seen && by != handle.id);
+        for (index, info) in T::SCHEMA
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|_| others_wrote)
+        {
             let changed_since = state
                 .changed_at
                 .get(info.store_key())
@@ -363,12 +374,15 @@ impl RequestSession {
                 state.loaded.get_or_insert_with(Loaded::fresh);
                 if !writes.is_empty() {
                     state.generation += 1;
-                    let generation = state.generation;
-                    for info in T::SCHEMA.fields() {
-                        if writes.iter().any(|(key, _)| key == info.store_key()) {
-                            state
-                                .changed_at
-                                .insert(info.store_key(), (generation, handle.id));
+                    // Another handle can only be stale against these writes if it exists:
+                    // with one handle so far, there is nothing to record (a handle taken
+                    // later reads them).
+                    if state.handles > 1 {
+                        let generation = state.generation;
+                        for (key, _) in &writes {
+                            if let Cow::Borrowed(key) = key {
+                                state.changed_at.insert(key, (generation, handle.id));
+                            }
                         }
                     }
                 }
