@@ -544,18 +544,9 @@ impl RedisStore {
     /// checked first.
     async fn run(&self, command: Command) -> WriteResult {
         self.checked().await?;
-        let result = match command {
-            Command::Script(invocation) => outcome(
-                invocation
-                    .invoke_async(&mut self.conn())
-                    .await
-                    .map_err(backend)?,
-            ),
-            Command::SetIfAbsent(cmd) => {
-                let set: Option<()> = cmd.query_async(&mut self.conn()).await.map_err(backend)?;
-                set.map_or(Err(StoreError::Collision), |()| Ok(None))
-            }
-            Command::TooLarge => Err(layout::too_large()),
+        let result = match send(&command, &mut self.conn()).await {
+            Ok(code) => outcome(code),
+            Err(err) => Err(backend(err)),
         };
         if !matches!(result, Err(StoreError::Backend(_))) {
             self.answered();
@@ -563,26 +554,31 @@ impl RedisStore {
         result
     }
 
-    /// Sends a write that is safe to run twice (a refresh), retried once on a dropped
+    /// Sends a write that is safe to run twice (a refresh), retried on a dropped
     /// connection.
     async fn run_idempotent(&self, command: Command) -> WriteResult {
         let code = self
             .idempotent(|mut conn| {
                 let command = &command;
-                async move {
-                    match command {
-                        Command::Script(invocation) => invocation.invoke_async(&mut conn).await,
-                        Command::SetIfAbsent(cmd) => cmd
-                            .query_async::<Option<()>>(&mut conn)
-                            .await
-                            .map(|set| if set.is_some() { 1 } else { -1 }),
-                        Command::TooLarge => Ok(-2),
-                    }
-                }
+                async move { send(command, &mut conn).await }
             })
             .await
             .map_err(backend)?;
         outcome(code)
+    }
+}
+
+/// Sends one write command and reads its answer as a write script's code (see
+/// [`outcome`]): `SET … NX` answers 1 or -1, a write too large to send -2.
+async fn send(command: &Command, conn: &mut Conn) -> redis::RedisResult<i64> {
+    match command {
+        Command::Script(invocation) => invocation.invoke_async(conn).await,
+        Command::SetIfAbsent(cmd) => {
+            cmd.query_async::<Option<()>>(conn)
+                .await
+                .map(|set| if set.is_some() { 1 } else { -1 })
+        }
+        Command::TooLarge => Ok(-2),
     }
 }
 
