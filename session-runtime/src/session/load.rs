@@ -54,7 +54,7 @@ impl RequestSession {
         let first = self.state().loaded.is_none();
         if first {
             let (candidates, rejected) = self.cookie_ids(headers);
-            let Some((mut id, mut stale_key, mut tag)) = candidates.first().cloned() else {
+            if candidates.is_empty() {
                 let mut state = self.state();
                 state.loaded.get_or_insert_with(Loaded::fresh);
                 // A cookie that failed verification is removed, so the browser stops sending
@@ -64,13 +64,12 @@ impl RequestSession {
                     state.cookie = Some(CookieOut::Remove);
                 }
                 return Ok(());
-            };
+            }
             // A browser can hold two cookies of the session's name (one left under an old
             // `Path` or `Domain`), and sends both; the first that names a live session wins.
-            let mut record = None;
-            for candidate in candidates {
-                (id, stale_key, tag) = candidate;
-                record = match self
+            let mut found = None;
+            for (id, stale_key, tag) in candidates {
+                let record = match self
                     .store()
                     .load(&id, LoadKeys::Only(schema.load_keys()))
                     .await
@@ -90,18 +89,19 @@ impl RequestSession {
                     }
                     Err(err) => return Err(err.into()),
                 };
-                if record.is_some() {
+                if let Some(record) = record {
+                    found = Some((record, id, stale_key, tag));
                     break;
                 }
             }
             tracing::debug!(
-                found = record.is_some(),
-                keys = record.as_ref().map_or(0, |r| r.fields.len()),
-                complete = record.as_ref().is_some_and(|r| r.complete),
+                found = found.is_some(),
+                keys = found.as_ref().map_or(0, |(r, ..)| r.fields.len()),
+                complete = found.as_ref().is_some_and(|(r, ..)| r.complete),
                 "session loaded"
             );
             let mut loaded = Loaded::fresh();
-            if let Some(record) = record {
+            if let Some((record, id, stale_key, tag)) = found {
                 loaded.complete = record.complete;
                 // Only a partial record is ever asked again, for another schema's keys.
                 if !record.complete {
