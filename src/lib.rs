@@ -8,6 +8,7 @@ pub mod demo;
 pub mod http;
 pub mod logs;
 pub mod redis_harness;
+pub mod sql_harness;
 
 use std::{
     sync::{

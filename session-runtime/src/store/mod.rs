@@ -58,6 +58,8 @@ mod cookie;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod sql;
 
 use std::{
     borrow::Cow, error::Error as StdError, fmt, future::Future, pin::Pin, sync::Arc,
@@ -73,6 +75,21 @@ pub use self::redis::{RedisLayout, RedisStore};
 #[cfg_attr(docsrs, doc(cfg(feature = "cookie-store")))]
 pub use cookie::CookieStore;
 pub use memory::MemoryStore;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite")))
+)]
+pub use sql::CleanupTask;
+#[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+pub use sql::MySqlStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use sql::PostgresStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sql::SqliteStore;
 
 pub use crate::record::{FieldKey, FieldMap};
 use crate::SessionId;

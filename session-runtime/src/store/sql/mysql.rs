@@ -1,0 +1,565 @@
+//! `MySqlStore`: MySQL 8 and MariaDB 10.11+, writes in short InnoDB transactions.
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::{
+    mysql::{MySqlDatabaseError, MySqlPoolOptions},
+    AssertSqlSafe, Connection as _, MySql, MySqlPool, Row,
+};
+
+use super::{
+    conns::Conns, delete_in_batches, marks, millis, record_from, retried, row_marks, store_error,
+    CleanupTask, Failure, Rows, Tables, CHUNK,
+};
+use crate::{
+    store::{LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult},
+    SessionId,
+};
+
+/// How long `connect`'s pool waits for a free connection before the call fails (`503`).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a write is tried again after InnoDB chose it as a deadlock's victim (InnoDB
+/// rolled it back whole, so trying again is safe).
+const DEADLOCK_RETRIES: usize = 3;
+/// ER_LOCK_DEADLOCK.
+const DEADLOCK: u16 = 1213;
+
+/// Sessions in MySQL 8 or MariaDB 10.11+ (cargo feature `mysql`, sqlx 0.9): one row per
+/// session and one row per field (InnoDB), so a request writes only the fields it changed.
+///
+/// - **Load** is one query (the session's row joined with its fields).
+/// - **Save** is one transaction of at most five round trips (`BEGIN`; an `UPDATE` of the
+///   expiry that checks the session is live, locks its row and returns its numeric key
+///   through `LAST_INSERT_ID(expr)`; a `DELETE` of the removed fields if any; one multi-row
+///   `INSERT ... ON DUPLICATE KEY UPDATE` of the changed ones; `COMMIT`): four for the usual
+///   save that only sets fields. MySQL has no data-modifying CTE that would make it one
+///   statement. Only the changed fields travel.
+/// - **Create** never overwrites a live session; **regenerate** changes the ID on the
+///   session's row (its field rows hang off a numeric key, so none is rewritten); **touch**
+///   is one `UPDATE` of the expiry; **delete** removes the row and, by cascade, its fields.
+/// - An expired row is never returned; [`delete_expired`](Self::delete_expired) and
+///   [`spawn_cleanup`](Self::spawn_cleanup) remove them in bounded batches, through an index
+///   on the expiry.
+/// - A write that InnoDB picks as a deadlock's victim is rolled back whole and tried again.
+///
+/// Concurrent saves of one session queue on its row's lock; saves of different fields all
+/// keep their change, saves of the same field are last-writer-wins.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), session_runtime::StoreError> {
+/// use session_runtime::{Key, MySqlStore, SessionLayer};
+///
+/// let store = MySqlStore::connect("mysql://app@localhost/app").await?;
+/// store.migrate().await?;
+/// let _cleanup = store.spawn_cleanup(std::time::Duration::from_secs(300));
+/// let layer = SessionLayer::new(store, Key::generate());
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Schema
+///
+/// [`migrate`](Self::migrate) runs [`migration_sql`](Self::migration_sql), which is, for
+/// the default table names:
+///
+/// ```sql
+/// CREATE TABLE IF NOT EXISTS `session_records` (
+///     record BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+///     id VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+///     expires_at BIGINT NOT NULL, -- milliseconds since the Unix epoch
+///     UNIQUE KEY (id),
+///     KEY `session_records_expires_at` (expires_at)
+/// ) ENGINE = InnoDB;
+/// CREATE TABLE IF NOT EXISTS `session_fields` (
+///     record BIGINT NOT NULL,
+///     name VARBINARY(512) NOT NULL,
+///     value LONGBLOB NOT NULL,
+///     PRIMARY KEY (record, name),
+///     FOREIGN KEY (record) REFERENCES `session_records` (record) ON DELETE CASCADE
+/// ) ENGINE = InnoDB;
+/// ```
+///
+/// Field names are compared byte for byte (`VARBINARY`), never case- or accent-folded, and
+/// may be up to 512 bytes; a longer one fails the save with [`StoreError::Rejected`]. A
+/// value may be as large as the server's `max_allowed_packet`. The store relies on the
+/// foreign key's cascade: keep `foreign_key_checks` on.
+///
+/// # Privileges
+///
+/// ```sql
+/// GRANT SELECT, INSERT, UPDATE, DELETE ON app.session_records TO 'app'@'%';
+/// GRANT SELECT, INSERT, UPDATE, DELETE ON app.session_fields TO 'app'@'%';
+/// ```
+///
+/// `migrate()` also needs `CREATE` and `REFERENCES` on the database.
+///
+/// # The pool
+///
+/// As for [`PostgresStore`](crate::PostgresStore#the-pool): build your pool with
+/// `test_before_acquire(false)` ([`connect`](Self::connect) does); the store keeps the
+/// connections it used between calls.
+#[derive(Clone, Debug)]
+pub struct MySqlStore {
+    conns: Arc<Conns<MySql>>,
+    sql: Arc<Statements>,
+}
+
+/// The statements, with the table names in them.
+#[derive(Debug)]
+struct Statements {
+    tables: Tables,
+    load: String,
+    insert_record: String,
+    save_record: String,
+    regenerate_record: String,
+    touch: String,
+    delete: String,
+    purge_expired_holder: String,
+    delete_expired: String,
+    migrate: Vec<String>,
+    verify: [String; 2],
+}
+
+impl Statements {
+    fn new(prefix: &str) -> Self {
+        let tables = Tables::new(prefix, '`');
+        let (r, f) = (&tables.records, &tables.fields);
+        let index = &tables.expiry_index;
+        let mut migrate = Vec::new();
+        if let Some((database, _)) = prefix.split_once('.') {
+            migrate.push(format!("CREATE DATABASE IF NOT EXISTS `{database}`"));
+        }
+        migrate.push(format!(
+            "CREATE TABLE IF NOT EXISTS {r} (\n    \
+             record BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,\n    \
+             id VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,\n    \
+             expires_at BIGINT NOT NULL, -- milliseconds since the Unix epoch\n    \
+             UNIQUE KEY (id),\n    \
+             KEY `{index}` (expires_at)\n) ENGINE = InnoDB"
+        ));
+        migrate.push(format!(
+            "CREATE TABLE IF NOT EXISTS {f} (\n    \
+             record BIGINT NOT NULL,\n    \
+             name VARBINARY(512) NOT NULL,\n    \
+             value LONGBLOB NOT NULL,\n    \
+             PRIMARY KEY (record, name),\n    \
+             FOREIGN KEY (record) REFERENCES {r} (record) ON DELETE CASCADE\n) ENGINE = InnoDB"
+        ));
+        Self {
+            load: format!(
+                "SELECT r.expires_at, f.name, f.value FROM {r} r \
+                 LEFT JOIN {f} f ON f.record = r.record \
+                 WHERE r.id = ? AND r.expires_at > ?"
+            ),
+            insert_record: format!("INSERT INTO {r} (id, expires_at) VALUES (?, ?)"),
+            save_record: format!(
+                "UPDATE {r} SET expires_at = ?, record = LAST_INSERT_ID(record) \
+                 WHERE id = ? AND expires_at > ?"
+            ),
+            regenerate_record: format!(
+                "UPDATE {r} SET id = ?, expires_at = ?, record = LAST_INSERT_ID(record) \
+                 WHERE id = ? AND expires_at > ?"
+            ),
+            touch: format!("UPDATE {r} SET expires_at = ? WHERE id = ? AND expires_at > ?"),
+            delete: format!("DELETE FROM {r} WHERE id = ?"),
+            purge_expired_holder: format!("DELETE FROM {r} WHERE id = ? AND expires_at <= ?"),
+            delete_expired: format!(
+                "DELETE FROM {r} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"
+            ),
+            migrate,
+            verify: [
+                format!("SELECT record, id, expires_at FROM {r} LIMIT 0"),
+                format!("SELECT record, name, value FROM {f} LIMIT 0"),
+            ],
+            tables,
+        }
+    }
+
+    fn delete_fields(&self, n: usize) -> String {
+        format!(
+            "DELETE FROM {} WHERE record = ? AND name IN ({})",
+            self.tables.fields,
+            marks(n)
+        )
+    }
+
+    fn upsert_fields(&self, n: usize) -> String {
+        format!(
+            "INSERT INTO {} (record, name, value) VALUES {} \
+             ON DUPLICATE KEY UPDATE value = VALUES(value)",
+            self.tables.fields,
+            row_marks(n)
+        )
+    }
+}
+
+/// What MySQL's and MariaDB's error numbers mean to the store.
+fn classify(err: &dyn sqlx::error::DatabaseError) -> Failure {
+    let number = err
+        .try_downcast_ref::<MySqlDatabaseError>()
+        .map(MySqlDatabaseError::number);
+    match number {
+        // no such table, unknown column, unknown database
+        Some(1146 | 1054 | 1049) => Failure::MissingTables,
+        // data too long for column
+        Some(1406) => Failure::TooLarge,
+        _ => Failure::Other,
+    }
+}
+
+/// Whether InnoDB rolled the transaction back as a deadlock's victim.
+fn deadlocked(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .is_some_and(|e| e.number() == DEADLOCK),
+        _ => false,
+    }
+}
+
+/// The first statement of a write transaction.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Create(&'a SessionId),
+    Save(&'a SessionId),
+    Regenerate(&'a SessionId, &'a SessionId),
+}
+
+/// How a write transaction ended.
+enum Outcome {
+    Done,
+    /// The session is gone (save, regenerate).
+    NotFound,
+    /// The ID is taken (create, regenerate).
+    Taken,
+}
+
+impl MySqlStore {
+    /// A store on `pool`, with the default table names. Nothing is checked until
+    /// [`migrate`](Self::migrate) or [`verify`](Self::verify).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_runtime::MySqlStore;
+    /// use sqlx::mysql::MySqlPoolOptions;
+    ///
+    /// let pool = MySqlPoolOptions::new()
+    ///     .test_before_acquire(false)
+    ///     .connect("mysql://app@localhost/app")
+    ///     .await?;
+    /// let store = MySqlStore::new(pool);
+    /// store.verify().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(pool: MySqlPool) -> Self {
+        let keep = usize::try_from(pool.options().get_max_connections()).unwrap_or(usize::MAX);
+        Self {
+            conns: Conns::new(pool, keep),
+            sql: Arc::new(Statements::new("")),
+        }
+    }
+
+    /// Connects a pool to `url` configured for the store (10 connections, no ping before
+    /// each use, a 2-second acquire timeout), and builds the store on it.
+    pub async fn connect(url: impl AsRef<str>) -> Result<Self, StoreError> {
+        let pool = MySqlPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .connect(url.as_ref())
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(Self::new(pool))
+    }
+
+    /// Names the tables `<prefix>session_records` and `<prefix>session_fields`; the prefix
+    /// may start with a database name and a `.` (`"auth."`), which `migrate()` then
+    /// creates too. ASCII letters, digits and `_` only.
+    ///
+    /// # Panics
+    ///
+    /// On any other prefix.
+    pub fn with_table_prefix(mut self, prefix: &str) -> Self {
+        self.sql = Arc::new(Statements::new(prefix));
+        self
+    }
+
+    /// How many connections the store keeps checked out between calls (default: the
+    /// pool's maximum; 0 to go through the pool on every call).
+    pub fn with_kept_connections(mut self, keep: usize) -> Self {
+        self.conns = Conns::new(self.conns.pool().clone(), keep);
+        self
+    }
+
+    /// The pool the store runs on.
+    pub fn pool(&self) -> &MySqlPool {
+        self.conns.pool()
+    }
+
+    /// The SQL that [`migrate`](Self::migrate) runs, statements separated by `;`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let pool = sqlx::MySqlPool::connect_lazy("mysql://localhost/app").unwrap();
+    /// let store = session_runtime::MySqlStore::new(pool).with_table_prefix("web_");
+    /// assert!(store.migration_sql().contains("`web_session_fields`"));
+    /// # }
+    /// ```
+    pub fn migration_sql(&self) -> String {
+        self.sql.migrate.join(";\n") + ";\n"
+    }
+
+    /// Creates the tables and indexes if they do not exist (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        for sql in &self.sql.migrate {
+            sqlx::query(AssertSqlSafe(sql.as_str()))
+                .execute(self.pool())
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the tables exist with the columns the store uses.
+    pub async fn verify(&self) -> Result<(), StoreError> {
+        for sql in &self.sql.verify {
+            sqlx::query(AssertSqlSafe(sql.as_str()))
+                .execute(self.pool())
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the sessions that have expired, in batches of at most 1000 (one statement
+    /// each), and returns how many it deleted.
+    pub async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let now = millis(std::time::SystemTime::now());
+        delete_in_batches(|limit| async move {
+            retried(|attempt| async move {
+                let mut conn = self.conns.get(attempt > 0).await?;
+                let done = sqlx::query(AssertSqlSafe(self.sql.delete_expired.as_str()))
+                    .bind(now)
+                    .bind(limit)
+                    .execute(&mut *conn)
+                    .await?;
+                self.conns.put(conn);
+                Ok(done.rows_affected())
+            })
+            .await
+            .map_err(|e| self.error(e))
+        })
+        .await
+    }
+
+    /// Starts a task that runs [`delete_expired`](Self::delete_expired) every `every` until
+    /// the returned handle is stopped or dropped; see
+    /// [`PostgresStore::spawn_cleanup`](crate::PostgresStore::spawn_cleanup).
+    pub fn spawn_cleanup(&self, every: Duration) -> CleanupTask {
+        let store = self.clone();
+        CleanupTask::spawn(every, "MySqlStore", move || {
+            let store = store.clone();
+            async move { store.delete_expired().await }
+        })
+    }
+
+    fn error(&self, err: sqlx::Error) -> StoreError {
+        store_error(err, &self.sql.tables, classify)
+    }
+
+    /// Runs a write transaction, again after a deadlock, and (for a save) again on a fresh
+    /// connection after a dead one.
+    async fn write(&self, step: Step<'_>, patch: &Patch) -> Result<Outcome, StoreError> {
+        let mut deadlocks = 0;
+        loop {
+            let result = match step {
+                Step::Save(_) => retried(|attempt| self.transact(step, patch, attempt)).await,
+                _ => self.transact(step, patch, 0).await,
+            };
+            match result {
+                Err(e) if deadlocked(&e) && deadlocks < DEADLOCK_RETRIES => deadlocks += 1,
+                result => return result.map_err(|e| self.error(e)),
+            }
+        }
+    }
+
+    /// One write transaction.
+    async fn transact(
+        &self,
+        step: Step<'_>,
+        patch: &Patch,
+        attempt: usize,
+    ) -> Result<Outcome, sqlx::Error> {
+        let rows = Rows::of(patch);
+        let now = millis(std::time::SystemTime::now());
+        let expires_at = millis(patch.expires_at);
+        let mut conn = self.conns.get(attempt > 0).await?;
+        let mut tx = conn.begin().await?;
+        let first = match step {
+            Step::Create(id) => sqlx::query(AssertSqlSafe(self.sql.insert_record.as_str()))
+                .bind(id.as_str())
+                .bind(expires_at),
+            Step::Save(id) => sqlx::query(AssertSqlSafe(self.sql.save_record.as_str()))
+                .bind(expires_at)
+                .bind(id.as_str())
+                .bind(now),
+            Step::Regenerate(old, new) => {
+                sqlx::query(AssertSqlSafe(self.sql.regenerate_record.as_str()))
+                    .bind(new.as_str())
+                    .bind(expires_at)
+                    .bind(old.as_str())
+                    .bind(now)
+            }
+        };
+        let record = match first.execute(&mut *tx).await {
+            Ok(done) if done.rows_affected() == 0 => None,
+            Ok(done) => Some(done.last_insert_id()),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                tx.rollback().await?;
+                self.conns.put(conn);
+                return Ok(Outcome::Taken);
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(record) = record.filter(|r| *r > 0) else {
+            tx.rollback().await?;
+            self.conns.put(conn);
+            return Ok(Outcome::NotFound);
+        };
+        for names in rows.removed.chunks(CHUNK) {
+            let sql = self.sql.delete_fields(names.len());
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(record);
+            for name in names {
+                query = query.bind(*name);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for (names, values) in rows.names.chunks(CHUNK).zip(rows.values.chunks(CHUNK)) {
+            let sql = self.sql.upsert_fields(names.len());
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (name, value) in names.iter().zip(values) {
+                query = query.bind(record).bind(*name).bind(*value);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        self.conns.put(conn);
+        Ok(Outcome::Done)
+    }
+
+    /// After a create or regenerate found `id` taken: deletes the holder if it has expired
+    /// (so the write can be tried again), and says whether it did.
+    async fn purge_expired_holder(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let done = sqlx::query(AssertSqlSafe(self.sql.purge_expired_holder.as_str()))
+            .bind(id.as_str())
+            .bind(millis(std::time::SystemTime::now()))
+            .execute(self.pool())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+impl SessionStore for MySqlStore {
+    async fn load(&self, id: &SessionId, _: LoadKeys<'_>) -> Result<Option<Record>, StoreError> {
+        let now = millis(std::time::SystemTime::now());
+        let rows = retried(|attempt| async move {
+            let mut conn = self.conns.get(attempt > 0).await?;
+            let rows = sqlx::query(AssertSqlSafe(self.sql.load.as_str()))
+                .bind(id.as_str())
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?;
+            self.conns.put(conn);
+            Ok(rows)
+        })
+        .await
+        .map_err(|e| self.error(e))?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let expires_at: i64 = first.try_get(0).map_err(|e| self.error(e))?;
+        let mut fields = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let name: Option<Vec<u8>> = row.try_get(1).map_err(|e| self.error(e))?;
+            let value: Option<Vec<u8>> = row.try_get(2).map_err(|e| self.error(e))?;
+            // A name that is not UTF-8 was not written by the store: no field reads it.
+            fields.push((name.and_then(|n| String::from_utf8(n).ok()), value));
+        }
+        Ok(Some(record_from(expires_at, fields.into_iter())))
+    }
+
+    async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        for _ in 0..2 {
+            match self.write(Step::Create(id), patch).await? {
+                Outcome::Done => return Ok(None),
+                Outcome::NotFound | Outcome::Taken => {
+                    if !self.purge_expired_holder(id).await? {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(StoreError::Collision)
+    }
+
+    async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        match self.write(Step::Save(id), patch).await? {
+            Outcome::Done => Ok(None),
+            Outcome::NotFound | Outcome::Taken => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
+        for _ in 0..2 {
+            match self.write(Step::Regenerate(old, new), patch).await? {
+                Outcome::Done => return Ok(None),
+                Outcome::NotFound => return Err(StoreError::NotFound),
+                Outcome::Taken => {
+                    if !self.purge_expired_holder(new).await? {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(StoreError::Collision)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        retried(|attempt| async move {
+            let mut conn = self.conns.get(attempt > 0).await?;
+            sqlx::query(AssertSqlSafe(self.sql.delete.as_str()))
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await?;
+            self.conns.put(conn);
+            Ok(())
+        })
+        .await
+        .map_err(|e| self.error(e))
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: std::time::SystemTime) -> WriteResult {
+        let now = millis(std::time::SystemTime::now());
+        let touched = retried(|attempt| async move {
+            let mut conn = self.conns.get(attempt > 0).await?;
+            let done = sqlx::query(AssertSqlSafe(self.sql.touch.as_str()))
+                .bind(millis(expires_at))
+                .bind(id.as_str())
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            self.conns.put(conn);
+            Ok(done.rows_affected())
+        })
+        .await
+        .map_err(|e| self.error(e))?;
+        if touched > 0 {
+            Ok(None)
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! SQL databases for tests: the shared PostgreSQL and MariaDB/MySQL servers the machine runs,
+//! SQLite files, and private PostgreSQL servers a test starts, stops and restarts.
+//!
+//! Each test gets tables of its own (a unique table prefix, or its own SQLite file), and
+//! drops them when it ends; it never touches tables it did not make.
+//!
+//! When a server is not reachable, tests that need it print how to run them and return
+//! early, unless `SESSION_TEST_REQUIRE_SQL=1` (as in CI), where they fail instead.
+
+use std::{
+    io::Write as _,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use session_runtime::{MySqlStore, PostgresStore, SqliteStore};
+
+/// Whether a missing database server must fail the test (CI) rather than skip it.
+pub fn sql_required() -> bool {
+    std::env::var("SESSION_TEST_REQUIRE_SQL").is_ok_and(|v| v == "1")
+}
+
+/// Reports a test that cannot run without `server`: fails in CI, says how to run it elsewhere.
+pub fn skip_without(test: &str, server: &str, why: &str) {
+    assert!(
+        !sql_required(),
+        "{test}: {server} is required (SESSION_TEST_REQUIRE_SQL=1) but {why}"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {why}. Start {server} (see the README's Set-up; `.ci/run` installs and \
+         starts it), then run `cargo test --workspace --all-features`."
+    );
+}
+
+/// The shared PostgreSQL server's URL (`SESSION_TEST_POSTGRES_URL`).
+pub fn postgres_url() -> String {
+    std::env::var("SESSION_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".to_owned())
+}
+
+/// The shared MariaDB/MySQL server's URL (`SESSION_TEST_MYSQL_URL`).
+pub fn mysql_url() -> String {
+    std::env::var("SESSION_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
+}
+
+/// A table prefix (or file stem) no other test or run uses: `t<pid>_<n>_<nanos>_`.
+pub fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "t{}_{}_{nanos}_",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// What a test made, removed when it is dropped (also when the test fails).
+pub struct Made {
+    what: MadeKind,
+}
+
+enum MadeKind {
+    Tables { url: String, prefix: String },
+    File(PathBuf),
+    Nothing,
+}
+
+impl Made {
+    /// Nothing to remove.
+    pub fn nothing() -> Self {
+        Self {
+            what: MadeKind::Nothing,
+        }
+    }
+
+    /// The prefix of the tables made (empty for a SQLite file, whose tables have none).
+    pub fn prefix(&self) -> &str {
+        match &self.what {
+            MadeKind::Tables { prefix, .. } => prefix,
+            _ => "",
+        }
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        match &self.what {
+            MadeKind::Tables { url, prefix } => {
+                let (url, prefix) = (url.clone(), prefix.clone());
+                // Drop runs inside the test's runtime, where blocking on another is not
+                // allowed: a thread of its own, with a runtime of its own.
+                let _ = std::thread::spawn(move || drop_tables(&url, &prefix)).join();
+            }
+            MadeKind::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut name = path.clone().into_os_string();
+                    name.push(suffix);
+                    let _ = std::fs::remove_file(name);
+                }
+            }
+            MadeKind::Nothing => {}
+        }
+    }
+}
+
+fn drop_tables(url: &str, prefix: &str) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async {
+        let statements = [
+            format!("DROP TABLE IF EXISTS {prefix}session_fields"),
+            format!("DROP TABLE IF EXISTS {prefix}session_records"),
+        ];
+        if url.starts_with("postgres") {
+            if let Ok(pool) = sqlx::PgPool::connect(url).await {
+                for sql in &statements {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                        .execute(&pool)
+                        .await;
+                }
+                pool.close().await;
+            }
+        } else if let Ok(pool) = sqlx::MySqlPool::connect(url).await {
+            for sql in &statements {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .execute(&pool)
+                    .await;
+            }
+            pool.close().await;
+        }
+    });
+}
+
+/// A migrated `PostgresStore` on tables of its own on the shared server, or `None` (after
+/// reporting the skip) if the server does not answer.
+pub async fn postgres(test: &str) -> Option<(PostgresStore, Made)> {
+    let url = postgres_url();
+    let store = match PostgresStore::connect(&url).await {
+        Ok(store) => store,
+        Err(err) => {
+            skip_without(
+                test,
+                "PostgreSQL",
+                &format!("{url} does not answer ({})", crate::report(&err)),
+            );
+            return None;
+        }
+    };
+    let prefix = unique_name();
+    let made = Made {
+        what: MadeKind::Tables {
+            url,
+            prefix: prefix.clone(),
+        },
+    };
+    let store = store.with_table_prefix(&prefix);
+    store.migrate().await.expect("create the test's tables");
+    Some((store, made))
+}
+
+/// A second store on the tables `made` holds, through a pool of its own (as a second app
+/// instance would have).
+pub async fn second_postgres(made: &Made) -> PostgresStore {
+    PostgresStore::connect(postgres_url())
+        .await
+        .expect("a second pool")
+        .with_table_prefix(made.prefix())
+}
+
+/// A migrated `MySqlStore` on tables of its own on the shared server, or `None`.
+pub async fn mysql(test: &str) -> Option<(MySqlStore, Made)> {
+    let url = mysql_url();
+    let store = match MySqlStore::connect(&url).await {
+        Ok(store) => store,
+        Err(err) => {
+            skip_without(
+                test,
+                "MariaDB or MySQL",
+                &format!("{url} does not answer ({})", crate::report(&err)),
+            );
+            return None;
+        }
+    };
+    let prefix = unique_name();
+    let made = Made {
+        what: MadeKind::Tables {
+            url,
+            prefix: prefix.clone(),
+        },
+    };
+    let store = store.with_table_prefix(&prefix);
+    store.migrate().await.expect("create the test's tables");
+    Some((store, made))
+}
+
+/// A second store on the tables `made` holds, through a pool of its own.
+pub async fn second_mysql(made: &Made) -> MySqlStore {
+    MySqlStore::connect(mysql_url())
+        .await
+        .expect("a second pool")
+        .with_table_prefix(made.prefix())
+}
+
+/// A migrated `SqliteStore` on a database file of its own (always available: SQLite is
+/// bundled).
+pub async fn sqlite(_test: &str) -> Option<(SqliteStore, Made)> {
+    let path = std::env::temp_dir().join(format!("{}sessions.db", unique_name()));
+    let made = Made {
+        what: MadeKind::File(path.clone()),
+    };
+    let store = SqliteStore::connect(sqlite_url(&path))
+        .await
+        .expect("open a SQLite file");
+    store.migrate().await.expect("create the tables");
+    Some((store, made))
+}
+
+/// The URL of the SQLite file at `path`.
+pub fn sqlite_url(path: &std::path::Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// The file a `SqliteStore` opened by [`sqlite`] uses, for a second store on it.
+pub async fn second_sqlite(made: &Made) -> SqliteStore {
+    let MadeKind::File(path) = &made.what else {
+        panic!("not a SQLite file");
+    };
+    SqliteStore::connect(sqlite_url(path))
+        .await
+        .expect("a second pool")
+}
+
+/// A PostgreSQL server of a test's own on a free port, run as the `postgres` user (the
+/// server refuses to run as root); stopped and its directory removed when dropped.
+pub struct PostgresServer {
+    dir: PathBuf,
+    port: u16,
+}
+
+/// Runs `program args` as the `postgres` user when this process is root.
+fn as_postgres(program: &str, args: &[&str]) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--", program]).args(args);
+        command
+    } else {
+        let mut command = Command::new(program);
+        command.args(args);
+        command
+    }
+}
+
+impl PostgresServer {
+    /// Whether `initdb` and `pg_ctl` are installed (and, as root, a `postgres` user exists).
+    pub fn available() -> bool {
+        as_postgres("pg_ctl", &["--version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Initializes a cluster in a fresh directory and starts it.
+    pub fn start() -> Self {
+        let port = crate::redis_harness::free_port();
+        let dir = std::env::temp_dir().join(format!("{}pg", unique_name()));
+        std::fs::create_dir_all(&dir).expect("create the server's directory");
+        let _ = Command::new("chown")
+            .args(["postgres:postgres", &dir.display().to_string()])
+            .status();
+        let data = dir.join("data").display().to_string();
+        let status = as_postgres(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        )
+        .stdout(Stdio::null())
+        .status()
+        .expect("run initdb");
+        assert!(status.success(), "initdb failed");
+        let server = Self { dir, port };
+        server.run_pg_ctl_start();
+        server
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run_pg_ctl_start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log").display().to_string();
+        let status = as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        )
+        .stdout(Stdio::null())
+        .status()
+        .expect("run pg_ctl start");
+        assert!(status.success(), "pg_ctl start failed (see {log})");
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server at once (`-m immediate`: as a crash would, with no clean shutdown).
+    pub fn stop(&self) {
+        let _ = as_postgres(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&self) {
+        self.run_pg_ctl_start();
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits until `ready` answers true, for at most `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, mut ready: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ready().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
