@@ -11,7 +11,10 @@ use axum::{
     Router,
 };
 use serde::{Deserialize, Serialize};
-use session_runtime::{SessionData, SessionLayer, TypedSession};
+use session_runtime::{
+    store::CleanupTask, Key, MySqlStore, PostgresStore, SessionData, SessionLayer, SqliteStore,
+    TypedSession,
+};
 use tracing_subscriber::EnvFilter;
 
 /// Counts the visitor's page views.
@@ -44,6 +47,52 @@ pub struct Item {
 pub struct Cart {
     /// The cart's lines.
     pub items: Vec<Item>,
+}
+
+/// How often the demo deletes expired sessions from a database.
+pub const CLEANUP_EVERY: Duration = Duration::from_secs(300);
+
+/// The session layer on the database at `url` (`postgres://`, `mysql://` or `mariadb://`,
+/// `sqlite:`), its tables named with `prefix` and created if missing, with a clean-up task
+/// (keep it while serving), and what to print about it.
+pub async fn database_layer(
+    url: &str,
+    key: Key,
+    prefix: &str,
+) -> Result<(SessionLayer, CleanupTask, String), Box<dyn std::error::Error>> {
+    if url.starts_with("postgres") {
+        let store = PostgresStore::connect(url).await?.with_table_prefix(prefix);
+        store.migrate().await?;
+        let cleanup = store.spawn_cleanup(CLEANUP_EVERY);
+        return Ok((
+            SessionLayer::new(store, key),
+            cleanup,
+            format!("sessions in PostgreSQL at {url}"),
+        ));
+    }
+    if url.starts_with("mysql") || url.starts_with("mariadb") {
+        let store = MySqlStore::connect(url.replacen("mariadb", "mysql", 1))
+            .await?
+            .with_table_prefix(prefix);
+        store.migrate().await?;
+        let cleanup = store.spawn_cleanup(CLEANUP_EVERY);
+        return Ok((
+            SessionLayer::new(store, key),
+            cleanup,
+            format!("sessions in MariaDB/MySQL at {url}"),
+        ));
+    }
+    if url.starts_with("sqlite") {
+        let store = SqliteStore::connect(url).await?.with_table_prefix(prefix);
+        store.migrate().await?;
+        let cleanup = store.spawn_cleanup(CLEANUP_EVERY);
+        return Ok((
+            SessionLayer::new(store, key),
+            cleanup,
+            format!("sessions in SQLite at {url}"),
+        ));
+    }
+    Err(format!("DATABASE_URL={url}: use a postgres://, mysql:// or sqlite: URL").into())
 }
 
 /// Serves the demo with `layer` on `DEMO_ADDR` (default `127.0.0.1:3000`) until Ctrl-C,

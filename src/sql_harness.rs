@@ -79,6 +79,24 @@ impl Made {
         }
     }
 
+    /// The tables `<prefix>session_records` and `<prefix>session_fields` on the server at
+    /// `url`, made by the caller.
+    pub fn tables(url: &str, prefix: &str) -> Self {
+        Self {
+            what: MadeKind::Tables {
+                url: url.to_owned(),
+                prefix: prefix.to_owned(),
+            },
+        }
+    }
+
+    /// A SQLite file at `path` (and its `-wal` and `-shm` companions), made by the caller.
+    pub fn file(path: PathBuf) -> Self {
+        Self {
+            what: MadeKind::File(path),
+        }
+    }
+
     /// The prefix of the tables made (empty for a SQLite file, whose tables have none).
     pub fn prefix(&self) -> &str {
         match &self.what {

@@ -148,6 +148,56 @@ async fn the_demo_runs_on_redis_too() {
     }
 }
 
+/// `DATABASE_URL=... cargo run --example demo` on each SQL store: the layer the example
+/// builds, its tables made, and the cart flow through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_on_postgres_mysql_and_sqlite() {
+    use session_suite::sql_harness::{mysql_url, postgres_url, sqlite_url, unique_name, Made};
+    let file = std::env::temp_dir().join(format!("{}demo.db", unique_name()));
+    for url in [postgres_url(), mysql_url(), sqlite_url(&file)] {
+        let prefix = unique_name();
+        let made = if url.starts_with("sqlite") {
+            Made::file(file.clone())
+        } else {
+            Made::tables(&url, &prefix)
+        };
+        let (layer, cleanup, about) =
+            match session_suite::demo::database_layer(&url, Key::generate(), &prefix).await {
+                Ok(built) => built,
+                Err(err) => {
+                    session_suite::sql_harness::skip_without(
+                        "the demo on a database",
+                        &url,
+                        &format!("it does not answer ({err})"),
+                    );
+                    continue;
+                }
+            };
+        assert!(cleanup.is_running());
+        let app =
+            session_suite::demo::routes().layer(layer.with_insecure_cookie_over_http().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let browser = browser();
+        page(&browser, &base).await;
+        let html = post_form(&browser, format!("{base}/cart/add"), "name=figs&quantity=2")
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("<li>2 × figs</li>"), "{about}: {html}");
+        assert!(html.contains("viewed this page 2 times"), "{about}");
+        drop(made);
+    }
+    assert!(
+        session_suite::demo::database_layer("redis://x", Key::generate(), "x_")
+            .await
+            .is_err(),
+        "another scheme is refused"
+    );
+}
+
 #[tokio::test]
 async fn the_demo_runs_on_the_cookie_store_too() {
     let key = Key::generate();

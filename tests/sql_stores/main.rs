@@ -543,3 +543,36 @@ impl SqlStore for SqliteStore {
         SqliteStore::verify(self).await
     }
 }
+
+/// A store whose connections it keeps is dropped after the runtime that used it stopped
+/// running (a `main` that `block_on`s its server and then returns): no panic, and the
+/// connections close. Regression: dropping a kept connection needs a runtime.
+#[test]
+fn a_store_dropped_outside_a_runtime_closes_its_connections_without_panicking() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (sqlite, made) = runtime.block_on(async {
+        let (store, made) = sql_harness::sqlite("drop outside a runtime").await.unwrap();
+        let id = SessionId::generate();
+        store
+            .create(&id, &patch(&[("a", "1")], in_an_hour()))
+            .await
+            .unwrap();
+        assert!(store.load(&id, LoadKeys::All).await.unwrap().is_some());
+        (store, made)
+    });
+    let postgres = runtime.block_on(async {
+        let (store, made) = sql_harness::postgres("drop outside a runtime").await?;
+        store
+            .load(&SessionId::generate(), LoadKeys::All)
+            .await
+            .unwrap();
+        Some((store, made))
+    });
+    // Outside the runtime now.
+    drop(sqlite);
+    drop(made);
+    if let Some((store, made)) = postgres {
+        drop(store);
+        drop(made);
+    }
+}

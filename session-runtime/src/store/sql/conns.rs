@@ -62,6 +62,22 @@ impl<DB: Database> std::fmt::Debug for Conns<DB> {
     }
 }
 
+impl<DB: Database> Drop for Conns<DB> {
+    fn drop(&mut self) {
+        let kept = std::mem::take(&mut *self.lock());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Back to the pool, through its usual return path (which needs a runtime).
+            drop(kept);
+        } else {
+            // The store dropped outside a runtime (after `block_on` returned, say): close
+            // the connections here, telling the pool they are gone.
+            for (conn, _) in kept {
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
 /// A connection checked out for one store call: handed back with [`Conns::put`] after a
 /// call that succeeded; dropped (back to the pool, which checks it) otherwise.
 pub(super) type Conn<DB> = PoolConnection<DB>;
