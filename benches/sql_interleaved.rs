@@ -150,7 +150,15 @@ fn unique(tag: &str) -> String {
 }
 
 /// Our app and tower-sessions', both on `url` (SQLite: a file path).
-async fn apps(backend: Backend, url: &str, fields: usize, made: &mut Vec<Made>) -> [Router; 2] {
+/// The subjects, in the order `apps` builds them.
+fn names(backend: Backend) -> Vec<&'static str> {
+    match backend {
+        Backend::MySql => vec!["ours", "tower-sessions", "ours, prepared statements"],
+        _ => vec!["ours", "tower-sessions"],
+    }
+}
+
+async fn apps(backend: Backend, url: &str, fields: usize, made: &mut Vec<Made>) -> Vec<Router> {
     let ours_prefix = unique("ours");
     let theirs_table = unique("ts").trim_end_matches('_').to_owned();
     made.push(Made {
@@ -171,7 +179,7 @@ async fn apps(backend: Backend, url: &str, fields: usize, made: &mut Vec<Made>) 
                 .with_table_name(&theirs_table)
                 .unwrap();
             theirs.migrate().await.unwrap();
-            [ours_router(fields, store), ts_router(fields, theirs)]
+            vec![ours_router(fields, store), ts_router(fields, theirs)]
         }
         Backend::MySql => {
             let store = MySqlStore::connect(url)
@@ -186,7 +194,16 @@ async fn apps(backend: Backend, url: &str, fields: usize, made: &mut Vec<Made>) 
                 .with_table_name(&theirs_table)
                 .unwrap();
             theirs.migrate().await.unwrap();
-            [ours_router(fields, store), ts_router(fields, theirs)]
+            let prepared = MySqlStore::connect(url)
+                .await
+                .unwrap()
+                .with_table_prefix(&ours_prefix)
+                .with_one_trip_saves(false);
+            vec![
+                ours_router(fields, store),
+                ts_router(fields, theirs),
+                ours_router(fields, prepared),
+            ]
         }
         Backend::Sqlite => {
             let dir = std::env::temp_dir();
@@ -204,7 +221,7 @@ async fn apps(backend: Backend, url: &str, fields: usize, made: &mut Vec<Made>) 
             let pool = ts::sqlx::SqlitePool::connect_with(options).await.unwrap();
             let theirs = ts::SqliteStore::new(pool);
             theirs.migrate().await.unwrap();
-            [ours_router(fields, store), ts_router(fields, theirs)]
+            vec![ours_router(fields, store), ts_router(fields, theirs)]
         }
     }
 }
@@ -261,8 +278,12 @@ fn traffic(rt: &Runtime, proxy_rt: &Runtime, backend: Backend, url: &str, made: 
         "\n### {}: bytes sent and round trips per request\n",
         backend.name()
     );
-    println!("| case | fields | ours: bytes | ours: round trips | tower-sessions: bytes | tower-sessions: round trips |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    let header: Vec<String> = names(backend)
+        .iter()
+        .map(|n| format!("{n}: bytes | {n}: round trips"))
+        .collect();
+    println!("| case | fields | {} |", header.join(" | "));
+    println!("|---|---:|{}", "---:|---:|".repeat(header.len()));
     let counts = Arc::new(Counts::default());
     let port = proxy_rt.block_on(proxy(host_port(url), Arc::clone(&counts)));
     let proxied = through(url, port);
@@ -306,8 +327,11 @@ fn latency(rt: &Runtime, backend: Backend, url: &str, rounds: usize, n: u32, mad
         "\n### {}: time per request ({rounds} interleaved rounds of {n})\n",
         backend.name()
     );
-    println!("| case | fields | ours | tower-sessions | ours / theirs |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| case | fields | {} | ours / theirs |",
+        names(backend).join(" | ")
+    );
+    println!("|---|---:|{}---:|", "---:|".repeat(names(backend).len()));
     for (case, method, uri) in CASES {
         for fields in [1, 21, 200] {
             let apps = rt.block_on(apps(backend, url, fields, made));
@@ -325,10 +349,13 @@ fn latency(rt: &Runtime, backend: Backend, url: &str, rounds: usize, n: u32, mad
                 }
             }
             let m: Vec<Duration> = times.into_iter().map(median).collect();
+            let cells: Vec<String> = m
+                .iter()
+                .map(|d| format!("{:.0} µs", d.as_secs_f64() * 1e6))
+                .collect();
             println!(
-                "| {case} | {fields} | {:.0} µs | {:.0} µs | {:.2} |",
-                m[0].as_secs_f64() * 1e6,
-                m[1].as_secs_f64() * 1e6,
+                "| {case} | {fields} | {} | {:.2} |",
+                cells.join(" | "),
                 m[0].as_secs_f64() / m[1].as_secs_f64()
             );
         }
@@ -350,7 +377,7 @@ fn load(backend: Backend, url: &str, seconds: u64, made: &mut Vec<Made>) {
     println!("|---|---:|---:|---:|---:|");
     let apps = rt.block_on(apps(backend, url, 21, made));
     let only = std::env::var("SQL_BENCH_SUBJECT").unwrap_or_default();
-    for (name, app) in ["ours", "tower-sessions"].into_iter().zip(apps) {
+    for (name, app) in names(backend).into_iter().zip(apps) {
         if !only.is_empty() && !name.starts_with(&only) {
             continue;
         }

@@ -1,6 +1,6 @@
 //! `MySqlStore`: MySQL 8 and MariaDB 10.11+, writes in short InnoDB transactions.
 
-use std::{sync::Arc, time::Duration};
+use std::{fmt::Write as _, sync::Arc, time::Duration};
 
 use sqlx::{
     mysql::{MySqlDatabaseError, MySqlPoolOptions},
@@ -28,12 +28,13 @@ const DEADLOCK: u16 = 1213;
 /// session and one row per field (InnoDB), so a request writes only the fields it changed.
 ///
 /// - **Load** is one query (the session's row joined with its fields).
-/// - **Save** is one transaction of at most five round trips (`BEGIN`; an `UPDATE` of the
-///   expiry that checks the session is live, locks its row and returns its numeric key
-///   through `LAST_INSERT_ID(expr)`; a `DELETE` of the removed fields if any; one multi-row
-///   `INSERT ... ON DUPLICATE KEY UPDATE` of the changed ones; `COMMIT`): four for the usual
-///   save that only sets fields. MySQL has no data-modifying CTE that would make it one
-///   statement. Only the changed fields travel.
+/// - **Save** is one round trip: the whole transaction (`START TRANSACTION`; an `UPDATE`
+///   of the expiry that checks the session is live, locks its row and takes its numeric
+///   key; a `DELETE` of the removed fields if any; one `INSERT ... ON DUPLICATE KEY UPDATE`
+///   of the changed ones; `COMMIT`) sent as one multi-statement query, with every value in
+///   it as a hex literal (`X'..'`), so nothing a session holds is ever parsed as SQL. A save
+///   of more than 64 KiB of values (or 1000 fields) runs instead as a transaction of
+///   prepared statements: four or five round trips. Only the changed fields travel.
 /// - **Create** never overwrites a live session; **regenerate** changes the ID on the
 ///   session's row (its field rows hang off a numeric key, so none is rewritten); **touch**
 ///   is one `UPDATE` of the expiry; **delete** removes the row and, by cascade, its fields.
@@ -103,6 +104,8 @@ const DEADLOCK: u16 = 1213;
 pub struct MySqlStore {
     conns: Arc<Conns<MySql>>,
     sql: Arc<Statements>,
+    /// Saves as one multi-statement round trip (`with_one_trip_saves`).
+    one_trip: bool,
 }
 
 /// The statements, with the table names in them.
@@ -176,6 +179,70 @@ impl Statements {
         }
     }
 
+    /// The text of a one-trip save (see `MySqlStore::save_in_one_trip`).
+    fn save_batch(&self, id: &SessionId, patch: &Patch) -> String {
+        let rows = Rows::of(patch);
+        let (r, f) = (&self.tables.records, &self.tables.fields);
+        let values: usize = rows.values.iter().map(|v| v.len()).sum();
+        let mut sql = String::with_capacity(512 + 2 * values + 8 * rows.names.len());
+        let now = millis(std::time::SystemTime::now());
+        let expires_at = millis(patch.expires_at);
+        sql.push_str("START TRANSACTION;\nUPDATE ");
+        sql.push_str(r);
+        let _ = write!(
+            sql,
+            " SET expires_at = {expires_at}, record = LAST_INSERT_ID(record) WHERE id = "
+        );
+        hex_literal(&mut sql, id.as_str().as_bytes());
+        let _ = write!(
+            sql,
+            " AND expires_at > {now};\n\
+             SET @session_record = IF(ROW_COUNT() > 0, LAST_INSERT_ID(), 0);\n"
+        );
+        if !rows.removed.is_empty() {
+            let _ = write!(
+                sql,
+                "DELETE FROM {f} WHERE record = @session_record AND name IN ("
+            );
+            for (i, name) in rows.removed.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                hex_literal(&mut sql, name.as_bytes());
+            }
+            sql.push_str(");\n");
+        }
+        if !rows.names.is_empty() {
+            let _ = write!(
+                sql,
+                "INSERT INTO {f} (record, name, value) SELECT @session_record, t.name, t.value \
+                 FROM ("
+            );
+            for (i, (name, value)) in rows.names.iter().zip(&rows.values).enumerate() {
+                sql.push_str(if i == 0 {
+                    "SELECT "
+                } else {
+                    " UNION ALL SELECT "
+                });
+                hex_literal(&mut sql, name.as_bytes());
+                if i == 0 {
+                    sql.push_str(" AS name");
+                }
+                sql.push_str(", ");
+                hex_literal(&mut sql, value);
+                if i == 0 {
+                    sql.push_str(" AS value");
+                }
+            }
+            sql.push_str(
+                ") AS t WHERE @session_record > 0 ON DUPLICATE KEY UPDATE value = VALUES(value);\n",
+            );
+        }
+        // A session variable reads back as DECIMAL: cast it to what it holds.
+        sql.push_str("COMMIT;\nSELECT CAST(@session_record AS SIGNED)");
+        sql
+    }
+
     fn delete_fields(&self, n: usize) -> String {
         format!(
             "DELETE FROM {} WHERE record = ? AND name IN ({})",
@@ -192,6 +259,30 @@ impl Statements {
             row_marks(n)
         )
     }
+}
+
+/// Saves whose values take at most this many bytes go as one multi-statement round trip
+/// (their values hex-encoded, so twice as long in the query); larger ones as a transaction
+/// of prepared statements, well under the server's `max_allowed_packet`.
+const BATCH_MAX_BYTES: usize = 64 * 1024;
+
+/// Whether `patch` is small enough for a one-trip save.
+fn batched(patch: &Patch) -> bool {
+    patch.set.len() + patch.remove.len() <= CHUNK
+        && patch.set.iter().map(|(_, v)| v.len()).sum::<usize>() <= BATCH_MAX_BYTES
+}
+
+/// Appends `bytes` as a MySQL hex literal, `X'0a1b'`: only hex digits between the quotes,
+/// whatever the bytes are.
+fn hex_literal(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2 + 3);
+    out.push_str("X'");
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    out.push('\'');
 }
 
 /// What MySQL's and MariaDB's error numbers mean to the store.
@@ -258,6 +349,7 @@ impl MySqlStore {
         Self {
             conns: Conns::new(pool, keep),
             sql: Arc::new(Statements::new("")),
+            one_trip: true,
         }
     }
 
@@ -290,6 +382,16 @@ impl MySqlStore {
     /// pool's maximum; 0 to go through the pool on every call).
     pub fn with_kept_connections(mut self, keep: usize) -> Self {
         self.conns = Conns::new(self.conns.pool().clone(), keep);
+        self
+    }
+
+    /// Whether a save goes as one multi-statement round trip (the default) or as a
+    /// transaction of prepared statements (four round trips for a save that only sets
+    /// fields, five when it also removes some). One trip suits a server across a network;
+    /// prepared statements cost the server less parsing, which can serve more saves per
+    /// second when the database is next to the app. `BENCHMARKS.md` has both.
+    pub fn with_one_trip_saves(mut self, one_trip: bool) -> Self {
+        self.one_trip = one_trip;
         self
     }
 
@@ -375,12 +477,52 @@ impl MySqlStore {
         let mut deadlocks = 0;
         loop {
             let result = match step {
+                Step::Save(id) if self.one_trip && batched(patch) => {
+                    retried(|attempt| self.save_in_one_trip(id, patch, attempt)).await
+                }
                 Step::Save(_) => retried(|attempt| self.transact(step, patch, attempt)).await,
                 _ => self.transact(step, patch, 0).await,
             };
             match result {
                 Err(e) if deadlocked(&e) && deadlocks < DEADLOCK_RETRIES => deadlocks += 1,
                 result => return result.map_err(|e| self.error(e)),
+            }
+        }
+    }
+
+    /// A save as one round trip: the whole transaction sent as one multi-statement text
+    /// query, every value in it as a hex literal (`X'..'`: nothing in it is parsed as SQL),
+    /// the session's numeric key carried from the `UPDATE` to the field statements in a
+    /// session variable, and read back at the end (0: the session is gone).
+    async fn save_in_one_trip(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        attempt: usize,
+    ) -> Result<Outcome, sqlx::Error> {
+        let sql = self.sql.save_batch(id, patch);
+        let mut conn = self.conns.get(attempt > 0).await?;
+        match sqlx::raw_sql(AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await
+        {
+            Ok(rows) => {
+                let record = match rows.last() {
+                    Some(row) => row.try_get::<i64, _>(0)?,
+                    None => 0,
+                };
+                self.conns.put(conn);
+                Ok(if record > 0 {
+                    Outcome::Done
+                } else {
+                    Outcome::NotFound
+                })
+            }
+            Err(e) => {
+                // A statement failed part-way: the server stopped there, inside the
+                // transaction. The connection is closed (which rolls it back), never reused.
+                conn.close_on_drop();
+                Err(e)
             }
         }
     }
@@ -561,5 +703,59 @@ impl SessionStore for MySqlStore {
         } else {
             Err(StoreError::NotFound)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[test]
+    fn hex_literals_hold_only_hex_digits() {
+        let mut out = String::new();
+        hex_literal(&mut out, b"'; DROP TABLE x; --\x00\xff");
+        assert_eq!(out, "X'273b2044524f50205441424c4520783b202d2d00ff'");
+        out.clear();
+        hex_literal(&mut out, b"");
+        assert_eq!(out, "X''");
+    }
+
+    #[test]
+    fn a_one_trip_save_carries_only_hex_and_numbers() {
+        let sql = Statements::new("app_");
+        let patch = Patch {
+            set: vec![(Cow::Borrowed("it's"), Bytes::from_static(b"\"'); --\""))],
+            remove: vec![Cow::Borrowed("old")],
+            expires_at: std::time::SystemTime::now(),
+        };
+        let text = sql.save_batch(&SessionId::from_store("abc"), &patch);
+        assert!(text.starts_with("START TRANSACTION;"), "{text}");
+        assert!(text.contains("WHERE id = X'616263'"), "{text}");
+        assert!(text.contains("name IN (X'6f6c64')"), "{text}");
+        assert!(
+            text.contains("SELECT X'6974277s'".replace("7s", "73").as_str()),
+            "{text}"
+        );
+        assert!(
+            !text.contains("--\""),
+            "the value is never in the text as is: {text}"
+        );
+        assert!(
+            text.ends_with("COMMIT;\nSELECT CAST(@session_record AS SIGNED)"),
+            "{text}"
+        );
+        let large = Patch {
+            set: vec![(
+                Cow::Borrowed("a"),
+                Bytes::from(vec![b'x'; BATCH_MAX_BYTES + 1]),
+            )],
+            remove: vec![],
+            expires_at: std::time::SystemTime::now(),
+        };
+        assert!(batched(&patch) && !batched(&large));
     }
 }

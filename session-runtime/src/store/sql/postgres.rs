@@ -107,6 +107,9 @@ struct Statements {
     load: String,
     create: String,
     save: String,
+    /// `save` without its `DELETE` (for the usual save that removes nothing: less for the
+    /// server to plan and run).
+    save_sets_only: String,
     regenerate: String,
     touch: String,
     delete: String,
@@ -153,6 +156,11 @@ impl Statements {
                 "WITH s AS (UPDATE {r} SET expires_at = $2 WHERE id = $1 AND expires_at > $3 \
                  RETURNING record), d AS ({}), u AS ({}) SELECT record FROM s",
                 removal(4),
+                upsert(5, 6)
+            ),
+            save_sets_only: format!(
+                "WITH s AS (UPDATE {r} SET expires_at = $2 WHERE id = $1 AND expires_at > $3 \
+                 RETURNING record), u AS ({}) SELECT record FROM s",
                 upsert(5, 6)
             ),
             regenerate: format!(
@@ -457,7 +465,12 @@ impl SessionStore for PostgresStore {
 
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
         // A save sets values and an expiry: applying it twice is applying it once.
-        let saved = retried(|attempt| self.write(&self.sql.save, id, None, patch, true, attempt))
+        let sql = if patch.remove.is_empty() {
+            &self.sql.save_sets_only
+        } else {
+            &self.sql.save
+        };
+        let saved = retried(|attempt| self.write(sql, id, None, patch, true, attempt))
             .await
             .map_err(|e| self.error(e))?;
         if saved {
