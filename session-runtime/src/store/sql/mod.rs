@@ -30,8 +30,11 @@ pub use self::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteStore;
 
-use super::{FieldKey, FieldMap, Patch, Record, StoreError};
-use crate::meta::{from_millis, to_millis};
+use super::{FieldKey, FieldMap, Patch, Record, StoreError, WriteResult};
+use crate::{
+    meta::{from_millis, to_millis},
+    SessionId,
+};
 
 /// Expired sessions one clean-up statement deletes at most, so that it never holds its locks
 /// for long.
@@ -290,6 +293,90 @@ where
             done => return done,
         }
     }
+}
+
+/// The first statement of a write: what it does to the session's row.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    /// Insert a row for this ID.
+    Create(&'a SessionId),
+    /// Update this ID's live row.
+    Save(&'a SessionId),
+    /// Move the live row of the first ID to the second.
+    Regenerate(&'a SessionId, &'a SessionId),
+}
+
+/// How a write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Applied.
+    Done,
+    /// No live row has the ID (save, regenerate): nothing changed.
+    Missing,
+    /// The ID to write is taken (create, regenerate): nothing changed.
+    Taken,
+}
+
+/// What each SQL store implements; the rest of its `create`, `save` and `regenerate`
+/// (what each outcome means, trying again after an expired row held the ID) is shared.
+trait Writes {
+    /// One atomic write: `step` and the patch's fields, or nothing.
+    fn write(
+        &self,
+        step: Step<'_>,
+        patch: &Patch,
+    ) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
+    /// Deletes the row holding `id` if it has expired, and says whether it did.
+    fn purge_expired_holder(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// `SessionStore::create`: a taken ID is tried once more if its holder had expired.
+async fn create<W: Writes + Sync>(store: &W, id: &SessionId, patch: &Patch) -> WriteResult {
+    for _ in 0..2 {
+        match store.write(Step::Create(id), patch).await? {
+            Outcome::Done => return Ok(None),
+            Outcome::Missing | Outcome::Taken => {
+                if !store.purge_expired_holder(id).await? {
+                    break;
+                }
+            }
+        }
+    }
+    Err(StoreError::Collision)
+}
+
+/// `SessionStore::save`.
+async fn save<W: Writes + Sync>(store: &W, id: &SessionId, patch: &Patch) -> WriteResult {
+    match store.write(Step::Save(id), patch).await? {
+        Outcome::Done => Ok(None),
+        Outcome::Missing | Outcome::Taken => Err(StoreError::NotFound),
+    }
+}
+
+/// `SessionStore::regenerate`: a taken new ID is tried once more if its holder had
+/// expired.
+async fn regenerate<W: Writes + Sync>(
+    store: &W,
+    old: &SessionId,
+    new: &SessionId,
+    patch: &Patch,
+) -> WriteResult {
+    for _ in 0..2 {
+        match store.write(Step::Regenerate(old, new), patch).await? {
+            Outcome::Done => return Ok(None),
+            Outcome::Missing => return Err(StoreError::NotFound),
+            Outcome::Taken => {
+                if !store.purge_expired_holder(new).await? {
+                    break;
+                }
+            }
+        }
+    }
+    Err(StoreError::Collision)
 }
 
 /// A running clean-up task: deletes expired sessions every so often, until

@@ -9,7 +9,7 @@ use sqlx::{
 
 use super::{
     conns::Conns, delete_in_batches, marks, millis, record_from, retried, row_marks, store_error,
-    CleanupTask, Failure, Rows, Tables, CHUNK,
+    CleanupTask, Failure, Outcome, Rows, Step, Tables, Writes, CHUNK,
 };
 use crate::{
     store::{LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult},
@@ -309,23 +309,6 @@ fn deadlocked(err: &sqlx::Error) -> bool {
     }
 }
 
-/// The first statement of a write transaction.
-#[derive(Clone, Copy)]
-enum Step<'a> {
-    Create(&'a SessionId),
-    Save(&'a SessionId),
-    Regenerate(&'a SessionId, &'a SessionId),
-}
-
-/// How a write transaction ended.
-enum Outcome {
-    Done,
-    /// The session is gone (save, regenerate).
-    NotFound,
-    /// The ID is taken (create, regenerate).
-    Taken,
-}
-
 impl MySqlStore {
     /// A store on `pool`, with the default table names. Nothing is checked until
     /// [`migrate`](Self::migrate) or [`verify`](Self::verify).
@@ -473,7 +456,7 @@ impl MySqlStore {
 
     /// Runs a write transaction, again after a deadlock, and (for a save) again on a fresh
     /// connection after a dead one.
-    async fn write(&self, step: Step<'_>, patch: &Patch) -> Result<Outcome, StoreError> {
+    async fn apply(&self, step: Step<'_>, patch: &Patch) -> Result<Outcome, StoreError> {
         let mut deadlocks = 0;
         loop {
             let result = match step {
@@ -515,7 +498,7 @@ impl MySqlStore {
                 Ok(if record > 0 {
                     Outcome::Done
                 } else {
-                    Outcome::NotFound
+                    Outcome::Missing
                 })
             }
             Err(e) => {
@@ -568,7 +551,7 @@ impl MySqlStore {
         let Some(record) = record.filter(|r| *r > 0) else {
             tx.rollback().await?;
             self.conns.put(conn);
-            return Ok(Outcome::NotFound);
+            return Ok(Outcome::Missing);
         };
         for names in rows.removed.chunks(CHUNK) {
             let sql = self.sql.delete_fields(names.len());
@@ -593,7 +576,7 @@ impl MySqlStore {
 
     /// After a create or regenerate found `id` taken: deletes the holder if it has expired
     /// (so the write can be tried again), and says whether it did.
-    async fn purge_expired_holder(&self, id: &SessionId) -> Result<bool, StoreError> {
+    async fn purge(&self, id: &SessionId) -> Result<bool, StoreError> {
         let done = sqlx::query(AssertSqlSafe(self.sql.purge_expired_holder.as_str()))
             .bind(id.as_str())
             .bind(millis(std::time::SystemTime::now()))
@@ -601,6 +584,23 @@ impl MySqlStore {
             .await
             .map_err(|e| self.error(e))?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+impl Writes for MySqlStore {
+    fn write(
+        &self,
+        step: Step<'_>,
+        patch: &Patch,
+    ) -> impl std::future::Future<Output = Result<Outcome, StoreError>> + Send {
+        self.apply(step, patch)
+    }
+
+    fn purge_expired_holder(
+        &self,
+        id: &SessionId,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
+        self.purge(id)
     }
 }
 
@@ -634,39 +634,15 @@ impl SessionStore for MySqlStore {
     }
 
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
-        for _ in 0..2 {
-            match self.write(Step::Create(id), patch).await? {
-                Outcome::Done => return Ok(None),
-                Outcome::NotFound | Outcome::Taken => {
-                    if !self.purge_expired_holder(id).await? {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(StoreError::Collision)
+        super::create(self, id, patch).await
     }
 
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
-        match self.write(Step::Save(id), patch).await? {
-            Outcome::Done => Ok(None),
-            Outcome::NotFound | Outcome::Taken => Err(StoreError::NotFound),
-        }
+        super::save(self, id, patch).await
     }
 
     async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
-        for _ in 0..2 {
-            match self.write(Step::Regenerate(old, new), patch).await? {
-                Outcome::Done => return Ok(None),
-                Outcome::NotFound => return Err(StoreError::NotFound),
-                Outcome::Taken => {
-                    if !self.purge_expired_holder(new).await? {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(StoreError::Collision)
+        super::regenerate(self, old, new, patch).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {

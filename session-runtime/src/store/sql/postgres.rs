@@ -6,7 +6,7 @@ use sqlx::{postgres::PgPoolOptions, AssertSqlSafe, PgPool, Postgres, Row};
 
 use super::{
     conns::Conns, delete_in_batches, millis, record_from, retried, store_error, CleanupTask,
-    Failure, Rows, Tables,
+    Failure, Outcome, Rows, Step, Tables, Writes,
 };
 use crate::{
     store::{LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult},
@@ -378,7 +378,7 @@ impl PostgresStore {
 
     /// Runs a write statement (`create`, `save`, `regenerate`: a CTE returning the
     /// record's key) once: whether a row came back.
-    async fn write(
+    async fn run_write(
         &self,
         sql: &str,
         id: &SessionId,
@@ -407,7 +407,7 @@ impl PostgresStore {
 
     /// After a create or regenerate found `id` taken: deletes the holder if it has expired
     /// (so the write can be tried again), and says whether it did.
-    async fn purge_expired_holder(&self, id: &SessionId) -> Result<bool, StoreError> {
+    async fn purge(&self, id: &SessionId) -> Result<bool, StoreError> {
         let mut conn = self.conns.get(false).await.map_err(|e| self.error(e))?;
         let done = sqlx::query(AssertSqlSafe(self.sql.purge_expired_holder.as_str()))
             .bind(id.as_str())
@@ -417,6 +417,66 @@ impl PostgresStore {
             .map_err(|e| self.error(e))?;
         self.conns.put(conn);
         Ok(done.rows_affected() > 0)
+    }
+}
+
+impl Writes for PostgresStore {
+    async fn write(&self, step: Step<'_>, patch: &Patch) -> Result<Outcome, StoreError> {
+        let written = match step {
+            Step::Create(id) => self
+                .run_write(&self.sql.create, id, None, patch, false, 0)
+                .await
+                .map(|created| {
+                    if created {
+                        Outcome::Done
+                    } else {
+                        Outcome::Taken
+                    }
+                }),
+            Step::Save(id) => {
+                let sql = if patch.remove.is_empty() {
+                    &self.sql.save_sets_only
+                } else {
+                    &self.sql.save
+                };
+                // A save sets values and an expiry: applying it twice is applying it
+                // once, so it may be tried again on a fresh connection.
+                retried(|attempt| self.run_write(sql, id, None, patch, true, attempt))
+                    .await
+                    .map(|saved| {
+                        if saved {
+                            Outcome::Done
+                        } else {
+                            Outcome::Missing
+                        }
+                    })
+            }
+            Step::Regenerate(old, new) => {
+                match self
+                    .run_write(&self.sql.regenerate, old, Some(new), patch, true, 0)
+                    .await
+                {
+                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                        Ok(Outcome::Taken)
+                    }
+                    moved => moved.map(|moved| {
+                        if moved {
+                            Outcome::Done
+                        } else {
+                            Outcome::Missing
+                        }
+                    }),
+                }
+            }
+        };
+        written.map_err(|e| self.error(e))
+    }
+
+    fn purge_expired_holder(
+        &self,
+        id: &SessionId,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
+        self.purge(id)
     }
 }
 
@@ -448,55 +508,15 @@ impl SessionStore for PostgresStore {
     }
 
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
-        for _ in 0..2 {
-            let created = self
-                .write(&self.sql.create, id, None, patch, false, 0)
-                .await
-                .map_err(|e| self.error(e))?;
-            if created {
-                return Ok(None);
-            }
-            if !self.purge_expired_holder(id).await? {
-                break;
-            }
-        }
-        Err(StoreError::Collision)
+        super::create(self, id, patch).await
     }
 
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
-        // A save sets values and an expiry: applying it twice is applying it once.
-        let sql = if patch.remove.is_empty() {
-            &self.sql.save_sets_only
-        } else {
-            &self.sql.save
-        };
-        let saved = retried(|attempt| self.write(sql, id, None, patch, true, attempt))
-            .await
-            .map_err(|e| self.error(e))?;
-        if saved {
-            Ok(None)
-        } else {
-            Err(StoreError::NotFound)
-        }
+        super::save(self, id, patch).await
     }
 
     async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
-        for _ in 0..2 {
-            match self
-                .write(&self.sql.regenerate, old, Some(new), patch, true, 0)
-                .await
-            {
-                Ok(true) => return Ok(None),
-                Ok(false) => return Err(StoreError::NotFound),
-                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                    if !self.purge_expired_holder(new).await? {
-                        break;
-                    }
-                }
-                Err(e) => return Err(self.error(e)),
-            }
-        }
-        Err(StoreError::Collision)
+        super::regenerate(self, old, new, patch).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {

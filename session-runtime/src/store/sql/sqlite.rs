@@ -9,7 +9,7 @@ use sqlx::{
 
 use super::{
     conns::Conns, delete_in_batches, marks, millis, record_from, retried, row_marks, store_error,
-    CleanupTask, Failure, Rows, Tables, CHUNK,
+    CleanupTask, Failure, Outcome, Rows, Step, Tables, Writes, CHUNK,
 };
 use crate::{
     store::{LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult},
@@ -185,23 +185,6 @@ fn classify(err: &dyn sqlx::error::DatabaseError) -> Failure {
     }
 }
 
-/// The first statement of a write transaction.
-#[derive(Clone, Copy)]
-enum Step<'a> {
-    Create(&'a SessionId),
-    Save(&'a SessionId),
-    Regenerate(&'a SessionId, &'a SessionId),
-}
-
-/// How a write transaction ended.
-enum Outcome {
-    Done,
-    /// The session is gone (save, regenerate) or the ID is taken (create).
-    Missed,
-    /// The new ID is taken (regenerate).
-    Taken,
-}
-
 impl SqliteStore {
     /// A store on `pool`, with the default table names. Nothing is checked until
     /// [`migrate`](Self::migrate) or [`verify`](Self::verify). For writes from other
@@ -356,7 +339,7 @@ impl SqliteStore {
     }
 
     /// One write transaction, after the store's writes ahead of it.
-    async fn write(&self, step: Step<'_>, patch: &Patch) -> Result<Outcome, StoreError> {
+    async fn apply(&self, step: Step<'_>, patch: &Patch) -> Result<Outcome, StoreError> {
         let rows = Rows::of(patch);
         let now = millis(std::time::SystemTime::now());
         let expires_at = millis(patch.expires_at);
@@ -385,7 +368,7 @@ impl SqliteStore {
             Ok(None) => {
                 tx.rollback().await.map_err(err)?;
                 self.conns.put(conn);
-                return Ok(Outcome::Missed);
+                return Ok(Outcome::Missing);
             }
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
                 tx.rollback().await.map_err(err)?;
@@ -417,7 +400,7 @@ impl SqliteStore {
 
     /// After a create or regenerate found `id` taken: deletes the holder if it has expired
     /// (so the write can be tried again), and says whether it did.
-    async fn purge_expired_holder(&self, id: &SessionId) -> Result<bool, StoreError> {
+    async fn purge(&self, id: &SessionId) -> Result<bool, StoreError> {
         let _writing = self.writer.lock().await;
         let done = sqlx::query(AssertSqlSafe(self.sql.purge_expired_holder.as_str()))
             .bind(id.as_str())
@@ -426,6 +409,23 @@ impl SqliteStore {
             .await
             .map_err(|e| self.error(e))?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+impl Writes for SqliteStore {
+    fn write(
+        &self,
+        step: Step<'_>,
+        patch: &Patch,
+    ) -> impl std::future::Future<Output = Result<Outcome, StoreError>> + Send {
+        self.apply(step, patch)
+    }
+
+    fn purge_expired_holder(
+        &self,
+        id: &SessionId,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
+        self.purge(id)
     }
 }
 
@@ -457,39 +457,15 @@ impl SessionStore for SqliteStore {
     }
 
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
-        for _ in 0..2 {
-            match self.write(Step::Create(id), patch).await? {
-                Outcome::Done => return Ok(None),
-                Outcome::Missed | Outcome::Taken => {
-                    if !self.purge_expired_holder(id).await? {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(StoreError::Collision)
+        super::create(self, id, patch).await
     }
 
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
-        match self.write(Step::Save(id), patch).await? {
-            Outcome::Done => Ok(None),
-            Outcome::Missed | Outcome::Taken => Err(StoreError::NotFound),
-        }
+        super::save(self, id, patch).await
     }
 
     async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
-        for _ in 0..2 {
-            match self.write(Step::Regenerate(old, new), patch).await? {
-                Outcome::Done => return Ok(None),
-                Outcome::Missed => return Err(StoreError::NotFound),
-                Outcome::Taken => {
-                    if !self.purge_expired_holder(new).await? {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(StoreError::Collision)
+        super::regenerate(self, old, new, patch).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
