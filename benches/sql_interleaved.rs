@@ -20,7 +20,8 @@
 //!    at 21 fields, for `seconds` each.
 //!
 //! `SQL_BENCH_ONLY=postgresql|mariadb|sqlite` runs one backend, `SQL_BENCH_PHASES=traffic,
-//! latency,load` some of the phases, `SQL_BENCH_SUBJECT=ours|tower` one subject of the load.
+//! latency,load` some of the phases, `SQL_BENCH_SUBJECT=ours|tower` one subject of the load,
+//! `SQL_BENCH_LOAD=read` a load of reads instead of updates.
 //!
 //! tower-sessions' stores run with sqlx's default pool settings, as its docs build them;
 //! ours with `connect()`'s. Each subject has tables of its own, dropped at the end.
@@ -377,6 +378,13 @@ fn load(backend: Backend, url: &str, seconds: u64, made: &mut Vec<Made>) {
     println!("|---|---:|---:|---:|---:|");
     let apps = rt.block_on(apps(backend, url, 21, made));
     let only = std::env::var("SQL_BENCH_SUBJECT").unwrap_or_default();
+    // `SQL_BENCH_LOAD=read` loads with reads instead of updates.
+    let reads = std::env::var("SQL_BENCH_LOAD").is_ok_and(|v| v == "read");
+    let (method, path) = if reads {
+        ("GET", "/read")
+    } else {
+        ("POST", "/update")
+    };
     for (name, app) in names(backend).into_iter().zip(apps) {
         if !only.is_empty() && !name.starts_with(&only) {
             continue;
@@ -391,8 +399,7 @@ fn load(backend: Backend, url: &str, seconds: u64, made: &mut Vec<Made>) {
                         let (mut latencies, mut errors) = (Vec::new(), 0u64);
                         while Instant::now() < deadline {
                             let start = Instant::now();
-                            let answer =
-                                send(&app, request("POST", "/update", Some(&cookie))).await;
+                            let answer = send(&app, request(method, path, Some(&cookie))).await;
                             latencies.push(start.elapsed());
                             if answer.is_none() {
                                 errors += 1;
