@@ -1,12 +1,13 @@
 //! `PostgresStore`, `MySqlStore` and `SqliteStore` against real databases: the conformance
 //! suite, 100 concurrent different-field writes through one app instance and two, bad rows,
 //! missing tables, clean-up, an exhausted pool; `faults` restarts a private PostgreSQL
-//! server under load.
+//! server under load, `specific` checks what only some servers can show.
 //!
 //! Every test runs on each of the three stores (a module per store below), on tables of its
 //! own that it drops at the end.
 
 mod faults;
+mod specific;
 mod wide;
 
 use std::time::{Duration, Instant, SystemTime};
