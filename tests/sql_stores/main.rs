@@ -49,6 +49,24 @@ trait SqlStore: SessionStore + Clone + Sized {
     async fn verify(&self) -> Result<(), StoreError>;
 }
 
+/// The `SqlStore` methods each store has under the same name, delegated.
+macro_rules! same_named_methods {
+    ($store:ty) => {
+        async fn delete_expired(&self) -> Result<u64, StoreError> {
+            <$store>::delete_expired(self).await
+        }
+        fn spawn_cleanup(&self, every: Duration) -> session_runtime::store::CleanupTask {
+            <$store>::spawn_cleanup(self, every)
+        }
+        async fn migrate(&self) -> Result<(), StoreError> {
+            <$store>::migrate(self).await
+        }
+        async fn verify(&self) -> Result<(), StoreError> {
+            <$store>::verify(self).await
+        }
+    };
+}
+
 /// Runs each listed test (an `async fn(S, Made)`) on every SQL store, as
 /// `<store>::<test>`.
 macro_rules! on_every_sql_store {
@@ -481,18 +499,7 @@ impl SqlStore for PostgresStore {
             .with_kept_connections(0);
         (store, Box::new(held))
     }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        PostgresStore::delete_expired(self).await
-    }
-    fn spawn_cleanup(&self, every: Duration) -> session_runtime::store::CleanupTask {
-        PostgresStore::spawn_cleanup(self, every)
-    }
-    async fn migrate(&self) -> Result<(), StoreError> {
-        PostgresStore::migrate(self).await
-    }
-    async fn verify(&self) -> Result<(), StoreError> {
-        PostgresStore::verify(self).await
-    }
+    same_named_methods!(PostgresStore);
 }
 
 impl SqlStore for MySqlStore {
@@ -531,18 +538,7 @@ impl SqlStore for MySqlStore {
             .with_kept_connections(0);
         (store, Box::new(held))
     }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        MySqlStore::delete_expired(self).await
-    }
-    fn spawn_cleanup(&self, every: Duration) -> session_runtime::store::CleanupTask {
-        MySqlStore::spawn_cleanup(self, every)
-    }
-    async fn migrate(&self) -> Result<(), StoreError> {
-        MySqlStore::migrate(self).await
-    }
-    async fn verify(&self) -> Result<(), StoreError> {
-        MySqlStore::verify(self).await
-    }
+    same_named_methods!(MySqlStore);
 }
 
 impl SqlStore for SqliteStore {
@@ -577,18 +573,7 @@ impl SqlStore for SqliteStore {
         let held = pool.acquire().await.unwrap();
         (Self::new(pool).with_kept_connections(0), Box::new(held))
     }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        SqliteStore::delete_expired(self).await
-    }
-    fn spawn_cleanup(&self, every: Duration) -> session_runtime::store::CleanupTask {
-        SqliteStore::spawn_cleanup(self, every)
-    }
-    async fn migrate(&self) -> Result<(), StoreError> {
-        SqliteStore::migrate(self).await
-    }
-    async fn verify(&self) -> Result<(), StoreError> {
-        SqliteStore::verify(self).await
-    }
+    same_named_methods!(SqliteStore);
 }
 
 /// A store whose connections it keeps is dropped after the runtime that used it stopped

@@ -142,7 +142,8 @@ impl<DB: Database> Conns<DB> {
     /// Starts, once, the task that hands unused connections back: every second, and at
     /// once when the pool is closed. It ends with the store.
     fn tend(self: &Arc<Self>) {
-        if self.tending.swap(true, Ordering::Relaxed) {
+        // A load first: after the first call this is a read, not a write, on every call.
+        if self.tending.load(Ordering::Relaxed) || self.tending.swap(true, Ordering::Relaxed) {
             return;
         }
         let weak: Weak<Self> = Arc::downgrade(self);

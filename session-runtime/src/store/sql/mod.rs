@@ -87,6 +87,27 @@ impl Tables {
         }
     }
 
+    /// Deletes `n` named fields of one session (`?` placeholders: MySQL, SQLite).
+    #[cfg(any(feature = "mysql", feature = "sqlite"))]
+    fn delete_fields(&self, n: usize) -> String {
+        format!(
+            "DELETE FROM {} WHERE record = ? AND name IN ({})",
+            self.fields,
+            marks(n)
+        )
+    }
+
+    /// Upserts `n` fields of one session, `on_conflict` being the dialect's clause that
+    /// replaces an existing field's value (`?` placeholders: MySQL, SQLite).
+    #[cfg(any(feature = "mysql", feature = "sqlite"))]
+    fn upsert_fields(&self, n: usize, on_conflict: &str) -> String {
+        format!(
+            "INSERT INTO {} (record, name, value) VALUES {} {on_conflict}",
+            self.fields,
+            row_marks(n)
+        )
+    }
+
     /// "the tables x and y", for messages.
     fn described(&self) -> String {
         format!("the tables {} and {}", self.plain.0, self.plain.1)
@@ -181,15 +202,16 @@ impl<'a> Rows<'a> {
 }
 
 /// A record from a session's expiry and its field rows (a left join: a session without
-/// fields gives one row without a name).
-fn record_from(
+/// fields gives one row without a name). Names are borrowed from the rows: each is copied
+/// once, into its key.
+fn record_from<'r>(
     expires_at: i64,
-    rows: impl Iterator<Item = (Option<String>, Option<Vec<u8>>)>,
+    rows: impl Iterator<Item = (Option<&'r str>, Option<Vec<u8>>)>,
 ) -> Record {
     let mut fields = FieldMap::default();
     for (name, value) in rows {
         if let (Some(name), Some(value)) = (name, value) {
-            fields.insert(FieldKey::new(&name), Bytes::from(value));
+            fields.insert(FieldKey::new(name), Bytes::from(value));
         }
     }
     Record {
@@ -501,7 +523,7 @@ mod tests {
     fn rows_become_a_complete_record() {
         let record = record_from(
             1_700_000_000_000,
-            [(Some("a".to_owned()), Some(b"1".to_vec())), (None, None)].into_iter(),
+            [(Some("a"), Some(b"1".to_vec())), (None, None)].into_iter(),
         );
         assert!(record.complete);
         assert_eq!(record.fields.len(), 1);

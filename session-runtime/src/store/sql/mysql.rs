@@ -8,8 +8,8 @@ use sqlx::{
 };
 
 use super::{
-    conns::Conns, delete_in_batches, marks, millis, record_from, retried, row_marks, store_error,
-    CleanupTask, Failure, Outcome, Rows, Step, Tables, Writes, CHUNK,
+    conns::Conns, delete_in_batches, millis, record_from, retried, store_error, CleanupTask,
+    Failure, Outcome, Rows, Step, Tables, Writes, CHUNK,
 };
 use crate::{
     store::{LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult},
@@ -234,30 +234,11 @@ impl Statements {
                     sql.push_str(" AS value");
                 }
             }
-            sql.push_str(
-                ") AS t WHERE @session_record > 0 ON DUPLICATE KEY UPDATE value = VALUES(value);\n",
-            );
+            let _ = writeln!(sql, ") AS t WHERE @session_record > 0 {UPSERT};");
         }
         // A session variable reads back as DECIMAL: cast it to what it holds.
         sql.push_str("COMMIT;\nSELECT CAST(@session_record AS SIGNED)");
         sql
-    }
-
-    fn delete_fields(&self, n: usize) -> String {
-        format!(
-            "DELETE FROM {} WHERE record = ? AND name IN ({})",
-            self.tables.fields,
-            marks(n)
-        )
-    }
-
-    fn upsert_fields(&self, n: usize) -> String {
-        format!(
-            "INSERT INTO {} (record, name, value) VALUES {} \
-             ON DUPLICATE KEY UPDATE value = VALUES(value)",
-            self.tables.fields,
-            row_marks(n)
-        )
     }
 }
 
@@ -284,6 +265,9 @@ fn hex_literal(out: &mut String, bytes: &[u8]) {
     }
     out.push('\'');
 }
+
+/// How an upsert replaces an existing field's value.
+const UPSERT: &str = "ON DUPLICATE KEY UPDATE value = VALUES(value)";
 
 /// What MySQL's and MariaDB's error numbers mean to the store.
 fn classify(err: &dyn sqlx::error::DatabaseError) -> Failure {
@@ -554,7 +538,7 @@ impl MySqlStore {
             return Ok(Outcome::Missing);
         };
         for names in rows.removed.chunks(CHUNK) {
-            let sql = self.sql.delete_fields(names.len());
+            let sql = self.sql.tables.delete_fields(names.len());
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(record);
             for name in names {
                 query = query.bind(*name);
@@ -562,7 +546,7 @@ impl MySqlStore {
             query.execute(&mut *tx).await?;
         }
         for (names, values) in rows.names.chunks(CHUNK).zip(rows.values.chunks(CHUNK)) {
-            let sql = self.sql.upsert_fields(names.len());
+            let sql = self.sql.tables.upsert_fields(names.len(), UPSERT);
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (name, value) in names.iter().zip(values) {
                 query = query.bind(record).bind(*name).bind(*value);
@@ -625,10 +609,10 @@ impl SessionStore for MySqlStore {
         let expires_at: i64 = first.try_get(0).map_err(|e| self.error(e))?;
         let mut fields = Vec::with_capacity(rows.len());
         for row in &rows {
-            let name: Option<Vec<u8>> = row.try_get(1).map_err(|e| self.error(e))?;
+            let name: Option<&[u8]> = row.try_get(1).map_err(|e| self.error(e))?;
             let value: Option<Vec<u8>> = row.try_get(2).map_err(|e| self.error(e))?;
             // A name that is not UTF-8 was not written by the store: no field reads it.
-            fields.push((name.and_then(|n| String::from_utf8(n).ok()), value));
+            fields.push((name.and_then(|n| std::str::from_utf8(n).ok()), value));
         }
         Ok(Some(record_from(expires_at, fields.into_iter())))
     }

@@ -8,8 +8,8 @@ use sqlx::{
 };
 
 use super::{
-    conns::Conns, delete_in_batches, marks, millis, record_from, retried, row_marks, store_error,
-    CleanupTask, Failure, Outcome, Rows, Step, Tables, Writes, CHUNK,
+    conns::Conns, delete_in_batches, millis, record_from, retried, store_error, CleanupTask,
+    Failure, Outcome, Rows, Step, Tables, Writes, CHUNK,
 };
 use crate::{
     store::{LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult},
@@ -153,24 +153,10 @@ impl Statements {
             tables,
         }
     }
-
-    fn delete_fields(&self, n: usize) -> String {
-        format!(
-            "DELETE FROM {} WHERE record = ? AND name IN ({})",
-            self.tables.fields,
-            marks(n)
-        )
-    }
-
-    fn upsert_fields(&self, n: usize) -> String {
-        format!(
-            "INSERT INTO {} (record, name, value) VALUES {} \
-             ON CONFLICT (record, name) DO UPDATE SET value = excluded.value",
-            self.tables.fields,
-            row_marks(n)
-        )
-    }
 }
+
+/// How an upsert replaces an existing field's value.
+const UPSERT: &str = "ON CONFLICT (record, name) DO UPDATE SET value = excluded.value";
 
 /// What SQLite's messages mean to the store (its error codes do not tell a missing table
 /// from other errors).
@@ -378,7 +364,7 @@ impl SqliteStore {
             Err(e) => return Err(err(e)),
         };
         for names in rows.removed.chunks(CHUNK) {
-            let sql = self.sql.delete_fields(names.len());
+            let sql = self.sql.tables.delete_fields(names.len());
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(record);
             for name in names {
                 query = query.bind(*name);
@@ -386,7 +372,7 @@ impl SqliteStore {
             query.execute(&mut *tx).await.map_err(err)?;
         }
         for (names, values) in rows.names.chunks(CHUNK).zip(rows.values.chunks(CHUNK)) {
-            let sql = self.sql.upsert_fields(names.len());
+            let sql = self.sql.tables.upsert_fields(names.len(), UPSERT);
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (name, value) in names.iter().zip(values) {
                 query = query.bind(record).bind(*name).bind(*value);
@@ -450,7 +436,7 @@ impl SessionStore for SqliteStore {
         let expires_at: i64 = first.try_get(0).map_err(|e| self.error(e))?;
         let fields = rows
             .iter()
-            .map(|row| Ok((row.try_get(1)?, row.try_get(2)?)))
+            .map(|row| Ok((row.try_get::<Option<&str>, _>(1)?, row.try_get(2)?)))
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(|e| self.error(e))?;
         Ok(Some(record_from(expires_at, fields.into_iter())))
