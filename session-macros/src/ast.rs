@@ -46,6 +46,7 @@ pub(crate) struct FieldAttrs {
     pub(crate) rename: Option<LitStr>,
     pub(crate) skip: Option<Span>,
     pub(crate) default: Option<Path>,
+    pub(crate) index: Option<Span>,
 }
 
 impl<'a> Schema<'a> {
@@ -356,6 +357,16 @@ impl FieldAttrs {
                         duplicate(cx, &meta, symbol::SKIP);
                     }
                     out.skip = Some(meta.path.span());
+                } else if meta.path.is_ident(symbol::INDEX) {
+                    if meta.input.peek(syn::Token![=]) {
+                        return Err(
+                            meta.error("`index` takes no value: write `#[session(index)]`")
+                        );
+                    }
+                    if out.index.is_some() {
+                        duplicate(cx, &meta, symbol::INDEX);
+                    }
+                    out.index = Some(meta.path.span());
                 } else if meta.path.is_ident(symbol::DEFAULT) {
                     // `#[session(default)]`, as serde users write it: the type's `Default`.
                     let path = if meta.input.peek(syn::Token![=]) {

@@ -44,7 +44,61 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             (Some(ns), true) => format!("{ns}{}{key}", symbol::NAMESPACE_SEPARATOR),
             (None, true) => key.clone(),
         };
-        quote!(#private::FieldInfo::new(#field_name, #key, #store_key, #persisted))
+        let index_key = if persisted && field.attrs.index.is_some() {
+            format!("{}{store_key}", symbol::INDEX_KEY_PREFIX)
+        } else {
+            String::new()
+        };
+        quote!(#private::FieldInfo::new(#field_name, #key, #store_key, #persisted, #index_key))
+    });
+    // Indexed fields: their term as the session's index sees it, and a typed handle on the
+    // user's struct to list and revoke by (with the field's own visibility).
+    let indexed: Vec<(&Field<'_>, usize)> = schema
+        .fields
+        .iter()
+        .zip(0..)
+        .filter(|(field, _)| field.attrs.skip.is_none() && field.attrs.index.is_some())
+        .collect();
+    let index_arms = indexed.iter().map(|(field, index)| {
+        let ty = self_as(field.ty, ident);
+        let getter = getter_ident(field);
+        let call = quote_spanned!(field.ty.span()=> #private::index_term::<#ty>(#fields_ty::#getter(self)));
+        quote!(#index => #call,)
+    });
+    let index_term = (!indexed.is_empty()).then(|| {
+        quote! {
+            fn index_term(&self, __index: ::core::primitive::usize) -> ::core::option::Option<::std::string::String> {
+                match __index {
+                    #(#index_arms)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+        }
+    });
+    let index_handles = indexed.iter().map(|(field, index)| {
+        let ty = self_as(field.ty, ident);
+        let vis = field.vis;
+        let name = field.name();
+        let by = format_ident!("by_{}", name, span = field.ident.span());
+        let doc = format!(
+            "The session index on `{name}`: list and revoke the sessions that share a value of it \
+             (`TypedSession::sessions`, `SessionLayer::sessions`)."
+        );
+        quote_spanned! {field.ty.span()=>
+            #[doc = #doc]
+            #[must_use]
+            #vis fn #by() -> #private::Index<#ident, <#ty as #private::IndexValue>::Key> {
+                #private::Index::new(#index)
+            }
+        }
+    });
+    let index_impl = (!indexed.is_empty()).then(|| {
+        quote! {
+            #[allow(non_snake_case)]
+            impl #ident {
+                #(#index_handles)*
+            }
+        }
     });
 
     let load_keys: Vec<String> = schema
@@ -238,7 +292,11 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                         ::core::option::Option::None => ::core::unreachable!(),
                     }
                 }
+
+                #index_term
             }
+
+            #index_impl
 
             // Field names are the user's: `#[allow(non_snake_case)]` on their struct does not
             // reach these.

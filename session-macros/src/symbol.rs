@@ -18,7 +18,12 @@ pub(crate) const CONTAINER_KEYS: &[&str] = &[VERSION, MIGRATE, NAMESPACE, CODEC,
 pub(crate) const RENAME: &str = "rename";
 pub(crate) const SKIP: &str = "skip";
 pub(crate) const DEFAULT: &str = "default";
-pub(crate) const FIELD_KEYS: &[&str] = &[RENAME, SKIP, DEFAULT];
+pub(crate) const INDEX: &str = "index";
+pub(crate) const FIELD_KEYS: &[&str] = &[RENAME, SKIP, DEFAULT, INDEX];
+
+/// An indexed field's index term is stored under this prefix plus the field's store key
+/// (mirrors `session_runtime`'s `meta::INDEX_KEY_PREFIX`).
+pub(crate) const INDEX_KEY_PREFIX: &str = "__ix.";
 
 /// Store keys starting with this prefix hold the runtime's own metadata (schema versions,
 /// creation time, expiry override).
@@ -47,6 +52,9 @@ pub(crate) const RESERVED_METHODS: &[&str] = &[
     "set_session_only_cookie",
     "metadata",
     "data",
+    "sessions",
+    "revoke",
+    "revoke_others",
     // Deref/DerefMut, through which the accessors are reached.
     "deref",
     "deref_mut",

@@ -128,6 +128,16 @@ fn check_keys(cx: &mut Ctxt, schema: &Schema<'_>) {
             );
             continue;
         }
+        if let (Some(_), Some(index)) = (field.attrs.skip, field.attrs.index) {
+            cx.push(syn::Error::new(
+                index,
+                format!(
+                    "field `{}` is `skip`, so it is never stored and cannot index sessions; remove one of them",
+                    field.name()
+                ),
+            ));
+            continue;
+        }
         if field.attrs.skip.is_some() {
             continue;
         }

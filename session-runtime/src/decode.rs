@@ -338,13 +338,29 @@ pub fn collect_changes<T: SessionData>(
                 source,
             })?;
         out.extend([(Cow::Borrowed(info.store_key()), Some(Bytes::from(bytes)))]);
+        // The index term goes in the same write as the field.
+        if !info.index_key().is_empty() {
+            let term = match fields.index_term(index) {
+                Some(term) => Some(Bytes::from(
+                    crate::index::check_term(schema.name(), info.name(), term).map_err(
+                        |err| match err {
+                            crate::SessionError::Encode(err) => err,
+                            _ => unreachable!("check_term fails only with Encode"),
+                        },
+                    )?,
+                )),
+                None => None,
+            };
+            out.extend([(Cow::Borrowed(info.index_key()), term)]);
+        }
     }
-    out.extend(
-        fields
-            .state()
-            .removed_fields()
-            .map(|index| (Cow::Borrowed(schema.fields()[index].store_key()), None)),
-    );
+    for index in fields.state().removed_fields() {
+        let info = &schema.fields()[index];
+        out.extend([(Cow::Borrowed(info.store_key()), None)]);
+        if !info.index_key().is_empty() {
+            out.extend([(Cow::Borrowed(info.index_key()), None)]);
+        }
+    }
     // Never downgrade: a record of a newer version keeps its version.
     if stored_version.is_none_or(|v| v < schema.version()) {
         out.extend([(

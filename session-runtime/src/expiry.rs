@@ -59,6 +59,28 @@ impl ExpiryConfig {
         })
     }
 
+    /// When a session was last written or refreshed: its expiry less its idle timeout.
+    /// `None` when the expiry is unknown, or the absolute timeout set it.
+    pub(crate) fn last_refresh(
+        &self,
+        created: Option<SystemTime>,
+        expires_at: Option<SystemTime>,
+        lifetime: Lifetime,
+    ) -> Option<SystemTime> {
+        let idle = lifetime.idle_timeout().unwrap_or(self.idle_timeout);
+        // The last write or refresh set the expiry one idle timeout ahead, unless the
+        // absolute timeout cut it short.
+        let capped = |at: SystemTime| {
+            self.absolute_timeout
+                .zip(created)
+                .and_then(|(limit, created)| created.checked_add(limit))
+                .is_some_and(|end| end <= at)
+        };
+        expires_at
+            .filter(|at| !capped(*at))
+            .and_then(|at| at.checked_sub(idle.min(LONGEST_LIFETIME)))
+    }
+
     /// When a session written now expires (given its own cookie lifetime, if it chose one),
     /// and the cookie's Max-Age for it (`None` for a session-only cookie).
     pub(crate) fn expires_at(

@@ -12,6 +12,8 @@ pub const RESERVED_KEY_PREFIX: &str = "__";
 pub const NAMESPACE_SEPARATOR: char = '.';
 /// A schema's stored version lives under this prefix plus its namespace or struct name.
 pub const VERSION_KEY_PREFIX: &str = "__v.";
+/// An indexed field's index term lives under this prefix plus the field's store key.
+pub const INDEX_KEY_PREFIX: &str = "__ix.";
 /// Metadata key: creation time, milliseconds since the Unix epoch.
 pub const CREATED_KEY: &str = "__created";
 /// Metadata key: this session's own idle timeout in milliseconds ("remember me"). Stored as

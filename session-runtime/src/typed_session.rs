@@ -11,6 +11,7 @@ use http::request::Parts;
 
 use crate::{
     expiry::{Lifetime, SessionMetadata},
+    index::{Index, IndexedSession, SessionHandle},
     record::RawRecord,
     schema::{SchemaFields, SessionData},
     session::{Handle, RequestSession},
@@ -310,6 +311,101 @@ impl<T: SessionData> TypedSession<T> {
             .flush::<T>(&mut self.fields, &mut self.stored_version, self.handle);
         self.session.persist(true).await
     }
+
+    /// The live sessions that share this one's value of the indexed field ("your
+    /// devices"), oldest first, this one marked [`is_current`](IndexedSession::is_current)
+    /// once it is stored. Empty when the field holds no value that indexes (nobody is
+    /// logged in). Each comes with an opaque handle to revoke it by, never its ID.
+    ///
+    /// ```
+    /// # use axum::{routing::get, Router};
+    /// # use session_runtime::{Key, MemoryStore, SessionData, SessionError, SessionLayer, TypedSession};
+    /// #[derive(SessionData)]
+    /// struct Auth {
+    ///     #[session(index)]
+    ///     user_id: Option<u64>,
+    ///     device: String,
+    /// }
+    ///
+    /// async fn devices(auth: TypedSession<Auth>) -> Result<String, SessionError> {
+    ///     let mut page = String::new();
+    ///     for session in auth.sessions(Auth::by_user_id()).await? {
+    ///         let mark = if session.is_current() { " (this one)" } else { "" };
+    ///         page += &format!("{}{mark}: {}\n", session.data::<Auth>().device, session.handle());
+    ///     }
+    ///     Ok(page)
+    /// }
+    /// # let _: Router = Router::new().route("/devices", get(devices))
+    /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+    /// ```
+    pub async fn sessions<K: ?Sized>(
+        &self,
+        index: Index<T, K>,
+    ) -> Result<Vec<IndexedSession>, SessionError> {
+        let Some(term) = self.index_term(index)? else {
+            return Ok(Vec::new());
+        };
+        let current = self.id();
+        crate::index::list(self.session.shared(), index.key(), &term, current.as_ref()).await
+    }
+
+    /// Revokes one of the sessions that share this one's value of the indexed field, by the
+    /// handle a listing gave: whether it did. A handle of a session that does not share the
+    /// value (another user's) revokes nothing, and neither does this session's own: end it
+    /// with [`destroy`](Self::destroy).
+    ///
+    /// ```
+    /// # use axum::{extract::Path, routing::post, Router};
+    /// # use session_runtime::{index::SessionHandle, Key, MemoryStore, SessionData, SessionError, SessionLayer, TypedSession};
+    /// # #[derive(SessionData)]
+    /// # struct Auth { #[session(index)] user_id: Option<u64> }
+    /// async fn sign_out(auth: TypedSession<Auth>, Path(handle): Path<String>) -> Result<&'static str, SessionError> {
+    ///     let Ok(handle) = handle.parse::<SessionHandle>() else { return Ok("no such session") };
+    ///     Ok(if auth.revoke(Auth::by_user_id(), &handle).await? { "signed out" } else { "no such session" })
+    /// }
+    /// # let _: Router = Router::new().route("/sessions/{handle}/revoke", post(sign_out))
+    /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+    /// ```
+    pub async fn revoke<K: ?Sized>(
+        &self,
+        index: Index<T, K>,
+        handle: &SessionHandle,
+    ) -> Result<bool, SessionError> {
+        let Some(term) = self.index_term(index)? else {
+            return Ok(false);
+        };
+        let shared = self.session.shared();
+        let own = self.id().map(|id| crate::index::handle_of(shared, &id));
+        if own.as_ref() == Some(handle) {
+            return Ok(false);
+        }
+        let revoked = crate::index::revoke(shared, index.key(), &term, |h| h == handle).await?;
+        Ok(revoked > 0)
+    }
+
+    /// Revokes every other session that shares this one's value of the indexed field ("sign
+    /// out everywhere else"): how many. This one stays.
+    pub async fn revoke_others<K: ?Sized>(
+        &self,
+        index: Index<T, K>,
+    ) -> Result<usize, SessionError> {
+        let Some(term) = self.index_term(index)? else {
+            return Ok(0);
+        };
+        let shared = self.session.shared();
+        let own = self.id().map(|id| crate::index::handle_of(shared, &id));
+        crate::index::revoke(shared, index.key(), &term, |h| Some(h) != own.as_ref()).await
+    }
+
+    /// This handle's index term for `index`, if its field holds one.
+    fn index_term<K: ?Sized>(&self, index: Index<T, K>) -> Result<Option<String>, SessionError> {
+        self.fields
+            .index_term(index.position())
+            .map(|term| {
+                crate::index::check_term(T::SCHEMA.name(), index.field(), term)
+            })
+            .transpose()
+    }
 }
 
 impl<T: SessionData> Deref for TypedSession<T> {
@@ -375,6 +471,13 @@ impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for TypedSession<T> {
             .get::<RequestSession>()
             .cloned()
             .ok_or(SessionError::MissingLayer)?;
+        if T::SCHEMA.is_indexed() && !session.shared().store.supports_index() {
+            tracing::error!(
+                schema = T::SCHEMA.name(),
+                "a schema with an indexed field was used with a store that does not keep the session index"
+            );
+            return Err(SessionError::Store(crate::StoreError::unsupported_index()));
+        }
         let (fields, stored_version, handle) = session.extract::<T>(&parts.headers).await?;
         let destroys = session.destroys();
         Ok(Self {

@@ -14,7 +14,9 @@
 //! partial), patches that set and remove fields, expiry (writes with an expiry already
 //! past included), touch, regenerate, delete, that a deleted or expired session is never
 //! brought back by a late write, collision safety, and that 50 concurrent patches to
-//! different fields of one session all survive. Then it runs 400 random operations against
+//! different fields of one session all survive. For a store that keeps the session index,
+//! it checks that too (found under every write's term, never once ended, conditional
+//! deletes, 100 concurrent logins); for one that does not, that it says so. Then it runs 400 random operations against
 //! a model of the contract ([`random_operations_match_a_model`]; a failure names the seed
 //! to replay). It needs a Tokio runtime (it sleeps past short expiries and spawns
 //! concurrent writers) and takes about two seconds.
@@ -23,6 +25,7 @@
 //! client-side store cannot detect a deleted session, for instance).
 
 mod checks;
+mod index;
 mod model;
 
 use std::{
@@ -34,6 +37,7 @@ use std::{
 use bytes::Bytes;
 
 pub use self::checks::*;
+pub use self::index::*;
 pub use self::model::random_operations_match_a_model;
 use crate::{
     store::{LoadKeys, Patch, Record},
@@ -116,7 +120,28 @@ pub async fn check<S: SessionStore>(store: S) -> Result<(), Violations> {
             random_operations_match_a_model(&*s, seed).await;
         })
         .await;
+    index_checks(&mut suite).await;
     suite.finish()
+}
+
+/// The index's checks for a store that keeps it; for one that does not, that it says so.
+async fn index_checks<S: SessionStore>(suite: &mut Suite<S>) {
+    if !suite.store.supports_index() {
+        checks!(suite, no_index_is_an_error);
+        return;
+    }
+    checks!(
+        suite,
+        index_follows_every_write,
+        indexes_keep_apart,
+        index_never_lists_ended_sessions,
+        delete_indexed_checks_the_term,
+    );
+    suite
+        .check("concurrent_index_writes_are_all_kept", |s| async move {
+            concurrent_index_writes_are_all_kept(s).await;
+        })
+        .await;
 }
 
 /// The checks a client-side store can keep: one whose "ID" is the sealed record itself
@@ -154,6 +179,7 @@ pub async fn run_client_side<S: SessionStore>(store: S) {
             regenerate_checks(&*s, false).await;
         })
         .await;
+    index_checks(&mut suite).await;
     if let Err(violations) = suite.finish() {
         panic!("{violations}");
     }

@@ -441,6 +441,24 @@ impl SessionLayer {
     }
 }
 
+impl SessionLayer {
+    /// Lists and revokes sessions by index outside a request, with this layer's store and
+    /// key: see [`Sessions`](crate::index::Sessions). Take it once the layer is configured
+    /// (it keeps the settings of that moment: the key its handles derive from, the
+    /// timeouts), and keep it in the app's state.
+    ///
+    /// ```
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    ///
+    /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate());
+    /// let sessions = layer.sessions(); // for the admin pages
+    /// # let _ = sessions;
+    /// ```
+    pub fn sessions(&self) -> crate::index::Sessions {
+        crate::index::Sessions::new(Arc::clone(&self.shared))
+    }
+}
+
 impl<I> Layer<I> for SessionLayer {
     type Service = SessionService<I>;
 

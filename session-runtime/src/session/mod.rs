@@ -452,26 +452,10 @@ impl RequestSession {
             return crate::SessionMetadata::default();
         };
         let expiry = &self.config().expiry;
-        let idle = loaded
-            .lifetime
-            .idle_timeout()
-            .unwrap_or(expiry.idle_timeout);
-        // The last write or refresh set the expiry one idle timeout ahead, unless the
-        // absolute timeout cut it short.
-        let capped = |at: SystemTime| {
-            expiry
-                .absolute_timeout
-                .zip(loaded.created)
-                .and_then(|(limit, created)| created.checked_add(limit))
-                .is_some_and(|end| end <= at)
-        };
         crate::SessionMetadata {
             created: loaded.created,
             expires_at: loaded.expires_at,
-            last_refresh: loaded
-                .expires_at
-                .filter(|at| !capped(*at))
-                .and_then(|at| at.checked_sub(idle.min(crate::expiry::LONGEST_LIFETIME))),
+            last_refresh: expiry.last_refresh(loaded.created, loaded.expires_at, loaded.lifetime),
             session_only: match loaded.lifetime {
                 Lifetime::Layer => !expiry.persistent_cookie,
                 Lifetime::IdleTimeout(_) => false,

@@ -1,7 +1,7 @@
 //! The embedded in-process store.
 
 use std::{
-    collections::{hash_map, HashMap},
+    collections::{hash_map, HashMap, HashSet},
     hash::BuildHasher,
     sync::{Arc, Mutex, MutexGuard},
     time::SystemTime,
@@ -12,6 +12,7 @@ use bytes::Bytes;
 use rustc_hash::FxBuildHasher;
 
 use super::{FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
+use crate::meta::INDEX_KEY_PREFIX;
 use crate::record::FieldKey;
 use crate::SessionId;
 
@@ -82,7 +83,58 @@ impl Inner {
 #[derive(Debug, Default)]
 struct Shard {
     records: HashMap<SessionId, Entry, FxBuildHasher>,
+    /// The session index of this shard's records: (index key, term) → IDs. Changed under
+    /// the shard's lock with the records it mirrors, so it is never stale. Hashed with
+    /// SipHash: terms are the app's values (user names, say), which clients may choose.
+    index: HashMap<(FieldKey, Bytes), HashSet<SessionId, FxBuildHasher>>,
     writes: u32,
+}
+
+/// The index terms a record holds.
+fn index_terms(fields: &FieldMap) -> impl Iterator<Item = (&FieldKey, &Bytes)> {
+    fields
+        .iter()
+        .filter(|(key, _)| key.starts_with(INDEX_KEY_PREFIX))
+}
+
+/// Whether a patch changes an index term.
+fn touches_index(patch: &Patch) -> bool {
+    patch
+        .set
+        .iter()
+        .map(|(key, _)| key)
+        .chain(&patch.remove)
+        .any(|key| key.starts_with(INDEX_KEY_PREFIX))
+}
+
+/// Adds `id` under each of `terms`.
+fn index_add<'a>(
+    index: &mut HashMap<(FieldKey, Bytes), HashSet<SessionId, FxBuildHasher>>,
+    id: &SessionId,
+    terms: impl Iterator<Item = (&'a FieldKey, &'a Bytes)>,
+) {
+    for (key, term) in terms {
+        index
+            .entry((key.clone(), term.clone()))
+            .or_default()
+            .insert(id.clone());
+    }
+}
+
+/// Removes `id` from under each of `terms`, and the terms left with no session.
+fn index_remove<'a>(
+    index: &mut HashMap<(FieldKey, Bytes), HashSet<SessionId, FxBuildHasher>>,
+    id: &SessionId,
+    terms: impl Iterator<Item = (&'a FieldKey, &'a Bytes)>,
+) {
+    for (key, term) in terms {
+        if let hash_map::Entry::Occupied(mut ids) = index.entry((key.clone(), term.clone())) {
+            ids.get_mut().remove(id);
+            if ids.get().is_empty() {
+                ids.remove();
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +147,8 @@ struct Entry {
     established: bool,
     /// The record's size: its keys' and values' bytes.
     bytes: usize,
+    /// The record holds index terms (so the shard's index names it).
+    indexed: bool,
 }
 
 /// The bytes a record of `fields` would hold after `patch`, from its size now.
@@ -245,17 +299,50 @@ impl Shard {
                 Some(entry)
             }
             hash_map::Entry::Occupied(entry) => {
-                entry.remove();
+                let (id, entry) = entry.remove_entry();
+                if entry.indexed {
+                    index_remove(&mut self.index, &id, index_terms(&entry.fields));
+                }
                 None
             }
             hash_map::Entry::Vacant(_) => None,
         }
     }
 
+    /// Removes the records `doomed` picks, and their index entries.
+    fn remove_where(&mut self, mut doomed: impl FnMut(&Entry) -> bool) {
+        let Self { records, index, .. } = self;
+        records.retain(|id, entry| {
+            let drop = doomed(entry);
+            if drop && entry.indexed {
+                index_remove(index, id, index_terms(&entry.fields));
+            }
+            !drop
+        });
+    }
+
+    /// Removes the record of `id`, and its index entries.
+    fn remove(&mut self, id: &SessionId) -> Option<Entry> {
+        let entry = self.records.remove(id)?;
+        if entry.indexed {
+            index_remove(&mut self.index, id, index_terms(&entry.fields));
+        }
+        Some(entry)
+    }
+
+    /// Adds a record under `id`, and its index entries.
+    fn insert(&mut self, id: SessionId, mut entry: Entry) {
+        entry.indexed = index_terms(&entry.fields).next().is_some();
+        if entry.indexed {
+            index_add(&mut self.index, &id, index_terms(&entry.fields));
+        }
+        self.records.insert(id, entry);
+    }
+
     fn note_write(&mut self, now: SystemTime) {
         self.writes = self.writes.wrapping_add(1);
         if self.writes % SWEEP_EVERY == 0 {
-            self.records.retain(|_, e| e.is_live(now));
+            self.remove_where(|e| !e.is_live(now));
         }
     }
 
@@ -268,7 +355,7 @@ impl Shard {
         if self.records.len() < max {
             return;
         }
-        self.records.retain(|_, e| e.is_live(now));
+        self.remove_where(|e| !e.is_live(now));
         if self.records.len() < max {
             return;
         }
@@ -280,7 +367,7 @@ impl Shard {
         if fresh >= evict {
             self.evict_closest_to_expiry(evict, |e| !e.established);
         } else {
-            self.records.retain(|_, e| e.established);
+            self.remove_where(|e| !e.established);
             self.evict_closest_to_expiry(evict - fresh, |_| true);
         }
     }
@@ -307,17 +394,17 @@ impl Shard {
         // (Only the partition's left side can hold earlier expiries.)
         let before = earlier.iter().filter(|&&at| at < cutoff).count();
         let mut at_cutoff = evict - before;
-        self.records.retain(|_, e| {
+        self.remove_where(|e| {
             if !eligible(e) {
-                return true;
+                return false;
             }
             match e.expires_at.cmp(&cutoff) {
-                std::cmp::Ordering::Less => false,
+                std::cmp::Ordering::Less => true,
                 std::cmp::Ordering::Equal if at_cutoff > 0 => {
                     at_cutoff -= 1;
-                    false
+                    true
                 }
-                _ => true,
+                _ => false,
             }
         });
     }
@@ -381,13 +468,14 @@ impl SessionStore for MemoryStore {
         self.inner.check_size(bytes)?;
         shard.reserve(self.inner.max_per_shard, now);
         let fields = packed(patch);
-        shard.records.insert(
+        shard.insert(
             id.clone(),
             Entry {
                 fields: Arc::new(fields),
                 expires_at: patch.expires_at,
                 established: false,
                 bytes,
+                indexed: false,
             },
         );
         shard.note_write(now);
@@ -400,9 +488,19 @@ impl SessionStore for MemoryStore {
         let entry = shard.live(id, now).ok_or(StoreError::NotFound)?;
         let bytes = size_after(&entry.fields, entry.bytes, patch);
         self.inner.check_size(bytes)?;
-        patch.apply_to(Arc::make_mut(&mut entry.fields));
-        entry.expires_at = patch.expires_at;
-        entry.bytes = bytes;
+        if touches_index(patch) {
+            // Rare (a login, a logout): the record leaves the index and comes back with its
+            // new terms, under the same lock.
+            let mut entry = shard.remove(id).expect("checked live above");
+            patch.apply_to(Arc::make_mut(&mut entry.fields));
+            entry.expires_at = patch.expires_at;
+            entry.bytes = bytes;
+            shard.insert(id.clone(), entry);
+        } else {
+            patch.apply_to(Arc::make_mut(&mut entry.fields));
+            entry.expires_at = patch.expires_at;
+            entry.bytes = bytes;
+        }
         shard.note_write(now);
         Ok(None)
     }
@@ -435,7 +533,6 @@ impl SessionStore for MemoryStore {
         let bytes = size_after(&old_entry.fields, old_entry.bytes, patch);
         self.inner.check_size(bytes)?;
         let mut entry = first
-            .records
             .remove(old)
             .expect("checked live above under the same lock");
         patch.apply_to(Arc::make_mut(&mut entry.fields));
@@ -449,13 +546,13 @@ impl SessionStore for MemoryStore {
             }
             None => &mut first,
         };
-        target.records.insert(new.clone(), entry);
+        target.insert(new.clone(), entry);
         target.note_write(now);
         Ok(None)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.shard(id).records.remove(id);
+        self.shard(id).remove(id);
         Ok(())
     }
 
@@ -465,6 +562,65 @@ impl SessionStore for MemoryStore {
         let entry = shard.live(id, now).ok_or(StoreError::NotFound)?;
         entry.expires_at = expires_at;
         Ok(None)
+    }
+
+    fn supports_index(&self) -> bool {
+        true
+    }
+
+    async fn find_indexed(
+        &self,
+        index: &str,
+        term: &[u8],
+    ) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        let now = SystemTime::now();
+        let wanted = (FieldKey::new(index), Bytes::copy_from_slice(term));
+        let mut found = Vec::new();
+        for shard in &self.inner.shards {
+            let mut shard = lock(shard);
+            let Some(ids) = shard.index.get(&wanted) else {
+                continue;
+            };
+            let ids: Vec<SessionId> = ids.iter().cloned().collect();
+            for id in ids {
+                let Some(entry) = shard.records.get(&id) else {
+                    continue;
+                };
+                if !entry.is_live(now) {
+                    // Expired: it goes now, with its index entries.
+                    shard.remove(&id);
+                    continue;
+                }
+                if entry.fields.get(index).map(|v| &v[..]) == Some(term) {
+                    let record = Record {
+                        fields: Arc::clone(&entry.fields),
+                        expires_at: Some(entry.expires_at),
+                        stale: false,
+                        complete: true,
+                    };
+                    found.push((id, record));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete_indexed(
+        &self,
+        id: &SessionId,
+        index: &str,
+        term: &[u8],
+    ) -> Result<bool, StoreError> {
+        let now = SystemTime::now();
+        let mut shard = self.shard(id);
+        let holds = shard
+            .records
+            .get(id)
+            .is_some_and(|e| e.is_live(now) && e.fields.get(index).map(|v| &v[..]) == Some(term));
+        if holds {
+            shard.remove(id);
+        }
+        Ok(holds)
     }
 }
 

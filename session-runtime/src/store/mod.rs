@@ -35,6 +35,23 @@
 //! client-side store whose "ID" is the encrypted record does so on every write. Server-side
 //! stores return `None`. An ID a store chooses must be all RFC 6265 cookie octets.
 //!
+//! # The session index
+//!
+//! A schema's `#[session(index)]` field stores its *index term* (the text of its value)
+//! under a reserved key of the record, `__ix.` and the field's store key, in the same patch
+//! as the field: set when the field holds a value that indexes, removed when it does not.
+//! A store whose [`SessionStore::supports_index`] is `true` must also:
+//!
+//! 8. **Find** with [`SessionStore::find_indexed`] every live record that holds `term`
+//!    under `index`, and only those, at a cost that grows with their number, never with the
+//!    store's size: its reverse mapping from (`index`, `term`) to IDs changes in the same
+//!    atomic write as the record (a create, save, regenerate, delete or expiry), so it is
+//!    never stale.
+//! 9. **Delete if indexed** with [`SessionStore::delete_indexed`]: delete the record only if
+//!    it still holds `term` under `index`, atomically, and say whether it did.
+//! 10. Keep no entry for a record that is gone: an expired record's entries go when it does,
+//!     or at the latest when a find meets them, so they do not pile up.
+//!
 //! # For store authors
 //!
 //! - **Atomic regenerate**: no load, at any moment, may see the record under both IDs, nor
@@ -270,6 +287,10 @@ pub enum StoreError {
     /// a new session under a new ID, leaving the unreadable data as it is; under
     /// [`DecodePolicy::Strict`](crate::DecodePolicy::Strict) the request fails with a `500`.
     Corrupt(Box<dyn StdError + Send + Sync>),
+    /// The store cannot do what was asked: the session index, on a store that does not
+    /// keep one (see [`SessionStore::supports_index`]). A `500`: the app needs another
+    /// store.
+    Unsupported(&'static str),
 }
 
 impl StoreError {
@@ -299,6 +320,15 @@ impl StoreError {
     pub fn corrupt(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         Self::Corrupt(source.into())
     }
+
+    /// The error of a store that does not keep the session index.
+    pub(crate) fn unsupported_index() -> Self {
+        Self::Unsupported(
+            "this session store does not keep the session index: a schema with a \
+             `#[session(index)]` field, and listing or revoking sessions by index, need a \
+             store that does (MemoryStore and the SQL stores do)",
+        )
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -309,6 +339,7 @@ impl fmt::Display for StoreError {
             Self::Rejected(_) => f.write_str("the session store refused the record"),
             Self::Backend(_) => f.write_str("the session store failed"),
             Self::Corrupt(_) => f.write_str("the stored session record is unreadable"),
+            Self::Unsupported(what) => f.write_str(what),
         }
     }
 }
@@ -317,7 +348,7 @@ impl StdError for StoreError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             Self::Rejected(e) | Self::Backend(e) | Self::Corrupt(e) => Some(&**e),
-            Self::NotFound | Self::Collision => None,
+            Self::NotFound | Self::Collision | Self::Unsupported(_) => None,
         }
     }
 }
@@ -360,6 +391,36 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &SessionId,
         expires_at: SystemTime,
     ) -> impl Future<Output = WriteResult> + Send;
+
+    /// Whether the store keeps the session index (see [the contract](self#the-session-index)).
+    /// `false` by default: the layer then refuses indexed schemas with
+    /// [`StoreError::Unsupported`] rather than store their terms unindexed.
+    fn supports_index(&self) -> bool {
+        false
+    }
+
+    /// The live sessions whose record holds `term` under the index key `index`, with their
+    /// whole records, in any order.
+    fn find_indexed(
+        &self,
+        index: &str,
+        term: &[u8],
+    ) -> impl Future<Output = Result<Vec<(SessionId, Record)>, StoreError>> + Send {
+        let _ = (index, term);
+        async { Err(StoreError::unsupported_index()) }
+    }
+
+    /// Deletes the session `id` if its record still holds `term` under `index`, atomically:
+    /// whether it did.
+    fn delete_indexed(
+        &self,
+        id: &SessionId,
+        index: &str,
+        term: &[u8],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (id, index, term);
+        async { Err(StoreError::unsupported_index()) }
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -383,6 +444,18 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     fn delete<'a>(&'a self, id: &'a SessionId) -> BoxFuture<'a, Result<(), StoreError>>;
     fn touch<'a>(&'a self, id: &'a SessionId, expires_at: SystemTime)
         -> BoxFuture<'a, WriteResult>;
+    fn supports_index(&self) -> bool;
+    fn find_indexed<'a>(
+        &'a self,
+        index: &'a str,
+        term: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<(SessionId, Record)>, StoreError>>;
+    fn delete_indexed<'a>(
+        &'a self,
+        id: &'a SessionId,
+        index: &'a str,
+        term: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
 /// A shared store is a store: the layer and an admin task can hold one `Arc` of it.
@@ -428,6 +501,24 @@ impl<S: SessionStore> SessionStore for Arc<S> {
     ) -> impl Future<Output = WriteResult> + Send {
         (**self).touch(id, expires_at)
     }
+    fn supports_index(&self) -> bool {
+        (**self).supports_index()
+    }
+    fn find_indexed(
+        &self,
+        index: &str,
+        term: &[u8],
+    ) -> impl Future<Output = Result<Vec<(SessionId, Record)>, StoreError>> + Send {
+        (**self).find_indexed(index, term)
+    }
+    fn delete_indexed(
+        &self,
+        id: &SessionId,
+        index: &str,
+        term: &[u8],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).delete_indexed(id, index, term)
+    }
 }
 
 impl<S: SessionStore> DynStore for S {
@@ -461,6 +552,24 @@ impl<S: SessionStore> DynStore for S {
         expires_at: SystemTime,
     ) -> BoxFuture<'a, WriteResult> {
         Box::pin(SessionStore::touch(self, id, expires_at))
+    }
+    fn supports_index(&self) -> bool {
+        SessionStore::supports_index(self)
+    }
+    fn find_indexed<'a>(
+        &'a self,
+        index: &'a str,
+        term: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<(SessionId, Record)>, StoreError>> {
+        Box::pin(SessionStore::find_indexed(self, index, term))
+    }
+    fn delete_indexed<'a>(
+        &'a self,
+        id: &'a SessionId,
+        index: &'a str,
+        term: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(SessionStore::delete_indexed(self, id, index, term))
     }
 }
 
