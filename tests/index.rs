@@ -81,7 +81,9 @@ async fn devices(auth: TypedSession<Auth>) -> Result<String, SessionError> {
     for s in &sessions {
         let created = s.created().expect("a stored session has a creation time");
         let expires = s.expires_at().expect("the store tells the expiry");
-        let seen = s.last_seen().expect("no absolute timeout: last seen is known");
+        let seen = s
+            .last_seen()
+            .expect("no absolute timeout: last seen is known");
         assert!(created <= now && seen <= now + Duration::from_secs(1));
         assert!(expires > now && seen + Duration::from_secs(5) > now);
     }
@@ -183,7 +185,9 @@ impl Browser {
 
     async fn login(app: &Router, user: u64, device: &str) -> Self {
         let mut browser = Self::default();
-        browser.ok(app, "POST", &format!("/login/{user}/{device}")).await;
+        browser
+            .ok(app, "POST", &format!("/login/{user}/{device}"))
+            .await;
         browser
     }
 }
@@ -255,31 +259,70 @@ async fn revoke_one_then_all_others<S: SessionStore>(store: S) {
     let mut bobs = Browser::login(&app, bob, "bobs").await;
 
     let listing = lines(&laptop.ok(&app, "GET", "/devices").await);
-    let phone_handle = listing.iter().find(|(_, _, d)| d == "phone").unwrap().0.clone();
+    let phone_handle = listing
+        .iter()
+        .find(|(_, _, d)| d == "phone")
+        .unwrap()
+        .0
+        .clone();
     let own_handle = listing.iter().find(|(_, c, _)| *c).unwrap().0.clone();
     let bobs_handle = lines(&bobs.ok(&app, "GET", "/devices").await)[0].0.clone();
 
     // Another user's handle and one's own revoke nothing; a garbage handle is refused.
-    assert_eq!(laptop.ok(&app, "POST", &format!("/revoke/{bobs_handle}")).await, "false");
-    assert_eq!(laptop.ok(&app, "POST", &format!("/revoke/{own_handle}")).await, "false");
-    assert_eq!(laptop.ok(&app, "POST", "/revoke/nonsense").await, "bad handle");
+    assert_eq!(
+        laptop
+            .ok(&app, "POST", &format!("/revoke/{bobs_handle}"))
+            .await,
+        "false"
+    );
+    assert_eq!(
+        laptop
+            .ok(&app, "POST", &format!("/revoke/{own_handle}"))
+            .await,
+        "false"
+    );
+    assert_eq!(
+        laptop.ok(&app, "POST", "/revoke/nonsense").await,
+        "bad handle"
+    );
     assert_eq!(bobs.ok(&app, "GET", "/whoami").await, bob.to_string());
 
-    assert_eq!(laptop.ok(&app, "POST", &format!("/revoke/{phone_handle}")).await, "true");
-    assert_eq!(phone.ok(&app, "GET", "/whoami").await, "-", "the phone is signed out");
+    assert_eq!(
+        laptop
+            .ok(&app, "POST", &format!("/revoke/{phone_handle}"))
+            .await,
+        "true"
+    );
+    assert_eq!(
+        phone.ok(&app, "GET", "/whoami").await,
+        "-",
+        "the phone is signed out"
+    );
     assert_eq!(tablet.ok(&app, "GET", "/whoami").await, ada.to_string());
     assert_eq!(
         devices_of(&laptop.ok(&app, "GET", "/devices").await),
         set(&["laptop", "tablet"])
     );
-    assert_eq!(laptop.ok(&app, "POST", &format!("/revoke/{phone_handle}")).await, "false");
+    assert_eq!(
+        laptop
+            .ok(&app, "POST", &format!("/revoke/{phone_handle}"))
+            .await,
+        "false"
+    );
 
     let _phone_again = Browser::login(&app, ada, "phone2").await;
     assert_eq!(laptop.ok(&app, "POST", "/revoke-others").await, "2");
     assert_eq!(tablet.ok(&app, "GET", "/whoami").await, "-");
     assert_eq!(laptop.ok(&app, "GET", "/whoami").await, ada.to_string());
-    assert_eq!(devices_of(&laptop.ok(&app, "GET", "/devices").await), set(&["laptop"]));
-    assert_eq!(bobs.ok(&app, "GET", "/whoami").await, bob.to_string(), "bob keeps his");
+    assert_eq!(
+        devices_of(&laptop.ok(&app, "GET", "/devices").await),
+        set(&["laptop"])
+    );
+    assert_eq!(
+        bobs.ok(&app, "GET", "/whoami").await,
+        bob.to_string(),
+        "bob keeps his"
+    );
 }
 
 async fn the_index_follows_logout_switch_forget_and_regenerate<S: SessionStore>(store: S) {
@@ -305,14 +348,21 @@ async fn the_index_follows_logout_switch_forget_and_regenerate<S: SessionStore>(
     assert_eq!(listed(ada).await, set(&["three"]));
     assert_eq!(listed(eve).await, set(&["two"]));
     three.ok(&app, "POST", "/forget").await;
-    assert!(listed(ada).await.is_empty(), "a cleared field indexes nothing");
+    assert!(
+        listed(ada).await.is_empty(),
+        "a cleared field indexes nothing"
+    );
 
     // Logging in again regenerates the ID: the listing follows, and still names one session.
     let before = sessions.list(Auth::by_user_id(), &eve).await.unwrap();
     two.ok(&app, "POST", &format!("/login/{eve}/two")).await;
     let after = sessions.list(Auth::by_user_id(), &eve).await.unwrap();
     assert_eq!(after.len(), 1);
-    assert_ne!(before[0].handle(), after[0].handle(), "a new ID, a new handle");
+    assert_ne!(
+        before[0].handle(),
+        after[0].handle(),
+        "a new ID, a new handle"
+    );
     assert!(!sessions
         .revoke(Auth::by_user_id(), &eve, before[0].handle())
         .await
@@ -335,29 +385,55 @@ async fn an_admin_revokes_without_a_request<S: SessionStore>(store: S) {
     let listed = sessions.list(Auth::by_user_id(), &ada).await.unwrap();
     assert_eq!(listed.len(), 4);
     assert!(listed.iter().all(|s| !s.is_current()));
-    let teams = sessions.list(Team::by_name(), team_name.as_str()).await.unwrap();
+    let teams = sessions
+        .list(Team::by_name(), team_name.as_str())
+        .await
+        .unwrap();
     assert_eq!(teams.len(), 1, "a second schema's index is its own");
     assert_eq!(teams[0].data::<Auth>().device, "team");
 
-    let a = listed.iter().find(|s| s.data::<Auth>().device == "a").unwrap();
-    assert!(sessions.revoke(Auth::by_user_id(), &ada, a.handle()).await.unwrap());
+    let a = listed
+        .iter()
+        .find(|s| s.data::<Auth>().device == "a")
+        .unwrap();
+    assert!(sessions
+        .revoke(Auth::by_user_id(), &ada, a.handle())
+        .await
+        .unwrap());
     assert!(
-        !sessions.revoke(Auth::by_user_id(), &bob, listed[1].handle()).await.unwrap(),
+        !sessions
+            .revoke(Auth::by_user_id(), &bob, listed[1].handle())
+            .await
+            .unwrap(),
         "a handle revokes only under its own user"
     );
     assert_eq!(browsers[0].ok(&app, "GET", "/whoami").await, "-");
-    assert_eq!(sessions.revoke_all(Auth::by_user_id(), &ada).await.unwrap(), 3);
+    assert_eq!(
+        sessions.revoke_all(Auth::by_user_id(), &ada).await.unwrap(),
+        3
+    );
     for browser in &mut browsers {
         assert_eq!(browser.ok(&app, "GET", "/whoami").await, "-");
     }
     assert_eq!(team.ok(&app, "GET", "/whoami").await, "-");
-    assert!(sessions.list(Auth::by_user_id(), &ada).await.unwrap().is_empty());
+    assert!(sessions
+        .list(Auth::by_user_id(), &ada)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(
-        sessions.list(Team::by_name(), team_name.as_str()).await.unwrap().is_empty(),
+        sessions
+            .list(Team::by_name(), team_name.as_str())
+            .await
+            .unwrap()
+            .is_empty(),
         "a revoked session leaves every index"
     );
     assert_eq!(bobs.ok(&app, "GET", "/whoami").await, bob.to_string());
-    assert_eq!(sessions.revoke_all(Auth::by_user_id(), &ada).await.unwrap(), 0);
+    assert_eq!(
+        sessions.revoke_all(Auth::by_user_id(), &ada).await.unwrap(),
+        0
+    );
 }
 
 async fn a_revoked_sessions_request_in_flight_cannot_bring_it_back<S: SessionStore>(store: S) {
@@ -369,7 +445,10 @@ async fn a_revoked_sessions_request_in_flight_cannot_bring_it_back<S: SessionSto
     let inside = state.inside.notified();
     let slow = tokio::spawn(async move { in_flight.call(&request_app, "POST", "/slow").await });
     inside.await;
-    assert_eq!(sessions.revoke_all(Auth::by_user_id(), &ada).await.unwrap(), 1);
+    assert_eq!(
+        sessions.revoke_all(Auth::by_user_id(), &ada).await.unwrap(),
+        1
+    );
     state.gate.notify_one();
     let (status, _) = slow.await.unwrap();
     assert_eq!(
@@ -378,7 +457,11 @@ async fn a_revoked_sessions_request_in_flight_cannot_bring_it_back<S: SessionSto
         "the late save finds the session gone"
     );
     assert!(
-        sessions.list(Auth::by_user_id(), &ada).await.unwrap().is_empty(),
+        sessions
+            .list(Auth::by_user_id(), &ada)
+            .await
+            .unwrap()
+            .is_empty(),
         "and neither the session nor its index entry came back"
     );
     let mut browser = browser;
@@ -401,7 +484,10 @@ async fn a_hundred_concurrent_logins_are_all_listed<S: SessionStore>(store: S) {
     let devices: BTreeSet<String> = listed.iter().map(|s| s.data::<Auth>().device).collect();
     assert_eq!(devices.len(), 100, "every login is listed once");
     assert_eq!(listed.len(), 100);
-    assert_eq!(sessions.revoke_all(Auth::by_user_id(), &ada).await.unwrap(), 100);
+    assert_eq!(
+        sessions.revoke_all(Auth::by_user_id(), &ada).await.unwrap(),
+        100
+    );
 }
 
 /// Logins race a "revoke all": each ends revoked, or logged in and listed; never logged in
@@ -442,14 +528,16 @@ async fn logins_during_revoke_all_end_revoked_or_indexed<S: SessionStore>(store:
             assert!(!listed.contains(&format!("d{n}")), "a revoked login is not");
         }
     }
-    assert_eq!(logged_in + revoked, 40, "each login ended one way: {revoked} revoked");
+    assert_eq!(
+        logged_in + revoked,
+        40,
+        "each login ended one way: {revoked} revoked"
+    );
 }
 
 macro_rules! on_store {
     ($module:ident, $make:expr) => {
         mod $module {
-            use super::*;
-
             on_store!(@tests $make;
                 your_devices_lists_each_browser_with_handles_that_are_not_ids,
                 revoke_one_then_all_others,
@@ -480,6 +568,9 @@ async fn memory(_test: &str) -> Option<(session_runtime::MemoryStore, ())> {
 }
 
 on_store!(memory_store, memory);
+on_store!(postgres, session_suite::sql_harness::postgres);
+on_store!(mysql, session_suite::sql_harness::mysql);
+on_store!(sqlite, session_suite::sql_harness::sqlite);
 
 mod not_indexing {
     use super::*;
@@ -496,10 +587,16 @@ mod not_indexing {
         assert!(browser.cookie.is_none(), "nothing was stored");
         let err = sessions.list(Auth::by_user_id(), &1).await.unwrap_err();
         assert!(
-            matches!(err, SessionError::Store(session_runtime::StoreError::Unsupported(_))),
+            matches!(
+                err,
+                SessionError::Store(session_runtime::StoreError::Unsupported(_))
+            ),
             "{err:?}"
         );
-        assert!(err.to_string().contains("session index") || format!("{err:?}").contains("session index"));
+        assert!(
+            err.to_string().contains("session index")
+                || format!("{err:?}").contains("session index")
+        );
         session_runtime::conformance::no_index_is_an_error(&session_runtime::CookieStore::new(
             &Key::generate(),
         ))
@@ -521,10 +618,12 @@ mod not_indexing {
         let app = Router::new()
             .route(
                 "/{len}",
-                post(|mut named: TypedSession<Named>, Path(len): Path<usize>| async move {
-                    named.set_name("x".repeat(len));
-                    "set"
-                }),
+                post(
+                    |mut named: TypedSession<Named>, Path(len): Path<usize>| async move {
+                        named.set_name("x".repeat(len));
+                        "set"
+                    },
+                ),
             )
             .layer(layer);
         let ok = send(&app, request("POST", "/255", None, "")).await;
@@ -532,8 +631,18 @@ mod not_indexing {
         let long = send(&app, request("POST", "/256", None, "")).await;
         assert_eq!(long.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(store.len(), 1, "the long one stored nothing");
-        let err = sessions.list(Named::by_name(), "y".repeat(300).as_str()).await.unwrap_err();
+        let err = sessions
+            .list(Named::by_name(), "y".repeat(300).as_str())
+            .await
+            .unwrap_err();
         assert!(matches!(err, SessionError::Encode(_)), "{err:?}");
-        assert_eq!(sessions.list(Named::by_name(), "x".repeat(255).as_str()).await.unwrap().len(), 1);
+        assert_eq!(
+            sessions
+                .list(Named::by_name(), "x".repeat(255).as_str())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

@@ -359,9 +359,7 @@ impl FieldAttrs {
                     out.skip = Some(meta.path.span());
                 } else if meta.path.is_ident(symbol::INDEX) {
                     if meta.input.peek(syn::Token![=]) {
-                        return Err(
-                            meta.error("`index` takes no value: write `#[session(index)]`")
-                        );
+                        return Err(meta.error("`index` takes no value: write `#[session(index)]`"));
                     }
                     if out.index.is_some() {
                         duplicate(cx, &meta, symbol::INDEX);

@@ -342,12 +342,12 @@ pub fn collect_changes<T: SessionData>(
         if !info.index_key().is_empty() {
             let term = match fields.index_term(index) {
                 Some(term) => Some(Bytes::from(
-                    crate::index::check_term(schema.name(), info.name(), term).map_err(
-                        |err| match err {
+                    crate::index::check_term(schema.name(), info.name(), term).map_err(|err| {
+                        match err {
                             crate::SessionError::Encode(err) => err,
                             _ => unreachable!("check_term fails only with Encode"),
-                        },
-                    )?,
+                        }
+                    })?,
                 )),
                 None => None,
             };

@@ -8,14 +8,7 @@
 //! that same atomic write. So a listing never returns a session that no longer carries the
 //! value, and revoking them all never misses one that does.
 
-use std::{
-    borrow::Borrow,
-    fmt,
-    marker::PhantomData,
-    str::FromStr,
-    sync::Arc,
-    time::SystemTime,
-};
+use std::{borrow::Borrow, fmt, marker::PhantomData, str::FromStr, sync::Arc, time::SystemTime};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use hmac::{Hmac, Mac};
@@ -428,7 +421,8 @@ impl Sessions {
         handle: &SessionHandle,
     ) -> Result<bool, SessionError> {
         let term = index.term_of(key)?;
-        revoke(&self.shared, index.key(), &term, |found| found == handle).await
+        revoke(&self.shared, index.key(), &term, |found| found == handle)
+            .await
             .map(|n| n > 0)
     }
 
@@ -490,7 +484,9 @@ pub(crate) async fn revoke(
     let mut revoked = 0;
     for (id, _) in found {
         if pick(&SessionHandle::of(shared, &id))
-            && store.delete_indexed(&id, index_key, term.as_bytes()).await?
+            && store
+                .delete_indexed(&id, index_key, term.as_bytes())
+                .await?
         {
             revoked += 1;
         }

@@ -101,11 +101,11 @@ pub mod __private {
     pub use crate::changes::FieldState;
     pub use crate::codec::{Codec, CodecError, JsonCodec};
     pub use crate::error::DecodeError;
-    pub use crate::index::{index_term, Index, IndexValue};
     pub use crate::generated::{
         assert_field, lazy_force, lazy_get, lazy_get_mut, lazy_take, plain_get, plain_get_mut,
         plain_take, DecodeFn, FieldDefault, SessionField, Storable,
     };
+    pub use crate::index::{index_term, Index, IndexValue};
     pub use crate::meta::{
         CREATED_KEY, IDLE_TIMEOUT_KEY, INDEX_KEY_PREFIX, NAMESPACE_SEPARATOR, RESERVED_KEY_PREFIX,
         VERSION_KEY_PREFIX,

@@ -401,9 +401,7 @@ impl<T: SessionData> TypedSession<T> {
     fn index_term<K: ?Sized>(&self, index: Index<T, K>) -> Result<Option<String>, SessionError> {
         self.fields
             .index_term(index.position())
-            .map(|term| {
-                crate::index::check_term(T::SCHEMA.name(), index.field(), term)
-            })
+            .map(|term| crate::index::check_term(T::SCHEMA.name(), index.field(), term))
             .transpose()
     }
 }

@@ -40,6 +40,8 @@ trait SqlStore: SessionStore + Clone + Sized {
     async fn without_tables(made: &Made) -> Self;
     /// Overwrites the stored bytes of every field row named `name`.
     async fn overwrite_field(&self, made: &Made, name: &str, value: &[u8]);
+    /// How many field rows are named `name`.
+    async fn rows_named(&self, made: &Made, name: &str) -> i64;
     /// A store on a pool of one connection that waits `timeout` for it, and that
     /// connection, checked out.
     async fn exhausted(made: &Made, timeout: Duration) -> (Self, Box<dyn Send>);
@@ -117,6 +119,7 @@ on_every_sql_store!(
     missing_tables_are_a_clear_error_from_verify_and_a_503_not_a_panic,
     migrate_is_idempotent_and_keeps_the_data,
     delete_expired_removes_only_expired_sessions_in_batches,
+    ten_thousand_expired_sessions_of_one_user_leave_the_index_empty,
     the_cleanup_task_deletes_expired_sessions_until_stopped,
     an_exhausted_pool_answers_503_within_its_acquire_timeout,
     a_same_field_race_keeps_one_of_the_writes_whole,
@@ -324,6 +327,47 @@ async fn delete_expired_removes_only_expired_sessions_in_batches<S: SqlStore>(
     assert!(store.load(&live, LoadKeys::All).await.unwrap().is_some());
 }
 
+/// The session index does not pile up: 10 000 sessions of one user that expire are never
+/// listed, and the clean-up takes their index rows with them.
+async fn ten_thousand_expired_sessions_of_one_user_leave_the_index_empty<S: SqlStore>(
+    store: S,
+    made: Made,
+) {
+    const INDEX: &str = "__ix.user_id";
+    let sessions = 10_000;
+    let per_task = sessions / 20;
+    let writers: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..per_task {
+                    let soon = SystemTime::now() + Duration::from_millis(1500);
+                    store
+                        .create(
+                            &SessionId::generate(),
+                            &patch(&[(INDEX, "42"), ("a", "1")], soon),
+                        )
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(store.rows_named(&made, INDEX).await, sessions as i64);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let found = store.find_indexed(INDEX, b"42").await.unwrap();
+    assert!(found.is_empty(), "{} expired sessions listed", found.len());
+    assert_eq!(store.delete_expired().await.unwrap(), sessions as u64);
+    assert_eq!(
+        store.rows_named(&made, INDEX).await,
+        0,
+        "the clean-up leaves no index row behind"
+    );
+}
+
 async fn the_cleanup_task_deletes_expired_sessions_until_stopped<S: SqlStore>(
     store: S,
     _made: Made,
@@ -473,6 +517,17 @@ impl SqlStore for PostgresStore {
             .unwrap()
             .with_table_prefix(&format!("{}none_", made.prefix()))
     }
+    async fn rows_named(&self, made: &Made, name: &str) -> i64 {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {}session_fields WHERE name = $1",
+            made.prefix()
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
     async fn overwrite_field(&self, made: &Made, name: &str, value: &[u8]) {
         let sql = format!(
             "UPDATE {}session_fields SET value = $1 WHERE name = $2",
@@ -512,6 +567,17 @@ impl SqlStore for MySqlStore {
             .unwrap()
             .with_table_prefix(&format!("{}none_", made.prefix()))
     }
+    async fn rows_named(&self, made: &Made, name: &str) -> i64 {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {}session_fields WHERE name = ?",
+            made.prefix()
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(name.as_bytes())
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
     async fn overwrite_field(&self, made: &Made, name: &str, value: &[u8]) {
         let sql = format!(
             "UPDATE {}session_fields SET value = ? WHERE name = ?",
@@ -549,6 +615,13 @@ impl SqlStore for SqliteStore {
         sql_harness::second_sqlite(made)
             .await
             .with_table_prefix("none_")
+    }
+    async fn rows_named(&self, _made: &Made, name: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM session_fields WHERE name = ?1")
+            .bind(name)
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
     }
     async fn overwrite_field(&self, _made: &Made, name: &str, value: &[u8]) {
         let done = sqlx::query("UPDATE session_fields SET value = ?1 WHERE name = ?2")

@@ -145,7 +145,9 @@ pub async fn indexes_keep_apart<S: SessionStore>(store: &S) {
     assert_eq!(found(store, OTHER_INDEX, &term).await, ids(&[&team]));
     assert!(
         found(store, INDEX, &format!("{term}x")).await.is_empty()
-            && found(store, INDEX, &term[..term.len() - 1]).await.is_empty(),
+            && found(store, INDEX, &term[..term.len() - 1])
+                .await
+                .is_empty(),
         "a term is found only exactly"
     );
     for id in [user, team, plain] {
@@ -226,9 +228,15 @@ pub async fn delete_indexed_checks_the_term<S: SessionStore>(store: &S) {
         .delete_indexed(&id, INDEX, term.as_bytes())
         .await
         .expect("delete_indexed");
-    assert!(deleted, "delete_indexed deletes a session that holds the term");
+    assert!(
+        deleted,
+        "delete_indexed deletes a session that holds the term"
+    );
     assert!(load_all(store, &id).await.is_none(), "and it is gone");
-    assert!(found(store, INDEX, &term).await.is_empty(), "from the index too");
+    assert!(
+        found(store, INDEX, &term).await.is_empty(),
+        "from the index too"
+    );
     let again = store
         .delete_indexed(&id, INDEX, term.as_bytes())
         .await
@@ -254,7 +262,12 @@ pub async fn concurrent_index_writes_are_all_kept<S: SessionStore>(store: Arc<S>
             let (store, term) = (Arc::clone(&store), term.clone());
             tokio::spawn(async move {
                 let device = format!("device{n}");
-                created(&*store, &[(INDEX, &term), ("device", &device)], in_a_minute()).await
+                created(
+                    &*store,
+                    &[(INDEX, &term), ("device", &device)],
+                    in_a_minute(),
+                )
+                .await
             })
         })
         .collect();

@@ -676,6 +676,45 @@ mod tests {
         assert_eq!(&b[..], b"two");
     }
 
+    /// The session index does not pile up: 10 000 sessions of one user that expire leave no
+    /// entry, once a listing (or the sweep) meets them.
+    #[tokio::test]
+    async fn ten_thousand_expired_sessions_of_one_user_leave_the_index_empty() {
+        let store = MemoryStore::new();
+        let soon = SystemTime::now() + std::time::Duration::from_millis(300);
+        for _ in 0..10_000 {
+            let mut patch = patch_of(&[("__ix.user_id", b"42".to_vec())]);
+            patch.expires_at = soon;
+            store.create(&SessionId::generate(), &patch).await.unwrap();
+        }
+        let entries = |store: &MemoryStore| -> usize {
+            store
+                .inner
+                .shards
+                .iter()
+                .map(|s| lock(s).index.values().map(HashSet::len).sum::<usize>())
+                .sum()
+        };
+        assert_eq!(entries(&store), 10_000);
+        assert_eq!(
+            store
+                .find_indexed("__ix.user_id", b"42")
+                .await
+                .unwrap()
+                .len(),
+            10_000
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert!(store
+            .find_indexed("__ix.user_id", b"42")
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(entries(&store), 0, "the expired sessions left the index");
+        assert!(store.inner.shards.iter().all(|s| lock(s).index.is_empty()));
+        assert_eq!(store.len(), 0);
+    }
+
     /// Regression: the shard came from the low hash bits, which also pick an entry's bucket
     /// in the shard's table, so all of a shard's entries probed from one sixteenth of it.
     #[test]

@@ -54,6 +54,8 @@ struct Tables {
     fields: String,
     /// The expiry index's name (unquoted, prefixed like the tables).
     expiry_index: String,
+    /// The name of the index on the session index's terms (unquoted, prefixed).
+    term_index: String,
     /// The tables' names, unquoted, for messages.
     plain: (String, String),
 }
@@ -80,6 +82,7 @@ impl Tables {
             records: quoted("session_records"),
             fields: quoted("session_fields"),
             expiry_index: format!("{stem}session_records_expires_at"),
+            term_index: format!("{stem}session_fields_index_terms"),
             plain: (
                 format!("{prefix}session_records"),
                 format!("{prefix}session_fields"),
@@ -204,6 +207,24 @@ impl<'a> Rows<'a> {
 /// A record from a session's expiry and its field rows (a left join: a session without
 /// fields gives one row without a name). Names are borrowed from the rows: each is copied
 /// once, into its key.
+/// The sessions of a `find_indexed` query, from its rows (ID, expiry, field name, value),
+/// which come grouped by session.
+fn indexed_records<'r>(
+    rows: impl Iterator<Item = (&'r str, i64, Option<&'r str>, Option<Vec<u8>>)>,
+) -> Vec<(SessionId, Record)> {
+    let mut found: Vec<(SessionId, i64, Vec<(Option<&'r str>, Option<Vec<u8>>)>)> = Vec::new();
+    for (id, expires_at, name, value) in rows {
+        match found.last_mut() {
+            Some((last, _, fields)) if last.as_str() == id => fields.push((name, value)),
+            _ => found.push((SessionId::from_store(id), expires_at, vec![(name, value)])),
+        }
+    }
+    found
+        .into_iter()
+        .map(|(id, expires_at, fields)| (id, record_from(expires_at, fields.into_iter())))
+        .collect()
+}
+
 fn record_from<'r>(
     expires_at: i64,
     rows: impl Iterator<Item = (Option<&'r str>, Option<Vec<u8>>)>,

@@ -76,10 +76,17 @@ const DEADLOCK: u16 = 1213;
 ///     record BIGINT NOT NULL,
 ///     name VARBINARY(512) NOT NULL,
 ///     value LONGBLOB NOT NULL,
+///     term VARBINARY(255) AS (IF(LEFT(name, 5) = '__ix.', LEFT(value, 255), NULL)) VIRTUAL,
 ///     PRIMARY KEY (record, name),
+///     KEY `session_fields_index_terms` (term),
 ///     FOREIGN KEY (record) REFERENCES `session_records` (record) ON DELETE CASCADE
 /// ) ENGINE = InnoDB;
 /// ```
+///
+/// The `term` column is the session index's (see
+/// [`PostgresStore`](crate::PostgresStore#schema)): the value of the field rows named
+/// `__ix.*`, so listing a user's sessions reads only theirs. It is `NULL` for every other
+/// row, so rewriting a field's value never touches its index.
 ///
 /// Field names are compared byte for byte (`VARBINARY`), never case- or accent-folded, and
 /// may be up to 512 bytes; a longer one fails the save with [`StoreError::Rejected`]. A
@@ -118,6 +125,8 @@ struct Statements {
     regenerate_record: String,
     touch: String,
     delete: String,
+    find_indexed: String,
+    delete_indexed: String,
     purge_expired_holder: String,
     delete_expired: String,
     migrate: Vec<String>,
@@ -129,6 +138,7 @@ impl Statements {
         let tables = Tables::new(prefix, '`');
         let (r, f) = (&tables.records, &tables.fields);
         let index = &tables.expiry_index;
+        let term_index = &tables.term_index;
         let mut migrate = Vec::new();
         if let Some((database, _)) = prefix.split_once('.') {
             migrate.push(format!("CREATE DATABASE IF NOT EXISTS `{database}`"));
@@ -146,7 +156,9 @@ impl Statements {
              record BIGINT NOT NULL,\n    \
              name VARBINARY(512) NOT NULL,\n    \
              value LONGBLOB NOT NULL,\n    \
+             term VARBINARY(255) AS (IF(LEFT(name, 5) = '__ix.', LEFT(value, 255), NULL)) VIRTUAL,\n    \
              PRIMARY KEY (record, name),\n    \
+             KEY `{term_index}` (term),\n    \
              FOREIGN KEY (record) REFERENCES {r} (record) ON DELETE CASCADE\n) ENGINE = InnoDB"
         ));
         Self {
@@ -166,6 +178,16 @@ impl Statements {
             ),
             touch: format!("UPDATE {r} SET expires_at = ? WHERE id = ? AND expires_at > ?"),
             delete: format!("DELETE FROM {r} WHERE id = ?"),
+            find_indexed: format!(
+                "SELECT r.id, r.expires_at, f.name, f.value FROM {f} i \
+                 JOIN {r} r ON r.record = i.record JOIN {f} f ON f.record = r.record \
+                 WHERE i.term = ? AND i.name = ? AND i.value = ? AND r.expires_at > ? \
+                 ORDER BY r.record"
+            ),
+            delete_indexed: format!(
+                "DELETE FROM {r} WHERE id = ? AND expires_at > ? AND record IN \
+                 (SELECT i.record FROM {f} i WHERE i.name = ? AND i.value = ?)"
+            ),
             purge_expired_holder: format!("DELETE FROM {r} WHERE id = ? AND expires_at <= ?"),
             delete_expired: format!(
                 "DELETE FROM {r} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"
@@ -663,6 +685,70 @@ impl SessionStore for MySqlStore {
         } else {
             Err(StoreError::NotFound)
         }
+    }
+
+    fn supports_index(&self) -> bool {
+        true
+    }
+
+    async fn find_indexed(
+        &self,
+        index: &str,
+        term: &[u8],
+    ) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        let now = millis(std::time::SystemTime::now());
+        let rows = retried(|attempt| async move {
+            let mut conn = self.conns.get(attempt > 0).await?;
+            let rows = sqlx::query(AssertSqlSafe(self.sql.find_indexed.as_str()))
+                .bind(term)
+                .bind(index.as_bytes())
+                .bind(term)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?;
+            self.conns.put(conn);
+            Ok(rows)
+        })
+        .await
+        .map_err(|e| self.error(e))?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: &str = row.try_get(0).map_err(|e| self.error(e))?;
+            let expires_at: i64 = row.try_get(1).map_err(|e| self.error(e))?;
+            let name: Option<&[u8]> = row.try_get(2).map_err(|e| self.error(e))?;
+            let value: Option<Vec<u8>> = row.try_get(3).map_err(|e| self.error(e))?;
+            found.push((
+                id,
+                expires_at,
+                name.and_then(|n| std::str::from_utf8(n).ok()),
+                value,
+            ));
+        }
+        Ok(super::indexed_records(found.into_iter()))
+    }
+
+    async fn delete_indexed(
+        &self,
+        id: &SessionId,
+        index: &str,
+        term: &[u8],
+    ) -> Result<bool, StoreError> {
+        let now = millis(std::time::SystemTime::now());
+        let deleted = retried(|attempt| async move {
+            let mut conn = self.conns.get(attempt > 0).await?;
+            let done = sqlx::query(AssertSqlSafe(self.sql.delete_indexed.as_str()))
+                .bind(id.as_str())
+                .bind(now)
+                .bind(index.as_bytes())
+                .bind(term)
+                .execute(&mut *conn)
+                .await?;
+            self.conns.put(conn);
+            Ok(done.rows_affected())
+        })
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(deleted > 0)
     }
 }
 

@@ -69,7 +69,12 @@ const MIGRATE_LOCK: i64 = 0x7365_7373_696f_6e73; // "sessions"
 ///     value BYTEA NOT NULL,
 ///     PRIMARY KEY (record, name)
 /// );
+/// CREATE INDEX IF NOT EXISTS "session_fields_index_terms" ON "session_fields" (name, value)
+///     WHERE left(name, 5) = '__ix.';
 /// ```
+///
+/// The last index finds sessions by the terms of `#[session(index)]` fields (the field rows
+/// named `__ix.*`), so listing a user's sessions reads only theirs; no other row is in it.
 ///
 /// Why two tables: a row per field is what lets concurrent requests change different fields
 /// without overwriting each other, and keeps an update's size flat (a session stored as one
@@ -113,6 +118,8 @@ struct Statements {
     regenerate: String,
     touch: String,
     delete: String,
+    find_indexed: String,
+    delete_indexed: String,
     purge_expired_holder: String,
     delete_expired: String,
     migrate: String,
@@ -140,6 +147,7 @@ impl Statements {
             None => String::new(),
         };
         let index = &tables.expiry_index;
+        let term_index = &tables.term_index;
         Self {
             load: format!(
                 "SELECT r.expires_at, f.name, f.value FROM {r} r \
@@ -172,6 +180,17 @@ impl Statements {
             ),
             touch: format!("UPDATE {r} SET expires_at = $2 WHERE id = $1 AND expires_at > $3"),
             delete: format!("DELETE FROM {r} WHERE id = $1"),
+            // The partial index's predicate, repeated so the planner uses it.
+            find_indexed: format!(
+                "SELECT r.id, r.expires_at, f.name, f.value FROM {f} i \
+                 JOIN {r} r ON r.record = i.record JOIN {f} f ON f.record = r.record \
+                 WHERE i.name = $1 AND i.value = $2 AND left(i.name, 5) = '__ix.' \
+                 AND r.expires_at > $3 ORDER BY r.record"
+            ),
+            delete_indexed: format!(
+                "DELETE FROM {r} r WHERE r.id = $1 AND r.expires_at > $4 AND EXISTS \
+                 (SELECT 1 FROM {f} i WHERE i.record = r.record AND i.name = $2 AND i.value = $3)"
+            ),
             purge_expired_holder: format!("DELETE FROM {r} WHERE id = $1 AND expires_at <= $2"),
             delete_expired: format!(
                 "DELETE FROM {r} WHERE record IN (SELECT record FROM {r} \
@@ -187,7 +206,9 @@ impl Statements {
                  record BIGINT NOT NULL REFERENCES {r} (record) ON DELETE CASCADE,\n    \
                  name TEXT NOT NULL,\n    \
                  value BYTEA NOT NULL,\n    \
-                 PRIMARY KEY (record, name)\n);\n"
+                 PRIMARY KEY (record, name)\n);\n\
+                 CREATE INDEX IF NOT EXISTS \"{term_index}\" ON {f} (name, value) \
+                 WHERE left(name, 5) = '__ix.';\n"
             ),
             verify: [
                 format!("SELECT record, id, expires_at FROM {r} LIMIT 0"),
@@ -553,5 +574,67 @@ impl SessionStore for PostgresStore {
         } else {
             Err(StoreError::NotFound)
         }
+    }
+
+    fn supports_index(&self) -> bool {
+        true
+    }
+
+    async fn find_indexed(
+        &self,
+        index: &str,
+        term: &[u8],
+    ) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        let now = millis(std::time::SystemTime::now());
+        let rows = retried(|attempt| async move {
+            let mut conn = self.conns.get(attempt > 0).await?;
+            let rows = sqlx::query(AssertSqlSafe(self.sql.find_indexed.as_str()))
+                .bind(index)
+                .bind(term)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?;
+            self.conns.put(conn);
+            Ok(rows)
+        })
+        .await
+        .map_err(|e| self.error(e))?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(|e| self.error(e))?;
+        Ok(super::indexed_records(rows.into_iter()))
+    }
+
+    async fn delete_indexed(
+        &self,
+        id: &SessionId,
+        index: &str,
+        term: &[u8],
+    ) -> Result<bool, StoreError> {
+        let now = millis(std::time::SystemTime::now());
+        let deleted = retried(|attempt| async move {
+            let mut conn = self.conns.get(attempt > 0).await?;
+            let done = sqlx::query(AssertSqlSafe(self.sql.delete_indexed.as_str()))
+                .bind(id.as_str())
+                .bind(index)
+                .bind(term)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            self.conns.put(conn);
+            Ok(done.rows_affected())
+        })
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(deleted > 0)
     }
 }

@@ -71,6 +71,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 ///     value BLOB NOT NULL,
 ///     PRIMARY KEY (record, name)
 /// ) WITHOUT ROWID;
+/// CREATE INDEX IF NOT EXISTS "session_fields_index_terms" ON "session_fields" (name, value)
+///     WHERE substr(name, 1, 5) = '__ix.';
 /// ```
 ///
 /// The cascade needs `PRAGMA foreign_keys = ON` on every connection, which sqlx sets by
@@ -94,6 +96,8 @@ struct Statements {
     regenerate_record: String,
     touch: String,
     delete: String,
+    find_indexed: String,
+    delete_indexed: String,
     purge_expired_holder: String,
     delete_expired: String,
     migrate: String,
@@ -109,6 +113,11 @@ impl Statements {
             None => format!("\"{}\"", tables.expiry_index),
         };
         let bare_records = r.rsplit('.').next().unwrap_or(r);
+        let bare_fields = f.rsplit('.').next().unwrap_or(f);
+        let term_index = match prefix.split_once('.') {
+            Some((schema, _)) => format!("\"{schema}\".\"{}\"", tables.term_index),
+            None => format!("\"{}\"", tables.term_index),
+        };
         Self {
             load: format!(
                 "SELECT r.expires_at, f.name, f.value FROM {r} r \
@@ -129,6 +138,19 @@ impl Statements {
             ),
             touch: format!("UPDATE {r} SET expires_at = ?1 WHERE id = ?2 AND expires_at > ?3"),
             delete: format!("DELETE FROM {r} WHERE id = ?1"),
+            // The partial index's predicate, repeated so the planner uses it.
+            find_indexed: format!(
+                "SELECT r.id, r.expires_at, f.name, f.value FROM {f} i \
+                 JOIN {r} r ON r.record = i.record JOIN {f} f ON f.record = r.record \
+                 WHERE i.name = ?1 AND i.value = ?2 AND substr(i.name, 1, 5) = '__ix.' \
+                 AND r.expires_at > ?3 ORDER BY r.record"
+            ),
+            // Correlated, so it reads the one session's rows (an `IN` list would scan).
+            delete_indexed: format!(
+                "DELETE FROM {r} WHERE id = ?1 AND expires_at > ?4 AND EXISTS \
+                 (SELECT 1 FROM {f} i WHERE i.record = {bare_records}.record \
+                 AND i.name = ?2 AND i.value = ?3)"
+            ),
             purge_expired_holder: format!("DELETE FROM {r} WHERE id = ?1 AND expires_at <= ?2"),
             delete_expired: format!(
                 "DELETE FROM {r} WHERE record IN (SELECT record FROM {r} \
@@ -144,7 +166,9 @@ impl Statements {
                  record INTEGER NOT NULL REFERENCES {bare_records} (record) ON DELETE CASCADE,\n    \
                  name TEXT NOT NULL,\n    \
                  value BLOB NOT NULL,\n    \
-                 PRIMARY KEY (record, name)\n) WITHOUT ROWID;\n"
+                 PRIMARY KEY (record, name)\n) WITHOUT ROWID;\n\
+                 CREATE INDEX IF NOT EXISTS {term_index} ON {bare_fields} (name, value) \
+                 WHERE substr(name, 1, 5) = '__ix.';\n"
             ),
             verify: [
                 format!("SELECT record, id, expires_at FROM {r} LIMIT 0"),
@@ -483,5 +507,64 @@ impl SessionStore for SqliteStore {
         } else {
             Err(StoreError::NotFound)
         }
+    }
+
+    fn supports_index(&self) -> bool {
+        true
+    }
+
+    async fn find_indexed(
+        &self,
+        index: &str,
+        term: &[u8],
+    ) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        let now = millis(std::time::SystemTime::now());
+        let rows = retried(|attempt| async move {
+            let mut conn = self.conns.get(attempt > 0).await?;
+            let rows = sqlx::query(AssertSqlSafe(self.sql.find_indexed.as_str()))
+                .bind(index)
+                .bind(term)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?;
+            self.conns.put(conn);
+            Ok(rows)
+        })
+        .await
+        .map_err(|e| self.error(e))?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(|e| self.error(e))?;
+        Ok(super::indexed_records(rows.into_iter()))
+    }
+
+    async fn delete_indexed(
+        &self,
+        id: &SessionId,
+        index: &str,
+        term: &[u8],
+    ) -> Result<bool, StoreError> {
+        let now = millis(std::time::SystemTime::now());
+        let _writing = self.writer.lock().await;
+        let mut conn = self.conns.get(false).await.map_err(|e| self.error(e))?;
+        let done = sqlx::query(AssertSqlSafe(self.sql.delete_indexed.as_str()))
+            .bind(id.as_str())
+            .bind(index)
+            .bind(term)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        self.conns.put(conn);
+        Ok(done.rows_affected() > 0)
     }
 }
