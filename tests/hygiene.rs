@@ -106,6 +106,12 @@ pub mod no_prelude {
         pub count: ::core::primitive::u64,
         /// A list.
         pub names: ::std::vec::Vec<::std::string::String>,
+        /// An indexed field.
+        #[session(index)]
+        pub owner: ::core::option::Option<::core::primitive::u64>,
+        /// An indexed string.
+        #[session(index)]
+        pub team: ::std::string::String,
     }
 }
 

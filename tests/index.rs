@@ -567,7 +567,7 @@ async fn memory(_test: &str) -> Option<(session_runtime::MemoryStore, ())> {
     Some((session_runtime::MemoryStore::new(), ()))
 }
 
-on_store!(memory_store, memory);
+on_store!(memory_store, super::memory);
 on_store!(postgres, session_suite::sql_harness::postgres);
 on_store!(mysql, session_suite::sql_harness::mysql);
 on_store!(sqlite, session_suite::sql_harness::sqlite);

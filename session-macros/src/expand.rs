@@ -87,7 +87,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         quote_spanned! {field.ty.span()=>
             #[doc = #doc]
             #[must_use]
-            #vis fn #by() -> #private::Index<#ident, <#ty as #private::IndexValue>::Key> {
+            #vis fn #by() -> #private::Index<#ident, #ty> {
                 #private::Index::new(#index)
             }
         }

@@ -147,8 +147,9 @@ pub fn index_term<V: IndexValue + ?Sized>(value: &V) -> Option<String> {
     value.index_key().map(IndexKey::index_term)
 }
 
-/// A typed handle on one `#[session(index)]` field of schema `S`, whose values are `K`s.
-/// The derive gives one per indexed field, as `S::by_<field>()`:
+/// A typed handle on one `#[session(index)]` field of schema `S`, of type `V`: sessions are
+/// listed by `V`'s [`Key`](IndexValue::Key) (`u64` for an `Option<u64>` field). The derive
+/// gives one per indexed field, as `S::by_<field>()`:
 ///
 /// ```
 /// use session_runtime::{index::Index, SessionData};
@@ -160,23 +161,23 @@ pub fn index_term<V: IndexValue + ?Sized>(value: &V) -> Option<String> {
 ///     device: String,
 /// }
 ///
-/// let index: Index<Auth, u64> = Auth::by_user_id();
+/// let index: Index<Auth, Option<u64>> = Auth::by_user_id();
 /// assert_eq!(index.field(), "user_id");
 /// ```
-pub struct Index<S, K: ?Sized> {
+pub struct Index<S, V: ?Sized> {
     field: usize,
-    _marker: PhantomData<fn() -> (S, PhantomData<K>)>,
+    _marker: PhantomData<fn() -> (S, PhantomData<V>)>,
 }
 
-impl<S, K: ?Sized> Clone for Index<S, K> {
+impl<S, V: ?Sized> Clone for Index<S, V> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<S, K: ?Sized> Copy for Index<S, K> {}
+impl<S, V: ?Sized> Copy for Index<S, V> {}
 
-impl<S: SessionData, K: ?Sized> fmt::Debug for Index<S, K> {
+impl<S: SessionData, V: ?Sized> fmt::Debug for Index<S, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Index")
             .field("schema", &S::SCHEMA.name())
@@ -185,7 +186,7 @@ impl<S: SessionData, K: ?Sized> fmt::Debug for Index<S, K> {
     }
 }
 
-impl<S: SessionData, K: ?Sized> Index<S, K> {
+impl<S: SessionData, V: ?Sized> Index<S, V> {
     /// The handle on the field at `field` (called by the generated code).
     #[doc(hidden)]
     pub const fn new(field: usize) -> Self {
@@ -215,7 +216,11 @@ impl<S: SessionData, K: ?Sized> Index<S, K> {
     }
 
     /// The term `key` is listed under; an error when it is too long to be one.
-    fn term_of<Q: IndexKey + ?Sized>(&self, key: &Q) -> Result<String, SessionError> {
+    fn term_of<Q: IndexKey + ?Sized>(&self, key: &Q) -> Result<String, SessionError>
+    where
+        V: IndexValue,
+        V::Key: Borrow<Q>,
+    {
         check_term(S::SCHEMA.name(), self.field(), key.index_term())
     }
 }
@@ -404,22 +409,28 @@ impl Sessions {
     }
 
     /// The live sessions whose indexed field holds `key`, oldest first.
-    pub async fn list<S: SessionData, K: ?Sized + Borrow<Q>, Q: IndexKey + ?Sized>(
+    pub async fn list<S: SessionData, V: IndexValue, Q: IndexKey + ?Sized>(
         &self,
-        index: Index<S, K>,
+        index: Index<S, V>,
         key: &Q,
-    ) -> Result<Vec<IndexedSession>, SessionError> {
+    ) -> Result<Vec<IndexedSession>, SessionError>
+    where
+        V::Key: Borrow<Q>,
+    {
         let term = index.term_of(key)?;
         list(&self.shared, index.key(), &term, None).await
     }
 
     /// Revokes the session named `handle` if its indexed field holds `key`: whether it did.
-    pub async fn revoke<S: SessionData, K: ?Sized + Borrow<Q>, Q: IndexKey + ?Sized>(
+    pub async fn revoke<S: SessionData, V: IndexValue, Q: IndexKey + ?Sized>(
         &self,
-        index: Index<S, K>,
+        index: Index<S, V>,
         key: &Q,
         handle: &SessionHandle,
-    ) -> Result<bool, SessionError> {
+    ) -> Result<bool, SessionError>
+    where
+        V::Key: Borrow<Q>,
+    {
         let term = index.term_of(key)?;
         revoke(&self.shared, index.key(), &term, |found| found == handle)
             .await
@@ -429,11 +440,14 @@ impl Sessions {
     /// Revokes every session whose indexed field holds `key` ("sign out everywhere"): how
     /// many it revoked. A session that holds it when this is called is revoked, or its
     /// field changed before it could be.
-    pub async fn revoke_all<S: SessionData, K: ?Sized + Borrow<Q>, Q: IndexKey + ?Sized>(
+    pub async fn revoke_all<S: SessionData, V: IndexValue, Q: IndexKey + ?Sized>(
         &self,
-        index: Index<S, K>,
+        index: Index<S, V>,
         key: &Q,
-    ) -> Result<usize, SessionError> {
+    ) -> Result<usize, SessionError>
+    where
+        V::Key: Borrow<Q>,
+    {
         let term = index.term_of(key)?;
         revoke(&self.shared, index.key(), &term, |_| true).await
     }
