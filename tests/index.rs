@@ -19,7 +19,11 @@ use session_runtime::{
     index::{IndexedSession, SessionHandle, Sessions},
     Key, SessionData, SessionError, SessionLayer, SessionStore, TypedSession,
 };
-use session_suite::http::{id_of, request, send, set_cookies, text};
+use session_runtime::{RedisLayout, RedisStore};
+use session_suite::{
+    http::{id_of, request, send, set_cookies, text},
+    redis_harness::{can_start_servers, shared_store, unique_prefix, RedisCluster, SentinelSetup},
+};
 use tokio::sync::Notify;
 
 #[derive(SessionData)]
@@ -567,7 +571,63 @@ async fn memory(_test: &str) -> Option<(session_runtime::MemoryStore, ())> {
     Some((session_runtime::MemoryStore::new(), ()))
 }
 
+async fn redis_hash(test: &str) -> Option<(RedisStore, ())> {
+    let store = shared_store(test, RedisLayout::Hash).await?;
+    Some((store, ()))
+}
+
+async fn redis_log(test: &str) -> Option<(RedisStore, ())> {
+    let store = shared_store(test, RedisLayout::Log).await?;
+    Some((store, ()))
+}
+
+/// Every flow above, one after another, on `store`.
+async fn every_flow<S: SessionStore + Clone>(store: S) {
+    your_devices_lists_each_browser_with_handles_that_are_not_ids(store.clone()).await;
+    revoke_one_then_all_others(store.clone()).await;
+    the_index_follows_logout_switch_forget_and_regenerate(store.clone()).await;
+    an_admin_revokes_without_a_request(store.clone()).await;
+    a_revoked_sessions_request_in_flight_cannot_bring_it_back(store.clone()).await;
+    a_hundred_concurrent_logins_are_all_listed(store.clone()).await;
+    logins_during_revoke_all_end_revoked_or_indexed(store).await;
+}
+
+/// On a cluster a session and its index live in different slots: every flow, both layouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_flow_on_a_redis_cluster() {
+    if !can_start_servers("index on a cluster") {
+        return;
+    }
+    let cluster = RedisCluster::start(3);
+    for layout in [RedisLayout::Hash, RedisLayout::Log] {
+        let store = RedisStore::connect_cluster(cluster.urls())
+            .await
+            .expect("connect to the cluster")
+            .with_layout(layout);
+        every_flow(store).await;
+    }
+}
+
+/// Through Sentinel: every flow, both layouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_flow_through_sentinel() {
+    if !can_start_servers("index through sentinel") {
+        return;
+    }
+    let setup = SentinelSetup::start();
+    for layout in [RedisLayout::Hash, RedisLayout::Log] {
+        let store = RedisStore::connect_sentinel([setup.sentinel_url()], SentinelSetup::MASTER)
+            .await
+            .expect("connect through the Sentinel")
+            .with_key_prefix(unique_prefix("index-sentinel"))
+            .with_layout(layout);
+        every_flow(store).await;
+    }
+}
+
 on_store!(memory_store, super::memory);
+on_store!(redis_hash, super::redis_hash);
+on_store!(redis_log, super::redis_log);
 on_store!(postgres, session_suite::sql_harness::postgres);
 on_store!(mysql, session_suite::sql_harness::mysql);
 on_store!(sqlite, session_suite::sql_harness::sqlite);

@@ -7,7 +7,13 @@ use std::{borrow::Cow, sync::LazyLock};
 
 use redis::{Script, Value};
 
-use super::{conn::backend, layout::Write, FieldMap, Patch, RedisStore, StoreError, WriteResult};
+use super::{
+    conn::backend,
+    index::{patch_terms, Tail},
+    layout::Write,
+    FieldMap, Patch, RedisStore, StoreError, WriteResult,
+};
+use crate::SessionId;
 use crate::chain::Chain;
 
 /// Cluster regenerate, rollback: put a stashed record back under its old ID.
@@ -49,6 +55,8 @@ impl RedisStore {
     /// Regenerate for a cluster, where the two keys may live on different nodes.
     pub(super) async fn regenerate_across_slots(
         &self,
+        old: &SessionId,
+        new: &SessionId,
         old_key: &str,
         new_key: &str,
         patch: &Patch,
@@ -77,17 +85,30 @@ impl RedisStore {
             self.layout
                 .ops()
                 .write(Write::Create, &[new_key], &full, self.max_session_bytes);
-        if let Err(err) = self.run(create).await {
+        // The new ID joins the sets of every term the session holds (before the write, as
+        // any write on a cluster); the old ID leaves them once it is gone for good.
+        let tail = Tail {
+            terms: patch_terms(&full),
+            expires_at: full.expires_at,
+            id: new,
+        };
+        if let Err(err) = self.run(create, new_key, &tail).await {
             self.unstash(old_key, &aside).await;
             return Err(err);
         }
         if let Err(err) = redis::cmd("DEL")
             .arg(&aside)
+            .arg(format!("{old_key}#ix"))
             .query_async::<()>(&mut self.conn())
             .await
         {
             // The new session is complete; the aside copy expires with its TTL.
             tracing::warn!(error = %Chain(&err), "could not delete the old copy of a regenerated session");
+        }
+        for (index, term) in &tail.terms {
+            if let Some(term) = term {
+                self.forget(&self.set_key(index, term), old).await;
+            }
         }
         Ok(None)
     }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use redis::{Cmd, Script, ScriptInvocation, Value};
 
 use super::{
+    index::indexed,
     layout::{create_script, invoke, regenerate_script, ttl_millis, Command, Layout, Write},
     FieldKey, FieldMap, Patch, Record, StoreError,
 };
@@ -42,7 +43,7 @@ local function apply(key)
   local ndel = tonumber(ARGV[4])
   local del_end = 4 + ndel
   local first = del_end + 1
-  local last = #ARGV
+  local last = ARGV_END
   local meta = {'__exp', ARGV[2]}
   if limit > 0 then
     local size = tonumber(redis.call('HGET', key, '__bytes'))
@@ -90,12 +91,12 @@ const GUARD: &str = "redis.call('HSET', KEYS[1], '__exp', ARGV[2])";
 
 /// Save: refuses (0) when the session is gone, so a late save never resurrects it.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
+    Script::new(&indexed(&format!(
         "{APPLY}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if not apply(KEYS[1]) then return -2 end
 return 1"
-    ))
+    ), 1))
 });
 
 /// Create: refuses (-1) when the ID is taken.
@@ -106,7 +107,7 @@ static REGENERATE: LazyLock<Script> = LazyLock::new(|| regenerate_script(APPLY, 
 
 /// Touch: a new expiry, fields untouched; 0 when the session is gone.
 /// `ARGV`: ttl-ms, expires-at-ms.
-static TOUCH: LazyLock<Script> = LazyLock::new(|| Script::new(TOUCH_LUA));
+static TOUCH: LazyLock<Script> = LazyLock::new(|| Script::new(&indexed(TOUCH_LUA, 1)));
 const TOUCH_LUA: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], '__exp', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])

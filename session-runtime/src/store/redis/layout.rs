@@ -67,12 +67,12 @@ pub(super) fn invoke(script: &'static Script, keys: &[&str]) -> ScriptInvocation
 /// The create script around a layout's Lua `apply(key)`, which writes `ARGV` to `key`:
 /// refuses (-1) when the ID is taken.
 pub(super) fn create_script(apply: &str) -> Script {
-    Script::new(&format!(
+    Script::new(&super::index::indexed(&format!(
         "{apply}
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 if not apply(KEYS[1]) then return -2 end
 return 1"
-    ))
+    ), 1))
 }
 
 /// The single-server regenerate script around a layout's Lua `apply(key)`: moves `KEYS[1]`
@@ -81,7 +81,7 @@ return 1"
 /// nothing that matters, run first: Redis refuses a script over `maxmemory` only at its
 /// first write, and only if that command may grow memory, which `RENAMENX` may not.
 pub(super) fn regenerate_script(apply: &str, guard: &str) -> Script {
-    Script::new(&format!(
+    Script::new(&super::index::indexed(&format!(
         "{apply}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
@@ -92,7 +92,7 @@ if not apply(KEYS[2]) then
   return -2
 end
 return 1"
-    ))
+    ), 2))
 }
 
 /// Whole milliseconds from now until `at`, rounded down; 0 once `at` has passed, which

@@ -30,6 +30,7 @@ use rand::RngCore;
 use redis::{Cmd, Script, ScriptInvocation, Value};
 
 use super::{
+    index::{indexed, patch_terms},
     layout::{create_script, invoke, regenerate_script, ttl_millis, Command, Layout, Write},
     FieldKey, FieldMap, Patch, Record, StoreError,
 };
@@ -64,7 +65,7 @@ end
 /// its first write, and only if that command may grow memory (as `APPEND` may, and
 /// `PEXPIRE` may not).
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&indexed(
         "local ttl = tonumber(ARGV[1])
 if ttl == 0 then return redis.call('DEL', KEYS[1]) end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -73,7 +74,8 @@ if limit > 0 and redis.call('STRLEN', KEYS[1]) + #ARGV[2] > limit then return -2
 redis.call('APPEND', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ttl)
 return 1",
-    )
+        1,
+    ))
 });
 
 /// The regenerate script's first write, which may grow memory (see [`SAVE`]): an empty
@@ -392,7 +394,7 @@ impl Layout for LogLayout {
         if limit > 0 && entries.len() > limit {
             return Command::TooLarge;
         }
-        if let (true, [key]) = (new_log, keys) {
+        if let (true, [key], true) = (new_log, keys, patch_terms(patch).is_empty()) {
             // A new log is one plain `SET … NX PX`, cheaper for Redis than a script (which
             // is kept for an expiry already past: `PX 0` is refused, and the script's
             // `PEXPIRE 0` ends the record at once).

@@ -7,6 +7,7 @@
 mod cluster;
 mod conn;
 mod hash;
+mod index;
 mod layout;
 mod log;
 mod sentinel;
@@ -540,12 +541,17 @@ impl RedisStore {
 const IDLE_CHECK: Duration = Duration::from_millis(500);
 
 impl RedisStore {
-    /// Sends one write command and reads its answer; after a pause, the connection is
-    /// checked first.
-    async fn run(&self, command: Command) -> WriteResult {
+    /// Sends one write command to `key` and reads its answer, with the index's arguments
+    /// (`tail`) and, on a cluster, its set maintenance around it; after a pause, the
+    /// connection is checked first.
+    async fn run(&self, mut command: Command, key: &str, tail: &index::Tail<'_>) -> WriteResult {
+        if let Command::Script(invocation) = &mut command {
+            self.push_tail(invocation, key, tail);
+        }
         self.checked().await?;
+        self.before_write(tail).await?;
         let result = match send(&command, &mut self.conn()).await {
-            Ok(code) => outcome(code),
+            Ok(code) => outcome(self.after_write(tail, key, code).await),
             Err(err) => Err(backend(err)),
         };
         if !matches!(result, Err(StoreError::Backend(_))) {
@@ -556,7 +562,15 @@ impl RedisStore {
 
     /// Sends a write that is safe to run twice (a refresh), retried on a dropped
     /// connection.
-    async fn run_idempotent(&self, command: Command) -> WriteResult {
+    async fn run_idempotent(
+        &self,
+        mut command: Command,
+        key: &str,
+        tail: &index::Tail<'_>,
+    ) -> WriteResult {
+        if let Command::Script(invocation) = &mut command {
+            self.push_tail(invocation, key, tail);
+        }
         let code = self
             .idempotent(|mut conn| {
                 let command = &command;
@@ -564,7 +578,16 @@ impl RedisStore {
             })
             .await
             .map_err(backend)?;
-        outcome(code)
+        outcome(self.after_write(tail, key, code).await)
+    }
+}
+
+/// The index's arguments of a write of `patch` to `id`.
+fn tail<'a>(patch: &'a Patch, id: &'a SessionId) -> index::Tail<'a> {
+    index::Tail {
+        terms: index::patch_terms(patch),
+        expires_at: patch.expires_at,
+        id,
     }
 }
 
@@ -612,29 +635,27 @@ impl SessionStore for RedisStore {
 
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
         let key = self.key(id);
-        self.run(
-            self.layout
-                .ops()
-                .write(Write::Create, &[&key], patch, self.max_session_bytes),
-        )
-        .await
+        let command = self
+            .layout
+            .ops()
+            .write(Write::Create, &[&key], patch, self.max_session_bytes);
+        self.run(command, &key, &tail(patch, id)).await
     }
 
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
         let key = self.key(id);
-        self.run(
-            self.layout
-                .ops()
-                .write(Write::Save, &[&key], patch, self.max_session_bytes),
-        )
-        .await
+        let command = self
+            .layout
+            .ops()
+            .write(Write::Save, &[&key], patch, self.max_session_bytes);
+        self.run(command, &key, &tail(patch, id)).await
     }
 
     async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
         let (old_key, new_key) = (self.key(old), self.key(new));
         if matches!(self.conn, Conn::Cluster(_)) {
             return self
-                .regenerate_across_slots(&old_key, &new_key, patch)
+                .regenerate_across_slots(old, new, &old_key, &new_key, patch)
                 .await;
         }
         let command = self.layout.ops().write(
@@ -643,27 +664,43 @@ impl SessionStore for RedisStore {
             patch,
             self.max_session_bytes,
         );
-        self.run(command).await
+        self.run(command, &new_key, &tail(patch, new))
+            .await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        let key = self.key(id);
-        self.idempotent(|mut conn| {
-            let key = &key;
-            async move {
-                redis::cmd("DEL")
-                    .arg(key)
-                    .query_async::<()>(&mut conn)
-                    .await
-            }
-        })
-        .await
-        .map_err(backend)
+        self.delete_with_index(id, None).await.map(|_| ())
     }
 
     async fn touch(&self, id: &SessionId, expires_at: SystemTime) -> WriteResult {
         let key = self.key(id);
-        self.run_idempotent(self.layout.ops().touch(&key, expires_at))
-            .await
+        let refresh = Patch::expiry_only(expires_at);
+        self.run_idempotent(
+            self.layout.ops().touch(&key, expires_at),
+            &key,
+            &tail(&refresh, id),
+        )
+        .await
+    }
+
+    fn supports_index(&self) -> bool {
+        true
+    }
+
+    async fn find_indexed(
+        &self,
+        index: &str,
+        term: &[u8],
+    ) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        self.find_with_index(index, term).await
+    }
+
+    async fn delete_indexed(
+        &self,
+        id: &SessionId,
+        index: &str,
+        term: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.delete_with_index(id, Some((index, term))).await
     }
 }

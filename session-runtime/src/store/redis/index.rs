@@ -1,0 +1,385 @@
+//! The session index in Redis.
+//!
+//! Each (index key, term) is a sorted set, `<prefix>ix:<len>:<index key>:<term>`, of the
+//! session IDs that hold the term, scored by each session's expiry (milliseconds since the
+//! epoch); the key itself expires with its longest-lived session. A session's own terms are
+//! mirrored in a small hash beside it, `<prefix>{<id>}#ix` (same slot, same TTL), so a write
+//! knows which sets to change without reading the record.
+//!
+//! **One server, or through Sentinel**: every write script ends with [`INDEX_SYNC`], which
+//! changes the session's sets in the same script as its record: a term set, changed or
+//! cleared moves the session between sets, every write refreshes its score (and prunes the
+//! sets it is in of expired members), regenerate moves it to the new ID, delete removes it.
+//!
+//! **Cluster**: a session and its sets live in different slots, so no script covers both.
+//! The scripts then keep only the mirror hash, and the store changes the sets around them,
+//! in an order that keeps the sets a *superset* of the live sessions holding each term: a
+//! new term is added (scored with the write's expiry) before the write, a session that a
+//! write found gone is removed after it, a refreshed session's scores are raised after the
+//! write, a deleted one is removed after the delete, and a changed term's old entry is left
+//! to expire with its score (another request may be setting it again at that moment). A
+//! listing loads each member and returns only live sessions that hold the term, so the
+//! superset is never seen. A process that dies between a refresh and its score's raise can
+//! leave a session in its set only until its previous expiry.
+
+use std::{sync::LazyLock, time::SystemTime};
+
+use redis::{Script, ScriptInvocation, Value};
+
+use super::{conn::backend, Conn, Patch, RedisStore, StoreError};
+use crate::{
+    meta::{to_millis, INDEX_KEY_PREFIX},
+    SessionId,
+};
+
+/// Lua shared by the scripts that touch index sets: the set's key for a term.
+const IX_KEY: &str = "
+local function ixkey(prefix, index, term) return prefix .. #index .. ':' .. index .. ':' .. term end
+";
+
+/// The end of every write script: reads the index arguments, when the script was given one
+/// key more than its own (the mirror hash), from the tail of `ARGV` (pairs of index key and
+/// term, `''` to clear it, then one number: twice the pair count, plus 1 on a cluster), and
+/// keeps the session's mirror hash and, on one server, its sets. The
+/// session's ID and the sets' prefix come from its key (`<prefix>{<id>}`), the TTL from
+/// `ARGV[1]` (every layout's first argument), the expiry from Redis's clock plus the TTL:
+/// a write on one server that changes no term sends nothing more than without the index. `ARGV_END` is
+/// where the layout's own arguments end. `index_sync` answers 1, or 3 on a cluster for a
+/// session with terms (the store then raises their scores).
+const INDEX_SYNC: &str = r"
+local IX_TAIL = 0
+if #KEYS > IX_KEYS then IX_TAIL = tonumber(ARGV[#ARGV]) end
+local IX_HERE = IX_TAIL % 2 == 0
+local ARGV_END = #ARGV
+if #KEYS > IX_KEYS then ARGV_END = #ARGV - 1 - (IX_TAIL - IX_TAIL % 2) end
+local function split(key)
+  local id = string.match(key, '{([^{}]*)}$')
+  return id, string.sub(key, 1, #key - #id - 2) .. 'ix:'
+end
+local function index_sync(key, old_key)
+  local ttl = tonumber(ARGV[1])
+  local id, prefix = split(key)
+  local mirror = key .. '#ix'
+  if old_key then
+    local old_mirror = old_key .. '#ix'
+    if redis.call('EXISTS', old_mirror) == 1 then
+      if IX_HERE then
+        local old_id = split(old_key)
+        local all = redis.call('HGETALL', old_mirror)
+        for i = 1, #all, 2 do redis.call('ZREM', ixkey(prefix, all[i], all[i + 1]), old_id) end
+      end
+      redis.call('RENAME', old_mirror, mirror)
+    end
+  end
+  for i = ARGV_END + 1, ARGV_END + IX_TAIL - IX_TAIL % 2, 2 do
+    local index, term = ARGV[i], ARGV[i + 1]
+    if IX_HERE then
+      local old = redis.call('HGET', mirror, index)
+      if old and old ~= term then redis.call('ZREM', ixkey(prefix, index, old), id) end
+    end
+    if term == '' then redis.call('HDEL', mirror, index) else redis.call('HSET', mirror, index, term) end
+  end
+  if redis.call('EXISTS', mirror) == 0 then return 1 end
+  local all = redis.call('HGETALL', mirror)
+  if ttl == 0 then
+    if IX_HERE then
+      for i = 1, #all, 2 do redis.call('ZREM', ixkey(prefix, all[i], all[i + 1]), id) end
+    end
+    redis.call('DEL', mirror)
+    return 1
+  end
+  redis.call('PEXPIRE', mirror, ttl)
+  if not IX_HERE then return 3 end
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  for i = 1, #all, 2 do
+    local set = ixkey(prefix, all[i], all[i + 1])
+    redis.call('ZADD', set, now + ttl, id)
+    redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. now)
+    if redis.call('PTTL', set) < ttl then redis.call('PEXPIRE', set, ttl) end
+  end
+  return 1
+end
+";
+
+/// A layout's write script `body` (which answers 1 on success), followed by the index's
+/// bookkeeping on success. In `body`, the layout's own arguments end at `ARGV_END`.
+/// `keys` is how many keys the layout's script takes (2 for a regenerate: old, new).
+pub(super) fn indexed(body: &str, keys: usize) -> String {
+    format!(
+        "local IX_KEYS = {keys}
+{IX_KEY}{INDEX_SYNC}
+local function body()
+{body}
+end
+local code = body()
+if code == 1 then code = index_sync(KEYS[IX_KEYS], IX_KEYS == 2 and KEYS[1] or nil) end
+return code"
+    )
+}
+
+/// Delete, or with `ARGV[3..4]` (index key, term) delete only if the session still holds
+/// the term. `ARGV`: the ID, the sets' prefix (empty on a cluster). Answers `{deleted,
+/// index key, term, ...}`: the session's terms, for a cluster's store to remove it from
+/// their sets.
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{IX_KEY}
+local mirror = KEYS[1] .. '#ix'
+if #ARGV >= 4 then
+  if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HGET', mirror, ARGV[3]) ~= ARGV[4] then
+    return {{0}}
+  end
+end
+local all = redis.call('HGETALL', mirror)
+if ARGV[2] ~= '' then
+  for i = 1, #all, 2 do redis.call('ZREM', ixkey(ARGV[2], all[i], all[i + 1]), ARGV[1]) end
+end
+local deleted = redis.call('DEL', KEYS[1], mirror)
+local out = {{deleted > 0 and 1 or 0}}
+for i = 1, #all do out[#out + 1] = all[i] end
+return out"
+    ))
+});
+
+/// A cluster's set maintenance, on the set's own slot: adds (or raises) a member's score,
+/// prunes expired members and keeps the set alive as long as its longest member. `ARGV`:
+/// score (expiry, ms), ID, TTL (ms), now (ms).
+static RAISE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1",
+    )
+});
+
+/// The index terms a patch sets (`Some`) or clears (`None`).
+pub(super) fn patch_terms(patch: &Patch) -> Vec<(&str, Option<&[u8]>)> {
+    let sets = patch
+        .set
+        .iter()
+        .filter(|(key, _)| key.starts_with(INDEX_KEY_PREFIX))
+        .map(|(key, value)| (key.as_ref(), Some(&value[..])));
+    let removes = patch
+        .remove
+        .iter()
+        .filter(|key| key.starts_with(INDEX_KEY_PREFIX))
+        .filter(|key| !patch.set.iter().any(|(set, _)| set == *key))
+        .map(|key| (key.as_ref(), None));
+    sets.chain(removes).collect()
+}
+
+/// What a write does to the index: the terms it sets or clears, and (for a cluster's own
+/// set maintenance) the session's expiry and ID.
+pub(super) struct Tail<'a> {
+    pub(super) terms: Vec<(&'a str, Option<&'a [u8]>)>,
+    pub(super) expires_at: SystemTime,
+    pub(super) id: &'a SessionId,
+}
+
+impl RedisStore {
+    /// The prefix of this store's index sets.
+    fn sets_prefix(&self) -> String {
+        format!("{}ix:", self.prefix)
+    }
+
+    /// The set of the sessions holding `term` under `index`.
+    pub(super) fn set_key(&self, index: &str, term: &[u8]) -> Vec<u8> {
+        let mut key = self.sets_prefix().into_bytes();
+        key.extend_from_slice(index.len().to_string().as_bytes());
+        key.push(b':');
+        key.extend_from_slice(index.as_bytes());
+        key.push(b':');
+        key.extend_from_slice(term);
+        key
+    }
+
+    fn clustered(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
+    }
+
+    /// Appends the index arguments to a write script's invocation (see [`INDEX_SYNC`]).
+    pub(super) fn push_tail(
+        &self,
+        invocation: &mut ScriptInvocation<'_>,
+        key: &str,
+        tail: &Tail<'_>,
+    ) {
+        if tail.terms.is_empty() && !self.clustered() {
+            return;
+        }
+        invocation.key(format!("{key}#ix"));
+        for (index, term) in &tail.terms {
+            invocation.arg(*index).arg(term.unwrap_or_default());
+        }
+        invocation.arg(2 * tail.terms.len() + usize::from(self.clustered()));
+    }
+
+    /// On a cluster, before a write: adds the session to the sets of the terms it sets.
+    pub(super) async fn before_write(&self, tail: &Tail<'_>) -> Result<(), StoreError> {
+        if !self.clustered() {
+            return Ok(());
+        }
+        for (index, term) in &tail.terms {
+            if let Some(term) = term {
+                self.raise(&self.set_key(index, term), tail.id, tail.expires_at)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// On a cluster, after a write answered `code`: a session found gone leaves the sets it
+    /// was just added to; a session with terms (code 3) has their scores raised.
+    pub(super) async fn after_write(&self, tail: &Tail<'_>, key: &str, code: i64) -> i64 {
+        if !self.clustered() {
+            return code;
+        }
+        if code == 0 {
+            for (index, term) in &tail.terms {
+                if let Some(term) = term {
+                    self.forget(&self.set_key(index, term), tail.id).await;
+                }
+            }
+        }
+        if code != 3 {
+            return code;
+        }
+        let mirror = format!("{key}#ix");
+        match redis::cmd("HGETALL")
+            .arg(&mirror)
+            .query_async::<Vec<(String, Vec<u8>)>>(&mut self.conn())
+            .await
+        {
+            Ok(terms) => {
+                for (index, term) in terms {
+                    if let Err(err) = self
+                        .raise(&self.set_key(&index, &term), tail.id, tail.expires_at)
+                        .await
+                    {
+                        tracing::warn!(error = %crate::chain::Chain(&err), "could not refresh a session's index entry");
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %crate::chain::Chain(&err), "could not read a session's index terms");
+            }
+        }
+        1
+    }
+
+    /// Adds `id` to `set` (or raises its score) with `expires_at`.
+    async fn raise(
+        &self,
+        set: &[u8],
+        id: &SessionId,
+        expires_at: SystemTime,
+    ) -> Result<(), StoreError> {
+        let ttl = super::layout::ttl_millis(expires_at);
+        if ttl == 0 {
+            return Ok(());
+        }
+        RAISE
+            .key(set)
+            .arg(to_millis(expires_at))
+            .arg(id.as_str())
+            .arg(ttl)
+            .arg(to_millis(SystemTime::now()))
+            .invoke_async::<i64>(&mut self.conn())
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    /// Removes `id` from `set`; a failure leaves a member the listings skip until its score
+    /// passes.
+    pub(super) async fn forget(&self, set: &[u8], id: &SessionId) {
+        if let Err(err) = redis::cmd("ZREM")
+            .arg(set)
+            .arg(id.as_str())
+            .query_async::<i64>(&mut self.conn())
+            .await
+        {
+            tracing::warn!(error = %crate::chain::Chain(&err), "could not remove a deleted session from its index");
+        }
+    }
+
+    /// Deletes a session (only if it holds `term` under `index`, when given): whether it
+    /// did.
+    pub(super) async fn delete_with_index(
+        &self,
+        id: &SessionId,
+        only_if: Option<(&str, &[u8])>,
+    ) -> Result<bool, StoreError> {
+        let key = self.key(id);
+        let prefix = if self.clustered() {
+            String::new()
+        } else {
+            self.sets_prefix()
+        };
+        let reply: Vec<Value> = self
+            .idempotent(|mut conn| {
+                let (key, prefix) = (&key, &prefix);
+                async move {
+                    let mut invocation = DELETE.key(key.as_str());
+                    invocation.arg(id.as_str()).arg(prefix.as_str());
+                    if let Some((index, term)) = only_if {
+                        invocation.arg(index).arg(term);
+                    }
+                    invocation.invoke_async(&mut conn).await
+                }
+            })
+            .await
+            .map_err(backend)?;
+        let deleted = matches!(reply.first(), Some(Value::Int(1)));
+        if self.clustered() {
+            let mut terms = reply.into_iter().skip(1);
+            while let (Some(Value::BulkString(index)), Some(Value::BulkString(term))) =
+                (terms.next(), terms.next())
+            {
+                if let Ok(index) = std::str::from_utf8(&index) {
+                    self.forget(&self.set_key(index, &term), id).await;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// The live sessions holding `term` under `index`, each loaded and checked.
+    pub(super) async fn find_with_index(
+        &self,
+        index: &str,
+        term: &[u8],
+    ) -> Result<Vec<(SessionId, crate::store::Record)>, StoreError> {
+        let set = self.set_key(index, term);
+        let now = to_millis(SystemTime::now());
+        let members: Vec<String> = self
+            .idempotent(|mut conn| {
+                let set = &set;
+                async move {
+                    redis::cmd("ZRANGEBYSCORE")
+                        .arg(set)
+                        .arg(format!("({now}"))
+                        .arg("+inf")
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await
+            .map_err(backend)?;
+        let mut found = Vec::with_capacity(members.len());
+        for member in members {
+            let id = SessionId::from_store(member);
+            let Some(record) =
+                crate::SessionStore::load(self, &id, crate::store::LoadKeys::All).await?
+            else {
+                continue;
+            };
+            if record.fields.get(index).map(|v| &v[..]) == Some(term) {
+                found.push((id, record));
+            }
+        }
+        Ok(found)
+    }
+}
