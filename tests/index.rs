@@ -592,6 +592,45 @@ async fn every_flow<S: SessionStore + Clone>(store: S) {
     logins_during_revoke_all_end_revoked_or_indexed(store).await;
 }
 
+/// 10 000 sessions of one user that expire leave nothing of the index in Redis: the set
+/// (scored by expiry, and expiring with its longest-lived member) and the mirrors go.
+async fn ten_thousand_expired_sessions_leave_no_index<C>(store: RedisStore, prefix: &str, conn: C)
+where
+    C: redis::aio::ConnectionLike + Send,
+{
+    let index = "__ix.user_id";
+    let set = format!("{prefix}ix:{}:{index}:42", index.len());
+    let mut conn = ten_thousand_expired_sessions_leave_no_set(store, &set, conn).await;
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "keys left: {}", left.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_expired_sessions_leave_no_index_on_redis() {
+    let Some(url) = session_suite::redis_harness::shared_redis_url() else {
+        session_suite::redis_harness::skip_without_redis("index expiry", "no shared Redis");
+        return;
+    };
+    for layout in [RedisLayout::Hash, RedisLayout::Log] {
+        let prefix = unique_prefix("index-expiry");
+        let store = RedisStore::connect(url.as_str())
+            .await
+            .unwrap()
+            .with_key_prefix(prefix.clone())
+            .with_layout(layout);
+        let conn = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        ten_thousand_expired_sessions_leave_no_index(store, &prefix, conn).await;
+    }
+}
+
 /// On a cluster a session and its index live in different slots: every flow, both layouts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_flow_on_a_redis_cluster() {
@@ -606,6 +645,72 @@ async fn every_flow_on_a_redis_cluster() {
             .with_layout(layout);
         every_flow(store).await;
     }
+    // The set is on another node than most of its sessions: it still expires with them.
+    let prefix = unique_prefix("index-expiry");
+    let store = RedisStore::connect_cluster(cluster.urls())
+        .await
+        .unwrap()
+        .with_key_prefix(prefix.clone());
+    let conn = redis::cluster::ClusterClient::new(cluster.urls())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    // `KEYS` on a cluster reaches one node: check the set only.
+    let index = "__ix.user_id";
+    let set = format!("{prefix}ix:{}:{index}:42", index.len());
+    ten_thousand_expired_sessions_leave_no_set(store, &set, conn).await;
+}
+
+/// 10 000 sessions of one user, expiring within seconds, then none listed and no set left.
+async fn ten_thousand_expired_sessions_leave_no_set<C>(
+    store: RedisStore,
+    set: &str,
+    mut conn: C,
+) -> C
+where
+    C: redis::aio::ConnectionLike + Send,
+{
+    use session_runtime::{store::Patch, SessionId};
+    // One expiry for all, far enough out for every create to land before it.
+    let deadline = SystemTime::now() + Duration::from_secs(4);
+    let writers: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..500 {
+                    let mut patch = Patch::expiry_only(deadline);
+                    patch.set.push(("__ix.user_id".into(), "42".into()));
+                    store.create(&SessionId::generate(), &patch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let members: usize = redis::cmd("ZCARD")
+        .arg(set)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(members, 10_000, "every session is in the set");
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(300)).await;
+    assert!(store
+        .find_indexed("__ix.user_id", b"42")
+        .await
+        .unwrap()
+        .is_empty());
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(set)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!exists, "the set expired with its sessions");
+    conn
 }
 
 /// Through Sentinel: every flow, both layouts.

@@ -164,20 +164,20 @@ pub fn index_term<V: IndexValue + ?Sized>(value: &V) -> Option<String> {
 /// let index: Index<Auth, Option<u64>> = Auth::by_user_id();
 /// assert_eq!(index.field(), "user_id");
 /// ```
-pub struct Index<S, V: ?Sized> {
+pub struct Index<S, V> {
     field: usize,
-    _marker: PhantomData<fn() -> (S, PhantomData<V>)>,
+    _marker: PhantomData<fn() -> (S, V)>,
 }
 
-impl<S, V: ?Sized> Clone for Index<S, V> {
+impl<S, V> Clone for Index<S, V> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<S, V: ?Sized> Copy for Index<S, V> {}
+impl<S, V> Copy for Index<S, V> {}
 
-impl<S: SessionData, V: ?Sized> fmt::Debug for Index<S, V> {
+impl<S: SessionData, V> fmt::Debug for Index<S, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Index")
             .field("schema", &S::SCHEMA.name())
@@ -186,7 +186,7 @@ impl<S: SessionData, V: ?Sized> fmt::Debug for Index<S, V> {
     }
 }
 
-impl<S: SessionData, V: ?Sized> Index<S, V> {
+impl<S: SessionData, V> Index<S, V> {
     /// The handle on the field at `field` (called by the generated code).
     #[doc(hidden)]
     pub const fn new(field: usize) -> Self {

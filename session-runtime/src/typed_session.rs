@@ -338,9 +338,9 @@ impl<T: SessionData> TypedSession<T> {
     /// # let _: Router = Router::new().route("/devices", get(devices))
     /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
     /// ```
-    pub async fn sessions<K: ?Sized>(
+    pub async fn sessions<V>(
         &self,
-        index: Index<T, K>,
+        index: Index<T, V>,
     ) -> Result<Vec<IndexedSession>, SessionError> {
         let Some(term) = self.index_term(index)? else {
             return Ok(Vec::new());
@@ -366,9 +366,9 @@ impl<T: SessionData> TypedSession<T> {
     /// # let _: Router = Router::new().route("/sessions/{handle}/revoke", post(sign_out))
     /// #     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
     /// ```
-    pub async fn revoke<K: ?Sized>(
+    pub async fn revoke<V>(
         &self,
-        index: Index<T, K>,
+        index: Index<T, V>,
         handle: &SessionHandle,
     ) -> Result<bool, SessionError> {
         let Some(term) = self.index_term(index)? else {
@@ -385,10 +385,7 @@ impl<T: SessionData> TypedSession<T> {
 
     /// Revokes every other session that shares this one's value of the indexed field ("sign
     /// out everywhere else"): how many. This one stays.
-    pub async fn revoke_others<K: ?Sized>(
-        &self,
-        index: Index<T, K>,
-    ) -> Result<usize, SessionError> {
+    pub async fn revoke_others<V>(&self, index: Index<T, V>) -> Result<usize, SessionError> {
         let Some(term) = self.index_term(index)? else {
             return Ok(0);
         };
@@ -398,7 +395,7 @@ impl<T: SessionData> TypedSession<T> {
     }
 
     /// This handle's index term for `index`, if its field holds one.
-    fn index_term<K: ?Sized>(&self, index: Index<T, K>) -> Result<Option<String>, SessionError> {
+    fn index_term<V>(&self, index: Index<T, V>) -> Result<Option<String>, SessionError> {
         self.fields
             .index_term(index.position())
             .map(|term| crate::index::check_term(T::SCHEMA.name(), index.field(), term))

@@ -13,8 +13,8 @@ use super::{
     layout::Write,
     FieldMap, Patch, RedisStore, StoreError, WriteResult,
 };
-use crate::SessionId;
 use crate::chain::Chain;
+use crate::SessionId;
 
 /// Cluster regenerate, rollback: put a stashed record back under its old ID.
 static UNSTASH: LazyLock<Script> = LazyLock::new(|| {

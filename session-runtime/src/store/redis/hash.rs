@@ -91,12 +91,15 @@ const GUARD: &str = "redis.call('HSET', KEYS[1], '__exp', ARGV[2])";
 
 /// Save: refuses (0) when the session is gone, so a late save never resurrects it.
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&indexed(&format!(
-        "{APPLY}
+    Script::new(&indexed(
+        &format!(
+            "{APPLY}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if not apply(KEYS[1]) then return -2 end
 return 1"
-    ), 1))
+        ),
+        1,
+    ))
 });
 
 /// Create: refuses (-1) when the ID is taken.

@@ -67,12 +67,15 @@ pub(super) fn invoke(script: &'static Script, keys: &[&str]) -> ScriptInvocation
 /// The create script around a layout's Lua `apply(key)`, which writes `ARGV` to `key`:
 /// refuses (-1) when the ID is taken.
 pub(super) fn create_script(apply: &str) -> Script {
-    Script::new(&super::index::indexed(&format!(
-        "{apply}
+    Script::new(&super::index::indexed(
+        &format!(
+            "{apply}
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
 if not apply(KEYS[1]) then return -2 end
 return 1"
-    ), 1))
+        ),
+        1,
+    ))
 }
 
 /// The single-server regenerate script around a layout's Lua `apply(key)`: moves `KEYS[1]`
@@ -81,8 +84,9 @@ return 1"
 /// nothing that matters, run first: Redis refuses a script over `maxmemory` only at its
 /// first write, and only if that command may grow memory, which `RENAMENX` may not.
 pub(super) fn regenerate_script(apply: &str, guard: &str) -> Script {
-    Script::new(&super::index::indexed(&format!(
-        "{apply}
+    Script::new(&super::index::indexed(
+        &format!(
+            "{apply}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 {guard}
@@ -92,7 +96,9 @@ if not apply(KEYS[2]) then
   return -2
 end
 return 1"
-    ), 2))
+        ),
+        2,
+    ))
 }
 
 /// Whole milliseconds from now until `at`, rounded down; 0 once `at` has passed, which

@@ -635,10 +635,10 @@ impl SessionStore for RedisStore {
 
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
         let key = self.key(id);
-        let command = self
-            .layout
-            .ops()
-            .write(Write::Create, &[&key], patch, self.max_session_bytes);
+        let command =
+            self.layout
+                .ops()
+                .write(Write::Create, &[&key], patch, self.max_session_bytes);
         self.run(command, &key, &tail(patch, id)).await
     }
 
@@ -664,8 +664,7 @@ impl SessionStore for RedisStore {
             patch,
             self.max_session_bytes,
         );
-        self.run(command, &new_key, &tail(patch, new))
-            .await
+        self.run(command, &new_key, &tail(patch, new)).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {

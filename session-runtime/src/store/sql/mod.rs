@@ -212,7 +212,8 @@ impl<'a> Rows<'a> {
 fn indexed_records<'r>(
     rows: impl Iterator<Item = (&'r str, i64, Option<&'r str>, Option<Vec<u8>>)>,
 ) -> Vec<(SessionId, Record)> {
-    let mut found: Vec<(SessionId, i64, Vec<(Option<&'r str>, Option<Vec<u8>>)>)> = Vec::new();
+    type FieldRow<'r> = (Option<&'r str>, Option<Vec<u8>>);
+    let mut found: Vec<(SessionId, i64, Vec<FieldRow<'r>>)> = Vec::new();
     for (id, expires_at, name, value) in rows {
         match found.last_mut() {
             Some((last, _, fields)) if last.as_str() == id => fields.push((name, value)),
