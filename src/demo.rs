@@ -1,19 +1,25 @@
-//! The demo app: a visit counter, login and logout, and a shopping cart, as plain HTML forms.
+//! The demo app: a visit counter, login and logout, a shopping cart, and a "your sessions"
+//! page (each browser the user logged in with; sign out one, or every other), as plain HTML
+//! forms.
 //!
 //! Run it with `cargo run --example demo` and open <http://127.0.0.1:3000>.
 
-use std::{fmt::Write as _, time::Duration};
+use std::{
+    fmt::Write as _,
+    time::{Duration, SystemTime},
+};
 
 use axum::{
     extract::Form,
+    http::{header, HeaderMap},
     response::{Html, IntoResponse, Redirect},
     routing::{get, post},
     Router,
 };
 use serde::{Deserialize, Serialize};
 use session_runtime::{
-    store::CleanupTask, Key, MySqlStore, PostgresStore, SessionData, SessionLayer, SqliteStore,
-    TypedSession,
+    index::SessionHandle, store::CleanupTask, Key, MySqlStore, PostgresStore, SessionData,
+    SessionError, SessionLayer, SqliteStore, TypedSession,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -30,6 +36,19 @@ pub struct Visitor {
 pub struct Auth {
     /// The user's name, once logged in.
     pub user: Option<String>,
+}
+
+/// The logged-in user as the session index knows it: the sessions of one user are listed
+/// by `user`. A schema of its own, so that the demo also runs on the cookie store, which
+/// cannot index (it leaves this schema out: see [`routes_without_index`]).
+#[derive(SessionData, Debug)]
+#[session(namespace = "account")]
+pub struct Account {
+    /// The user's name, once logged in.
+    #[session(index)]
+    pub user: Option<String>,
+    /// The browser the user logged in with, from its `User-Agent`.
+    pub device: String,
 }
 
 /// One line of the cart.
@@ -98,11 +117,19 @@ pub async fn database_layer(
 /// Serves the demo with `layer` on `DEMO_ADDR` (default `127.0.0.1:3000`) until Ctrl-C,
 /// logging through `tracing` (`RUST_LOG` sets the level, default `info`).
 pub async fn serve(layer: SessionLayer) -> Result<(), Box<dyn std::error::Error>> {
+    serve_routes(routes(), layer).await
+}
+
+/// [`serve`] with other routes: [`routes_without_index`] for a store that cannot index.
+pub async fn serve_routes(
+    routes: Router,
+    layer: SessionLayer,
+) -> Result<(), Box<dyn std::error::Error>> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(demo_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .try_init();
     // The demo serves plain HTTP on loopback; over HTTPS keep the default `Secure`.
-    let app = routes().layer(layer.with_insecure_cookie_over_http()?);
+    let app = routes.layer(layer.with_insecure_cookie_over_http()?);
     let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("demo listening on http://{}", listener.local_addr()?);
@@ -114,8 +141,23 @@ pub async fn serve(layer: SessionLayer) -> Result<(), Box<dyn std::error::Error>
     Ok(())
 }
 
-/// The demo's routes; add a `SessionLayer` to serve them.
+/// The demo's routes, with the "your sessions" page; add a `SessionLayer` on a store that
+/// keeps the session index to serve them.
 pub fn routes() -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", post(login_indexed))
+        .route("/logout", post(logout))
+        .route("/cart/add", post(add_item))
+        .route("/cart/clear", post(clear_cart))
+        .route("/sessions", get(sessions))
+        .route("/sessions/revoke", post(revoke))
+        .route("/sessions/revoke-others", post(revoke_others))
+}
+
+/// The demo's routes without the session index, for a store that cannot keep it (the
+/// cookie store).
+pub fn routes_without_index() -> Router {
     Router::new()
         .route("/", get(home))
         .route("/login", post(login))
@@ -160,7 +202,7 @@ async fn home(
         Some(user) => {
             let _ = write!(
                 page,
-                "<p id=\"user\">Logged in as <b>{}</b>.</p>\
+                "<p id=\"user\">Logged in as <b>{}</b>. <a href=\"/sessions\">Your sessions</a></p>\
                  <form method=\"post\" action=\"/logout\"><button>Log out</button></form>",
                 escape(user)
             );
@@ -209,6 +251,141 @@ async fn login(mut auth: TypedSession<Auth>, Form(form): Form<LoginForm>) -> imp
         auth.set_idle_timeout(Some(Duration::from_secs(30 * 24 * 60 * 60)));
     }
     Redirect::to("/")
+}
+
+/// Login on a store that indexes: the user's name also goes into the index, with the
+/// browser it logged in with.
+async fn login_indexed(
+    mut account: TypedSession<Account>,
+    headers: HeaderMap,
+    auth: TypedSession<Auth>,
+    form: Form<LoginForm>,
+) -> impl IntoResponse {
+    let user = form.user.trim();
+    if !user.is_empty() && user.len() <= 64 {
+        account.set_user(Some(user.to_owned()));
+        let agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        account.set_device(device(agent));
+    }
+    // Handed to the index before the login regenerates the ID (both are saved together).
+    drop(account);
+    login(auth, form).await
+}
+
+/// A short name for the browser behind a `User-Agent`.
+pub fn device(agent: &str) -> String {
+    let browser = [
+        ("Edg/", "Edge"),
+        ("Firefox/", "Firefox"),
+        ("Chromium/", "Chromium"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(mark, _)| agent.contains(mark))
+    .map(|(_, name)| *name);
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iPhone"),
+        ("Windows", "Windows"),
+        ("Mac OS", "macOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(mark, _)| agent.contains(mark))
+    .map(|(_, name)| *name);
+    match (browser, system) {
+        (Some(browser), Some(system)) => format!("{browser} on {system}"),
+        (Some(browser), None) => browser.to_owned(),
+        (None, Some(system)) => format!("a browser on {system}"),
+        (None, None) if agent.is_empty() => "an unknown browser".to_owned(),
+        (None, None) => agent.chars().take(40).collect(),
+    }
+}
+
+/// How long ago `at` was, in words.
+fn ago(at: Option<SystemTime>) -> String {
+    let Some(at) = at else {
+        return "unknown".to_owned();
+    };
+    let secs = SystemTime::now()
+        .duration_since(at)
+        .unwrap_or_default()
+        .as_secs();
+    match secs {
+        0..=59 => "just now".to_owned(),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+/// "Your sessions": every browser the user is logged in with.
+async fn sessions(account: TypedSession<Account>) -> Result<impl IntoResponse, SessionError> {
+    let Some(user) = account.user().clone() else {
+        return Ok(Redirect::to("/").into_response());
+    };
+    let mut page = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Your sessions</title>\
+         <style>body{font-family:sans-serif;max-width:40em;margin:2em auto}td,th{padding:.2em .6em;text-align:left}</style>\
+         </head><body>",
+    );
+    let _ = write!(
+        page,
+        "<h1>Your sessions, {}</h1><p>Each browser you are logged in with. Signing one out \
+         ends its session at once, wherever it is.</p>\
+         <table id=\"sessions\"><tr><th>Browser</th><th>Logged in</th><th>Last seen</th><th></th></tr>",
+        escape(&user)
+    );
+    for session in account.sessions(Account::by_user()).await? {
+        let device = session.data::<Account>().device;
+        let action = if session.is_current() {
+            "<b>this browser</b>".to_owned()
+        } else {
+            format!(
+                "<form method=\"post\" action=\"/sessions/revoke\">\
+                 <input type=\"hidden\" name=\"handle\" value=\"{}\"><button>Sign out</button></form>",
+                session.handle()
+            )
+        };
+        let _ = write!(
+            page,
+            "<tr class=\"session\"><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            escape(&device),
+            ago(session.created()),
+            ago(session.last_seen()),
+        );
+    }
+    page.push_str(
+        "</table><form method=\"post\" action=\"/sessions/revoke-others\">\
+         <button>Sign out everywhere else</button></form><p><a href=\"/\">Back</a></p></body></html>",
+    );
+    Ok(Html(page).into_response())
+}
+
+/// The sign-out-one form.
+#[derive(Debug, Deserialize)]
+pub struct RevokeForm {
+    handle: String,
+}
+
+async fn revoke(
+    account: TypedSession<Account>,
+    Form(form): Form<RevokeForm>,
+) -> Result<Redirect, SessionError> {
+    if let Ok(handle) = form.handle.parse::<SessionHandle>() {
+        account.revoke(Account::by_user(), &handle).await?;
+    }
+    Ok(Redirect::to("/sessions"))
+}
+
+async fn revoke_others(account: TypedSession<Account>) -> Result<Redirect, SessionError> {
+    account.revoke_others(Account::by_user()).await?;
+    Ok(Redirect::to("/sessions"))
 }
 
 async fn logout(mut auth: TypedSession<Auth>) -> Redirect {

@@ -18,7 +18,12 @@ async fn serve() -> String {
 }
 
 fn browser() -> reqwest::Client {
+    browser_as("Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0")
+}
+
+fn browser_as(agent: &str) -> reqwest::Client {
     reqwest::Client::builder()
+        .user_agent(agent)
         .cookie_store(true)
         .timeout(Duration::from_secs(10))
         .build()
@@ -113,6 +118,95 @@ async fn the_demo_counts_logs_in_fills_the_cart_and_logs_out() {
     assert!(html.contains("viewed this page 1 time in"), "a new session");
 }
 
+/// The handles of the "Sign out" buttons of a sessions page.
+fn handles(html: &str) -> Vec<String> {
+    html.split("name=\"handle\" value=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_owned())
+        .collect()
+}
+
+/// "Your sessions" at `base`: two browsers of one user see each other, one signs the other
+/// out, and "sign out everywhere else" ends a third.
+async fn your_sessions(base: &str) {
+    let user = format!("ada{}", std::process::id());
+    let laptop = browser();
+    let phone = browser_as("Mozilla/5.0 (Linux; Android 14) Chrome/126.0 Mobile Safari/537.36");
+    for browser in [&laptop, &phone] {
+        let html = post_form(browser, format!("{base}/login"), &format!("user={user}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("Your sessions"), "{html}");
+    }
+    let listing = laptop.get(format!("{base}/sessions")).send().await.unwrap();
+    let html = listing.text().await.unwrap();
+    assert_eq!(html.matches("class=\"session\"").count(), 2, "{html}");
+    assert!(
+        html.contains("Firefox on Linux") && html.contains("Chrome on Android"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<b>this browser</b>") && html.contains("just now"),
+        "{html}"
+    );
+    let others = handles(&html);
+    assert_eq!(others.len(), 1, "one other browser to sign out: {html}");
+    let html = post_form(
+        &laptop,
+        format!("{base}/sessions/revoke"),
+        &format!("handle={}", others[0]),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert_eq!(html.matches("class=\"session\"").count(), 1, "{html}");
+    assert!(
+        page(&phone, base).await.contains("name=\"user\""),
+        "the phone is signed out"
+    );
+
+    let tablet = browser_as("Mozilla/5.0 (iPad; CPU OS 17_0) Safari/604.1");
+    post_form(&tablet, format!("{base}/login"), &format!("user={user}")).await;
+    let html = post_form(&laptop, format!("{base}/sessions/revoke-others"), "")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(html.matches("class=\"session\"").count(), 1, "{html}");
+    assert!(
+        page(&tablet, base).await.contains("name=\"user\""),
+        "the tablet is signed out"
+    );
+    assert!(page(&laptop, base)
+        .await
+        .contains(&format!("Logged in as <b>{user}</b>")));
+}
+
+#[tokio::test]
+async fn the_demo_lists_and_signs_out_a_users_sessions() {
+    let base = serve().await;
+    your_sessions(&base).await;
+    // Logged out, the page sends back home.
+    let response = browser().get(format!("{base}/sessions")).send().await.unwrap();
+    let html = response.text().await.unwrap();
+    assert!(html.contains("name=\"user\""), "{html}");
+}
+
+#[test]
+fn the_demo_names_browsers_briefly() {
+    use session_suite::demo::device;
+    assert_eq!(
+        device("Mozilla/5.0 (Windows NT 10.0) Chrome/126.0 Safari/537.36 Edg/126.0"),
+        "Edge on Windows"
+    );
+    assert_eq!(device("curl/8.5.0"), "curl");
+    assert_eq!(device(""), "an unknown browser");
+    assert_eq!(device(&"x".repeat(100)).len(), 40);
+}
+
 #[tokio::test]
 async fn the_demo_runs_on_redis_too() {
     use session_runtime::{RedisLayout, RedisStore};
@@ -145,6 +239,7 @@ async fn the_demo_runs_on_redis_too() {
             .unwrap();
         assert!(html.contains("<li>2 × figs</li>"), "{layout:?}: {html}");
         assert!(html.contains("viewed this page 2 times"), "{layout:?}");
+        your_sessions(&base).await;
     }
 }
 
@@ -188,6 +283,7 @@ async fn the_demo_runs_on_postgres_mysql_and_sqlite() {
             .unwrap();
         assert!(html.contains("<li>2 × figs</li>"), "{about}: {html}");
         assert!(html.contains("viewed this page 2 times"), "{about}");
+        your_sessions(&base).await;
         drop(made);
     }
     assert!(
@@ -201,7 +297,7 @@ async fn the_demo_runs_on_postgres_mysql_and_sqlite() {
 #[tokio::test]
 async fn the_demo_runs_on_the_cookie_store_too() {
     let key = Key::generate();
-    let app = session_suite::demo::routes().layer(
+    let app = session_suite::demo::routes_without_index().layer(
         SessionLayer::new(session_runtime::CookieStore::new(&key), key)
             .with_insecure_cookie_over_http()
             .unwrap(),

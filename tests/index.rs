@@ -811,3 +811,107 @@ mod not_indexing {
         );
     }
 }
+
+/// The README's handlers, as printed there, routed and called.
+mod readme {
+    use axum::{
+        extract::Path,
+        response::Html,
+        routing::{get, post},
+        Router,
+    };
+    use session_runtime::{
+        index::SessionHandle, Key, MemoryStore, SessionData, SessionError, SessionLayer,
+        TypedSession,
+    };
+    use session_suite::http::{cookie_pair, request, send, text};
+
+    #[derive(SessionData)]
+    struct Auth {
+        #[session(index)]
+        user_id: Option<u64>, // None indexes nothing
+        device: String, // set at login, shown on the list
+    }
+
+    async fn devices(auth: TypedSession<Auth>) -> Result<Html<String>, SessionError> {
+        let mut page = String::from("<ul>");
+        for s in auth.sessions(Auth::by_user_id()).await? {
+            let this = if s.is_current() {
+                " (this browser)"
+            } else {
+                ""
+            };
+            page += &format!(
+                "<li>{}{this}, last seen {:?} <form method=post action=/devices/{}/revoke><button>Sign out</button></form></li>",
+                s.data::<Auth>().device, s.last_seen(), s.handle(),
+            );
+        }
+        Ok(Html(page + "</ul>"))
+    }
+
+    async fn sign_out_one(
+        auth: TypedSession<Auth>,
+        Path(handle): Path<String>,
+    ) -> Result<&'static str, SessionError> {
+        let Ok(handle) = handle.parse::<SessionHandle>() else {
+            return Ok("no such session");
+        };
+        auth.revoke(Auth::by_user_id(), &handle).await?; // only among this user's sessions
+        Ok("signed out")
+    }
+
+    async fn sign_out_others(auth: TypedSession<Auth>) -> Result<String, SessionError> {
+        Ok(format!(
+            "{} other sessions signed out",
+            auth.revoke_others(Auth::by_user_id()).await?
+        ))
+    }
+
+    async fn login(mut auth: TypedSession<Auth>, Path(device): Path<String>) {
+        auth.set_user_id(Some(7));
+        auth.set_device(device);
+        auth.regenerate();
+    }
+
+    #[tokio::test]
+    async fn the_readme_handlers_list_and_sign_out() {
+        let layer = SessionLayer::new(MemoryStore::new(), Key::generate());
+        let sessions = layer.sessions();
+        let app = Router::new()
+            .route("/login/{device}", post(login))
+            .route("/devices", get(devices))
+            .route("/devices/{handle}/revoke", post(sign_out_one))
+            .route("/devices/others", post(sign_out_others))
+            .layer(layer);
+        let laptop = cookie_pair(&send(&app, request("POST", "/login/laptop", None, "")).await);
+        let _phone = cookie_pair(&send(&app, request("POST", "/login/phone", None, "")).await);
+        let _tablet = cookie_pair(&send(&app, request("POST", "/login/tablet", None, "")).await);
+        let page = text(send(&app, request("GET", "/devices", Some(&laptop), "")).await).await;
+        assert!(
+            page.contains("laptop (this browser)") && page.contains("phone"),
+            "{page}"
+        );
+        let phone = sessions.list(Auth::by_user_id(), &7).await.unwrap();
+        let phone = phone
+            .iter()
+            .find(|s| s.data::<Auth>().device == "phone")
+            .unwrap();
+        let uri = format!("/devices/{}/revoke", phone.handle());
+        let done = text(send(&app, request("POST", &uri, Some(&laptop), "")).await).await;
+        assert_eq!(done, "signed out");
+        let others =
+            text(send(&app, request("POST", "/devices/others", Some(&laptop), "")).await).await;
+        assert_eq!(others, "1 other sessions signed out");
+        // The README's admin lines.
+        let user_id = 7u64;
+        let list = sessions.list(Auth::by_user_id(), &user_id).await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            sessions
+                .revoke_all(Auth::by_user_id(), &user_id)
+                .await
+                .unwrap(),
+            1
+        );
+    }
+}
