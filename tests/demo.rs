@@ -190,7 +190,11 @@ async fn the_demo_lists_and_signs_out_a_users_sessions() {
     let base = serve().await;
     your_sessions(&base).await;
     // Logged out, the page sends back home.
-    let response = browser().get(format!("{base}/sessions")).send().await.unwrap();
+    let response = browser()
+        .get(format!("{base}/sessions"))
+        .send()
+        .await
+        .unwrap();
     let html = response.text().await.unwrap();
     assert!(html.contains("name=\"user\""), "{html}");
 }

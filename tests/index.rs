@@ -26,7 +26,9 @@ use session_suite::{
 };
 use tokio::sync::Notify;
 
+/// (In a namespace: the README's `Auth` below has the struct's name to itself.)
 #[derive(SessionData)]
+#[session(namespace = "auth")]
 struct Auth {
     #[session(index)]
     user_id: Option<u64>,
@@ -810,6 +812,48 @@ mod not_indexing {
             1
         );
     }
+}
+
+/// A session stored before its field was `#[session(index)]` (its term missing) is indexed
+/// on its next request, even a read-only one.
+#[tokio::test]
+async fn a_session_stored_before_the_index_is_indexed_on_its_next_request() {
+    use session_runtime::store::Patch;
+    let store = session_runtime::MemoryStore::new();
+    let (app, sessions, _) = app(store.clone());
+    let user = fresh_user();
+    let mut browser = Browser::login(&app, user, "old").await;
+    let id = id_of(browser.cookie.as_deref().unwrap());
+    let mut strip = Patch::expiry_only(SystemTime::now() + Duration::from_secs(600));
+    strip.remove.push("__ix.auth.user_id".into());
+    store.save(&id, &strip).await.unwrap();
+    assert!(sessions
+        .list(Auth::by_user_id(), &user)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(browser.ok(&app, "GET", "/whoami").await, user.to_string());
+    let listed = sessions.list(Auth::by_user_id(), &user).await.unwrap();
+    assert_eq!(listed.len(), 1, "indexed by its first request since");
+    assert_eq!(listed[0].data::<Auth>().device, "old");
+    // A term that no longer matches its field is put right too.
+    let mut wrong = Patch::expiry_only(SystemTime::now() + Duration::from_secs(600));
+    wrong.set.push(("__ix.auth.user_id".into(), "12345".into()));
+    store.save(&id, &wrong).await.unwrap();
+    browser.ok(&app, "GET", "/whoami").await;
+    assert!(sessions
+        .list(Auth::by_user_id(), &12345)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        sessions
+            .list(Auth::by_user_id(), &user)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// The README's handlers, as printed there, routed and called.

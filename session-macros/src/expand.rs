@@ -110,6 +110,19 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             None => f.key(),
         })
         .collect();
+    // An indexed field's term is loaded with it, so a load can tell a missing one.
+    let index_keys: Vec<String> = schema
+        .fields
+        .iter()
+        .filter(|f| f.attrs.skip.is_none() && f.attrs.index.is_some())
+        .map(|f| {
+            let store_key = match &namespace {
+                Some(ns) => format!("{ns}{}{}", symbol::NAMESPACE_SEPARATOR, f.key()),
+                None => f.key(),
+            };
+            format!("{}{store_key}", symbol::INDEX_KEY_PREFIX)
+        })
+        .collect();
     let indices: Vec<usize> = (0..schema.fields.len()).collect();
     let cells: Vec<syn::Ident> = indices
         .iter()
@@ -320,7 +333,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                     #namespace_tokens,
                     #version_key,
                     &[#(#field_infos),*],
-                    &[#(#load_keys,)* #version_key, #private::CREATED_KEY, #private::IDLE_TIMEOUT_KEY],
+                    &[#(#load_keys,)* #(#index_keys,)* #version_key, #private::CREATED_KEY, #private::IDLE_TIMEOUT_KEY],
                 );
 
                 #migrate

@@ -204,6 +204,9 @@ pub fn decode<T: SessionData>(
             return Err(err);
         }
     }
+    if schema.is_indexed() {
+        repair_index_terms::<T>(stored, &fields, &mut extra);
+    }
     Ok(Decoded {
         fields,
         stored_version: if migrated {
@@ -214,6 +217,32 @@ pub fn decode<T: SessionData>(
         extra,
         issues,
     })
+}
+
+/// Writes the index term of an indexed field whose stored term does not match its value: a
+/// session stored before the field was `#[session(index)]` (it becomes findable on its
+/// next request), or one whose term was lost. Fields this request already changes write
+/// their term anyway.
+fn repair_index_terms<T: SessionData>(
+    stored: &RawRecord,
+    fields: &T::Fields,
+    extra: &mut Vec<FieldWrite>,
+) {
+    for (index, info) in T::SCHEMA.fields().iter().enumerate() {
+        if info.index_key().is_empty() || fields.state().is_changed(index) {
+            continue;
+        }
+        let stored_term = stored.get(info.index_key());
+        if stored_term.is_none() && stored.get(info.store_key()).is_none() {
+            continue;
+        }
+        let term = fields
+            .index_term(index)
+            .filter(|term| term.len() <= crate::index::MAX_INDEX_TERM_LEN);
+        if term.as_deref().map(str::as_bytes) != stored_term {
+            extra.push((Cow::Borrowed(info.index_key()), term.map(Bytes::from)));
+        }
+    }
 }
 
 /// Runs the hook on the namespace's raw fields; marks touched schema fields in `state`,
