@@ -647,6 +647,7 @@ async fn every_flow_on_a_redis_cluster() {
             .with_layout(layout);
         every_flow(store).await;
     }
+    the_cluster_superset_is_never_seen(&cluster).await;
     // The set is on another node than most of its sessions: it still expires with them.
     let prefix = unique_prefix("index-expiry");
     let store = RedisStore::connect_cluster(cluster.urls())
@@ -662,6 +663,54 @@ async fn every_flow_on_a_redis_cluster() {
     let index = "__ix.user_id";
     let set = format!("{prefix}ix:{}:{index}:42", index.len());
     ten_thousand_expired_sessions_leave_no_set(store, &set, conn).await;
+}
+
+/// On a cluster the sets may hold more than the live sessions that carry each term (an old
+/// term's entry is left to expire with its score): a listing never shows it.
+async fn the_cluster_superset_is_never_seen(cluster: &RedisCluster) {
+    use session_runtime::{store::Patch, SessionId};
+    let prefix = unique_prefix("index-superset");
+    let store = RedisStore::connect_cluster(cluster.urls())
+        .await
+        .unwrap()
+        .with_key_prefix(prefix.clone());
+    let mut conn = redis::cluster::ClusterClient::new(cluster.urls())
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let index = "__ix.user_id";
+    let set = |term: &str| format!("{prefix}ix:{}:{index}:{term}", index.len());
+    let soon = || SystemTime::now() + Duration::from_secs(60);
+    let id = SessionId::generate();
+    let mut login = Patch::expiry_only(soon());
+    login.set.push((index.into(), "a".into()));
+    store.create(&id, &login).await.unwrap();
+    let mut switch = Patch::expiry_only(soon());
+    switch.set.push((index.into(), "b".into()));
+    store.save(&id, &switch).await.unwrap();
+    let stale: Option<f64> = redis::cmd("ZSCORE")
+        .arg(set("a"))
+        .arg(id.as_str())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(stale.is_some(), "the old term's entry is still in its set");
+    assert!(
+        store.find_indexed(index, b"a").await.unwrap().is_empty(),
+        "but a listing never returns a session that no longer carries the value"
+    );
+    assert!(!store.delete_indexed(&id, index, b"a").await.unwrap());
+    assert_eq!(store.find_indexed(index, b"b").await.unwrap().len(), 1);
+    store.delete(&id).await.unwrap();
+    let gone: Option<f64> = redis::cmd("ZSCORE")
+        .arg(set("b"))
+        .arg(id.as_str())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(gone.is_none(), "a deleted session leaves its sets");
+    assert!(store.find_indexed(index, b"b").await.unwrap().is_empty());
 }
 
 /// 10 000 sessions of one user, expiring within seconds, then none listed and no set left.

@@ -439,7 +439,8 @@ impl Sessions {
 
     /// Revokes every session whose indexed field holds `key` ("sign out everywhere"): how
     /// many it revoked. A session that holds it when this is called is revoked, or its
-    /// field changed before it could be.
+    /// field changed before it could be. Each session is deleted on its own: if the store
+    /// fails midway, those revoked so far stay revoked, and calling again finishes the job.
     pub async fn revoke_all<S: SessionData, V: IndexValue, Q: IndexKey + ?Sized>(
         &self,
         index: Index<S, V>,

@@ -508,7 +508,9 @@ mod tests {
             .chain(body.match_indices("pub async fn "))
             .map(|(i, m)| {
                 let rest = &body[i + m.len()..];
-                &rest[..rest.find('(').expect("method has arguments")]
+                // The name ends at its arguments, or at its generic parameters.
+                let end = rest.find(['(', '<']).expect("method has arguments");
+                &rest[..end]
             })
             .collect();
         assert!(methods.len() >= 7, "found {methods:?}");

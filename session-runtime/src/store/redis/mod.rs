@@ -52,7 +52,12 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 ///   `NOSCRIPT`) that refuses when the session no longer exists, `HDEL`s the removed fields,
 ///   `HSET`s the changed ones and sets the TTL, atomically. Only the changed fields travel.
 /// - **Create** refuses an ID that is taken; **touch** refreshes the TTL without rewriting
-///   fields; **delete** is `DEL`.
+///   fields; **delete** is a script that also takes the session out of the session index.
+/// - **The session index** (`#[session(index)]` fields): one sorted set per indexed value,
+///   `<prefix>ix:…`, scored by expiry, kept by the write scripts themselves on one server or
+///   through Sentinel, and as a checked superset around them on a cluster; a session's own
+///   terms are mirrored beside it in `<prefix>{<id>}#ix`. A write that changes no indexed
+///   field sends nothing more for it.
 /// - **Regenerate** on a single server is one atomic script (`RENAMENX` plus the patch). On a
 ///   cluster the old and new keys usually live in different slots, so it runs in three
 ///   steps: the record is renamed aside within its own slot (the old ID is dead from that
