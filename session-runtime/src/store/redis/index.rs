@@ -57,9 +57,11 @@ local function split(key)
   return id, string.sub(key, 1, #key - #id - 2) .. 'ix:'
 end
 local function index_sync(key, old_key)
+  local mirror = key .. '#ix'
+  -- The common write: no term changes, no move, a session without terms.
+  if not old_key and ARGV_END == #ARGV and redis.call('EXISTS', mirror) == 0 then return 1 end
   local ttl = tonumber(ARGV[1])
   local id, prefix = split(key)
-  local mirror = key .. '#ix'
   if old_key then
     local old_mirror = old_key .. '#ix'
     if redis.call('EXISTS', old_mirror) == 1 then
