@@ -633,6 +633,58 @@ async fn ten_thousand_expired_sessions_leave_no_index_on_redis() {
     }
 }
 
+/// A listed ID whose key holds something the store cannot read (another program's data
+/// under its prefix) is left out of the listing; the other sessions are listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_indexed_session_is_left_out_of_the_listing() {
+    use session_runtime::{store::Patch, SessionId};
+    let Some(url) = session_suite::redis_harness::shared_redis_url() else {
+        session_suite::redis_harness::skip_without_redis("index unreadable", "no shared Redis");
+        return;
+    };
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for layout in [RedisLayout::Hash, RedisLayout::Log] {
+        let prefix = unique_prefix("index-unreadable");
+        let store = RedisStore::connect(url.as_str())
+            .await
+            .unwrap()
+            .with_key_prefix(prefix.clone())
+            .with_layout(layout);
+        let (good, bad) = (SessionId::generate(), SessionId::generate());
+        for id in [&good, &bad] {
+            let mut patch = Patch::expiry_only(SystemTime::now() + Duration::from_secs(60));
+            patch.set.push(("__ix.user_id".into(), "42".into()));
+            store.create(id, &patch).await.unwrap();
+        }
+        // Another program's value under the session's key: a list, which neither layout reads.
+        let key = store.key(&bad);
+        let _: () = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("RPUSH")
+            .arg(&key)
+            .arg("x")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let found = store.find_indexed("__ix.user_id", b"42").await.unwrap();
+        let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, [good.as_str()], "{layout:?}");
+        let _: () = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        store.delete(&good).await.unwrap();
+    }
+}
+
 /// On a cluster a session and its index live in different slots: every flow, both layouts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_flow_on_a_redis_cluster() {

@@ -370,18 +370,75 @@ impl RedisStore {
             })
             .await
             .map_err(backend)?;
-        let mut found = Vec::with_capacity(members.len());
-        for member in members {
-            let id = SessionId::from_store(member);
-            let Some(record) =
-                crate::SessionStore::load(self, &id, crate::store::LoadKeys::All).await?
-            else {
-                continue;
-            };
-            if record.fields.get(index).map(|v| &v[..]) == Some(term) {
-                found.push((id, record));
+        let ids: Vec<SessionId> = members.into_iter().map(SessionId::from_store).collect();
+        let records = if self.clustered() {
+            // The sessions live on many nodes: one load each.
+            let mut records = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let record = crate::SessionStore::load(self, id, crate::store::LoadKeys::All).await;
+                records.push(readable(record)?);
+            }
+            records
+        } else {
+            self.load_pipelined(&ids).await?
+        };
+        let mut found = Vec::with_capacity(ids.len());
+        for (id, record) in ids.into_iter().zip(records) {
+            if let Some(record) = record {
+                if record.fields.get(index).map(|v| &v[..]) == Some(term) {
+                    found.push((id, record));
+                }
             }
         }
         Ok(found)
+    }
+
+    /// The records of `ids`, in one round trip (one server, or through Sentinel).
+    async fn load_pipelined(
+        &self,
+        ids: &[SessionId],
+    ) -> Result<Vec<Option<crate::store::Record>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let layout = self.layout.ops();
+        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
+        let mut pipe = redis::pipe();
+        // Each load answers on its own: one unreadable key does not fail the others.
+        pipe.ignore_errors();
+        for key in &keys {
+            pipe.add_command(layout.load(key));
+        }
+        let replies: Vec<redis::RedisResult<Value>> = self
+            .idempotent(|mut conn| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await
+            .map_err(backend)?;
+        // A log due for compaction is compacted by its own session's next load.
+        keys.iter()
+            .zip(replies)
+            .map(|(key, reply)| {
+                let record = reply
+                    .map_err(backend)
+                    .and_then(|reply| layout.read(key, reply).map(|(record, _)| record));
+                readable(record)
+            })
+            .collect()
+    }
+}
+
+/// A listed session's record; one that is unreadable (another program's data under the
+/// prefix) is left out of the listing, as a load leaves it out of a request.
+fn readable(
+    record: Result<Option<crate::store::Record>, StoreError>,
+) -> Result<Option<crate::store::Record>, StoreError> {
+    match record {
+        Err(err @ StoreError::Corrupt(_)) => {
+            tracing::warn!(error = %crate::chain::Chain(&err), "an indexed session is unreadable; not listed");
+            Ok(None)
+        }
+        other => other,
     }
 }
