@@ -185,8 +185,9 @@ async fn home(
     mut visitor: TypedSession<Visitor>,
     auth: TypedSession<Auth>,
     cart: TypedSession<Cart>,
-) -> Html<String> {
+) -> impl IntoResponse {
     *visitor.visits_mut() += 1;
+    let logged_in = auth.user().is_some();
     let mut page = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Typed sessions demo</title>\
          <style>body{font-family:sans-serif;max-width:40em;margin:2em auto}form{margin:.5em 0}</style>\
@@ -229,7 +230,20 @@ async fn home(
          <form method=\"post\" action=\"/cart/clear\"><button>Empty the cart</button></form>\
          </body></html>",
     );
-    Html(page)
+    private(logged_in, Html(page))
+}
+
+/// A page with a logged-in user's data is never stored by a cache, the browser's included
+/// (its back button after logout shows nothing of it).
+fn private(logged_in: bool, page: Html<String>) -> axum::response::Response {
+    let mut response = page.into_response();
+    if logged_in {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    response
 }
 
 /// The login form.
@@ -364,7 +378,7 @@ async fn sessions(account: TypedSession<Account>) -> Result<impl IntoResponse, S
         "</table><form method=\"post\" action=\"/sessions/revoke-others\">\
          <button>Sign out everywhere else</button></form><p><a href=\"/\">Back</a></p></body></html>",
     );
-    Ok(Html(page).into_response())
+    Ok(private(true, Html(page)))
 }
 
 /// The sign-out-one form.

@@ -141,6 +141,11 @@ async fn your_sessions(base: &str) {
         assert!(html.contains("Your sessions"), "{html}");
     }
     let listing = laptop.get(format!("{base}/sessions")).send().await.unwrap();
+    assert_eq!(
+        listing.headers()["cache-control"],
+        "no-store",
+        "a logged-in page"
+    );
     let html = listing.text().await.unwrap();
     assert_eq!(html.matches("class=\"session\"").count(), 2, "{html}");
     assert!(
