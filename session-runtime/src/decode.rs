@@ -238,7 +238,7 @@ fn repair_index_terms<T: SessionData>(
         }
         let term = fields
             .index_term(index)
-            .filter(|term| term.len() <= crate::index::MAX_INDEX_TERM_LEN);
+            .filter(|term| term.len() <= crate::index::term::MAX_INDEX_TERM_LEN);
         if term.as_deref().map(str::as_bytes) != stored_term {
             extra.push((Cow::Borrowed(info.index_key()), term.map(Bytes::from)));
         }
@@ -369,17 +369,11 @@ pub fn collect_changes<T: SessionData>(
         out.extend([(Cow::Borrowed(info.store_key()), Some(Bytes::from(bytes)))]);
         // The index term goes in the same write as the field.
         if !info.index_key().is_empty() {
-            let term = match fields.index_term(index) {
-                Some(term) => Some(Bytes::from(
-                    crate::index::check_term(schema.name(), info.name(), term).map_err(|err| {
-                        match err {
-                            crate::SessionError::Encode(err) => err,
-                            _ => unreachable!("check_term fails only with Encode"),
-                        }
-                    })?,
-                )),
-                None => None,
-            };
+            let term = fields
+                .index_term(index)
+                .map(|term| crate::index::term::check_term(schema.name(), info.name(), term))
+                .transpose()?
+                .map(Bytes::from);
             out.extend([(Cow::Borrowed(info.index_key()), term)]);
         }
     }

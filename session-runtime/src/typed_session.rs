@@ -375,7 +375,7 @@ impl<T: SessionData> TypedSession<T> {
             return Ok(false);
         };
         let shared = self.session.shared();
-        let own = self.id().map(|id| crate::index::handle_of(shared, &id));
+        let own = self.id().map(|id| SessionHandle::of(shared, &id));
         if own.as_ref() == Some(handle) {
             return Ok(false);
         }
@@ -390,7 +390,7 @@ impl<T: SessionData> TypedSession<T> {
             return Ok(0);
         };
         let shared = self.session.shared();
-        let own = self.id().map(|id| crate::index::handle_of(shared, &id));
+        let own = self.id().map(|id| SessionHandle::of(shared, &id));
         crate::index::revoke(shared, index.key(), &term, |h| Some(h) != own.as_ref()).await
     }
 
@@ -398,7 +398,10 @@ impl<T: SessionData> TypedSession<T> {
     fn index_term<V>(&self, index: Index<T, V>) -> Result<Option<String>, SessionError> {
         self.fields
             .index_term(index.position())
-            .map(|term| crate::index::check_term(T::SCHEMA.name(), index.field(), term))
+            .map(|term| {
+                crate::index::check_term(T::SCHEMA.name(), index.field(), term)
+                    .map_err(SessionError::Encode)
+            })
             .transpose()
     }
 }

@@ -97,16 +97,6 @@ fn index_terms(fields: &FieldMap) -> impl Iterator<Item = (&FieldKey, &Bytes)> {
         .filter(|(key, _)| key.starts_with(INDEX_KEY_PREFIX))
 }
 
-/// Whether a patch changes an index term.
-fn touches_index(patch: &Patch) -> bool {
-    patch
-        .set
-        .iter()
-        .map(|(key, _)| key)
-        .chain(&patch.remove)
-        .any(|key| key.starts_with(INDEX_KEY_PREFIX))
-}
-
 /// Adds `id` under each of `terms`.
 fn index_add<'a>(
     index: &mut HashMap<(FieldKey, Bytes), HashSet<SessionId, FxBuildHasher>>,
@@ -488,7 +478,7 @@ impl SessionStore for MemoryStore {
         let entry = shard.live(id, now).ok_or(StoreError::NotFound)?;
         let bytes = size_after(&entry.fields, entry.bytes, patch);
         self.inner.check_size(bytes)?;
-        if touches_index(patch) {
+        if patch.touches_index() {
             // Rare (a login, a logout): the record leaves the index and comes back with its
             // new terms, under the same lock.
             let mut entry = shard.remove(id).expect("checked live above");

@@ -229,6 +229,16 @@ impl Patch {
         self.set.is_empty() && self.remove.is_empty()
     }
 
+    /// Whether the patch sets or removes an index term (a key under `__ix.`): the writes
+    /// after which a store's index changes.
+    pub(crate) fn touches_index(&self) -> bool {
+        self.set
+            .iter()
+            .map(|(key, _)| key)
+            .chain(&self.remove)
+            .any(|key| key.starts_with(crate::meta::INDEX_KEY_PREFIX))
+    }
+
     /// Applies the field changes to a map (for stores that keep records as maps).
     ///
     /// ```
@@ -326,7 +336,7 @@ impl StoreError {
         Self::Unsupported(
             "this session store does not keep the session index: a schema with a \
              `#[session(index)]` field, and listing or revoking sessions by index, need a \
-             store that does (MemoryStore and the SQL stores do)",
+             store that does (MemoryStore, RedisStore and the SQL stores do)",
         )
     }
 }

@@ -11,8 +11,9 @@ use bytes::Bytes;
 use redis::{Cmd, Script, ScriptInvocation, Value};
 
 use super::{
-    index::indexed,
-    layout::{create_script, invoke, regenerate_script, ttl_millis, Command, Layout, Write},
+    layout::{
+        create_script, indexed, invoke, regenerate_script, ttl_millis, Command, Layout, Write,
+    },
     FieldKey, FieldMap, Patch, Record, StoreError,
 };
 

@@ -26,99 +26,15 @@ use std::{sync::LazyLock, time::SystemTime};
 
 use redis::{Script, ScriptInvocation, Value};
 
-use super::{conn::backend, Conn, Patch, RedisStore, StoreError};
+use super::{
+    conn::backend,
+    layout::{ttl_millis, IX_KEY},
+    Conn, Patch, RedisStore, StoreError,
+};
 use crate::{
     meta::{to_millis, INDEX_KEY_PREFIX},
     SessionId,
 };
-
-/// Lua shared by the scripts that touch index sets: the set's key for a term.
-const IX_KEY: &str = "
-local function ixkey(prefix, index, term) return prefix .. #index .. ':' .. index .. ':' .. term end
-";
-
-/// The end of every write script: reads the index arguments, when the script was given one
-/// key more than its own (the mirror hash), from the tail of `ARGV` (pairs of index key and
-/// term, `''` to clear it, then one number: twice the pair count, plus 1 on a cluster), and
-/// keeps the session's mirror hash and, on one server, its sets. The
-/// session's ID and the sets' prefix come from its key (`<prefix>{<id>}`), the TTL from
-/// `ARGV[1]` (every layout's first argument), the expiry from Redis's clock plus the TTL:
-/// a write on one server that changes no term sends nothing more than without the index. `ARGV_END` is
-/// where the layout's own arguments end. `index_sync` answers 1, or 3 on a cluster for a
-/// session with terms (the store then raises their scores).
-const INDEX_SYNC: &str = r"
-local IX_TAIL = 0
-if #KEYS > IX_KEYS then IX_TAIL = tonumber(ARGV[#ARGV]) end
-local IX_HERE = IX_TAIL % 2 == 0
-local ARGV_END = #ARGV
-if #KEYS > IX_KEYS then ARGV_END = #ARGV - 1 - (IX_TAIL - IX_TAIL % 2) end
-local function split(key)
-  local id = string.match(key, '{([^{}]*)}$')
-  return id, string.sub(key, 1, #key - #id - 2) .. 'ix:'
-end
-local function index_sync(key, old_key)
-  local mirror = key .. '#ix'
-  -- The common write: no term changes, no move, a session without terms.
-  if not old_key and ARGV_END == #ARGV and redis.call('EXISTS', mirror) == 0 then return 1 end
-  local ttl = tonumber(ARGV[1])
-  local id, prefix = split(key)
-  if old_key then
-    local old_mirror = old_key .. '#ix'
-    if redis.call('EXISTS', old_mirror) == 1 then
-      if IX_HERE then
-        local old_id = split(old_key)
-        local all = redis.call('HGETALL', old_mirror)
-        for i = 1, #all, 2 do redis.call('ZREM', ixkey(prefix, all[i], all[i + 1]), old_id) end
-      end
-      redis.call('RENAME', old_mirror, mirror)
-    end
-  end
-  for i = ARGV_END + 1, ARGV_END + IX_TAIL - IX_TAIL % 2, 2 do
-    local index, term = ARGV[i], ARGV[i + 1]
-    if IX_HERE then
-      local old = redis.call('HGET', mirror, index)
-      if old and old ~= term then redis.call('ZREM', ixkey(prefix, index, old), id) end
-    end
-    if term == '' then redis.call('HDEL', mirror, index) else redis.call('HSET', mirror, index, term) end
-  end
-  if redis.call('EXISTS', mirror) == 0 then return 1 end
-  local all = redis.call('HGETALL', mirror)
-  if ttl == 0 then
-    if IX_HERE then
-      for i = 1, #all, 2 do redis.call('ZREM', ixkey(prefix, all[i], all[i + 1]), id) end
-    end
-    redis.call('DEL', mirror)
-    return 1
-  end
-  redis.call('PEXPIRE', mirror, ttl)
-  if not IX_HERE then return 3 end
-  local time = redis.call('TIME')
-  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  for i = 1, #all, 2 do
-    local set = ixkey(prefix, all[i], all[i + 1])
-    redis.call('ZADD', set, now + ttl, id)
-    redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. now)
-    if redis.call('PTTL', set) < ttl then redis.call('PEXPIRE', set, ttl) end
-  end
-  return 1
-end
-";
-
-/// A layout's write script `body` (which answers 1 on success), followed by the index's
-/// bookkeeping on success. In `body`, the layout's own arguments end at `ARGV_END`.
-/// `keys` is how many keys the layout's script takes (2 for a regenerate: old, new).
-pub(super) fn indexed(body: &str, keys: usize) -> String {
-    format!(
-        "local IX_KEYS = {keys}
-{IX_KEY}{INDEX_SYNC}
-local function body()
-{body}
-end
-local code = body()
-if code == 1 then code = index_sync(KEYS[IX_KEYS], IX_KEYS == 2 and KEYS[1] or nil) end
-return code"
-    )
-}
 
 /// Delete, or with `ARGV[3..4]` (index key, term) delete only if the session still holds
 /// the term. `ARGV`: the ID, the sets' prefix (empty on a cluster). Answers `{deleted,
@@ -201,7 +117,8 @@ impl RedisStore {
         matches!(self.conn, Conn::Cluster(_))
     }
 
-    /// Appends the index arguments to a write script's invocation (see [`INDEX_SYNC`]).
+    /// Appends the index arguments to a write script's invocation (see
+    /// [`layout::indexed`](super::layout::indexed)).
     pub(super) fn push_tail(
         &self,
         invocation: &mut ScriptInvocation<'_>,
@@ -278,7 +195,7 @@ impl RedisStore {
         id: &SessionId,
         expires_at: SystemTime,
     ) -> Result<(), StoreError> {
-        let ttl = super::layout::ttl_millis(expires_at);
+        let ttl = ttl_millis(expires_at);
         if ttl == 0 {
             return Ok(());
         }

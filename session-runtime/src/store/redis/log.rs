@@ -30,8 +30,9 @@ use rand::RngCore;
 use redis::{Cmd, Script, ScriptInvocation, Value};
 
 use super::{
-    index::{indexed, patch_terms},
-    layout::{create_script, invoke, regenerate_script, ttl_millis, Command, Layout, Write},
+    layout::{
+        create_script, indexed, invoke, regenerate_script, ttl_millis, Command, Layout, Write,
+    },
     FieldKey, FieldMap, Patch, Record, StoreError,
 };
 
@@ -394,7 +395,7 @@ impl Layout for LogLayout {
         if limit > 0 && entries.len() > limit {
             return Command::TooLarge;
         }
-        if let (true, [key], true) = (new_log, keys, patch_terms(patch).is_empty()) {
+        if let (true, [key], true) = (new_log, keys, !patch.touches_index()) {
             // A new log is one plain `SET … NX PX`, cheaper for Redis than a script (which
             // is kept for an expiry already past: `PX 0` is refused, and the script's
             // `PEXPIRE 0` ends the record at once).

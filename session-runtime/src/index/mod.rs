@@ -14,6 +14,13 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+pub(crate) mod term;
+
+pub(crate) use self::term::check_term;
+#[doc(hidden)]
+pub use self::term::index_term;
+pub use self::term::{IndexKey, IndexValue, MAX_INDEX_TERM_LEN};
+
 use crate::{
     changes::FieldState,
     expiry::Lifetime,
@@ -24,128 +31,10 @@ use crate::{
     SessionError, SessionId, StoreError,
 };
 
-/// The longest index term, in bytes: a longer value cannot index a session (its save fails
-/// with a [`SessionError::Encode`]).
-pub const MAX_INDEX_TERM_LEN: usize = 255;
-
 /// The HKDF label of the key that derives session handles from IDs.
 const HANDLE_INFO: &str = "session-runtime handle v1";
 /// A handle's bytes (128 bits of an HMAC-SHA256).
 const HANDLE_LEN: usize = 16;
-
-/// A type whose values name what sessions are indexed by: a user ID, an account name. Its
-/// [`index_term`](Self::index_term) is the text the index keeps, and must be *injective*:
-/// two different values never give the same term.
-///
-/// Implemented for strings and integers. For your own ID type, give it the term of what it
-/// wraps:
-///
-/// ```
-/// use session_runtime::{index::IndexKey, SessionData};
-///
-/// #[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-/// struct UserId(u64);
-///
-/// impl IndexKey for UserId {
-///     fn index_term(&self) -> String {
-///         self.0.index_term()
-///     }
-/// }
-///
-/// #[derive(SessionData)]
-/// struct Auth {
-///     #[session(index)]
-///     user: Option<UserId>,
-/// }
-/// # fn main() {}
-/// ```
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot name indexed sessions",
-    label = "not an index key",
-    note = "implement `session_runtime::index::IndexKey` for it (strings and integers already do)"
-)]
-pub trait IndexKey {
-    /// The text the index keeps for this value; at most [`MAX_INDEX_TERM_LEN`] bytes.
-    fn index_term(&self) -> String;
-}
-
-impl IndexKey for str {
-    fn index_term(&self) -> String {
-        self.to_owned()
-    }
-}
-
-impl IndexKey for String {
-    fn index_term(&self) -> String {
-        self.clone()
-    }
-}
-
-impl<T: IndexKey + ?Sized> IndexKey for &T {
-    fn index_term(&self) -> String {
-        (**self).index_term()
-    }
-}
-
-macro_rules! integer_keys {
-    ($($int:ty),*) => {$(
-        impl IndexKey for $int {
-            fn index_term(&self) -> String {
-                self.to_string()
-            }
-        }
-
-        /// `0` indexes nothing, as the default value of the field.
-        impl IndexValue for $int {
-            type Key = $int;
-            fn index_key(&self) -> Option<&$int> {
-                (*self != 0).then_some(self)
-            }
-        }
-    )*};
-}
-
-integer_keys!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
-
-/// The type of a `#[session(index)]` field: a value that indexes the session under its
-/// [`Key`](Self::Key), or nothing.
-///
-/// `Option<K>` (for any [`IndexKey`] `K`) indexes under `K` when `Some`; `String` under
-/// itself when not empty; integers under themselves when not `0`. The field's default
-/// indexes nothing.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a `#[session(index)]` field",
-    label = "not an indexable field type",
-    note = "an indexed field is an `Option<K>`, a `String` or an integer, with `K` a `session_runtime::index::IndexKey` (strings, integers, or your own type with an `impl IndexKey`)"
-)]
-pub trait IndexValue {
-    /// What the sessions are listed by: `u64` for an `Option<u64>` field.
-    type Key: IndexKey + ?Sized;
-
-    /// The key this value indexes the session under; `None` for none.
-    fn index_key(&self) -> Option<&Self::Key>;
-}
-
-impl<K: IndexKey> IndexValue for Option<K> {
-    type Key = K;
-    fn index_key(&self) -> Option<&K> {
-        self.as_ref()
-    }
-}
-
-/// The empty string indexes nothing, as the default value of the field.
-impl IndexValue for String {
-    type Key = str;
-    fn index_key(&self) -> Option<&str> {
-        (!self.is_empty()).then_some(self.as_str())
-    }
-}
-
-/// The term a field's value indexes under, if any (called by the generated code).
-#[doc(hidden)]
-pub fn index_term<V: IndexValue + ?Sized>(value: &V) -> Option<String> {
-    value.index_key().map(IndexKey::index_term)
-}
 
 /// A typed handle on one `#[session(index)]` field of schema `S`, of type `V`: sessions are
 /// listed by `V`'s [`Key`](IndexValue::Key) (`u64` for an `Option<u64>` field). The derive
@@ -221,30 +110,8 @@ impl<S: SessionData, V> Index<S, V> {
         V: IndexValue,
         V::Key: Borrow<Q>,
     {
-        check_term(S::SCHEMA.name(), self.field(), key.index_term())
+        check_term(S::SCHEMA.name(), self.field(), key.index_term()).map_err(SessionError::Encode)
     }
-}
-
-/// `term`, or the error of an index term over [`MAX_INDEX_TERM_LEN`].
-pub(crate) fn check_term(
-    schema: &'static str,
-    field: &'static str,
-    term: String,
-) -> Result<String, SessionError> {
-    if term.len() > MAX_INDEX_TERM_LEN {
-        return Err(SessionError::Encode(crate::EncodeError {
-            schema,
-            field,
-            source: crate::CodecError::new(
-                crate::CodecErrorKind::Encode,
-                format!(
-                    "an index term of {} bytes is over the limit of {MAX_INDEX_TERM_LEN}",
-                    term.len()
-                ),
-            ),
-        }));
-    }
-    Ok(term)
 }
 
 /// An opaque name for one of the sessions a listing returned, to revoke it by. It is not the
@@ -256,7 +123,8 @@ pub(crate) fn check_term(
 pub struct SessionHandle([u8; HANDLE_LEN]);
 
 impl SessionHandle {
-    fn of(shared: &Shared, id: &SessionId) -> Self {
+    /// The handle of the session `id`, under the layer's current key.
+    pub(crate) fn of(shared: &Shared, id: &SessionId) -> Self {
         let key = shared.config.keys.current.subkey(HANDLE_INFO);
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&key).expect("HMAC accepts keys of any length");
@@ -519,9 +387,4 @@ fn check_store(shared: &Shared) -> Result<&dyn crate::store::DynStore, SessionEr
     } else {
         Err(SessionError::Store(StoreError::unsupported_index()))
     }
-}
-
-/// The handle of the session `id` (for the request's own listing).
-pub(crate) fn handle_of(shared: &Shared, id: &SessionId) -> SessionHandle {
-    SessionHandle::of(shared, id)
 }
