@@ -106,3 +106,49 @@ pub fn id_of(pair: &str) -> SessionId {
     let value = pair.split_once('=').expect("name=value").1;
     SessionId::from_store(value.rsplit_once('.').expect("id.tag").0)
 }
+
+/// A browser: keeps the session cookie as `Set-Cookie` leaves it (removed by `Max-Age=0`).
+#[derive(Debug, Default, Clone)]
+pub struct Browser {
+    /// The `name=value` pair it sends, if any.
+    pub cookie: Option<String>,
+}
+
+impl Browser {
+    /// Sends a request with its cookie and keeps the cookie the response sets: the status
+    /// and the body.
+    pub async fn call(
+        &mut self,
+        app: &axum::Router,
+        method: &str,
+        uri: &str,
+    ) -> (axum::http::StatusCode, String) {
+        let response = send(app, request(method, uri, self.cookie.as_deref(), "")).await;
+        for set in set_cookies(&response) {
+            let pair = set.split(';').next().unwrap_or_default().to_owned();
+            if set.contains("Max-Age=0") {
+                self.cookie = None;
+            } else {
+                self.cookie = Some(pair);
+            }
+        }
+        let status = response.status();
+        (status, text(response).await)
+    }
+
+    /// As [`call`](Self::call), asserting a `200 OK`: the body.
+    pub async fn ok(&mut self, app: &axum::Router, method: &str, uri: &str) -> String {
+        let (status, body) = self.call(app, method, uri).await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{method} {uri}: {body}");
+        body
+    }
+
+    /// The session ID its cookie names.
+    pub fn id(&self) -> SessionId {
+        id_of(
+            self.cookie
+                .as_deref()
+                .expect("the browser holds a session cookie"),
+        )
+    }
+}

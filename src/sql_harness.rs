@@ -127,6 +127,45 @@ impl Drop for Made {
     }
 }
 
+impl Made {
+    /// Every `(name, value)` row of the fields table this test made, as the database holds
+    /// it: what a dump of the table shows.
+    pub async fn stored_rows(&self) -> Vec<(String, Vec<u8>)> {
+        match &self.what {
+            MadeKind::Tables { url, prefix } => {
+                let sql = format!("SELECT name, value FROM {prefix}session_fields");
+                let sql = sqlx::AssertSqlSafe(sql.as_str());
+                if url.starts_with("postgres") {
+                    let pool = sqlx::PgPool::connect(url).await.expect("connect");
+                    let rows = sqlx::query_as(sql).fetch_all(&pool).await.expect("read");
+                    pool.close().await;
+                    rows
+                } else {
+                    let pool = sqlx::MySqlPool::connect(url).await.expect("connect");
+                    let rows: Vec<(Vec<u8>, Vec<u8>)> =
+                        sqlx::query_as(sql).fetch_all(&pool).await.expect("read");
+                    pool.close().await;
+                    rows.into_iter()
+                        .map(|(name, value)| (String::from_utf8_lossy(&name).into_owned(), value))
+                        .collect()
+                }
+            }
+            MadeKind::File(path) => {
+                let pool = sqlx::SqlitePool::connect(&sqlite_url(path))
+                    .await
+                    .expect("open");
+                let rows = sqlx::query_as("SELECT name, value FROM session_fields")
+                    .fetch_all(&pool)
+                    .await
+                    .expect("read");
+                pool.close().await;
+                rows
+            }
+            MadeKind::Nothing => Vec::new(),
+        }
+    }
+}
+
 fn drop_tables(url: &str, prefix: &str) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()

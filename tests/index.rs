@@ -21,7 +21,7 @@ use session_runtime::{
 };
 use session_runtime::{RedisLayout, RedisStore};
 use session_suite::{
-    http::{id_of, request, send, set_cookies, text},
+    http::{id_of, request, send, Browser},
     redis_harness::{can_start_servers, shared_store, unique_prefix, RedisCluster, SentinelSetup},
 };
 use tokio::sync::Notify;
@@ -162,40 +162,13 @@ fn app<S: SessionStore>(store: S) -> (Router, Sessions, App) {
     (router, sessions, state)
 }
 
-/// A browser: keeps the session cookie as `Set-Cookie` leaves it.
-#[derive(Default, Clone)]
-struct Browser {
-    cookie: Option<String>,
-}
-
-impl Browser {
-    async fn call(&mut self, app: &Router, method: &str, uri: &str) -> (StatusCode, String) {
-        let response = send(app, request(method, uri, self.cookie.as_deref(), "")).await;
-        for set in set_cookies(&response) {
-            let pair = set.split(';').next().unwrap_or_default().to_owned();
-            if set.contains("Max-Age=0") {
-                self.cookie = None;
-            } else {
-                self.cookie = Some(pair);
-            }
-        }
-        let status = response.status();
-        (status, text(response).await)
-    }
-
-    async fn ok(&mut self, app: &Router, method: &str, uri: &str) -> String {
-        let (status, body) = self.call(app, method, uri).await;
-        assert_eq!(status, StatusCode::OK, "{method} {uri}: {body}");
-        body
-    }
-
-    async fn login(app: &Router, user: u64, device: &str) -> Self {
-        let mut browser = Self::default();
-        browser
-            .ok(app, "POST", &format!("/login/{user}/{device}"))
-            .await;
-        browser
-    }
+/// A browser that logged in as `user` from `device`.
+async fn logged_in(app: &Router, user: u64, device: &str) -> Browser {
+    let mut browser = Browser::default();
+    browser
+        .ok(app, "POST", &format!("/login/{user}/{device}"))
+        .await;
+    browser
 }
 
 /// The listing's lines, as (handle, current?, device).
@@ -228,10 +201,10 @@ fn fresh_user() -> u64 {
 async fn your_devices_lists_each_browser_with_handles_that_are_not_ids<S: SessionStore>(store: S) {
     let (app, _, _) = app(store);
     let (ada, bob) = (fresh_user(), fresh_user());
-    let mut laptop = Browser::login(&app, ada, "laptop").await;
-    let _phone = Browser::login(&app, ada, "phone").await;
-    let _tablet = Browser::login(&app, ada, "tablet").await;
-    let _bobs = Browser::login(&app, bob, "bobs").await;
+    let mut laptop = logged_in(&app, ada, "laptop").await;
+    let _phone = logged_in(&app, ada, "phone").await;
+    let _tablet = logged_in(&app, ada, "tablet").await;
+    let _bobs = logged_in(&app, bob, "bobs").await;
     let mut anonymous = Browser::default();
 
     let listing = laptop.ok(&app, "GET", "/devices").await;
@@ -259,10 +232,10 @@ async fn your_devices_lists_each_browser_with_handles_that_are_not_ids<S: Sessio
 async fn revoke_one_then_all_others<S: SessionStore>(store: S) {
     let (app, _, _) = app(store);
     let (ada, bob) = (fresh_user(), fresh_user());
-    let mut laptop = Browser::login(&app, ada, "laptop").await;
-    let mut phone = Browser::login(&app, ada, "phone").await;
-    let mut tablet = Browser::login(&app, ada, "tablet").await;
-    let mut bobs = Browser::login(&app, bob, "bobs").await;
+    let mut laptop = logged_in(&app, ada, "laptop").await;
+    let mut phone = logged_in(&app, ada, "phone").await;
+    let mut tablet = logged_in(&app, ada, "tablet").await;
+    let mut bobs = logged_in(&app, bob, "bobs").await;
 
     let listing = lines(&laptop.ok(&app, "GET", "/devices").await);
     let phone_handle = listing
@@ -316,7 +289,7 @@ async fn revoke_one_then_all_others<S: SessionStore>(store: S) {
         "false"
     );
 
-    let _phone_again = Browser::login(&app, ada, "phone2").await;
+    let _phone_again = logged_in(&app, ada, "phone2").await;
     assert_eq!(laptop.ok(&app, "POST", "/revoke-others").await, "2");
     assert_eq!(tablet.ok(&app, "GET", "/whoami").await, "-");
     assert_eq!(laptop.ok(&app, "GET", "/whoami").await, ada.to_string());
@@ -334,9 +307,9 @@ async fn revoke_one_then_all_others<S: SessionStore>(store: S) {
 async fn the_index_follows_logout_switch_forget_and_regenerate<S: SessionStore>(store: S) {
     let (app, sessions, _) = app(store);
     let (ada, eve) = (fresh_user(), fresh_user());
-    let mut one = Browser::login(&app, ada, "one").await;
-    let mut two = Browser::login(&app, ada, "two").await;
-    let mut three = Browser::login(&app, ada, "three").await;
+    let mut one = logged_in(&app, ada, "one").await;
+    let mut two = logged_in(&app, ada, "two").await;
+    let mut three = logged_in(&app, ada, "three").await;
     let listed = |user| {
         let sessions = sessions.clone();
         async move {
@@ -381,10 +354,10 @@ async fn an_admin_revokes_without_a_request<S: SessionStore>(store: S) {
     let (ada, bob) = (fresh_user(), fresh_user());
     let mut browsers = Vec::new();
     for device in ["a", "b", "c"] {
-        browsers.push(Browser::login(&app, ada, device).await);
+        browsers.push(logged_in(&app, ada, device).await);
     }
-    let mut bobs = Browser::login(&app, bob, "bobs").await;
-    let mut team = Browser::login(&app, ada, "team").await;
+    let mut bobs = logged_in(&app, bob, "bobs").await;
+    let mut team = logged_in(&app, ada, "team").await;
     let team_name = format!("team-{}", fresh_user());
     team.ok(&app, "POST", &format!("/join/{team_name}")).await;
 
@@ -445,7 +418,7 @@ async fn an_admin_revokes_without_a_request<S: SessionStore>(store: S) {
 async fn a_revoked_sessions_request_in_flight_cannot_bring_it_back<S: SessionStore>(store: S) {
     let (app, sessions, state) = app(store);
     let ada = fresh_user();
-    let browser = Browser::login(&app, ada, "laptop").await;
+    let browser = logged_in(&app, ada, "laptop").await;
     let request_app = app.clone();
     let mut in_flight = browser.clone();
     let inside = state.inside.notified();
@@ -480,7 +453,7 @@ async fn a_hundred_concurrent_logins_are_all_listed<S: SessionStore>(store: S) {
     let logins: Vec<_> = (0..100)
         .map(|n| {
             let app = app.clone();
-            tokio::spawn(async move { Browser::login(&app, ada, &format!("d{n}")).await })
+            tokio::spawn(async move { logged_in(&app, ada, &format!("d{n}")).await })
         })
         .collect();
     for login in logins {
@@ -504,7 +477,7 @@ async fn logins_during_revoke_all_end_revoked_or_indexed<S: SessionStore>(store:
     let logins: Vec<_> = (0..40)
         .map(|n| {
             let app = app.clone();
-            tokio::spawn(async move { Browser::login(&app, ada, &format!("d{n}")).await })
+            tokio::spawn(async move { logged_in(&app, ada, &format!("d{n}")).await })
         })
         .collect();
     let mut revoked = 0;
@@ -923,7 +896,7 @@ async fn a_session_stored_before_the_index_is_indexed_on_its_next_request() {
     let store = session_runtime::MemoryStore::new();
     let (app, sessions, _) = app(store.clone());
     let user = fresh_user();
-    let mut browser = Browser::login(&app, user, "old").await;
+    let mut browser = logged_in(&app, user, "old").await;
     let id = id_of(browser.cookie.as_deref().unwrap());
     let mut strip = Patch::expiry_only(SystemTime::now() + Duration::from_secs(600));
     strip.remove.push("__ix.auth.user_id".into());

@@ -333,7 +333,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                     #namespace_tokens,
                     #version_key,
                     &[#(#field_infos),*],
-                    &[#(#load_keys,)* #(#index_keys,)* #version_key, #private::CREATED_KEY, #private::IDLE_TIMEOUT_KEY],
+                    &[#(#load_keys,)* #(#index_keys,)* #version_key, #private::CREATED_KEY, #private::IDLE_TIMEOUT_KEY, #private::DATA_KEY_KEY],
                 );
 
                 #migrate

@@ -26,6 +26,9 @@ pub(crate) struct Config {
     /// The app's own error responses, if it gave one.
     pub(crate) error_response: Option<ErrorResponder>,
     pub(crate) save_policy: SavePolicy,
+    /// Whether field values are sealed before they reach the store.
+    #[cfg(feature = "encryption")]
+    pub(crate) encryption: crate::Encryption,
 }
 
 /// Which responses keep the session changes their request made; chosen with
@@ -73,6 +76,8 @@ impl Config {
             decode_policy: DecodePolicy::default(),
             error_response: None,
             save_policy: SavePolicy::default(),
+            #[cfg(feature = "encryption")]
+            encryption: crate::Encryption::default(),
         }
     }
 }

@@ -245,6 +245,13 @@ pub enum DecodeError {
         /// The hook's error.
         source: MigrationError,
     },
+    /// A stored value does not open under its session's data key (the layer encrypts
+    /// values at rest): it was sealed for another session or another field, under a key
+    /// the layer no longer has, or written in clear.
+    Sealed {
+        /// The value's store key.
+        key: String,
+    },
 }
 
 impl fmt::Display for DecodeError {
@@ -267,6 +274,10 @@ impl fmt::Display for DecodeError {
             Self::Migration { schema, from, .. } => {
                 write!(f, "migrating session schema `{schema}` from version {from} failed")
             }
+            Self::Sealed { key } => write!(
+                f,
+                "the stored value of `{key}` does not open: it was sealed for another session or field, under a key this layer does not have, or written in clear"
+            ),
         }
     }
 }
@@ -276,7 +287,7 @@ impl StdError for DecodeError {
         match self {
             Self::Field { source, .. } | Self::Version { source, .. } => Some(source),
             Self::Migration { source, .. } => Some(source),
-            Self::NewerVersion { .. } => None,
+            Self::NewerVersion { .. } | Self::Sealed { .. } => None,
         }
     }
 }

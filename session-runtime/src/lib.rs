@@ -57,6 +57,8 @@ mod migrate;
 mod record;
 mod registry;
 mod schema;
+#[cfg(feature = "encryption")]
+mod seal;
 mod session;
 mod session_cookie;
 
@@ -73,6 +75,9 @@ pub use key::{Key, KeyError};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use migrate::{MigrationError, RawFields};
 pub use schema::{Schema, SessionData};
+#[cfg(feature = "encryption")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+pub use seal::Encryption;
 pub use session_cookie::SameSite;
 #[cfg(feature = "cookie-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cookie-store")))]
@@ -107,8 +112,8 @@ pub mod __private {
     };
     pub use crate::index::{index_term, Index, IndexValue};
     pub use crate::meta::{
-        CREATED_KEY, IDLE_TIMEOUT_KEY, INDEX_KEY_PREFIX, NAMESPACE_SEPARATOR, RESERVED_KEY_PREFIX,
-        VERSION_KEY_PREFIX,
+        CREATED_KEY, DATA_KEY_KEY, IDLE_TIMEOUT_KEY, INDEX_KEY_PREFIX, NAMESPACE_SEPARATOR,
+        RESERVED_KEY_PREFIX, VERSION_KEY_PREFIX,
     };
     pub use crate::migrate::{MigrationError, RawFields};
     pub use crate::record::RawRecord;

@@ -19,6 +19,9 @@ pub const CREATED_KEY: &str = "__created";
 /// Metadata key: this session's own idle timeout in milliseconds ("remember me"). Stored as
 /// `__ttl`, its name since 0.1.
 pub const IDLE_TIMEOUT_KEY: &str = "__ttl";
+/// Metadata key: the session's data key, sealed under the layer's key, when the layer
+/// encrypts field values at rest.
+pub const DATA_KEY_KEY: &str = "__dk";
 
 /// Whole milliseconds since the Unix epoch; 0 before it, `u64::MAX` past what fits.
 pub(crate) fn to_millis(at: SystemTime) -> u64 {
@@ -63,7 +66,12 @@ mod tests {
 
     #[test]
     fn reserved_keys_share_the_prefix() {
-        for key in [CREATED_KEY, IDLE_TIMEOUT_KEY, VERSION_KEY_PREFIX] {
+        for key in [
+            CREATED_KEY,
+            IDLE_TIMEOUT_KEY,
+            DATA_KEY_KEY,
+            VERSION_KEY_PREFIX,
+        ] {
             assert!(key.starts_with(RESERVED_KEY_PREFIX), "{key}");
         }
         assert!(VERSION_KEY_PREFIX.ends_with(NAMESPACE_SEPARATOR));

@@ -71,6 +71,61 @@ pub async fn load_only_some_keys<S: SessionStore>(store: &S) {
     }
 }
 
+/// Values are bytes, not text: every byte value, invalid UTF-8 and a 64 KiB value come back
+/// exactly as written, by create and by save (a layer that encrypts values at rest stores
+/// nothing else).
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::values_are_bytes(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn values_are_bytes<S: SessionStore>(store: &S) {
+    use bytes::Bytes;
+    use rand::RngCore;
+    use std::borrow::Cow;
+
+    let every_byte: Bytes = (0..=255u8).chain((0..=255u8).rev()).collect();
+    let mut large = vec![0u8; 64 * 1024];
+    rand::thread_rng().fill_bytes(&mut large);
+    let large = Bytes::from(large);
+    let not_utf8 = Bytes::from_static(b"\xff\xfe\x00\x80 \xc3\x28");
+
+    let mut create = patch(&[], &[], in_a_minute());
+    create
+        .set
+        .push((Cow::Borrowed("every_byte"), every_byte.clone()));
+    create
+        .set
+        .push((Cow::Borrowed("not_utf8"), not_utf8.clone()));
+    let id = SessionId::generate();
+    store
+        .create(&id, &create)
+        .await
+        .expect("create a session with binary values");
+    let mut save = patch(&[], &[], in_a_minute());
+    save.set.push((Cow::Borrowed("large"), large.clone()));
+    save.set.push((Cow::Borrowed("again"), not_utf8.clone()));
+    store.save(&id, &save).await.expect("save binary values");
+    let record = load_all(store, &id).await.expect("the session exists");
+    for (key, expected) in [
+        ("every_byte", &every_byte),
+        ("not_utf8", &not_utf8),
+        ("large", &large),
+        ("again", &not_utf8),
+    ] {
+        let got = record.fields.get(key);
+        assert!(
+            got == Some(expected),
+            "values are bytes: `{key}` ({} bytes written) came back as {:?}",
+            expected.len(),
+            got.map(|v| format!("{} bytes, not the same", v.len()))
+        );
+    }
+}
+
 /// A save sets the patch's fields and leaves the others alone.
 ///
 /// ```

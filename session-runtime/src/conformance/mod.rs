@@ -14,7 +14,8 @@
 //! partial), patches that set and remove fields, expiry (writes with an expiry already
 //! past included), touch, regenerate, delete, that a deleted or expired session is never
 //! brought back by a late write, collision safety, and that 50 concurrent patches to
-//! different fields of one session all survive. For a store that keeps the session index,
+//! different fields of one session all survive, and that values are kept as any bytes (what
+//! a layer that encrypts at rest stores). For a store that keeps the session index,
 //! it checks that too (found under every write's term, never once ended, conditional
 //! deletes, 100 concurrent logins); for one that does not, that it says so. Then it runs 400 random operations against
 //! a model of the contract ([`random_operations_match_a_model`]; a failure names the seed
@@ -96,6 +97,7 @@ pub async fn check<S: SessionStore>(store: S) -> Result<(), Violations> {
         load_only_some_keys,
         save_applies_a_patch,
         save_removes_fields,
+        values_are_bytes,
         create_never_overwrites,
         records_expire,
         touch_extends_expiry,
@@ -169,6 +171,7 @@ pub async fn run_client_side<S: SessionStore>(store: S) {
         load_only_some_keys,
         save_applies_a_patch,
         save_removes_fields,
+        values_are_bytes,
         records_expire,
         touch_extends_expiry,
         no_resurrection_after_expiry,

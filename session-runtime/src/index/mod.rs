@@ -341,6 +341,14 @@ pub(crate) async fn list(
                 .and_then(|v| parse_u64(v))
                 .and_then(from_millis);
             let lifetime = Lifetime::decode(record.fields.get(IDLE_TIMEOUT_KEY).map(|v| &v[..]));
+            #[cfg(feature = "encryption")]
+            let record = match &shared.sealer {
+                Some(sealer) => crate::store::Record {
+                    fields: Arc::new(crate::seal::open_record(sealer, &id, &record.fields)),
+                    ..record
+                },
+                None => record,
+            };
             IndexedSession {
                 handle: SessionHandle::of(shared, &id),
                 current: current == Some(&id),

@@ -425,6 +425,48 @@ impl SessionLayer {
         self.with(|c| c.save_policy = policy)
     }
 
+    /// Encrypts session data at rest (default [`Encryption::Off`](crate::Encryption::Off)):
+    /// with [`Encryption::On`](crate::Encryption::On), every field value is sealed with
+    /// AES-256-GCM before it reaches the store, whichever store it is (your own included),
+    /// and opened after a load. Each session has its own random data key, stored in its
+    /// record sealed under a key derived from the layer's [`Key`]; each value is bound to
+    /// its store key, so a value copied to another field or session does not open (it reads
+    /// as a field that fails to decode). Per-field writes, concurrent writes to different
+    /// fields, partial loads and the session index all work as before.
+    ///
+    /// In clear stay what stores need: session IDs, expiry, field names (store keys), the
+    /// runtime's metadata (creation time, a session's own idle timeout, schema versions) and
+    /// the terms of `#[session(index)]` fields (what the index looks up). Each sealed value
+    /// is 28 bytes longer (nonce and tag); a session's first write stores its data key
+    /// (60 bytes).
+    ///
+    /// **Key rotation** is [`with_previous_keys`](Self::with_previous_keys): the current
+    /// key seals; a session whose data key was sealed under a previous key opens, and its
+    /// data key is sealed again under the current key on that request (one small write,
+    /// never the fields themselves, so it races with no write of a field). To retire a key,
+    /// keep it as a previous key until every session stored before the rotation has had a
+    /// request or has expired: the idle timeout (or the absolute timeout, if shorter, or the
+    /// longest [`set_idle_timeout`](crate::TypedSession::set_idle_timeout) the app grants).
+    /// A session whose data key no longer opens reads as one whose fields all fail to
+    /// decode.
+    ///
+    /// With [`CookieStore`](crate::store) the whole session is already encrypted in the
+    /// cookie: this only makes the cookie longer.
+    ///
+    /// ```
+    /// use session_runtime::{Encryption, Key, MemoryStore, SessionLayer};
+    /// # let (current, retired) = (Key::generate(), Key::generate());
+    /// let layer = SessionLayer::new(MemoryStore::new(), current)
+    ///     .with_previous_keys([retired])
+    ///     .with_encryption(Encryption::On);
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "encryption")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encryption")))]
+    pub fn with_encryption(self, encryption: crate::Encryption) -> Self {
+        self.with(|c| c.encryption = encryption)
+    }
+
     /// How stored data that does not fit the schema is treated (default
     /// [`DecodePolicy::Lenient`]).
     ///

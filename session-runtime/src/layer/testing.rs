@@ -71,6 +71,15 @@ impl SessionLayer {
             Cow::Borrowed(CREATED_KEY),
             Bytes::from(to_millis(now).to_string()),
         ));
+        #[cfg(feature = "encryption")]
+        if let Some(sealer) = &self.shared.sealer {
+            let key = sealer.new_key();
+            patch.set.push((
+                Cow::Borrowed(crate::meta::DATA_KEY_KEY),
+                sealer.wrap_key(&key),
+            ));
+            patch = sealer.seal_patch(&key, &patch);
+        }
         let id = SessionId::generate();
         let id = match self.shared.store.create(&id, &patch).await {
             Ok(replaced) => replaced.unwrap_or(id),

@@ -1,7 +1,7 @@
 //! Loading a request's session: finding the verified ID in the cookie, reading the keys each
 //! schema needs (and the whole record for a migration), and decoding a schema from it.
 
-use std::sync::atomic::Ordering;
+use std::{borrow::Cow, sync::atomic::Ordering};
 
 use arrayvec::ArrayVec;
 use http::HeaderMap;
@@ -12,7 +12,7 @@ use crate::{
     decode,
     expiry::Lifetime,
     key::Rejected,
-    meta::{from_millis, parse_u64, CREATED_KEY, IDLE_TIMEOUT_KEY},
+    meta::{from_millis, parse_u64, CREATED_KEY, DATA_KEY_KEY, IDLE_TIMEOUT_KEY},
     schema::SessionData,
     session_cookie::{request_values, CookieOut, MAX_COOKIE_LEN},
     store::LoadKeys,
@@ -101,6 +101,8 @@ impl RequestSession {
                 "session loaded"
             );
             let mut loaded = Loaded::fresh();
+            // The data key sealed again, for the request's write (encryption at rest).
+            let mut rewrap = None;
             if let Some((record, id, stale_key, tag)) = found {
                 loaded.complete = record.complete;
                 // Only a partial record is ever asked again, for another schema's keys.
@@ -116,7 +118,9 @@ impl RequestSession {
                     .and_then(from_millis);
                 loaded.lifetime =
                     Lifetime::decode(record.fields.get(IDLE_TIMEOUT_KEY).map(|v| &v[..]));
-                loaded.base = Some(record.fields);
+                let (fields, data_key) = self.open_loaded(&mut loaded, &id, record.fields)?;
+                rewrap = data_key;
+                loaded.base = Some(fields);
                 loaded.stale_key = stale_key;
                 loaded.tag = tag;
                 loaded.id = Some(id);
@@ -134,7 +138,11 @@ impl RequestSession {
             }
             let mut state = self.state();
             if state.loaded.is_none() {
+                let stored = loaded.id.is_some();
                 state.loaded = Some(loaded);
+                if let Some(sealed) = rewrap.filter(|_| stored) {
+                    state.queue(Cow::Borrowed(DATA_KEY_KEY), Some(sealed));
+                }
             }
         }
 
@@ -163,7 +171,8 @@ impl RequestSession {
             let mut state = self.state();
             let loaded = state.loaded.as_mut().expect("set above");
             loaded.loaded_schemas.push(schema);
-            if let Some(record) = record {
+            if let Some(mut record) = record {
+                record.fields = self.open_more(loaded, record.fields)?;
                 loaded.merge(record);
             }
         }
@@ -185,7 +194,8 @@ impl RequestSession {
             let mut state = self.state();
             let loaded = state.loaded.as_mut().expect("set above");
             loaded.complete = true;
-            if let Some(record) = record {
+            if let Some(mut record) = record {
+                record.fields = self.open_more(loaded, record.fields)?;
                 loaded.merge(record);
             }
         }

@@ -4,6 +4,7 @@
 
 mod load;
 mod persist;
+mod sealing;
 
 use std::{
     borrow::Cow,
@@ -41,6 +42,9 @@ pub(crate) struct Shared {
     pub(crate) cookie_attributes: String,
     /// Tags and checks cookies, for this name and purpose.
     pub(crate) signer: Signer,
+    /// Seals and opens field values, when the layer encrypts them at rest.
+    #[cfg(feature = "encryption")]
+    pub(crate) sealer: Option<Arc<crate::seal::Sealer>>,
 }
 
 impl Shared {
@@ -49,6 +53,8 @@ impl Shared {
         Self {
             cookie_attributes: config.cookie.attributes(),
             signer: signer(&config, built),
+            #[cfg(feature = "encryption")]
+            sealer: sealer(&config),
             store,
             config,
             built,
@@ -59,7 +65,21 @@ impl Shared {
     pub(crate) fn configured(&mut self) {
         self.cookie_attributes = self.config.cookie.attributes();
         self.signer = signer(&self.config, self.built);
+        #[cfg(feature = "encryption")]
+        {
+            self.sealer = sealer(&self.config);
+        }
     }
+}
+
+#[cfg(feature = "encryption")]
+fn sealer(config: &Config) -> Option<Arc<crate::seal::Sealer>> {
+    crate::seal::Sealer::new(
+        config.encryption,
+        &config.keys.current,
+        &config.keys.previous,
+        &config.purpose,
+    )
 }
 
 fn signer(config: &Config, built: SystemTime) -> Signer {
@@ -142,6 +162,9 @@ struct Loaded {
     tag: Option<[u8; 32]>,
     /// The store read the record with a previous key and wants it rewritten.
     stale_record: bool,
+    /// The session's data key, when the layer encrypts values at rest.
+    #[cfg(feature = "encryption")]
+    data_key: Option<crate::seal::DataKey>,
 }
 
 impl Loaded {
@@ -157,6 +180,8 @@ impl Loaded {
             stale_key: false,
             stale_record: false,
             tag: None,
+            #[cfg(feature = "encryption")]
+            data_key: None,
         }
     }
 
@@ -190,6 +215,8 @@ struct Snapshot {
     lifetime: Lifetime,
     expires_at: Option<SystemTime>,
     tag: Option<[u8; 32]>,
+    #[cfg(feature = "encryption")]
+    data_key: Option<crate::seal::DataKey>,
 }
 
 impl State {

@@ -126,6 +126,7 @@ impl RequestSession {
         let Some(loaded) = state.loaded.as_mut() else {
             return Ok(None);
         };
+        self.ensure_data_key(loaded);
         if !early {
             // Nothing decodes after the final save: let go of the loaded record, so a
             // store that shares records need not copy it to apply the patch.
@@ -142,6 +143,8 @@ impl RequestSession {
             lifetime: loaded.lifetime,
             expires_at: loaded.expires_at,
             tag: loaded.tag.take(),
+            #[cfg(feature = "encryption")]
+            data_key: loaded.data_key.clone(),
         }))
     }
 
@@ -161,9 +164,15 @@ impl RequestSession {
             replaced.or_else(|| (max_age.is_some() || snapshot.stale_key).then_some(id))
         };
         let cookie_id = match snapshot.id.clone() {
-            Some(old) if snapshot.regenerate => Some(self.regenerate_in_store(&old, patch).await?),
+            Some(old) if snapshot.regenerate => Some(
+                self.regenerate_in_store(&old, &self.for_store(snapshot, patch))
+                    .await?,
+            ),
             Some(id) if !patch.is_empty() => {
-                let replaced = self.store().save(&id, patch).await?;
+                let replaced = self
+                    .store()
+                    .save(&id, &self.for_store(snapshot, patch))
+                    .await?;
                 resend(replaced, id)
             }
             Some(id) => {
@@ -207,7 +216,11 @@ impl RequestSession {
                     Cow::Borrowed(CREATED_KEY),
                     Bytes::from(to_millis(now).to_string()),
                 ));
-                Some(self.create_in_store(patch).await?)
+                self.store_data_key(snapshot, patch);
+                Some(
+                    self.create_in_store(&self.for_store(snapshot, patch))
+                        .await?,
+                )
             }
             None => return Ok(None),
         };
