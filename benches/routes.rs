@@ -94,6 +94,11 @@ pub fn ours_router<S: SessionStore>(fields: usize, store: S) -> Router {
         .with_state(())
 }
 
+/// Our routes under a layer configured by the caller (added with `Router::layer`).
+pub fn ours_router_with(fields: usize, layer: SessionLayer) -> Router {
+    ours_routes(fields).layer(layer).with_state(())
+}
+
 /// Our routes, the layer wrapped around the whole router.
 pub fn ours_wrapped<S: SessionStore>(fields: usize, store: S) -> SessionService<Router> {
     SessionLayer::new(store, Key::generate()).layer(ours_routes(fields).with_state(()))

@@ -593,3 +593,49 @@ macro_rules! on_sql {
 on_sql!(on_postgres, session_suite::sql_harness::postgres);
 on_sql!(on_mysql, session_suite::sql_harness::mysql);
 on_sql!(on_sqlite, session_suite::sql_harness::sqlite);
+
+/// What sealing adds to an update on Redis: the nonce and tag of the one changed value
+/// (28 bytes, and a digit more in the argument's length).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_on_redis_grows_by_the_nonce_and_tag_only() {
+    let Some(url) = shared_redis_url() else {
+        session_suite::redis_harness::skip_without_redis("sealed bytes", "no Redis answers");
+        return;
+    };
+    for layout in [RedisLayout::Hash, RedisLayout::Log] {
+        let mut per_update = Vec::new();
+        for encryption in [Encryption::Off, Encryption::On] {
+            let store = RedisStore::connect(url.as_str())
+                .await
+                .expect("connect")
+                .with_key_prefix(unique_prefix("sealed-bytes"))
+                .with_layout(layout);
+            let app = routes(SessionLayer::new(store, Key::generate()).with_encryption(encryption));
+            let mut browser = logged_in(&app, 1, &secret("token")).await;
+            browser
+                .ok(&app, "POST", "/note/a-longer-note-to-carry")
+                .await;
+            let cookie = browser.cookie.clone().expect("a cookie");
+            // Counts up to 100 first, so both runs send values of the same length.
+            for _ in 0..100 {
+                browser.ok(&app, "POST", "/visit").await;
+            }
+            let bytes = session_suite::redis_harness::bytes_sent_for(&url, &app, 100, || {
+                session_suite::http::request("POST", "/visit", Some(&cookie), "")
+            })
+            .await;
+            per_update.push(bytes / 100);
+        }
+        let (clear, sealed) = (per_update[0], per_update[1]);
+        // The log layout's mean also carries its share of compactions, which write the
+        // whole record (every sealed value 28 bytes longer): up to one more overhead.
+        let most = match layout {
+            RedisLayout::Hash => clear + 30,
+            _ => clear + 60,
+        };
+        assert!(
+            (clear + 28..=most).contains(&sealed),
+            "{layout:?}: {clear} bytes per update in clear, {sealed} sealed"
+        );
+    }
+}

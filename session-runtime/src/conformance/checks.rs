@@ -101,14 +101,19 @@ pub async fn values_are_bytes<S: SessionStore>(store: &S) {
         .set
         .push((Cow::Borrowed("not_utf8"), not_utf8.clone()));
     let id = SessionId::generate();
-    store
+    let id = store
         .create(&id, &create)
         .await
-        .expect("create a session with binary values");
+        .expect("create a session with binary values")
+        .unwrap_or(id);
     let mut save = patch(&[], &[], in_a_minute());
     save.set.push((Cow::Borrowed("large"), large.clone()));
     save.set.push((Cow::Borrowed("again"), not_utf8.clone()));
-    store.save(&id, &save).await.expect("save binary values");
+    let id = store
+        .save(&id, &save)
+        .await
+        .expect("save binary values")
+        .unwrap_or(id);
     let record = load_all(store, &id).await.expect("the session exists");
     for (key, expected) in [
         ("every_byte", &every_byte),

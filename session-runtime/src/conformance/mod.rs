@@ -171,7 +171,6 @@ pub async fn run_client_side<S: SessionStore>(store: S) {
         load_only_some_keys,
         save_applies_a_patch,
         save_removes_fields,
-        values_are_bytes,
         records_expire,
         touch_extends_expiry,
         no_resurrection_after_expiry,
