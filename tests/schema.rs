@@ -721,7 +721,8 @@ fn a_version_bump_with_a_hook_moves_stored_fields_to_a_new_codec() {
 #[test]
 fn the_derive_and_the_runtime_agree_on_reserved_keys() {
     use session_runtime::__private::{
-        CREATED_KEY, IDLE_TIMEOUT_KEY, NAMESPACE_SEPARATOR, RESERVED_KEY_PREFIX, VERSION_KEY_PREFIX,
+        CREATED_KEY, DATA_KEY_KEY, IDLE_TIMEOUT_KEY, NAMESPACE_SEPARATOR, RESERVED_KEY_PREFIX,
+        VERSION_KEY_PREFIX,
     };
 
     #[derive(SessionData)]
@@ -750,13 +751,14 @@ fn the_derive_and_the_runtime_agree_on_reserved_keys() {
         let field_key = !key.starts_with(RESERVED_KEY_PREFIX);
         assert!(
             field_key
-                || [CREATED_KEY, IDLE_TIMEOUT_KEY].contains(key)
+                || [CREATED_KEY, IDLE_TIMEOUT_KEY, DATA_KEY_KEY].contains(key)
                 || key.starts_with(VERSION_KEY_PREFIX),
             "{key}"
         );
     }
     assert!(Tied::SCHEMA.load_keys().contains(&CREATED_KEY));
     assert!(Tied::SCHEMA.load_keys().contains(&IDLE_TIMEOUT_KEY));
+    assert!(Tied::SCHEMA.load_keys().contains(&DATA_KEY_KEY));
 }
 
 /// Accessors have their field's visibility: a `pub(crate)` or `pub(super)` field's accessors

@@ -161,7 +161,15 @@ async fn a_read_costs_one_load_and_writes_nothing() {
     keys.sort();
     assert_eq!(
         keys,
-        ["__created", "__ttl", "__v.Cart", "items", "th", "user_id"]
+        [
+            "__created",
+            "__dk",
+            "__ttl",
+            "__v.Cart",
+            "items",
+            "th",
+            "user_id"
+        ]
     );
 }
 
