@@ -89,9 +89,7 @@ fn ours_routes(fields: usize) -> Router {
 pub fn ours_router<S: SessionStore>(fields: usize, store: S) -> Router {
     // `with_state` builds the routes once, as serving does; without it axum re-applies the
     // layers on every in-process call.
-    ours_routes(fields)
-        .layer(SessionLayer::new(store, Key::generate()))
-        .with_state(())
+    ours_router_with(fields, SessionLayer::new(store, Key::generate()))
 }
 
 /// Our routes under a layer configured by the caller (added with `Router::layer`).

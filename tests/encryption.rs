@@ -455,7 +455,7 @@ async fn plaintext_sessions_when_switching_on<S: SessionStore + Clone>(store: S,
     let mut browser = logged_in(&clear, ada, &token).await;
     browser.ok(&clear, "POST", "/note/first").await;
     let id = browser.id();
-    assert!(found(&dump(raw, &store, &[id.clone()]).await, &token).is_some());
+    assert!(found(&dump(raw, &store, std::slice::from_ref(&id)).await, &token).is_some());
 
     let migrating = routes(
         SessionLayer::new(store.clone(), key.clone())
@@ -473,7 +473,7 @@ async fn plaintext_sessions_when_switching_on<S: SessionStore + Clone>(store: S,
         browser.ok(&migrating, "GET", "/show").await,
         format!("{ada}|{token}|{later}|0")
     );
-    let dumped = dump(raw, &store, &[id.clone()]).await;
+    let dumped = dump(raw, &store, std::slice::from_ref(&id)).await;
     assert_eq!(
         found(&dumped, &later),
         None,
