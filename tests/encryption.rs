@@ -81,6 +81,17 @@ async fn visit(mut vault: TypedSession<Vault>) -> &'static str {
     "visited"
 }
 
+/// Saves a new session early, then changes it again in the same request.
+async fn early(
+    mut vault: TypedSession<Vault>,
+    Path(text): Path<String>,
+) -> Result<String, SessionError> {
+    vault.set_note(text);
+    vault.save().await?;
+    *vault.visits_mut() += 1;
+    Ok(show(vault).await)
+}
+
 async fn show(vault: TypedSession<Vault>) -> String {
     format!(
         "{}|{}|{}|{}",
@@ -152,6 +163,7 @@ fn routes(layer: SessionLayer) -> Router {
         .route("/login/{user}/{token}", post(login))
         .route("/note/{text}", post(note))
         .route("/visit", post(visit))
+        .route("/early/{text}", post(early))
         .route("/show", get(show))
         .route("/tokens", get(tokens))
         .route("/bump/{n}", post(bump))
@@ -512,12 +524,31 @@ async fn concurrent_writes_to_different_fields_survive<S: SessionStore + Clone>(
     assert_eq!(browser.ok(&app, "GET", "/wide").await, expected.join(","));
 }
 
+/// A new session saved early in its request, then changed again: both writes sealed under
+/// the one data key the first stored.
+async fn an_early_save_of_a_new_session<S: SessionStore + Clone>(store: S, raw: &Raw) {
+    let app = routes(sealed_layer(store.clone(), &Key::generate()));
+    let text = secret("early");
+    let mut browser = Browser::default();
+    assert_eq!(
+        browser.ok(&app, "POST", &format!("/early/{text}")).await,
+        format!("-||{text}|1")
+    );
+    assert_eq!(
+        browser.ok(&app, "GET", "/show").await,
+        format!("-||{text}|1")
+    );
+    let dumped = dump(raw, &store, &[browser.id()]).await;
+    assert_eq!(found(&dumped, &text), None);
+}
+
 /// Every flow above on `store`.
 async fn every_flow<S: SessionStore + Clone>(store: S, raw: &Raw) {
     values_are_sealed_in_the_store(store.clone(), raw).await;
     swapped_values_do_not_open(store.clone()).await;
     keys_rotate(store.clone()).await;
     plaintext_sessions_when_switching_on(store.clone(), raw).await;
+    an_early_save_of_a_new_session(store.clone(), raw).await;
     concurrent_writes_to_different_fields_survive(store).await;
 }
 

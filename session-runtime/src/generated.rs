@@ -90,10 +90,25 @@ fn decode_or_default<F>(
     default: impl FnOnce() -> F,
 ) -> (F, Option<DecodeError>) {
     let info = &schema.fields()[index];
-    let Some(bytes) = raw.get(info.store_key()) else {
-        return (default(), None);
+    let bytes = match raw.value(info.store_key()) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return (default(), None),
+        Err(_) => {
+            tracing::warn!(
+                schema = schema.name(),
+                field = info.name(),
+                key = info.store_key(),
+                "session field's stored value does not open (sealed for another session or field, under a key this layer does not have, or written in clear); using its default"
+            );
+            return (
+                default(),
+                Some(DecodeError::Sealed {
+                    key: info.store_key().to_owned(),
+                }),
+            );
+        }
     };
-    match decode(bytes) {
+    match decode(&bytes) {
         Ok(value) => (value, None),
         Err(source) => {
             tracing::warn!(

@@ -175,7 +175,15 @@ pub struct RawRecord {
     /// `None` for an empty record (no map allocated).
     base: Option<Arc<FieldMap>>,
     overlay: Option<Arc<BTreeMap<Cow<'static, str>, Option<Bytes>>>>,
+    /// Opens the base's sealed values, when the layer encrypts at rest (the overlay holds
+    /// plaintext: this request's writes).
+    #[cfg(feature = "encryption")]
+    opener: Option<Arc<crate::seal::Opener>>,
 }
+
+/// A stored value that does not open under its session's data key.
+#[derive(Debug)]
+pub(crate) struct Unopened;
 
 impl RawRecord {
     /// A view of `fields`.
@@ -193,6 +201,8 @@ impl RawRecord {
         Self {
             base: Some(fields),
             overlay: None,
+            #[cfg(feature = "encryption")]
+            opener: None,
         }
     }
 
@@ -200,7 +210,39 @@ impl RawRecord {
         base: Option<Arc<FieldMap>>,
         overlay: Option<Arc<BTreeMap<Cow<'static, str>, Option<Bytes>>>>,
     ) -> Self {
-        Self { base, overlay }
+        Self {
+            base,
+            overlay,
+            #[cfg(feature = "encryption")]
+            opener: None,
+        }
+    }
+
+    /// This view with its stored values sealed, opened by `opener` as they are read.
+    #[cfg(feature = "encryption")]
+    pub(crate) fn sealed(mut self, opener: Option<Arc<crate::seal::Opener>>) -> Self {
+        self.opener = opener;
+        self
+    }
+
+    /// The plaintext of a store key's value: as [`get`](Self::get), the value opened when
+    /// the record's values are sealed (encryption at rest). `Err` when it does not open.
+    pub(crate) fn value(&self, key: &str) -> Result<Option<Cow<'_, [u8]>>, Unopened> {
+        if let Some(value) = self.overlay.as_ref().and_then(|o| o.get(key)) {
+            return Ok(value.as_deref().map(Cow::Borrowed));
+        }
+        let Some(stored) = self.base.as_ref().and_then(|b| b.get(key)) else {
+            return Ok(None);
+        };
+        #[cfg(feature = "encryption")]
+        if let Some(opener) = &self.opener {
+            return match opener.open(key, stored) {
+                Ok(Some(plaintext)) => Ok(Some(Cow::Owned(plaintext))),
+                Ok(None) => Ok(Some(Cow::Borrowed(&stored[..]))),
+                Err(()) => Err(Unopened),
+            };
+        }
+        Ok(Some(Cow::Borrowed(&stored[..])))
     }
 
     /// The encoded value of a store key.
@@ -219,7 +261,7 @@ impl RawRecord {
         self.base.as_ref()?.get(key).map(|v| &v[..])
     }
 
-    /// Every key and value, the unsaved writes applied.
+    /// Every key and value, the unsaved writes applied (sealed values opened).
     ///
     /// ```
     /// use session_runtime::__private::RawRecord;
@@ -229,6 +271,17 @@ impl RawRecord {
     /// ```
     pub fn to_map(&self) -> FieldMap {
         let mut map = self.base.as_deref().cloned().unwrap_or_default();
+        // Sealed values opened; one that does not open becomes empty (no field decodes it).
+        #[cfg(feature = "encryption")]
+        if let Some(opener) = &self.opener {
+            for (key, value) in map.iter_mut() {
+                match opener.open(key, value) {
+                    Ok(Some(plaintext)) => *value = Bytes::from(plaintext),
+                    Ok(None) => {}
+                    Err(()) => *value = Bytes::new(),
+                }
+            }
+        }
         if let Some(overlay) = &self.overlay {
             for (key, value) in overlay.iter() {
                 match value {

@@ -28,7 +28,7 @@ use crate::{
     meta::{DATA_KEY_KEY, RESERVED_KEY_PREFIX},
     record::FieldMap,
     store::Patch,
-    DecodeError, Key, SessionId,
+    Key, SessionId,
 };
 
 const NONCE_LEN: usize = 12;
@@ -106,6 +106,35 @@ impl DataKey {
 impl fmt::Debug for DataKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DataKey(REDACTED)")
+    }
+}
+
+/// What a view of a stored record opens its sealed values with: the session's data key,
+/// and whether a value that does not open is read in clear.
+#[derive(Debug, Clone)]
+pub(crate) struct Opener {
+    key: DataKey,
+    accept_plaintext: bool,
+}
+
+impl Opener {
+    /// The session's data key.
+    pub(crate) fn key(&self) -> &DataKey {
+        &self.key
+    }
+
+    /// The plaintext of the value stored under `name`: `Ok(None)` when it is read as
+    /// stored (not a sealed key, or in clear under `AcceptingPlaintext`), `Err` when it
+    /// does not open.
+    pub(crate) fn open(&self, name: &str, value: &[u8]) -> Result<Option<Vec<u8>>, ()> {
+        if !is_sealed(name) {
+            return Ok(None);
+        }
+        match open_bytes(self.key.cipher(), name.as_bytes(), value) {
+            Some(plaintext) => Ok(Some(plaintext)),
+            None if self.accept_plaintext => Ok(None),
+            None => Err(()),
+        }
     }
 }
 
@@ -245,47 +274,12 @@ impl Sealer {
         }
     }
 
-    /// `fields` with every sealed value opened under `key`. A value that does not open is
-    /// kept in clear under [`Encryption::AcceptingPlaintext`]; otherwise it is replaced
-    /// with an empty value (which no field decodes), and reported.
-    pub(crate) fn open_fields(
-        &self,
-        key: &DataKey,
-        fields: &FieldMap,
-    ) -> (FieldMap, Vec<DecodeError>) {
-        let mut unopened = Vec::new();
-        let opened = fields
-            .iter()
-            .map(|(name, value)| {
-                if !is_sealed(name) {
-                    return (name.clone(), value.clone());
-                }
-                let value = match open_bytes(key.cipher(), name.as_bytes(), value) {
-                    Some(plaintext) => Bytes::from(plaintext),
-                    None if self.mode == Encryption::AcceptingPlaintext => value.clone(),
-                    None => {
-                        unopened.push(DecodeError::Sealed {
-                            key: name.as_str().to_owned(),
-                        });
-                        Bytes::new()
-                    }
-                };
-                (name.clone(), value)
-            })
-            .collect();
-        if !unopened.is_empty() {
-            tracing::warn!(
-                keys = ?unopened
-                    .iter()
-                    .filter_map(|e| match e {
-                        DecodeError::Sealed { key } => Some(key.as_str()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>(),
-                "stored session values do not open (sealed for another session or field, under a key this layer does not have, or written in clear): they read as undecodable"
-            );
-        }
-        (opened, unopened)
+    /// What a view of a record whose data key is `key` opens its values with.
+    pub(crate) fn opener(&self, key: &DataKey) -> Arc<Opener> {
+        Arc::new(Opener {
+            key: key.clone(),
+            accept_plaintext: self.mode == Encryption::AcceptingPlaintext,
+        })
     }
 
     /// `patch` with every value it sets sealed under `key`.
@@ -310,11 +304,11 @@ impl Sealer {
     }
 }
 
-/// Opens `fields` stored under `id` for a reader outside a request (a listing): the data
-/// key from the record itself, nothing re-sealed.
-pub(crate) fn open_record(sealer: &Sealer, id: &SessionId, fields: &FieldMap) -> FieldMap {
+/// The opener of the record stored under `id` with `fields`, for a reader outside a
+/// request (a listing): the data key from the record itself, nothing re-sealed.
+pub(crate) fn record_opener(sealer: &Sealer, id: &SessionId, fields: &FieldMap) -> Arc<Opener> {
     let opened = sealer.data_key(id, fields.get(DATA_KEY_KEY).map(|v| &v[..]));
-    sealer.open_fields(&opened.key, fields).0
+    sealer.opener(&opened.key)
 }
 
 #[cfg(test)]

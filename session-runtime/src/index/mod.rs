@@ -188,6 +188,9 @@ pub struct IndexedSession {
     expires_at: Option<SystemTime>,
     last_seen: Option<SystemTime>,
     fields: Arc<FieldMap>,
+    /// Opens its sealed values, when the layer encrypts at rest.
+    #[cfg(feature = "encryption")]
+    opener: Option<Arc<crate::seal::Opener>>,
 }
 
 impl fmt::Debug for IndexedSession {
@@ -233,8 +236,10 @@ impl IndexedSession {
     /// Its fields of schema `T`, as stored (not migrated; a field that fails to decode
     /// takes its default): the `device` an app set at login, say. Decoded on each call.
     pub fn data<T: SessionData>(&self) -> T {
-        T::Fields::from_record(RawRecord::new(Arc::clone(&self.fields)), FieldState::new())
-            .into_data()
+        let record = RawRecord::new(Arc::clone(&self.fields));
+        #[cfg(feature = "encryption")]
+        let record = record.sealed(self.opener.clone());
+        T::Fields::from_record(record, FieldState::new()).into_data()
     }
 }
 
@@ -341,15 +346,12 @@ pub(crate) async fn list(
                 .and_then(|v| parse_u64(v))
                 .and_then(from_millis);
             let lifetime = Lifetime::decode(record.fields.get(IDLE_TIMEOUT_KEY).map(|v| &v[..]));
-            #[cfg(feature = "encryption")]
-            let record = match &shared.sealer {
-                Some(sealer) => crate::store::Record {
-                    fields: Arc::new(crate::seal::open_record(sealer, &id, &record.fields)),
-                    ..record
-                },
-                None => record,
-            };
             IndexedSession {
+                #[cfg(feature = "encryption")]
+                opener: shared
+                    .sealer
+                    .as_ref()
+                    .map(|sealer| crate::seal::record_opener(sealer, &id, &record.fields)),
                 handle: SessionHandle::of(shared, &id),
                 current: current == Some(&id),
                 created,

@@ -118,9 +118,8 @@ impl RequestSession {
                     .and_then(from_millis);
                 loaded.lifetime =
                     Lifetime::decode(record.fields.get(IDLE_TIMEOUT_KEY).map(|v| &v[..]));
-                let (fields, data_key) = self.open_loaded(&mut loaded, &id, record.fields)?;
-                rewrap = data_key;
-                loaded.base = Some(fields);
+                rewrap = self.found_data_key(&mut loaded, &id, &record.fields);
+                loaded.base = Some(record.fields);
                 loaded.stale_key = stale_key;
                 loaded.tag = tag;
                 loaded.id = Some(id);
@@ -171,8 +170,7 @@ impl RequestSession {
             let mut state = self.state();
             let loaded = state.loaded.as_mut().expect("set above");
             loaded.loaded_schemas.push(schema);
-            if let Some(mut record) = record {
-                record.fields = self.open_more(loaded, record.fields)?;
+            if let Some(record) = record {
                 loaded.merge(record);
             }
         }
@@ -194,8 +192,7 @@ impl RequestSession {
             let mut state = self.state();
             let loaded = state.loaded.as_mut().expect("set above");
             loaded.complete = true;
-            if let Some(mut record) = record {
-                record.fields = self.open_more(loaded, record.fields)?;
+            if let Some(record) = record {
                 loaded.merge(record);
             }
         }

@@ -162,9 +162,9 @@ struct Loaded {
     tag: Option<[u8; 32]>,
     /// The store read the record with a previous key and wants it rewritten.
     stale_record: bool,
-    /// The session's data key, when the layer encrypts values at rest.
+    /// Opens the session's stored values (its data key), when the layer encrypts at rest.
     #[cfg(feature = "encryption")]
-    data_key: Option<crate::seal::DataKey>,
+    opener: Option<Arc<crate::seal::Opener>>,
 }
 
 impl Loaded {
@@ -181,7 +181,7 @@ impl Loaded {
             stale_record: false,
             tag: None,
             #[cfg(feature = "encryption")]
-            data_key: None,
+            opener: None,
         }
     }
 
@@ -216,7 +216,7 @@ struct Snapshot {
     expires_at: Option<SystemTime>,
     tag: Option<[u8; 32]>,
     #[cfg(feature = "encryption")]
-    data_key: Option<crate::seal::DataKey>,
+    opener: Option<Arc<crate::seal::Opener>>,
 }
 
 impl State {
@@ -249,7 +249,10 @@ impl State {
     fn view(&self) -> RawRecord {
         let base = self.loaded.as_ref().and_then(|l| l.base.clone());
         let overlay = (!self.pending.is_empty()).then(|| Arc::new(self.pending.clone()));
-        RawRecord::from_parts(base, overlay)
+        let view = RawRecord::from_parts(base, overlay);
+        #[cfg(feature = "encryption")]
+        let view = view.sealed(self.loaded.as_ref().and_then(|l| l.opener.clone()));
+        view
     }
 }
 

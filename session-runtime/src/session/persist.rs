@@ -90,7 +90,17 @@ impl RequestSession {
             return Err(SessionError::ResponseSent);
         }
 
-        let Some(cookie_id) = self.write(&snapshot, &mut patch, max_age, now).await? else {
+        // A new session's first write stores its creation time (and its data key).
+        if snapshot.id.is_none() && !patch.is_empty() {
+            patch.set.push((
+                Cow::Borrowed(CREATED_KEY),
+                Bytes::from(to_millis(now).to_string()),
+            ));
+            self.store_data_key(&snapshot, &mut patch);
+        }
+        // What the store gets: the values sealed, when the layer encrypts at rest.
+        let patch = self.for_store(&snapshot, &patch);
+        let Some(cookie_id) = self.write(&snapshot, &patch, max_age).await? else {
             return Ok(());
         };
 
@@ -144,7 +154,7 @@ impl RequestSession {
             expires_at: loaded.expires_at,
             tag: loaded.tag.take(),
             #[cfg(feature = "encryption")]
-            data_key: loaded.data_key.clone(),
+            opener: loaded.opener.clone(),
         }))
     }
 
@@ -154,9 +164,8 @@ impl RequestSession {
     async fn write(
         &self,
         snapshot: &Snapshot,
-        patch: &mut Patch,
+        patch: &Patch,
         max_age: Option<Duration>,
-        now: SystemTime,
     ) -> Result<Option<Option<SessionId>>, SessionError> {
         // After a write to an existing session, the cookie is re-sent when the store gave a
         // new ID, when its Max-Age slides, or when it was signed by a previous key.
@@ -164,15 +173,9 @@ impl RequestSession {
             replaced.or_else(|| (max_age.is_some() || snapshot.stale_key).then_some(id))
         };
         let cookie_id = match snapshot.id.clone() {
-            Some(old) if snapshot.regenerate => Some(
-                self.regenerate_in_store(&old, &self.for_store(snapshot, patch))
-                    .await?,
-            ),
+            Some(old) if snapshot.regenerate => Some(self.regenerate_in_store(&old, patch).await?),
             Some(id) if !patch.is_empty() => {
-                let replaced = self
-                    .store()
-                    .save(&id, &self.for_store(snapshot, patch))
-                    .await?;
+                let replaced = self.store().save(&id, patch).await?;
                 resend(replaced, id)
             }
             Some(id) => {
@@ -211,17 +214,7 @@ impl RequestSession {
                     return Ok(None);
                 }
             }
-            None if !patch.is_empty() => {
-                patch.set.push((
-                    Cow::Borrowed(CREATED_KEY),
-                    Bytes::from(to_millis(now).to_string()),
-                ));
-                self.store_data_key(snapshot, patch);
-                Some(
-                    self.create_in_store(&self.for_store(snapshot, patch))
-                        .await?,
-                )
-            }
+            None if !patch.is_empty() => Some(self.create_in_store(patch).await?),
             None => return Ok(None),
         };
         Ok(Some(cookie_id))

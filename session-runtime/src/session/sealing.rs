@@ -1,15 +1,16 @@
-//! Encryption at rest in a request: opening what a load returns, sealing what a write
-//! sends. Without the `encryption` feature (or with it off) both pass values through.
+//! Encryption at rest in a request: the data key a load finds (values are opened as
+//! schemas read them, see `RawRecord::value`), and sealing what a write sends. Without the
+//! `encryption` feature (or with it off) writes pass through.
 
-use std::{borrow::Cow, sync::Arc};
+use std::borrow::Cow;
 
 use bytes::Bytes;
 
 use super::{Loaded, RequestSession, Snapshot};
-use crate::{record::FieldMap, store::Patch, SessionError, SessionId};
+use crate::{record::FieldMap, store::Patch, SessionId};
 
 #[cfg(feature = "encryption")]
-use crate::{meta::DATA_KEY_KEY, seal::Sealer, DecodePolicy};
+use crate::{meta::DATA_KEY_KEY, seal::Sealer};
 
 #[cfg(feature = "encryption")]
 impl RequestSession {
@@ -17,73 +18,43 @@ impl RequestSession {
         self.shared().sealer.as_deref()
     }
 
-    /// The fields of the record first loaded for `id`, opened; remembers the session's
-    /// data key in `loaded`. Also the data key sealed under the current key, when the
+    /// Finds the data key of the record first loaded for `id` (from its `fields`) and
+    /// keeps it in `loaded`. Returns the data key sealed under the current key when the
     /// record must store it again (it had none, or one sealed under a previous key).
-    pub(super) fn open_loaded(
+    pub(super) fn found_data_key(
         &self,
         loaded: &mut Loaded,
         id: &SessionId,
-        fields: Arc<FieldMap>,
-    ) -> Result<(Arc<FieldMap>, Option<Bytes>), SessionError> {
-        let Some(sealer) = self.sealer() else {
-            return Ok((fields, None));
-        };
-        let opened = sealer.data_key(id, fields.get(DATA_KEY_KEY).map(|v| &v[..]));
-        let fields = self.open_with(sealer, &opened.key, &fields)?;
-        loaded.data_key = Some(opened.key);
-        Ok((fields, opened.rewrap))
-    }
-
-    /// More fields of the loaded session (another schema's, or the whole record), opened.
-    pub(super) fn open_more(
-        &self,
-        loaded: &Loaded,
-        fields: Arc<FieldMap>,
-    ) -> Result<Arc<FieldMap>, SessionError> {
-        match (self.sealer(), &loaded.data_key) {
-            (Some(sealer), Some(key)) => self.open_with(sealer, key, &fields),
-            _ => Ok(fields),
-        }
-    }
-
-    fn open_with(
-        &self,
-        sealer: &Sealer,
-        key: &crate::seal::DataKey,
         fields: &FieldMap,
-    ) -> Result<Arc<FieldMap>, SessionError> {
-        let (opened, mut unopened) = sealer.open_fields(key, fields);
-        if self.config().decode_policy == DecodePolicy::Strict {
-            if let Some(err) = unopened.pop() {
-                return Err(SessionError::Decode(err));
-            }
-        }
-        Ok(Arc::new(opened))
+    ) -> Option<Bytes> {
+        let sealer = self.sealer()?;
+        let opened = sealer.data_key(id, fields.get(DATA_KEY_KEY).map(|v| &v[..]));
+        loaded.opener = Some(sealer.opener(&opened.key));
+        opened.rewrap
     }
 
     /// Gives a session about to be saved a data key, if it has none yet (a new session).
     pub(super) fn ensure_data_key(&self, loaded: &mut Loaded) {
         if let Some(sealer) = self.sealer() {
-            if loaded.data_key.is_none() {
-                loaded.data_key = Some(sealer.new_key());
+            if loaded.opener.is_none() {
+                loaded.opener = Some(sealer.opener(&sealer.new_key()));
             }
         }
     }
 
     /// Adds a new session's data key to its first write.
     pub(super) fn store_data_key(&self, snapshot: &Snapshot, patch: &mut Patch) {
-        if let (Some(sealer), Some(key)) = (self.sealer(), &snapshot.data_key) {
+        if let (Some(sealer), Some(opener)) = (self.sealer(), &snapshot.opener) {
             patch
                 .set
-                .push((Cow::Borrowed(DATA_KEY_KEY), sealer.wrap_key(key)));
+                .push((Cow::Borrowed(DATA_KEY_KEY), sealer.wrap_key(opener.key())));
         }
     }
 
     /// `patch` as the store must receive it: its values sealed.
     pub(super) fn for_store<'p>(&self, snapshot: &Snapshot, patch: &'p Patch) -> Cow<'p, Patch> {
-        match (self.sealer(), &snapshot.data_key) {
-            (Some(sealer), Some(key)) => Cow::Owned(sealer.seal_patch(key, patch)),
+        match (self.sealer(), &snapshot.opener) {
+            (Some(sealer), Some(opener)) => Cow::Owned(sealer.seal_patch(opener.key(), patch)),
             _ => Cow::Borrowed(patch),
         }
     }
@@ -91,21 +62,13 @@ impl RequestSession {
 
 #[cfg(not(feature = "encryption"))]
 impl RequestSession {
-    pub(super) fn open_loaded(
+    pub(super) fn found_data_key(
         &self,
         _: &mut Loaded,
         _: &SessionId,
-        fields: Arc<FieldMap>,
-    ) -> Result<(Arc<FieldMap>, Option<Bytes>), SessionError> {
-        Ok((fields, None))
-    }
-
-    pub(super) fn open_more(
-        &self,
-        _: &Loaded,
-        fields: Arc<FieldMap>,
-    ) -> Result<Arc<FieldMap>, SessionError> {
-        Ok(fields)
+        _: &FieldMap,
+    ) -> Option<Bytes> {
+        None
     }
 
     pub(super) fn ensure_data_key(&self, _: &mut Loaded) {}
