@@ -4,7 +4,7 @@
 //! Each session has a random 256-bit *data key*. Its field values are sealed under it, with
 //! the value's store key as associated data: a value copied to another field does not open,
 //! and one copied to another session (another data key) does not either. The data key is
-//! stored in the record itself, under the reserved key [`DATA_KEY_KEY`], sealed in turn
+//! stored in the record itself, under the reserved key `__dk`, sealed in turn
 //! under a *wrapping key* derived (HKDF) from the layer's [`Key`] and bound to the layer's
 //! purpose. Rotating the layer's key therefore re-seals one small value per session (its
 //! data key), on the session's next request, never the fields: a rotation races with no
@@ -24,12 +24,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-use crate::{
-    meta::{DATA_KEY_KEY, RESERVED_KEY_PREFIX},
-    record::FieldMap,
-    store::Patch,
-    Key, SessionId,
-};
+use crate::{meta::RESERVED_KEY_PREFIX, Key, SessionId};
 
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
@@ -282,33 +277,14 @@ impl Sealer {
         })
     }
 
-    /// `patch` with every value it sets sealed under `key`.
-    pub(crate) fn seal_patch(&self, key: &DataKey, patch: &Patch) -> Patch {
-        let set = patch
-            .set
-            .iter()
-            .map(|(name, value)| {
-                let value = if is_sealed(name) {
-                    seal_bytes(key.cipher(), name.as_bytes(), value)
-                } else {
-                    value.clone()
-                };
-                (name.clone(), value)
-            })
-            .collect();
-        Patch {
-            set,
-            remove: patch.remove.clone(),
-            expires_at: patch.expires_at,
+    /// `value` as stored under `name`: sealed under `key`, unless `name` is metadata.
+    pub(crate) fn seal_value(&self, key: &DataKey, name: &str, value: &Bytes) -> Bytes {
+        if is_sealed(name) {
+            seal_bytes(key.cipher(), name.as_bytes(), value)
+        } else {
+            value.clone()
         }
     }
-}
-
-/// The opener of the record stored under `id` with `fields`, for a reader outside a
-/// request (a listing): the data key from the record itself, nothing re-sealed.
-pub(crate) fn record_opener(sealer: &Sealer, id: &SessionId, fields: &FieldMap) -> Arc<Opener> {
-    let opened = sealer.data_key(id, fields.get(DATA_KEY_KEY).map(|v| &v[..]));
-    sealer.opener(&opened.key)
 }
 
 #[cfg(test)]

@@ -348,10 +348,10 @@ pub(crate) async fn list(
             let lifetime = Lifetime::decode(record.fields.get(IDLE_TIMEOUT_KEY).map(|v| &v[..]));
             IndexedSession {
                 #[cfg(feature = "encryption")]
-                opener: shared
-                    .sealer
-                    .as_ref()
-                    .map(|sealer| crate::seal::record_opener(sealer, &id, &record.fields)),
+                opener: shared.sealer.as_ref().map(|sealer| {
+                    let sealed = record.fields.get(crate::meta::DATA_KEY_KEY);
+                    sealer.opener(&sealer.data_key(&id, sealed.map(|v| &v[..])).key)
+                }),
                 handle: SessionHandle::of(shared, &id),
                 current: current == Some(&id),
                 created,

@@ -78,7 +78,7 @@ impl SessionLayer {
                 Cow::Borrowed(crate::meta::DATA_KEY_KEY),
                 sealer.wrap_key(&key),
             ));
-            patch = sealer.seal_patch(&key, &patch);
+            patch = crate::session::seal_patch(sealer, &key, &patch);
         }
         let id = SessionId::generate();
         let id = match self.shared.store.create(&id, &patch).await {

@@ -6,6 +6,9 @@ mod load;
 mod persist;
 mod sealing;
 
+#[cfg(feature = "encryption")]
+pub(crate) use sealing::seal_patch;
+
 use std::{
     borrow::Cow,
     collections::{BTreeMap, HashMap},

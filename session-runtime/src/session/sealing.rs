@@ -54,9 +54,23 @@ impl RequestSession {
     /// `patch` as the store must receive it: its values sealed.
     pub(super) fn for_store<'p>(&self, snapshot: &Snapshot, patch: &'p Patch) -> Cow<'p, Patch> {
         match (self.sealer(), &snapshot.opener) {
-            (Some(sealer), Some(opener)) => Cow::Owned(sealer.seal_patch(opener.key(), patch)),
+            (Some(sealer), Some(opener)) => Cow::Owned(seal_patch(sealer, opener.key(), patch)),
             _ => Cow::Borrowed(patch),
         }
+    }
+}
+
+/// `patch` with every value it sets sealed under `key`.
+#[cfg(feature = "encryption")]
+pub(crate) fn seal_patch(sealer: &Sealer, key: &crate::seal::DataKey, patch: &Patch) -> Patch {
+    Patch {
+        set: patch
+            .set
+            .iter()
+            .map(|(name, value)| (name.clone(), sealer.seal_value(key, name, value)))
+            .collect(),
+        remove: patch.remove.clone(),
+        expires_at: patch.expires_at,
     }
 }
 
