@@ -183,7 +183,7 @@ impl<S: SessionStore + Clone> SessionStore for OnlyAskedKeys<S> {
             let fields = record
                 .fields
                 .iter()
-                .filter(|(k, _)| keys.contains(&k.as_ref()))
+                .filter(|(k, _)| LoadKeys::Only(keys).wants(k))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             record.fields = std::sync::Arc::new(fields);

@@ -47,6 +47,14 @@ pub(crate) struct FieldAttrs {
     pub(crate) skip: Option<Span>,
     pub(crate) default: Option<Path>,
     pub(crate) index: Option<Span>,
+    pub(crate) entries: Option<EntriesAttr>,
+}
+
+/// `#[session(entries)]` or `#[session(entries(max = N, max_key_len = N))]`.
+pub(crate) struct EntriesAttr {
+    pub(crate) span: Span,
+    pub(crate) max: Option<syn::LitInt>,
+    pub(crate) max_key_len: Option<syn::LitInt>,
 }
 
 impl<'a> Schema<'a> {
@@ -365,6 +373,47 @@ impl FieldAttrs {
                         duplicate(cx, &meta, symbol::INDEX);
                     }
                     out.index = Some(meta.path.span());
+                } else if meta.path.is_ident(symbol::ENTRIES) {
+                    if meta.input.peek(syn::Token![=]) {
+                        return Err(meta.error(
+                            "`entries` takes no value: write `#[session(entries)]`, or \
+                             `#[session(entries(max = 100, max_key_len = 64))]` for other bounds",
+                        ));
+                    }
+                    if out.entries.is_some() {
+                        duplicate(cx, &meta, symbol::ENTRIES);
+                    }
+                    let mut attr = EntriesAttr {
+                        span: meta.path.span(),
+                        max: None,
+                        max_key_len: None,
+                    };
+                    if meta.input.peek(syn::token::Paren) {
+                        meta.parse_nested_meta(|inner| {
+                            let slot = if inner.path.is_ident(symbol::MAX) {
+                                &mut attr.max
+                            } else if inner.path.is_ident(symbol::MAX_KEY_LEN) {
+                                &mut attr.max_key_len
+                            } else {
+                                return Err(unknown(
+                                    &inner,
+                                    &[symbol::MAX, symbol::MAX_KEY_LEN],
+                                    "`entries`",
+                                ));
+                            };
+                            let lit: syn::LitInt =
+                                value_as(&inner, "this bound", "a whole number, e.g. `max = 100`")?;
+                            if lit.base10_parse::<u64>().map_or(true, |n| n == 0) {
+                                return Err(syn::Error::new(
+                                    lit.span(),
+                                    "an entries bound must be a whole number of at least 1",
+                                ));
+                            }
+                            *slot = Some(lit);
+                            Ok(())
+                        })?;
+                    }
+                    out.entries = Some(attr);
                 } else if meta.path.is_ident(symbol::DEFAULT) {
                     // `#[session(default)]`, as serde users write it: the type's `Default`.
                     let path = if meta.input.peek(syn::Token![=]) {

@@ -49,7 +49,23 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         } else {
             String::new()
         };
-        quote!(#private::FieldInfo::new(#field_name, #key, #store_key, #persisted, #index_key))
+        let info =
+            quote!(#private::FieldInfo::new(#field_name, #key, #store_key, #persisted, #index_key));
+        match (&field.attrs.entries, persisted) {
+            (Some(entries), true) => {
+                let prefix = format!("{store_key}{}", symbol::ENTRY_SEPARATOR);
+                let max = entries
+                    .max
+                    .as_ref()
+                    .map_or_else(|| quote!(#private::DEFAULT_MAX_ENTRIES), |lit| quote!(#lit));
+                let max_key_len = entries
+                    .max_key_len
+                    .as_ref()
+                    .map_or_else(|| quote!(#private::DEFAULT_MAX_KEY_LEN), |lit| quote!(#lit));
+                quote!(#info.with_entries(#prefix, #max, #max_key_len))
+            }
+            _ => info,
+        }
     });
     // Indexed fields: their term as the session's index sees it, and a typed handle on the
     // user's struct to list and revoke by (with the field's own visibility).
@@ -105,9 +121,17 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .fields
         .iter()
         .filter(|f| f.attrs.skip.is_none())
-        .map(|f| match &namespace {
-            Some(ns) => format!("{ns}{}{}", symbol::NAMESPACE_SEPARATOR, f.key()),
-            None => f.key(),
+        .map(|f| {
+            let store_key = match &namespace {
+                Some(ns) => format!("{ns}{}{}", symbol::NAMESPACE_SEPARATOR, f.key()),
+                None => f.key(),
+            };
+            // A map field's entries: a load key ending in `#` asks for all of them.
+            if f.attrs.entries.is_some() {
+                format!("{store_key}{}", symbol::ENTRY_SEPARATOR)
+            } else {
+                store_key
+            }
         })
         .collect();
     // An indexed field's term is loaded with it, so a load can tell a missing one.
@@ -131,6 +155,20 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
     // Inside the generated impls `Self` is the accessor type: a field type that says `Self`
     // means the user's struct.
     let tys: Vec<TokenStream> = schema.fields.iter().map(|f| self_as(f.ty, ident)).collect();
+    let is_entries =
+        |field: &Field<'_>| field.attrs.skip.is_none() && field.attrs.entries.is_some();
+    let cell_tys: Vec<TokenStream> = schema
+        .fields
+        .iter()
+        .zip(&tys)
+        .map(|(field, ty)| {
+            if is_entries(field) {
+                quote_spanned!(field.ty.span()=> #private::EntriesCell<#ty>)
+            } else {
+                quote!(::std::sync::OnceLock<#ty>)
+            }
+        })
+        .collect();
     let schema_ref = quote!(<#ident as #private::SessionData>::SCHEMA);
     let codec = match &schema.attrs.codec {
         Some(path) => quote!(#path),
@@ -141,13 +179,54 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .fields
         .iter()
         .zip(&indices)
-        .filter(|(field, _)| field.attrs.skip.is_none())
+        .filter(|(field, _)| field.attrs.skip.is_none() && !is_entries(field))
         .map(|(field, index)| {
             let ty = self_as(field.ty, ident);
             let getter = getter_ident(field);
             let call = quote_spanned!(field.ty.span()=> <#ty as #private::Storable>::encode_with::<__C>(#fields_ty::#getter(self)));
             quote!(#index => #call,)
         });
+    let entry_arms = schema
+        .fields
+        .iter()
+        .zip(&cells)
+        .zip(&indices)
+        .filter(|((field, _), _)| is_entries(field))
+        .map(|((field, cell), index)| {
+            let ty = self_as(field.ty, ident);
+            let member = field.ident;
+            let encode = quote_spanned!(field.ty.span()=> <<#ty as #private::EntryMap>::Value as #private::Storable>::encode_with::<__C>(__value));
+            quote! {
+                #index => {
+                    let __map = match &self.__whole {
+                        ::core::option::Option::Some(__whole) => ::core::option::Option::Some(&__whole.#member),
+                        ::core::option::Option::None => ::core::option::Option::None,
+                    };
+                    #private::entries_writes(
+                        __map,
+                        &mut self.#cell,
+                        &#schema_ref.fields()[#index],
+                        |__value| #encode,
+                        __out,
+                    )
+                }
+            }
+        })
+        .collect::<Vec<_>>();
+    let entry_writes = (!entry_arms.is_empty()).then(|| {
+        quote! {
+            fn entry_writes<__C: #private::Codec>(
+                &mut self,
+                __index: ::core::primitive::usize,
+                __out: &mut ::std::vec::Vec<#private::FieldWrite>,
+            ) -> ::core::result::Result<(), #private::CodecError> {
+                match __index {
+                    #(#entry_arms)*
+                    _ => ::core::result::Result::Err(#private::CodecError::not_persisted(__index)),
+                }
+            }
+        }
+    });
     let force_all = schema
         .fields
         .iter()
@@ -157,6 +236,13 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .map(|((field, cell), index)| {
             let default = default_expr(field, ident, &private);
             let decoder = decoder_ident(*index);
+            if is_entries(field) {
+                return quote! {
+                    __errors.extend(#private::entries_force(
+                        &mut self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder,
+                    ));
+                };
+            }
             quote! {
                 if let ::core::option::Option::Some(__error) = #private::lazy_force(
                     &mut self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder, || #default,
@@ -175,6 +261,9 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             let default = default_expr(field, ident, &private);
             if field.attrs.skip.is_some() {
                 quote!(#member: #private::plain_take(&mut self.#cell, || #default))
+            } else if is_entries(field) {
+                let decoder = decoder_ident(*index);
+                quote!(#member: #private::entries_take_map(&mut self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder))
             } else {
                 let decoder = decoder_ident(*index);
                 quote!(#member: #private::lazy_take(&mut self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder, || #default))
@@ -189,6 +278,12 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .filter(|(field, _)| field.attrs.skip.is_none())
         .map(|(field, index)| {
             let ty = self_as(field.ty, ident);
+            // A map stored entry by entry decodes one entry's value at a time.
+            let ty = if is_entries(field) {
+                quote_spanned!(field.ty.span()=> <#ty as #private::EntryMap>::Value)
+            } else {
+                ty
+            };
             let decoder = decoder_ident(*index);
             let call = quote_spanned!(field.ty.span()=> <#ty as #private::Storable>::decode_with::<#codec>(__bytes));
             quote! {
@@ -227,7 +322,13 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .iter()
         .zip(&cells)
         .zip(&indices)
-        .map(|((field, cell), index)| accessors(field, ident, cell, *index, &private, &schema_ref));
+        .map(|((field, cell), index)| {
+            if is_entries(field) {
+                entry_accessors(field, ident, cell, *index, &private, &schema_ref)
+            } else {
+                accessors(field, ident, cell, *index, &private, &schema_ref)
+            }
+        });
     let doc = format!(
         "Typed accessors for the `{name}` session schema, reached through \
          `TypedSession<{name}>`: generated by `#[derive(SessionData)]`."
@@ -242,7 +343,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                 __raw: #private::RawRecord,
                 __state: #private::FieldState,
                 __whole: ::core::option::Option<#ident>,
-                #( #cells: ::std::sync::OnceLock<#tys>, )*
+                #( #cells: #cell_tys, )*
             }
 
             #[automatically_derived]
@@ -255,7 +356,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                         __raw,
                         __state,
                         __whole: ::core::option::Option::None,
-                        #( #cells: ::std::sync::OnceLock::new(), )*
+                        #( #cells: ::core::default::Default::default(), )*
                     }
                 }
 
@@ -307,6 +408,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                 }
 
                 #index_term
+                #entry_writes
             }
 
             #index_impl
@@ -485,6 +587,83 @@ fn accessors(
                     __value
                 }
             }
+        }
+    }
+}
+
+/// The accessors of a `#[session(entries)]` map field: the map to read, an
+/// entry-tracking handle to change it, and whole replacement and removal.
+fn entry_accessors(
+    field: &Field<'_>,
+    ident: &syn::Ident,
+    cell: &syn::Ident,
+    index: usize,
+    private: &TokenStream,
+    schema_ref: &TokenStream,
+) -> TokenStream {
+    let member = field.ident;
+    let vis = field.vis;
+    let ty = self_as(field.ty, ident);
+    let name = field.name();
+    let [_, set, mutable, take] = valid::accessor_names(&name);
+    let span = member.span();
+    let get = getter_ident(field);
+    let set = syn::Ident::new(&set, span);
+    let mutable = syn::Ident::new(&mutable, span);
+    let take = syn::Ident::new(&take, span);
+    let decoder = decoder_ident(index);
+    let key = field.key();
+    let get_doc = format!(
+        "Reads the map `{name}` (stored entry by entry, under `{key}#...`), decoding its entries on \
+         first access. Reading never marks anything changed."
+    );
+    let mut_doc = format!(
+        "Changes the map `{name}` entry by entry: each insert, removal or `get_mut` marks only its \
+         own entry, and the next save writes only those, so concurrent requests that change \
+         different entries all keep their change."
+    );
+    let set_doc = format!(
+        "Replaces the whole map `{name}`: the next save removes every entry the store holds for it \
+         and writes these.\n\n# Errors\n\nWhen the map breaks the field's bounds (entries, key \
+         length); nothing changes then."
+    );
+    let take_doc = format!(
+        "Returns the map `{name}` and empties it: the next save removes every entry the store holds \
+         for it, including entries other requests added meanwhile."
+    );
+    let whole = quote! {
+        let __whole = match &mut self.__whole {
+            ::core::option::Option::Some(__whole) => ::core::option::Option::Some(&mut __whole.#member),
+            ::core::option::Option::None => ::core::option::Option::None,
+        };
+    };
+    quote! {
+        #[doc = #get_doc]
+        #[inline]
+        #[must_use]
+        #vis fn #get(&self) -> &#ty {
+            match &self.__whole {
+                ::core::option::Option::Some(__whole) => &__whole.#member,
+                ::core::option::Option::None => #private::entries_get(&self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder),
+            }
+        }
+
+        #[doc = #mut_doc]
+        #vis fn #mutable(&mut self) -> #private::EntriesMut<'_, #ty> {
+            #whole
+            #private::entries_mut(__whole, &mut self.#cell, &mut self.__state, &self.__raw, #schema_ref, #index, Self::#decoder)
+        }
+
+        #[doc = #set_doc]
+        #vis fn #set(&mut self, value: #ty) -> ::core::result::Result<(), #private::EntriesError> {
+            #whole
+            #private::entries_set(__whole, &mut self.#cell, &mut self.__state, #schema_ref, #index, value)
+        }
+
+        #[doc = #take_doc]
+        #vis fn #take(&mut self) -> #ty {
+            #whole
+            #private::entries_take(__whole, &mut self.#cell, &mut self.__state, &self.__raw, #schema_ref, #index, Self::#decoder)
         }
     }
 }

@@ -19,7 +19,18 @@ pub(crate) const RENAME: &str = "rename";
 pub(crate) const SKIP: &str = "skip";
 pub(crate) const DEFAULT: &str = "default";
 pub(crate) const INDEX: &str = "index";
-pub(crate) const FIELD_KEYS: &[&str] = &[RENAME, SKIP, DEFAULT, INDEX];
+pub(crate) const ENTRIES: &str = "entries";
+pub(crate) const FIELD_KEYS: &[&str] = &[RENAME, SKIP, DEFAULT, INDEX, ENTRIES];
+// Inside `entries(...)`.
+pub(crate) const MAX: &str = "max";
+pub(crate) const MAX_KEY_LEN: &str = "max_key_len";
+/// The longest encoded entry key a field may allow (mirrors `session_runtime`'s
+/// `entries::MAX_KEY_LEN_LIMIT`).
+pub(crate) const MAX_KEY_LEN_LIMIT: u64 = 256;
+
+/// Separates a map field's store key from its entries' keys (`items#sku-1`), so field keys
+/// may not contain it (mirrors `session_runtime`'s `entries::ENTRY_SEPARATOR`).
+pub(crate) const ENTRY_SEPARATOR: char = '#';
 
 /// An indexed field's index term is stored under this prefix plus the field's store key
 /// (mirrors `session_runtime`'s `meta::INDEX_KEY_PREFIX`).

@@ -96,6 +96,11 @@ fn key_problem(key: &str) -> Option<String> {
             "contains `{}`, which separates a namespace from its keys",
             symbol::NAMESPACE_SEPARATOR
         ))
+    } else if key.contains(symbol::ENTRY_SEPARATOR) {
+        Some(format!(
+            "contains `{}`, which separates a map field's key from its entries' keys",
+            symbol::ENTRY_SEPARATOR
+        ))
     } else {
         None
     }
@@ -137,6 +142,42 @@ fn check_keys(cx: &mut Ctxt, schema: &Schema<'_>) {
                 ),
             ));
             continue;
+        }
+        if let Some(entries) = &field.attrs.entries {
+            let conflict = if field.attrs.skip.is_some() {
+                Some("`skip`, so it is never stored")
+            } else if field.attrs.index.is_some() {
+                Some("`index`, and an index term is one value, not one per entry")
+            } else if field.attrs.default.is_some() {
+                Some("`default`, but a map stored entry by entry starts empty")
+            } else {
+                None
+            };
+            if let Some(conflict) = conflict {
+                cx.push(syn::Error::new(
+                    entries.span,
+                    format!(
+                        "field `{}` is `entries` and {conflict}; remove one of them",
+                        field.name()
+                    ),
+                ));
+                continue;
+            }
+            if let Some(lit) = &entries.max_key_len {
+                if lit
+                    .base10_parse::<u64>()
+                    .is_ok_and(|n| n > symbol::MAX_KEY_LEN_LIMIT)
+                {
+                    cx.error_spanned_by(
+                        lit,
+                        format!(
+                            "`max_key_len` may be at most {}: an entry's store key must fit the \
+                             SQL stores' name column with its field's key",
+                            symbol::MAX_KEY_LEN_LIMIT
+                        ),
+                    );
+                }
+            }
         }
         if field.attrs.skip.is_some() {
             continue;

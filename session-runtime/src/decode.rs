@@ -272,11 +272,13 @@ fn run_migration<T: SessionData>(
     })?;
     let after = raw.into_map();
 
+    // A map field's entries (and its key, when a migration turns a whole value into
+    // entries) are written as they are, not through the field's change bits.
     let field_index = |key: &str| {
         schema
             .fields()
             .iter()
-            .position(|f| f.is_persisted() && f.key() == key)
+            .position(|f| f.is_persisted() && f.entry_prefix().is_none() && f.key() == key)
     };
     let mut touched: Vec<(&String, bool)> = Vec::new(); // (key, still present)
     for (key, value) in &after {
@@ -359,6 +361,18 @@ pub fn collect_changes<T: SessionData>(
     let changed = fields.state().clone();
     for index in changed.set_fields() {
         let info = &schema.fields()[index];
+        if info.entry_prefix().is_some() {
+            let mut writes = Vec::new();
+            fields
+                .entry_writes::<T::Codec>(index, &mut writes)
+                .map_err(|source| EncodeError {
+                    schema: schema.name(),
+                    field: info.name(),
+                    source,
+                })?;
+            out.extend(writes);
+            continue;
+        }
         let bytes = fields
             .encode_field::<T::Codec>(index)
             .map_err(|source| EncodeError {

@@ -252,6 +252,19 @@ pub enum DecodeError {
         /// The value's store key.
         key: String,
     },
+    /// An entry of a `#[session(entries)]` map field did not decode: its value, or its
+    /// stored key (one no key of the map's key type encodes to). The entry is left out of
+    /// the map; the others survive.
+    Entry {
+        /// The schema's name.
+        schema: &'static str,
+        /// The Rust field name.
+        field: &'static str,
+        /// The entry's store key.
+        key: String,
+        /// The codec's error, when the value failed (`None` when the key did).
+        source: Option<CodecError>,
+    },
 }
 
 impl fmt::Display for DecodeError {
@@ -274,6 +287,10 @@ impl fmt::Display for DecodeError {
             Self::Migration { schema, from, .. } => {
                 write!(f, "migrating session schema `{schema}` from version {from} failed")
             }
+            Self::Entry { schema, field, key, .. } => write!(
+                f,
+                "entry `{key}` of session map `{schema}.{field}` could not be decoded"
+            ),
             Self::Sealed { key } => write!(
                 f,
                 "the stored value of `{key}` does not open: it was sealed for another session or field, under a key this layer does not have, or written in clear"
@@ -287,6 +304,7 @@ impl StdError for DecodeError {
         match self {
             Self::Field { source, .. } | Self::Version { source, .. } => Some(source),
             Self::Migration { source, .. } => Some(source),
+            Self::Entry { source, .. } => source.as_ref().map(|e| e as _),
             Self::NewerVersion { .. } | Self::Sealed { .. } => None,
         }
     }

@@ -45,6 +45,7 @@ mod config;
 pub mod conformance;
 #[doc(hidden)]
 pub mod decode;
+mod entries;
 mod error;
 mod expiry;
 mod generated;
@@ -68,6 +69,7 @@ mod typed_session;
 pub use codec::{Codec, CodecError, CodecErrorKind, JsonCodec};
 pub use config::{ConfigError, SavePolicy};
 pub use decode::DecodePolicy;
+pub use entries::{EntriesError, EntriesMut, EntryKey, EntryMap};
 pub use error::{DecodeError, EncodeError, SessionError};
 pub use expiry::SessionMetadata;
 pub use id::SessionId;
@@ -105,6 +107,12 @@ pub use session_macros::SessionData;
 pub mod __private {
     pub use crate::changes::FieldState;
     pub use crate::codec::{Codec, CodecError, JsonCodec};
+    pub use crate::decode::FieldWrite;
+    pub use crate::entries::{
+        entries_force, entries_get, entries_mut, entries_set, entries_take, entries_take_map,
+        entries_writes, EntriesCell, EntriesError, EntriesMut, EntryMap, DEFAULT_MAX_ENTRIES,
+        DEFAULT_MAX_KEY_LEN, ENTRY_SEPARATOR, MAX_KEY_LEN_LIMIT,
+    };
     pub use crate::error::DecodeError;
     pub use crate::generated::{
         assert_field, lazy_force, lazy_get, lazy_get_mut, lazy_take, plain_get, plain_get_mut,

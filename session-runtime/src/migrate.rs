@@ -306,6 +306,110 @@ impl<C: Codec> RawFields<C> {
         self.fields.insert(key.into(), bytes);
     }
 
+    /// The entries of the `#[session(entries)]` map field `field` (its key inside the
+    /// namespace), decoded into a map. An entry that does not decode is an error naming
+    /// its key.
+    ///
+    /// A migration that turns a map field stored entry by entry back into a whole value
+    /// takes its entries and inserts the map under the field's key:
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use session_runtime::{MigrationError, RawFields};
+    ///
+    /// # let mut fields = RawFields::new();
+    /// # fields.insert_entries("items", &BTreeMap::from([("a".to_owned(), 1u32)]))?;
+    /// let items: BTreeMap<String, u32> = fields.take_entries("items")?;
+    /// fields.insert("items", &items)?;
+    /// assert_eq!(fields.keys().collect::<Vec<_>>(), ["items"]);
+    /// # Ok::<(), MigrationError>(())
+    /// ```
+    pub fn entries<M>(&self, field: &str) -> Result<M, MigrationError>
+    where
+        M: crate::EntryMap,
+        M::Value: DeserializeOwned,
+    {
+        let prefix = format!("{field}{}", crate::entries::ENTRY_SEPARATOR);
+        let mut map = M::default();
+        for (key, bytes) in self.fields.range(prefix.clone()..) {
+            let Some(suffix) = key.strip_prefix(&prefix) else {
+                break;
+            };
+            let entry = crate::entries::key_of::<M::Key>(suffix).ok_or_else(|| {
+                MigrationError::other(format!("`{key}` is not an entry key of the map's key type"))
+            })?;
+            let value = C::decode(bytes).map_err(|e| MigrationError::decode(key, e))?;
+            map.insert_entry(entry, value);
+        }
+        Ok(map)
+    }
+
+    /// Takes the entries of the map field `field`: as [`entries`](Self::entries), and
+    /// removes them (the next save deletes them from the store).
+    pub fn take_entries<M>(&mut self, field: &str) -> Result<M, MigrationError>
+    where
+        M: crate::EntryMap,
+        M::Value: DeserializeOwned,
+    {
+        let map = self.entries(field)?;
+        self.remove_entries(field);
+        Ok(map)
+    }
+
+    /// Stores every entry of `map` as an entry of the `#[session(entries)]` field `field`
+    /// (its key inside the namespace), the encoding the field reads.
+    ///
+    /// A migration that turns a whole map value into a map stored entry by entry:
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use session_runtime::{MigrationError, RawFields, SessionData};
+    ///
+    /// #[derive(SessionData)]
+    /// #[session(version = 2, migrate = to_entries)]
+    /// struct Cart {
+    ///     #[session(entries)]
+    ///     items: BTreeMap<String, u32>,
+    /// }
+    ///
+    /// fn to_entries(from: u32, fields: &mut RawFields) -> Result<(), MigrationError> {
+    ///     if from < 2 {
+    ///         // Version 1 stored the whole map under `items`.
+    ///         let items: BTreeMap<String, u32> = fields.take("items")?.unwrap_or_default();
+    ///         fields.insert_entries("items", &items)?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// # let mut fields = RawFields::new();
+    /// # fields.insert("items", &BTreeMap::from([("a b".to_owned(), 2u32)]))?;
+    /// # to_entries(1, &mut fields)?;
+    /// # assert_eq!(fields.keys().collect::<Vec<_>>(), ["items#a%20b"]);
+    /// # Ok::<(), MigrationError>(())
+    /// ```
+    pub fn insert_entries<M>(&mut self, field: &str, map: &M) -> Result<(), MigrationError>
+    where
+        M: crate::EntryMap,
+        M::Value: Serialize,
+    {
+        for (key, value) in map.entries() {
+            let store_key = format!(
+                "{field}{}{}",
+                crate::entries::ENTRY_SEPARATOR,
+                crate::entries::encode_suffix(&crate::EntryKey::to_entry_key(key))
+            );
+            self.insert(store_key, value)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every entry of the map field `field`; how many there were.
+    pub fn remove_entries(&mut self, field: &str) -> usize {
+        let prefix = format!("{field}{}", crate::entries::ENTRY_SEPARATOR);
+        let before = self.fields.len();
+        self.fields.retain(|key, _| !key.starts_with(&prefix));
+        before - self.fields.len()
+    }
+
     pub(crate) fn into_map(self) -> BTreeMap<String, Vec<u8>> {
         self.fields
     }

@@ -231,18 +231,37 @@ impl RawRecord {
         if let Some(value) = self.overlay.as_ref().and_then(|o| o.get(key)) {
             return Ok(value.as_deref().map(Cow::Borrowed));
         }
+        if self.cleared(key) {
+            return Ok(None);
+        }
         let Some(stored) = self.base.as_ref().and_then(|b| b.get(key)) else {
             return Ok(None);
         };
+        self.open(key, stored).map(Some)
+    }
+
+    /// Whether an unsaved clear of a map field removed this stored entry key.
+    fn cleared(&self, key: &str) -> bool {
+        let Some(overlay) = &self.overlay else {
+            return false;
+        };
+        key.find(crate::entries::ENTRY_SEPARATOR)
+            .is_some_and(|at| overlay.get(&key[..=at]).is_some_and(Option::is_none))
+    }
+
+    /// A stored value, opened when the record's values are sealed.
+    #[allow(clippy::unnecessary_wraps, clippy::unused_self)]
+    fn open<'a>(&self, key: &str, stored: &'a Bytes) -> Result<Cow<'a, [u8]>, Unopened> {
         #[cfg(feature = "encryption")]
         if let Some(opener) = &self.opener {
             return match opener.open(key, stored) {
-                Ok(Some(plaintext)) => Ok(Some(Cow::Owned(plaintext))),
-                Ok(None) => Ok(Some(Cow::Borrowed(&stored[..]))),
+                Ok(Some(plaintext)) => Ok(Cow::Owned(plaintext)),
+                Ok(None) => Ok(Cow::Borrowed(&stored[..])),
                 Err(()) => Err(Unopened),
             };
         }
-        Ok(Some(Cow::Borrowed(&stored[..])))
+        let _ = key;
+        Ok(Cow::Borrowed(&stored[..]))
     }
 
     /// The encoded value of a store key.
@@ -258,7 +277,47 @@ impl RawRecord {
         if let Some(value) = self.overlay.as_ref().and_then(|o| o.get(key)) {
             return value.as_deref();
         }
+        if self.cleared(key) {
+            return None;
+        }
         self.base.as_ref()?.get(key).map(|v| &v[..])
+    }
+
+    /// The entries of a `#[session(entries)]` map field: every key under `prefix` (the
+    /// field's store key and `#`), as the suffix after it and the value (opened), the
+    /// unsaved writes applied, in suffix order.
+    pub(crate) fn entries<'a>(
+        &'a self,
+        prefix: &str,
+    ) -> Vec<(&'a str, Result<Cow<'a, [u8]>, Unopened>)> {
+        let mut found: BTreeMap<&'a str, Option<Result<Cow<'a, [u8]>, Unopened>>> = BTreeMap::new();
+        let cleared = self
+            .overlay
+            .as_ref()
+            .is_some_and(|o| o.get(prefix).is_some_and(Option::is_none));
+        if let (Some(base), false) = (&self.base, cleared) {
+            for (key, stored) in base.iter() {
+                if let Some(suffix) = key.as_str().strip_prefix(prefix) {
+                    found.insert(suffix, Some(self.open(key, stored)));
+                }
+            }
+        }
+        if let Some(overlay) = &self.overlay {
+            let after = overlay.range::<str, _>((
+                std::ops::Bound::Excluded(prefix),
+                std::ops::Bound::Unbounded,
+            ));
+            for (key, value) in after {
+                let Some(suffix) = key.strip_prefix(prefix) else {
+                    break;
+                };
+                found.insert(suffix, value.as_deref().map(|v| Ok(Cow::Borrowed(v))));
+            }
+        }
+        found
+            .into_iter()
+            .filter_map(|(suffix, value)| Some((suffix, value?)))
+            .collect()
     }
 
     /// Every key and value, the unsaved writes applied (sealed values opened).
@@ -283,11 +342,19 @@ impl RawRecord {
             }
         }
         if let Some(overlay) = &self.overlay {
+            // A clear of a map field (its entry prefix, removed) sorts before its entries.
             for (key, value) in overlay.iter() {
                 match value {
-                    Some(v) => map.insert(FieldKey::from(key.clone()), v.clone()),
-                    None => map.remove(key.as_ref()),
-                };
+                    Some(v) => {
+                        map.insert(FieldKey::from(key.clone()), v.clone());
+                    }
+                    None if key.ends_with(crate::entries::ENTRY_SEPARATOR) => {
+                        map.retain(|stored, _| !stored.starts_with(key.as_ref()));
+                    }
+                    None => {
+                        map.remove(key.as_ref());
+                    }
+                }
             }
         }
         map

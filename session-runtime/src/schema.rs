@@ -133,6 +133,17 @@ pub trait SchemaFields: Sized + 'static {
     /// The whole struct, by value.
     fn into_data(self) -> Self::Data;
 
+    /// For a `#[session(entries)]` field at `index`: appends the store writes of its
+    /// changed entries (and its clear) to `out`, and forgets them.
+    fn entry_writes<C: Codec>(
+        &mut self,
+        index: usize,
+        out: &mut Vec<crate::decode::FieldWrite>,
+    ) -> Result<(), CodecError> {
+        let _ = out;
+        Err(CodecError::not_persisted(index))
+    }
+
     /// The index term of the `#[session(index)]` field at `index` as it stands (decoding
     /// it first if needed): `None` when the field is not indexed, or holds a value that
     /// indexes nothing (`None`, or its default).
@@ -285,6 +296,16 @@ pub struct FieldInfo {
     store_key: &'static str,
     persisted: bool,
     index_key: &'static str,
+    /// For a `#[session(entries)]` field: its entries' store-key prefix and bounds.
+    entries: Option<EntryBounds>,
+}
+
+/// Where a map field's entries live in the store and how many it may hold.
+#[derive(Debug, Clone, Copy)]
+struct EntryBounds {
+    prefix: &'static str,
+    max_entries: usize,
+    max_key_len: usize,
 }
 
 impl FieldInfo {
@@ -302,7 +323,41 @@ impl FieldInfo {
             store_key,
             persisted,
             index_key,
+            entries: None,
         }
+    }
+
+    /// This field stored entry by entry (`#[session(entries)]`): its entries' store keys
+    /// start with `prefix` (its store key and `#`).
+    #[doc(hidden)]
+    pub const fn with_entries(
+        mut self,
+        prefix: &'static str,
+        max_entries: usize,
+        max_key_len: usize,
+    ) -> Self {
+        self.entries = Some(EntryBounds {
+            prefix,
+            max_entries,
+            max_key_len,
+        });
+        self
+    }
+
+    /// For a `#[session(entries)]` map field, the prefix of its entries' store keys (its
+    /// store key and `#`); `None` for other fields.
+    pub fn entry_prefix(&self) -> Option<&'static str> {
+        self.entries.map(|e| e.prefix)
+    }
+
+    /// The most entries a `#[session(entries)]` field holds (0 for other fields).
+    pub fn max_entries(&self) -> usize {
+        self.entries.map_or(0, |e| e.max_entries)
+    }
+
+    /// The longest encoded entry key of a `#[session(entries)]` field (0 for others).
+    pub fn max_key_len(&self) -> usize {
+        self.entries.map_or(0, |e| e.max_key_len)
     }
 
     /// For a `#[session(index)]` field, the store key holding its index term

@@ -12,6 +12,7 @@ pub(crate) use sealing::seal_patch;
 use std::{
     borrow::Cow,
     collections::{BTreeMap, HashMap},
+    ops::Bound,
     sync::{
         atomic::{AtomicBool, AtomicU32, Ordering},
         Arc, Mutex, MutexGuard,
@@ -227,6 +228,10 @@ impl State {
     /// flash-message pattern takes a value on every page, a page may always say "do not
     /// remember me"): it only cancels a write of that key queued earlier in this request.
     fn queue(&mut self, key: Cow<'static, str>, value: Option<Bytes>) {
+        if value.is_none() && crate::store::is_entry_prefix(&key) {
+            self.queue_clear(key);
+            return;
+        }
         let stored = || {
             self.loaded
                 .as_ref()
@@ -237,6 +242,41 @@ impl State {
             self.pending.insert(key, value);
         } else {
             self.pending.remove(key.as_ref());
+        }
+    }
+
+    /// Queues the clear of a map field (`key` is its entry prefix): this request's
+    /// unsaved writes of its entries go, and the save removes every entry the store holds
+    /// then. A session not stored yet has no entries to remove.
+    fn queue_clear(&mut self, prefix: Cow<'static, str>) {
+        let queued: Vec<Cow<'static, str>> = self
+            .pending
+            .range::<str, _>((Bound::Included(prefix.as_ref()), Bound::Unbounded))
+            .map(|(key, _)| key)
+            .take_while(|key| key.starts_with(prefix.as_ref()))
+            .cloned()
+            .collect();
+        for key in queued {
+            self.pending.remove(&key);
+        }
+        let stored = self
+            .loaded
+            .as_ref()
+            .is_some_and(|loaded| loaded.id.is_some());
+        if stored {
+            self.pending.insert(prefix, None);
+        }
+    }
+
+    /// Whether this request queued a write of a field: its key, or one of its entries.
+    fn writes_field(&self, info: &crate::schema::FieldInfo) -> bool {
+        match info.entry_prefix() {
+            Some(prefix) => self
+                .pending
+                .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+                .next()
+                .is_some_and(|(key, _)| key.starts_with(prefix)),
+            None => self.pending.contains_key(info.store_key()),
         }
     }
 
@@ -435,7 +475,7 @@ impl RequestSession {
                     let fields_written = T::SCHEMA
                         .fields()
                         .iter()
-                        .any(|field| state.pending.contains_key(field.store_key()));
+                        .any(|field| state.writes_field(field));
                     if fields_written {
                         state.pending.insert(key, value);
                         if stored_version.is_none_or(|v| v < T::SCHEMA.version()) {

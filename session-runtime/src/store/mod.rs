@@ -25,7 +25,21 @@
 //!    passed ends the record at once.
 //!
 //! Writes to different fields of one session never overwrite each other; writes to the same
-//! field are last-writer-wins. Values are bytes, not text: a store keeps any byte string
+//! field are last-writer-wins.
+//!
+//! # Map fields
+//!
+//! A `#[session(entries)]` map field keeps each entry under a key of its own, its field's
+//! key, `#` and the entry's encoded key (`cart.items#sku-1`); no field's key contains `#`.
+//! A key that *ends* in `#` names all of a field's entries at once:
+//!
+//! - in [`LoadKeys::Only`], every key that starts with it is wanted
+//!   ([`LoadKeys::wants`] says which);
+//! - in [`Patch::remove`], every key that starts with it is removed: a map's `clear`.
+//!   Removals apply before the patch's sets, all in the same atomic write, so a patch
+//!   that clears a map and sets one of its entries leaves exactly that entry. Entries other
+//!   writes added before this one are removed with the rest; entries written after it are
+//!   not. Values are bytes, not text: a store keeps any byte string
 //! exactly (a layer that encrypts at rest stores nothing else).
 //!
 //! A store that finds data it cannot read as a record under a session's ID (another
@@ -117,8 +131,45 @@ use crate::SessionId;
 pub enum LoadKeys<'a> {
     /// The whole record.
     All,
-    /// Only these store keys (the store may return more).
+    /// Only these store keys (the store may return more). A key ending in `#` stands for
+    /// every key that starts with it (the entries of a map field, see
+    /// [Map fields](self#map-fields)).
     Only(&'a [&'a str]),
+}
+
+impl LoadKeys<'_> {
+    /// Whether a load asked for `key`: every key for [`LoadKeys::All`], and for
+    /// [`LoadKeys::Only`] the keys it names and those under a prefix it names.
+    ///
+    /// ```
+    /// use session_runtime::store::LoadKeys;
+    ///
+    /// let keys = LoadKeys::Only(&["user", "cart.items#"]);
+    /// assert!(keys.wants("user") && keys.wants("cart.items#sku-1"));
+    /// assert!(!keys.wants("cart.items") && !keys.wants("theme"));
+    /// assert!(LoadKeys::All.wants("theme"));
+    /// ```
+    pub fn wants(&self, key: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(keys) => keys.iter().any(|wanted| {
+                *wanted == key || (is_entry_prefix(wanted) && key.starts_with(wanted))
+            }),
+        }
+    }
+}
+
+/// Whether a store key names all of a map field's entries: it ends in `#` (see
+/// [Map fields](self#map-fields)).
+///
+/// ```
+/// use session_runtime::store::is_entry_prefix;
+///
+/// assert!(is_entry_prefix("cart.items#"));
+/// assert!(!is_entry_prefix("cart.items#sku-1") && !is_entry_prefix("theme"));
+/// ```
+pub fn is_entry_prefix(key: &str) -> bool {
+    key.ends_with(crate::entries::ENTRY_SEPARATOR)
 }
 
 /// A loaded record. `Debug` shows each value's length, never its bytes (they are session
@@ -144,7 +195,8 @@ pub struct Record {
 pub struct Patch {
     /// Store key → new encoded value.
     pub set: Vec<(Cow<'static, str>, Bytes)>,
-    /// Store keys to delete.
+    /// Store keys to delete. A key ending in `#` deletes every key that starts with it (a
+    /// map field's entries: see [Map fields](self#map-fields)).
     pub remove: Vec<Cow<'static, str>>,
     /// The record's new expiry.
     pub expires_at: SystemTime,
@@ -257,10 +309,27 @@ impl Patch {
     /// patch.apply_to(&mut record);
     /// assert_eq!(&record["theme"][..], b"\"dark\"");
     /// assert!(!record.contains_key("legacy"));
+    ///
+    /// // A map field's clear: every entry goes, then the patch's own entries are set.
+    /// record.insert("items#a".into(), "1".into());
+    /// record.insert("items#b".into(), "2".into());
+    /// let clear = Patch {
+    ///     set: vec![("items#c".into(), "3".into())],
+    ///     remove: vec!["items#".into()],
+    ///     expires_at: SystemTime::now(),
+    /// };
+    /// clear.apply_to(&mut record);
+    /// let mut keys: Vec<&str> = record.keys().map(|k| k.as_str()).collect();
+    /// keys.sort();
+    /// assert_eq!(keys, ["items#c", "theme"]);
     /// ```
     pub fn apply_to(&self, fields: &mut FieldMap) {
         for key in &self.remove {
-            fields.remove(key.as_ref());
+            if is_entry_prefix(key) {
+                fields.retain(|stored, _| !stored.starts_with(key.as_ref()));
+            } else {
+                fields.remove(key.as_ref());
+            }
         }
         for (key, value) in &self.set {
             // An existing key keeps its name; only a new one is allocated.

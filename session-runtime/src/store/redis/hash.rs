@@ -27,7 +27,8 @@ const BYTES_FIELD: &str = "__bytes";
 /// Shared Lua: applies a patch from `ARGV` to `key` and sets its expiry.
 ///
 /// `ARGV`: ttl-ms, expires-at-ms, the per-session size limit in bytes (0: none),
-/// number-of-deletions, deleted fields..., then field, value pairs. Under a limit, the
+/// number-of-deletions, deleted fields..., then field, value pairs. A deleted name ending in
+/// `#` deletes every field under it but those the patch sets (a map field's clear). Under a limit, the
 /// session's size is kept in the hidden `__bytes` field (counted once from the hash when it
 /// is missing) and moved by the changed fields' own sizes (`HSTRLEN`), so the check costs
 /// two commands per changed field, not a read of the session; `apply` returns `false`,
@@ -46,6 +47,24 @@ local function apply(key)
   local first = del_end + 1
   local last = ARGV_END
   local meta = {'__exp', ARGV[2]}
+  -- Deletions; a name ending in '#' deletes every field under it (a map field's clear)
+  -- but those this patch sets.
+  local dels = {}
+  local sets = nil
+  for i = 5, del_end do
+    local name = ARGV[i]
+    if string.sub(name, -1) == '#' then
+      if not sets then
+        sets = {}
+        for j = first, last, 2 do sets[ARGV[j]] = true end
+      end
+      for _, field in ipairs(redis.call('HKEYS', key)) do
+        if string.sub(field, 1, #name) == name and not sets[field] then dels[#dels + 1] = field end
+      end
+    else
+      dels[#dels + 1] = name
+    end
+  end
   if limit > 0 then
     local size = tonumber(redis.call('HGET', key, '__bytes'))
     if not size then
@@ -60,7 +79,7 @@ local function apply(key)
         size = size - #field - redis.call('HSTRLEN', key, field)
       end
     end
-    for i = 5, del_end do drop(ARGV[i]) end
+    for _, field in ipairs(dels) do drop(field) end
     for i = first, last, 2 do
       drop(ARGV[i])
       size = size + #ARGV[i] + #ARGV[i + 1]
@@ -78,8 +97,8 @@ local function apply(key)
     redis.call('HSET', key, unpack(ARGV, first, upto))
     first = upto + 1
   end
-  for i = 5, del_end, 1000 do
-    redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 999, del_end)))
+  for i = 1, #dels, 1000 do
+    redis.call('HDEL', key, unpack(dels, i, math.min(i + 999, #dels)))
   end
   redis.call('PEXPIRE', key, ARGV[1])
   return true

@@ -6,7 +6,8 @@
 //!
 //! - set: `+`, the name's length (LEB128), the name (UTF-8), the value's length (LEB128), the
 //!   value;
-//! - remove: `-`, the name's length (LEB128), the name;
+//! - remove: `-`, the name's length (LEB128), the name; a name ending in `#` removes every
+//!   name under it (a map field's clear);
 //! - expiry: `E`, then the expiry instant in milliseconds since the epoch (8 bytes, little
 //!   endian). Every write appends one, so a load needs one `GET`.
 //!
@@ -290,6 +291,9 @@ impl Log {
                             fields.insert(FieldKey::new(name), value);
                         }
                     }
+                }
+                REMOVE if crate::store::is_entry_prefix(name) => {
+                    fields.retain(|key, _| !key.starts_with(name));
                 }
                 REMOVE => {
                     fields.remove(name);

@@ -111,6 +111,17 @@ impl Tables {
         )
     }
 
+    /// Deletes the fields of one session under a prefix (a map field's clear), `left` being
+    /// the dialect's expression for the name's first `length(prefix)` characters or bytes,
+    /// bound as `record, prefix, prefix` (`?` placeholders: MySQL, SQLite).
+    #[cfg(any(feature = "mysql", feature = "sqlite"))]
+    fn delete_prefixed(&self, left: &str) -> String {
+        format!(
+            "DELETE FROM {} WHERE record = ? AND {left} = ?",
+            self.fields
+        )
+    }
+
     /// "the tables x and y", for messages.
     fn described(&self) -> String {
         format!("the tables {} and {}", self.plain.0, self.plain.1)
@@ -201,6 +212,28 @@ impl<'a> Rows<'a> {
             values,
             removed,
         }
+    }
+}
+
+impl<'a> Rows<'a> {
+    /// The removed names that name one field.
+    #[cfg(any(feature = "mysql", feature = "sqlite"))]
+    fn exact_removed(&self) -> Vec<&'a str> {
+        self.removed
+            .iter()
+            .copied()
+            .filter(|name| !super::is_entry_prefix(name))
+            .collect()
+    }
+
+    /// The removed names that end in `#`: every field under them goes (a map field's
+    /// clear), before the upserts.
+    #[cfg(any(feature = "mysql", feature = "sqlite"))]
+    fn removed_prefixes(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.removed
+            .iter()
+            .copied()
+            .filter(|name| super::is_entry_prefix(name))
     }
 }
 

@@ -16,6 +16,9 @@ use crate::{
     SessionId,
 };
 
+/// The first `length(prefix)` characters of a field's name, to match a prefix with.
+const PREFIX_OF_NAME: &str = "LEFT(name, LENGTH(?))";
+
 /// How long `connect`'s pool waits for a free connection before the call fails (`503`).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a write is tried again after InnoDB chose it as a deadlock's victim (InnoDB
@@ -221,18 +224,29 @@ impl Statements {
             " AND expires_at > {now};\n\
              SET @session_record = IF(ROW_COUNT() > 0, LAST_INSERT_ID(), 0);\n"
         );
-        if !rows.removed.is_empty() {
+        let exact = rows.exact_removed();
+        if !exact.is_empty() {
             let _ = write!(
                 sql,
                 "DELETE FROM {f} WHERE record = @session_record AND name IN ("
             );
-            for (i, name) in rows.removed.iter().enumerate() {
+            for (i, name) in exact.iter().enumerate() {
                 if i > 0 {
                     sql.push_str(", ");
                 }
                 hex_literal(&mut sql, name.as_bytes());
             }
             sql.push_str(");\n");
+        }
+        // A map field's clear: every name under the prefix, before the upserts.
+        for prefix in rows.removed_prefixes() {
+            let _ = write!(
+                sql,
+                "DELETE FROM {f} WHERE record = @session_record AND LEFT(name, {}) = ",
+                prefix.len()
+            );
+            hex_literal(&mut sql, prefix.as_bytes());
+            sql.push_str(";\n");
         }
         if !rows.names.is_empty() {
             let _ = write!(
@@ -559,13 +573,22 @@ impl MySqlStore {
             self.conns.put(conn);
             return Ok(Outcome::Missing);
         };
-        for names in rows.removed.chunks(CHUNK) {
+        for names in rows.exact_removed().chunks(CHUNK) {
             let sql = self.sql.tables.delete_fields(names.len());
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(record);
             for name in names {
                 query = query.bind(*name);
             }
             query.execute(&mut *tx).await?;
+        }
+        for prefix in rows.removed_prefixes() {
+            let sql = self.sql.tables.delete_prefixed(PREFIX_OF_NAME);
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(record)
+                .bind(prefix)
+                .bind(prefix)
+                .execute(&mut *tx)
+                .await?;
         }
         for (names, values) in rows.names.chunks(CHUNK).zip(rows.values.chunks(CHUNK)) {
             let sql = self.sql.tables.upsert_fields(names.len(), UPSERT);

@@ -139,8 +139,12 @@ impl Statements {
                  ON CONFLICT (record, name) DO UPDATE SET value = EXCLUDED.value"
             )
         };
-        let removal = |names: u8| {
-            format!("DELETE FROM {f} WHERE record = (SELECT record FROM s) AND name = ANY(${names}::text[])")
+        // A removed name ending in `#` removes every name under it (a map field's clear)
+        // but those the same statement upserts (`$sets`).
+        let removal = |names: u8, sets: u8| {
+            format!(
+                "DELETE FROM {f} WHERE record = (SELECT record FROM s) AND (name = ANY(${names}::text[])                  OR EXISTS (SELECT 1 FROM UNNEST(${names}::text[]) AS p(prefix)                  WHERE right(p.prefix, 1) = '#' AND left(name, length(p.prefix)) = p.prefix))                  AND NOT (name = ANY(${sets}::text[]))"
+            )
         };
         let schema = match prefix.split_once('.') {
             Some((schema, _)) => format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\";\n"),
@@ -163,7 +167,7 @@ impl Statements {
             save: format!(
                 "WITH s AS (UPDATE {r} SET expires_at = $2 WHERE id = $1 AND expires_at > $3 \
                  RETURNING record), d AS ({}), u AS ({}) SELECT record FROM s",
-                removal(4),
+                removal(4, 5),
                 upsert(5, 6)
             ),
             save_sets_only: format!(
@@ -175,7 +179,7 @@ impl Statements {
                 "WITH s AS (UPDATE {r} SET id = $7, expires_at = $2 \
                  WHERE id = $1 AND expires_at > $3 RETURNING record), \
                  d AS ({}), u AS ({}) SELECT record FROM s",
-                removal(4),
+                removal(4, 5),
                 upsert(5, 6)
             ),
             touch: format!("UPDATE {r} SET expires_at = $2 WHERE id = $1 AND expires_at > $3"),

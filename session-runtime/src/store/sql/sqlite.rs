@@ -16,6 +16,9 @@ use crate::{
     SessionId,
 };
 
+/// The first `length(prefix)` characters of a field's name, to match a prefix with.
+const PREFIX_OF_NAME: &str = "substr(name, 1, length(?))";
+
 /// How long a write waits for another process's write to finish (SQLite's busy timeout).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `connect`'s pool waits for a free connection.
@@ -387,13 +390,23 @@ impl SqliteStore {
             }
             Err(e) => return Err(err(e)),
         };
-        for names in rows.removed.chunks(CHUNK) {
+        for names in rows.exact_removed().chunks(CHUNK) {
             let sql = self.sql.tables.delete_fields(names.len());
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(record);
             for name in names {
                 query = query.bind(*name);
             }
             query.execute(&mut *tx).await.map_err(err)?;
+        }
+        for prefix in rows.removed_prefixes() {
+            let sql = self.sql.tables.delete_prefixed(PREFIX_OF_NAME);
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(record)
+                .bind(prefix)
+                .bind(prefix)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
         }
         for (names, values) in rows.names.chunks(CHUNK).zip(rows.values.chunks(CHUNK)) {
             let sql = self.sql.tables.upsert_fields(names.len(), UPSERT);
