@@ -9,11 +9,14 @@ use session_runtime::{
     MemoryStore, SessionId, SessionStore, StoreError,
 };
 
-/// A store wrapper that can lie: about `complete`, or by not deleting.
+/// A store wrapper that can lie: about `complete`, by not deleting, or by taking a map
+/// field's clear (a removed key ending in `#`) for the removal of one key.
+#[derive(Default)]
 struct Lying {
     inner: MemoryStore,
     partial_but_complete: bool,
     ignores_deletes: bool,
+    clears_one_key: bool,
 }
 
 impl SessionStore for Lying {
@@ -33,6 +36,28 @@ impl SessionStore for Lying {
         self.inner.create(id, patch).await
     }
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        if self.clears_one_key && patch.remove.iter().any(|key| key.ends_with('#')) {
+            // What a store that knows nothing of map fields does: remove the key as named.
+            let mut fields = (*self
+                .inner
+                .load(id, LoadKeys::All)
+                .await?
+                .ok_or(StoreError::NotFound)?
+                .fields)
+                .clone();
+            for key in &patch.remove {
+                fields.remove(key.as_ref());
+            }
+            let mut rewritten = Patch::expiry_only(patch.expires_at);
+            rewritten.remove = patch
+                .remove
+                .iter()
+                .filter(|k| !k.ends_with('#'))
+                .cloned()
+                .collect();
+            rewritten.set = patch.set.clone();
+            return self.inner.save(id, &rewritten).await;
+        }
         self.inner.save(id, patch).await
     }
     async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
@@ -67,6 +92,7 @@ async fn a_store_that_marks_a_partial_record_complete_fails_the_suite() {
         inner: MemoryStore::new(),
         partial_but_complete: true,
         ignores_deletes: false,
+        clears_one_key: false,
     })
     .await
     .expect("the suite fails");
@@ -80,6 +106,7 @@ async fn every_broken_rule_is_reported_the_model_included() {
         inner: MemoryStore::new(),
         partial_but_complete: false,
         ignores_deletes: true,
+        clears_one_key: false,
     })
     .await
     .expect("the suite fails");
@@ -98,19 +125,48 @@ async fn check_returns_the_broken_rules() {
         inner: MemoryStore::new(),
         partial_but_complete: true,
         ignores_deletes: false,
+        clears_one_key: false,
     })
     .await
     .unwrap_err();
-    assert_eq!(violations.rules().len(), 1, "{violations}");
+    // It returns only the keys named, so it misses a map field's entries too.
+    assert_eq!(violations.rules().len(), 2, "{violations}");
     assert!(violations.rules()[0].starts_with("load_only_some_keys: "));
+    assert!(
+        violations.rules()[1].starts_with("clears_remove_every_key_under_a_prefix: "),
+        "{violations}"
+    );
+}
+
+/// A store that takes a clear for the removal of one key breaks the clear rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_ignores_clears_fails_the_suite() {
+    let violations = conformance::check(Lying {
+        clears_one_key: true,
+        ..Lying::default()
+    })
+    .await
+    .unwrap_err();
+    let rules: Vec<&str> = violations
+        .rules()
+        .iter()
+        .map(|rule| rule.split(':').next().unwrap_or_default())
+        .collect();
+    assert!(
+        rules.contains(&"clears_remove_every_key_under_a_prefix"),
+        "{violations}"
+    );
+    assert!(
+        rules.contains(&"a_clear_racing_entry_writes_is_atomic"),
+        "{violations}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_honest_store_passes() {
     let honest = Lying {
         inner: MemoryStore::new(),
-        partial_but_complete: false,
-        ignores_deletes: false,
+        ..Lying::default()
     };
     assert_eq!(report(honest).await, None);
 }

@@ -499,3 +499,129 @@ pub async fn concurrent_patches_to_different_fields_survive<S: SessionStore>(sto
     }
     assert_eq!(field(&record, "start"), Some("1"));
 }
+
+/// A removed key ending in `#` removes every key under it (a map field's clear), before the
+/// same patch's sets, and nothing else; `LoadKeys::Only` with such a key returns the keys
+/// under it.
+///
+/// ```
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::clears_remove_every_key_under_a_prefix(&MemoryStore::new()).await;
+/// # });
+/// ```
+pub async fn clears_remove_every_key_under_a_prefix<S: SessionStore>(store: &S) {
+    let id = created(
+        store,
+        &[
+            ("m#a", "1"),
+            ("m#b", "2"),
+            ("m", "whole"),
+            ("mx#a", "3"),
+            ("n.m#a", "4"),
+            ("other", "5"),
+        ],
+        in_a_minute(),
+    )
+    .await;
+    let record = store
+        .load(&id, LoadKeys::Only(&["m#", "other"]))
+        .await
+        .expect("load")
+        .expect("the session exists");
+    assert_eq!(
+        (field(&record, "m#a"), field(&record, "m#b")),
+        (Some("1"), Some("2")),
+        "load: `LoadKeys::Only` with a key ending in `#` must return every key under it; the \
+         store returned {:?}",
+        record.fields.keys().collect::<Vec<_>>()
+    );
+    let id = store
+        .save(
+            &id,
+            &patch(&[("m#c", "6"), ("m#a", "7")], &["m#"], in_a_minute()),
+        )
+        .await
+        .expect("save a clear")
+        .unwrap_or(id);
+    let record = load_all(store, &id).await.expect("still there");
+    let mut keys: Vec<&str> = record.fields.keys().map(|k| k.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["m", "m#a", "m#c", "mx#a", "n.m#a", "other"],
+        "save: a removed key ending in `#` removes every key that starts with it (and no \
+         other), before the patch's sets"
+    );
+    assert_eq!(
+        field(&record, "m#a"),
+        Some("7"),
+        "the set after the clear stands"
+    );
+}
+
+/// A clear racing 20 writes of new entries under the same prefix is atomic: every entry
+/// stored before both goes, the other keys stay, and what is left under the prefix is some
+/// of the new entries, each whole.
+///
+/// ```
+/// use std::sync::Arc;
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::a_clear_racing_entry_writes_is_atomic(Arc::new(MemoryStore::new())).await;
+/// # });
+/// ```
+pub async fn a_clear_racing_entry_writes_is_atomic<S: SessionStore>(store: Arc<S>) {
+    let old: Vec<(String, String)> = (0..20)
+        .map(|n| (format!("m#old{n}"), n.to_string()))
+        .collect();
+    let mut initial: Vec<(&str, &str)> =
+        old.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    initial.push(("kept", "1"));
+    let id = created(&*store, &initial, in_a_minute()).await;
+    let mut tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let (store, id) = (Arc::clone(&store), id.clone());
+            tokio::spawn(async move {
+                let key = format!("m#new{n}");
+                store
+                    .save(&id, &patch(&[(&key, "new")], &[], in_a_minute()))
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    let (clearing, clear_id) = (Arc::clone(&store), id.clone());
+    tasks.insert(
+        10,
+        tokio::spawn(async move {
+            clearing
+                .save(&clear_id, &patch(&[], &["m#"], in_a_minute()))
+                .await
+                .map(|_| ())
+        }),
+    );
+    for task in tasks {
+        task.await
+            .expect("writer task")
+            .expect("a concurrent save succeeds");
+    }
+    let record = load_all(&*store, &id).await.expect("still there");
+    assert_eq!(
+        field(&record, "kept"),
+        Some("1"),
+        "a clear removes only its prefix"
+    );
+    for key in record.fields.keys() {
+        assert!(
+            !key.starts_with("m#old"),
+            "a clear must remove every key under its prefix that was stored before it \
+             ({key} survived)"
+        );
+        if key.starts_with("m#") {
+            assert_eq!(field(&record, key), Some("new"), "{key} is whole");
+        }
+    }
+}

@@ -98,6 +98,7 @@ pub async fn check<S: SessionStore>(store: S) -> Result<(), Violations> {
         save_applies_a_patch,
         save_removes_fields,
         values_are_bytes,
+        clears_remove_every_key_under_a_prefix,
         create_never_overwrites,
         records_expire,
         touch_extends_expiry,
@@ -115,6 +116,11 @@ pub async fn check<S: SessionStore>(store: S) -> Result<(), Violations> {
                 concurrent_patches_to_different_fields_survive(s).await;
             },
         )
+        .await;
+    suite
+        .check("a_clear_racing_entry_writes_is_atomic", |s| async move {
+            a_clear_racing_entry_writes_is_atomic(s).await;
+        })
         .await;
     let seed = rand::random();
     suite
@@ -171,6 +177,7 @@ pub async fn run_client_side<S: SessionStore>(store: S) {
         load_only_some_keys,
         save_applies_a_patch,
         save_removes_fields,
+        clears_remove_every_key_under_a_prefix,
         records_expire,
         touch_extends_expiry,
         no_resurrection_after_expiry,
