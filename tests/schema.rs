@@ -715,6 +715,45 @@ fn a_version_bump_with_a_hook_moves_stored_fields_to_a_new_codec() {
     assert_eq!(all["__v.Switched"], b"2");
 }
 
+/// The derive spells the entry separator and the bounds of map fields on its own: its output
+/// must be what the runtime reads.
+#[test]
+fn the_derive_and_the_runtime_agree_on_map_fields() {
+    use session_runtime::__private::{
+        DEFAULT_MAX_ENTRIES, DEFAULT_MAX_KEY_LEN, ENTRY_SEPARATOR, MAX_KEY_LEN_LIMIT,
+    };
+
+    #[derive(SessionData)]
+    #[session(namespace = "tiedmap")]
+    struct TiedMap {
+        #[session(entries)]
+        items: std::collections::BTreeMap<String, u32>,
+        #[session(entries(max = 5, max_key_len = 256))]
+        few: std::collections::HashMap<u8, u32>,
+    }
+
+    let [items, few] = TiedMap::SCHEMA.fields() else {
+        panic!("two fields");
+    };
+    assert_eq!(
+        items.entry_prefix(),
+        Some(format!("tiedmap.items{ENTRY_SEPARATOR}").as_str())
+    );
+    assert_eq!(
+        (items.max_entries(), items.max_key_len()),
+        (DEFAULT_MAX_ENTRIES, DEFAULT_MAX_KEY_LEN)
+    );
+    assert_eq!(
+        (few.max_entries(), few.max_key_len()),
+        (5, MAX_KEY_LEN_LIMIT)
+    );
+    assert!(TiedMap::SCHEMA.load_keys().contains(&"tiedmap.items#"));
+    assert!(!TiedMap::SCHEMA.load_keys().contains(&"tiedmap.items"));
+    assert!(session_runtime::store::is_entry_prefix(
+        items.entry_prefix().unwrap()
+    ));
+}
+
 /// The derive spells the reserved prefix, the namespace separator and the version key on its
 /// own (a proc-macro crate cannot share constants): this ties its output to the runtime's
 /// definitions. `tests/ui/reserved_key.rs` and `key_with_separator.rs` show it refuses both.

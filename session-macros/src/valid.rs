@@ -163,6 +163,30 @@ fn check_keys(cx: &mut Ctxt, schema: &Schema<'_>) {
                 ));
                 continue;
             }
+            let is_map = match field.ty {
+                syn::Type::Path(path) => path
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|last| last.ident == "BTreeMap" || last.ident == "HashMap"),
+                _ => false,
+            };
+            if !is_map {
+                cx.error_spanned_by(
+                    field.ty,
+                    format!(
+                        "field `{}` is `entries`, which stores a map entry by entry: its type must \
+                         be a `BTreeMap<K, V>` or a `HashMap<K, V>`, not `{}`",
+                        field.name(),
+                        quote::ToTokens::to_token_stream(field.ty)
+                            .to_string()
+                            .replace(" < ", "<")
+                            .replace(" >", ">")
+                            .replace(" ,", ",")
+                    ),
+                );
+                continue;
+            }
             if let Some(lit) = &entries.max_key_len {
                 if lit
                     .base10_parse::<u64>()
