@@ -5,6 +5,7 @@
 //! Run it with `cargo run --example demo` and open <http://127.0.0.1:3000>.
 
 use std::{
+    collections::BTreeMap,
     fmt::Write as _,
     time::{Duration, SystemTime},
 };
@@ -51,21 +52,14 @@ pub struct Account {
     pub device: String,
 }
 
-/// One line of the cart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Item {
-    /// What it is.
-    pub name: String,
-    /// How many.
-    pub quantity: u32,
-}
-
-/// The shopping cart.
+/// The shopping cart: item name → quantity, stored entry by entry, so two tabs that add
+/// different items at the same moment both keep theirs.
 #[derive(SessionData, Debug)]
 #[session(namespace = "cart")]
 pub struct Cart {
-    /// The cart's lines.
-    pub items: Vec<Item>,
+    /// The cart's lines: name → how many.
+    #[session(entries(max = 100, max_key_len = 200))]
+    pub items: BTreeMap<String, u32>,
 }
 
 /// How often the demo deletes expired sessions from a database.
@@ -216,8 +210,8 @@ async fn home(
         ),
     }
     page.push_str("<h2>Cart</h2><ul id=\"cart\">");
-    for item in cart.items() {
-        let _ = write!(page, "<li>{} × {}</li>", item.quantity, escape(&item.name));
+    for (name, quantity) in cart.items() {
+        let _ = write!(page, "<li>{quantity} × {}</li>", escape(name));
     }
     if cart.items().is_empty() {
         page.push_str("<li><i>empty</i></li>");
@@ -420,19 +414,15 @@ async fn add_item(mut cart: TypedSession<Cart>, Form(form): Form<AddForm>) -> Re
     if name.is_empty() || name.len() > 64 {
         return Redirect::to("/");
     }
-    let items = cart.items_mut();
-    match items.iter_mut().find(|item| item.name == name) {
-        Some(item) => item.quantity = item.quantity.saturating_add(quantity).min(999),
-        None => items.push(Item {
-            name: name.to_owned(),
-            quantity,
-        }),
+    // Only this item's entry is written: a concurrent add of another item keeps its own.
+    if let Ok(line) = cart.items_mut().get_or_insert_with(name, || 0) {
+        *line = line.saturating_add(quantity).min(999);
     }
     Redirect::to("/")
 }
 
 async fn clear_cart(mut cart: TypedSession<Cart>) -> Redirect {
-    let _ = cart.take_items();
+    cart.items_mut().clear();
     Redirect::to("/")
 }
 

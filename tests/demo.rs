@@ -352,3 +352,37 @@ fn the_demos_log_filter_keeps_its_own_lines() {
     assert!(!own.contains("session_suite=info"), "{own}");
     assert!(demo_filter(None).to_string().contains("info"));
 }
+
+/// The race the cart's entries fix: 50 concurrent adds of different items, from one
+/// browser's cookie, all end up in the cart (a cart stored as one value keeps one of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_adds_of_different_items_all_reach_the_cart() {
+    let base = serve().await;
+    let browser = browser();
+    post_form(&browser, format!("{base}/cart/add"), "name=first").await;
+    let adds: Vec<_> = (0..50)
+        .map(|n| {
+            let (browser, base) = (browser.clone(), base.clone());
+            tokio::spawn(async move {
+                post_form(
+                    &browser,
+                    format!("{base}/cart/add"),
+                    &format!("name=item-{n:02}"),
+                )
+                .await
+                .status()
+            })
+        })
+        .collect();
+    for add in adds {
+        assert!(add.await.unwrap().is_success());
+    }
+    let html = page(&browser, &base).await;
+    for n in 0..50 {
+        assert!(
+            html.contains(&format!("<li>1 × item-{n:02}</li>")),
+            "item-{n:02} lost: {html}"
+        );
+    }
+    assert!(html.contains("<li>1 × first</li>"), "{html}");
+}
