@@ -17,7 +17,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use session_runtime::{
     index::SessionHandle, store::CleanupTask, Key, MySqlStore, PostgresStore, SessionData,
     SessionError, SessionLayer, SqliteStore, TypedSession,

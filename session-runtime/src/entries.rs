@@ -610,6 +610,42 @@ fn checked_suffix<K: EntryKey>(info: &FieldInfo, key: &K) -> Result<String, Entr
 /// entries; reads go through `Deref` to the map itself. Insertions are bounded: a field
 /// holds at most `#[session(entries(max = N))]` entries (default 1000) and an entry's key
 /// is at most `max_key_len` bytes once encoded (default 128).
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use axum::{extract::Path, routing::post, Router};
+/// use session_runtime::{EntriesError, Key, MemoryStore, SessionData, SessionLayer, TypedSession};
+///
+/// #[derive(SessionData)]
+/// #[session(namespace = "cart")]
+/// struct Cart {
+///     /// Item → quantity.
+///     #[session(entries(max = 100))]
+///     items: BTreeMap<String, u32>,
+/// }
+///
+/// async fn add(mut cart: TypedSession<Cart>, Path(item): Path<String>) -> Result<String, EntriesError> {
+///     *cart.items_mut().get_or_insert_with(item, || 0)? += 1; // writes this entry only
+///     Ok(format!("{} lines", cart.items().len()))
+/// }
+///
+/// async fn remove(mut cart: TypedSession<Cart>, Path(item): Path<String>) -> &'static str {
+///     match cart.items_mut().remove(item.as_str()) {
+///         Some(_) => "removed",
+///         None => "not in the cart",
+///     }
+/// }
+///
+/// async fn empty(mut cart: TypedSession<Cart>) {
+///     cart.items_mut().clear(); // every entry the store holds when this request is saved
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/add/{item}", post(add))
+///     .route("/remove/{item}", post(remove))
+///     .route("/empty", post(empty))
+///     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
+/// ```
 pub struct EntriesMut<'a, M: EntryMap> {
     map: &'a mut M,
     changes: &'a mut EntryChanges<M::Key>,

@@ -181,6 +181,9 @@ pub struct RawRecord {
     opener: Option<Arc<crate::seal::Opener>>,
 }
 
+/// A stored value's plaintext, or that it does not open.
+pub(crate) type Opened<'a> = Result<Cow<'a, [u8]>, Unopened>;
+
 /// A stored value that does not open under its session's data key.
 #[derive(Debug)]
 pub(crate) struct Unopened;
@@ -289,8 +292,8 @@ impl RawRecord {
     pub(crate) fn entries<'a>(
         &'a self,
         prefix: &str,
-    ) -> Vec<(&'a str, Result<Cow<'a, [u8]>, Unopened>)> {
-        let mut found: BTreeMap<&'a str, Option<Result<Cow<'a, [u8]>, Unopened>>> = BTreeMap::new();
+    ) -> Vec<(&'a str, Opened<'a>)> {
+        let mut found: BTreeMap<&'a str, Option<Opened<'a>>> = BTreeMap::new();
         let cleared = self
             .overlay
             .as_ref()

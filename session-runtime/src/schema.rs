@@ -50,7 +50,16 @@ use crate::{
 ///   changes between requests. To keep the first value, store it when it is first needed:
 ///   make the field an `Option` and `if s.first_seen().is_none() { s.set_first_seen(Some(now())) }`.
 ///
-/// Store keys may not be empty, contain `.` or start with `__` (the runtime's own metadata).
+/// - `entries`, or `entries(max = N, max_key_len = N)`, on a `BTreeMap<K, V>` or
+///   `HashMap<K, V>` field: the map is stored entry by entry, each entry under its own store
+///   key, so concurrent requests that change different entries all keep their change. Its
+///   accessors differ: `f()` reads the map, `f_mut()` returns an
+///   [`EntriesMut`](crate::EntriesMut) that changes single entries (and marks only those),
+///   `set_f(map)` replaces the whole map (`Result`, for the bounds) and `take_f()` empties
+///   it. See [`EntryKey`](crate::EntryKey) for the key types and the encoding.
+///
+/// Store keys may not be empty, contain `.` or `#`, or start with `__` (the runtime's own
+/// metadata).
 ///
 /// # Example
 ///

@@ -25,7 +25,8 @@
 //!    passed ends the record at once.
 //!
 //! Writes to different fields of one session never overwrite each other; writes to the same
-//! field are last-writer-wins.
+//! field are last-writer-wins. Values are bytes, not text: a store keeps any byte string
+//! exactly (a layer that encrypts at rest stores nothing else).
 //!
 //! # Map fields
 //!
@@ -39,8 +40,7 @@
 //!   Removals apply before the patch's sets, all in the same atomic write, so a patch
 //!   that clears a map and sets one of its entries leaves exactly that entry. Entries other
 //!   writes added before this one are removed with the rest; entries written after it are
-//!   not. Values are bytes, not text: a store keeps any byte string
-//! exactly (a layer that encrypts at rest stores nothing else).
+//!   not.
 //!
 //! A store that finds data it cannot read as a record under a session's ID (another
 //! program's key under its prefix, say) fails with [`StoreError::Corrupt`], leaving that data
