@@ -289,10 +289,7 @@ impl RawRecord {
     /// The entries of a `#[session(entries)]` map field: every key under `prefix` (the
     /// field's store key and `#`), as the suffix after it and the value (opened), the
     /// unsaved writes applied, in suffix order.
-    pub(crate) fn entries<'a>(
-        &'a self,
-        prefix: &str,
-    ) -> Vec<(&'a str, Opened<'a>)> {
+    pub(crate) fn entries<'a>(&'a self, prefix: &str) -> Vec<(&'a str, Opened<'a>)> {
         let mut found: BTreeMap<&'a str, Option<Opened<'a>>> = BTreeMap::new();
         let cleared = self
             .overlay
