@@ -767,3 +767,41 @@ mod migrations {
         );
     }
 }
+
+/// With encryption at rest, each entry's value is sealed under its own store key: it reads
+/// back, the store never holds it in clear, and a value copied to another entry does not
+/// open there (that entry is left out, the others survive). The entry keys stay in clear.
+#[tokio::test]
+async fn entries_are_sealed_at_rest() {
+    let store = session_runtime::MemoryStore::new();
+    let layer = SessionLayer::new(store.clone(), Key::generate())
+        .with_encryption(session_runtime::Encryption::On);
+    let app = routes(layer, Gate::default());
+    let mut browser = Browser::default();
+    browser.ok(&app, "POST", "/put/a/4141414").await;
+    browser.ok(&app, "POST", "/put/b/42").await;
+    assert_eq!(browser.ok(&app, "GET", "/show").await, "a=4141414,b=42|");
+    let id = browser.id();
+    let record = store
+        .load(&id, LoadKeys::All)
+        .await
+        .expect("load")
+        .expect("stored");
+    let a = record.fields.get("shop.cart#a").expect("entry a").clone();
+    assert!(
+        !a.windows(7).any(|w| w == b"4141414"),
+        "the value is sealed"
+    );
+    store
+        .save(
+            &id,
+            &Patch {
+                set: vec![("shop.cart#b".into(), a)],
+                remove: vec![],
+                expires_at: SystemTime::now() + Duration::from_secs(600),
+            },
+        )
+        .await
+        .expect("copy a's value over b's");
+    assert_eq!(browser.ok(&app, "GET", "/show").await, "a=4141414|");
+}

@@ -15,8 +15,7 @@ use crate::{
     schema::{SchemaFields, SessionData},
 };
 
-/// A store write: `Some(bytes)` sets the key, `None` removes it.
-pub type FieldWrite = (Cow<'static, str>, Option<Bytes>);
+pub use crate::record::FieldWrite;
 
 /// How loading treats stored data that does not fit the code.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

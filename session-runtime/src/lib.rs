@@ -46,6 +46,7 @@ pub mod conformance;
 #[doc(hidden)]
 pub mod decode;
 mod entries;
+mod entry_map;
 mod error;
 mod expiry;
 mod generated;
@@ -69,7 +70,8 @@ mod typed_session;
 pub use codec::{Codec, CodecError, CodecErrorKind, JsonCodec};
 pub use config::{ConfigError, SavePolicy};
 pub use decode::DecodePolicy;
-pub use entries::{EntriesError, EntriesMut, EntryKey, EntryMap};
+pub use entries::{EntriesError, EntriesMut};
+pub use entry_map::{EntryKey, EntryMap};
 pub use error::{DecodeError, EncodeError, SessionError};
 pub use expiry::SessionMetadata;
 pub use id::SessionId;
@@ -107,11 +109,12 @@ pub use session_macros::SessionData;
 pub mod __private {
     pub use crate::changes::FieldState;
     pub use crate::codec::{Codec, CodecError, JsonCodec};
-    pub use crate::decode::FieldWrite;
     pub use crate::entries::{
         entries_force, entries_get, entries_mut, entries_set, entries_take, entries_take_map,
-        entries_writes, EntriesCell, EntriesError, EntriesMut, EntryMap, DEFAULT_MAX_ENTRIES,
-        DEFAULT_MAX_KEY_LEN, ENTRY_SEPARATOR, MAX_KEY_LEN_LIMIT,
+        entries_writes, EntriesCell, EntriesError, EntriesMut,
+    };
+    pub use crate::entry_map::{
+        EntryMap, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_KEY_LEN, ENTRY_SEPARATOR, MAX_KEY_LEN_LIMIT,
     };
     pub use crate::error::DecodeError;
     pub use crate::generated::{
@@ -124,6 +127,7 @@ pub mod __private {
         RESERVED_KEY_PREFIX, VERSION_KEY_PREFIX,
     };
     pub use crate::migrate::{MigrationError, RawFields};
+    pub use crate::record::FieldWrite;
     pub use crate::record::RawRecord;
     pub use crate::schema::{FieldInfo, Schema, SchemaFields, SessionData};
 }

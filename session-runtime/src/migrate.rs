@@ -326,16 +326,16 @@ impl<C: Codec> RawFields<C> {
     /// ```
     pub fn entries<M>(&self, field: &str) -> Result<M, MigrationError>
     where
-        M: crate::EntryMap,
+        M: crate::entry_map::EntryMap,
         M::Value: DeserializeOwned,
     {
-        let prefix = format!("{field}{}", crate::entries::ENTRY_SEPARATOR);
+        let prefix = format!("{field}{}", crate::entry_map::ENTRY_SEPARATOR);
         let mut map = M::default();
         for (key, bytes) in self.fields.range(prefix.clone()..) {
             let Some(suffix) = key.strip_prefix(&prefix) else {
                 break;
             };
-            let entry = crate::entries::key_of::<M::Key>(suffix).ok_or_else(|| {
+            let entry = crate::entry_map::key_of::<M::Key>(suffix).ok_or_else(|| {
                 MigrationError::other(format!("`{key}` is not an entry key of the map's key type"))
             })?;
             let value = C::decode(bytes).map_err(|e| MigrationError::decode(key, e))?;
@@ -348,7 +348,7 @@ impl<C: Codec> RawFields<C> {
     /// removes them (the next save deletes them from the store).
     pub fn take_entries<M>(&mut self, field: &str) -> Result<M, MigrationError>
     where
-        M: crate::EntryMap,
+        M: crate::entry_map::EntryMap,
         M::Value: DeserializeOwned,
     {
         let map = self.entries(field)?;
@@ -388,14 +388,14 @@ impl<C: Codec> RawFields<C> {
     /// ```
     pub fn insert_entries<M>(&mut self, field: &str, map: &M) -> Result<(), MigrationError>
     where
-        M: crate::EntryMap,
+        M: crate::entry_map::EntryMap,
         M::Value: Serialize,
     {
         for (key, value) in map.entries() {
             let store_key = format!(
                 "{field}{}{}",
-                crate::entries::ENTRY_SEPARATOR,
-                crate::entries::encode_suffix(&crate::EntryKey::to_entry_key(key))
+                crate::entry_map::ENTRY_SEPARATOR,
+                crate::entry_map::encode_suffix(&crate::entry_map::EntryKey::to_entry_key(key))
             );
             self.insert(store_key, value)?;
         }
@@ -404,7 +404,7 @@ impl<C: Codec> RawFields<C> {
 
     /// Removes every entry of the map field `field`; how many there were.
     pub fn remove_entries(&mut self, field: &str) -> usize {
-        let prefix = format!("{field}{}", crate::entries::ENTRY_SEPARATOR);
+        let prefix = format!("{field}{}", crate::entry_map::ENTRY_SEPARATOR);
         let before = self.fields.len();
         self.fields.retain(|key, _| !key.starts_with(&prefix));
         before - self.fields.len()

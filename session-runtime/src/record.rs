@@ -12,6 +12,9 @@ use std::{
 
 use bytes::Bytes;
 
+/// A store write: `Some(bytes)` sets the key, `None` removes it.
+pub type FieldWrite = (Cow<'static, str>, Option<Bytes>);
+
 /// A record's fields as a store holds them: store key → encoded value. Cheap to share: the
 /// keys are [`FieldKey`]s and the values are [`Bytes`]. Hashed with FxHash: the keys are
 /// the application's own field names, never chosen by a client.
@@ -248,7 +251,7 @@ impl RawRecord {
         let Some(overlay) = &self.overlay else {
             return false;
         };
-        key.find(crate::entries::ENTRY_SEPARATOR)
+        key.find(crate::entry_map::ENTRY_SEPARATOR)
             .is_some_and(|at| overlay.get(&key[..=at]).is_some_and(Option::is_none))
     }
 
@@ -348,7 +351,7 @@ impl RawRecord {
                     Some(v) => {
                         map.insert(FieldKey::from(key.clone()), v.clone());
                     }
-                    None if key.ends_with(crate::entries::ENTRY_SEPARATOR) => {
+                    None if key.ends_with(crate::entry_map::ENTRY_SEPARATOR) => {
                         map.retain(|stored, _| !stored.starts_with(key.as_ref()));
                     }
                     None => {

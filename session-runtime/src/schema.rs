@@ -147,7 +147,7 @@ pub trait SchemaFields: Sized + 'static {
     fn entry_writes<C: Codec>(
         &mut self,
         index: usize,
-        out: &mut Vec<crate::decode::FieldWrite>,
+        out: &mut Vec<crate::record::FieldWrite>,
     ) -> Result<(), CodecError> {
         let _ = out;
         Err(CodecError::not_persisted(index))

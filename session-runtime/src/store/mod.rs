@@ -169,7 +169,7 @@ impl LoadKeys<'_> {
 /// assert!(!is_entry_prefix("cart.items#sku-1") && !is_entry_prefix("theme"));
 /// ```
 pub fn is_entry_prefix(key: &str) -> bool {
-    key.ends_with(crate::entries::ENTRY_SEPARATOR)
+    key.ends_with(crate::entry_map::ENTRY_SEPARATOR)
 }
 
 /// A loaded record. `Debug` shows each value's length, never its bytes (they are session
