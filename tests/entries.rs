@@ -805,3 +805,112 @@ async fn entries_are_sealed_at_rest() {
         .expect("copy a's value over b's");
     assert_eq!(browser.ok(&app, "GET", "/show").await, "a=4141414|");
 }
+
+/// Single-entry operations decode only their entry: adding to a 20-line map decodes none
+/// of the 20, changing one decodes that one, and reading the whole map decodes each once.
+mod lazy {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    static DECODED: AtomicUsize = AtomicUsize::new(0);
+
+    /// A value that counts how often it is decoded.
+    #[derive(Debug, Clone, serde::Serialize)]
+    struct Counted(u32);
+
+    impl<'de> serde::Deserialize<'de> for Counted {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            DECODED.fetch_add(1, Ordering::SeqCst);
+            u32::deserialize(d).map(Counted)
+        }
+    }
+
+    #[derive(SessionData)]
+    #[session(namespace = "counted")]
+    struct Tally {
+        #[session(entries)]
+        counts: BTreeMap<u32, Counted>,
+    }
+
+    async fn fill(mut tally: TypedSession<Tally>) -> &'static str {
+        for n in 0..20 {
+            tally.counts_mut().insert(n, Counted(n)).expect("fits");
+        }
+        "filled"
+    }
+
+    async fn add(mut tally: TypedSession<Tally>, Path(n): Path<u32>) -> String {
+        let old = tally.counts_mut().insert(n, Counted(n)).expect("fits");
+        format!("{old:?}")
+    }
+
+    async fn bump(mut tally: TypedSession<Tally>, Path(n): Path<u32>) -> String {
+        let mut counts = tally.counts_mut();
+        let value = counts.get_mut(&n).expect("present");
+        value.0 += 100;
+        value.0.to_string()
+    }
+
+    async fn drop_one(mut tally: TypedSession<Tally>, Path(n): Path<u32>) -> String {
+        format!("{:?}", tally.counts_mut().remove(&n))
+    }
+
+    async fn total(tally: TypedSession<Tally>) -> String {
+        let sum: u32 = tally.counts().values().map(|c| c.0).sum();
+        format!("{} {sum}", tally.counts().len())
+    }
+
+    #[tokio::test]
+    async fn single_entry_operations_decode_only_their_entry() {
+        let app = Router::new()
+            .route("/fill", post(fill))
+            .route("/add/{n}", post(add))
+            .route("/bump/{n}", post(bump))
+            .route("/drop/{n}", post(drop_one))
+            .route("/total", get(total))
+            .layer(SessionLayer::new(
+                session_runtime::MemoryStore::new(),
+                Key::generate(),
+            ));
+        let mut browser = Browser::default();
+        browser.ok(&app, "POST", "/fill").await;
+
+        let decoded = |before: usize| DECODED.load(Ordering::SeqCst) - before;
+        let before = DECODED.load(Ordering::SeqCst);
+        assert_eq!(browser.ok(&app, "POST", "/add/50").await, "None");
+        assert_eq!(decoded(before), 0, "an insert of a new key decodes nothing");
+
+        let before = DECODED.load(Ordering::SeqCst);
+        assert_eq!(browser.ok(&app, "POST", "/add/3").await, "Some(Counted(3))");
+        assert_eq!(
+            decoded(before),
+            1,
+            "replacing an entry decodes only its old value"
+        );
+
+        let before = DECODED.load(Ordering::SeqCst);
+        assert_eq!(browser.ok(&app, "POST", "/bump/4").await, "104");
+        assert_eq!(
+            decoded(before),
+            1,
+            "a change in place decodes that entry only"
+        );
+
+        let before = DECODED.load(Ordering::SeqCst);
+        assert_eq!(
+            browser.ok(&app, "POST", "/drop/5").await,
+            "Some(Counted(5))"
+        );
+        assert_eq!(decoded(before), 1);
+
+        let before = DECODED.load(Ordering::SeqCst);
+        // 20 filled + 50 - 5 (dropped); 0..20 sums to 190, +100 bumped, -5 dropped, +50.
+        assert_eq!(browser.ok(&app, "GET", "/total").await, "20 335");
+        assert_eq!(
+            decoded(before),
+            20,
+            "reading the whole map decodes each entry once"
+        );
+    }
+}

@@ -3,7 +3,12 @@
 //! changes. The map and key types and the key encoding are in `entry_map`.
 
 use std::{
-    borrow::Cow, collections::BTreeMap, error::Error as StdError, fmt, ops::Deref, sync::OnceLock,
+    borrow::Cow,
+    collections::BTreeMap,
+    error::Error as StdError,
+    fmt,
+    ops::Deref,
+    sync::{Mutex, OnceLock},
 };
 
 use bytes::Bytes;
@@ -84,20 +89,101 @@ impl<K> Default for EntryChanges<K> {
     }
 }
 
-/// The slot of a `#[session(entries)]` field in the generated accessor type: the map,
-/// decoded on first use, and the entries changed.
+/// The slot of a `#[session(entries)]` field in the generated accessor type.
+///
+/// The map is decoded whole on the first read of it (`items()`, `len()`, iteration), but
+/// changing or reading single entries through [`EntriesMut`] decodes only those entries:
+/// adding an item to a 100-line cart decodes nothing else. Until the whole map is decoded,
+/// the entries decoded one by one wait in `partial`, and join the map when it is.
 #[doc(hidden)]
 pub struct EntriesCell<M: EntryMap> {
     map: OnceLock<M>,
+    /// Behind a lock only so that a read through `&self` can merge it into the map.
+    partial: Mutex<Partial<M>>,
     changes: EntryChanges<M::Key>,
+}
+
+/// The entries decoded or changed one by one before the whole map was decoded: the map of
+/// those present, and every suffix looked at (present, or absent: removed or never stored).
+struct Partial<M: EntryMap> {
+    map: M,
+    seen: BTreeMap<String, bool>,
+}
+
+impl<M: EntryMap> Default for Partial<M> {
+    fn default() -> Self {
+        Self {
+            map: M::default(),
+            seen: BTreeMap::new(),
+        }
+    }
 }
 
 impl<M: EntryMap> Default for EntriesCell<M> {
     fn default() -> Self {
         Self {
             map: OnceLock::new(),
+            partial: Mutex::new(Partial::default()),
             changes: EntryChanges::default(),
         }
+    }
+}
+
+impl<M: EntryMap> EntriesCell<M> {
+    fn partial(&mut self) -> &mut Partial<M> {
+        self.partial
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Where a map field's stored entries come from: the record, and how to decode them.
+struct Source<'r, V> {
+    raw: &'r RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: DecodeFn<V>,
+}
+
+impl<V> Clone for Source<'_, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for Source<'_, V> {}
+
+impl<V> Source<'_, V> {
+    fn info(&self) -> &'static FieldInfo {
+        &self.schema.fields()[self.index]
+    }
+
+    /// The stored value of one entry, decoded; `None` when absent or bad (logged).
+    fn one(&self, suffix: &str) -> Option<V> {
+        let prefix = self.info().entry_prefix()?;
+        let key = format!("{prefix}{suffix}");
+        match self.raw.value(&key) {
+            Ok(Some(bytes)) => match (self.decode)(&bytes) {
+                Ok(value) => Some(value),
+                Err(err) => {
+                    bad_entry(self.schema, self.info(), key, Some(err));
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(_) => {
+                bad_entry(self.schema, self.info(), key, None);
+                None
+            }
+        }
+    }
+
+    /// How many entries the store holds for the field (keys only, nothing decoded).
+    fn stored_suffixes(&self) -> Vec<&str> {
+        self.info()
+            .entry_prefix()
+            .map(|prefix| self.raw.entry_suffixes(prefix))
+            .unwrap_or_default()
     }
 }
 
@@ -174,14 +260,52 @@ fn decode_entries<M: EntryMap>(
     map
 }
 
-fn force<'a, M: EntryMap>(
-    cell: &'a OnceLock<M>,
-    raw: &RawRecord,
+/// The whole map: decoded once, with the entries decoded or changed one by one merged in.
+fn whole<'a, M: EntryMap>(
+    map: &'a OnceLock<M>,
+    partial: &Mutex<Partial<M>>,
+    source: Source<'_, M::Value>,
+    errors: &mut Vec<DecodeError>,
+) -> &'a M {
+    map.get_or_init(|| {
+        let partial = std::mem::take(
+            &mut *partial
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let mut map: M = decode_entries(
+            source.raw,
+            source.schema,
+            source.index,
+            source.decode,
+            errors,
+        );
+        for (suffix, present) in &partial.seen {
+            if !present {
+                if let Some(key) = key_of::<M::Key>(suffix) {
+                    map.remove_entry(&key);
+                }
+            }
+        }
+        for (key, value) in partial.map.into_entries() {
+            map.insert_entry(key, value);
+        }
+        map
+    })
+}
+
+fn source<'r, V>(
+    raw: &'r RawRecord,
     schema: &'static Schema,
     index: usize,
-    decode: DecodeFn<M::Value>,
-) -> &'a M {
-    cell.get_or_init(|| decode_entries(raw, schema, index, decode, &mut Vec::new()))
+    decode: DecodeFn<V>,
+) -> Source<'r, V> {
+    Source {
+        raw,
+        schema,
+        index,
+        decode,
+    }
 }
 
 #[doc(hidden)]
@@ -193,7 +317,12 @@ pub fn entries_get<'a, M: EntryMap>(
     index: usize,
     decode: DecodeFn<M::Value>,
 ) -> &'a M {
-    force(&cell.map, raw, schema, index, decode)
+    whole(
+        &cell.map,
+        &cell.partial,
+        source(raw, schema, index, decode),
+        &mut Vec::new(),
+    )
 }
 
 /// Decodes the map if it is not yet; the failures of its entries.
@@ -206,9 +335,12 @@ pub fn entries_force<M: EntryMap>(
     decode: DecodeFn<M::Value>,
 ) -> Vec<DecodeError> {
     let mut errors = Vec::new();
-    if cell.map.get().is_none() {
-        cell.map = OnceLock::from(decode_entries::<M>(raw, schema, index, decode, &mut errors));
-    }
+    whole(
+        &cell.map,
+        &cell.partial,
+        source(raw, schema, index, decode),
+        &mut errors,
+    );
     errors
 }
 
@@ -221,36 +353,31 @@ pub fn entries_take_map<M: EntryMap>(
     index: usize,
     decode: DecodeFn<M::Value>,
 ) -> M {
-    match cell.map.take() {
-        Some(map) => map,
-        None => decode_entries(raw, schema, index, decode, &mut Vec::new()),
-    }
+    whole(
+        &cell.map,
+        &cell.partial,
+        source(raw, schema, index, decode),
+        &mut Vec::new(),
+    );
+    cell.map.take().unwrap_or_default()
 }
 
-/// `items_mut()` on the decoded map (the cell's or the whole struct's).
+/// `items_mut()`: a handle on the whole struct's map (`whole`), or on the cell.
 #[doc(hidden)]
 pub fn entries_mut<'a, M: EntryMap>(
-    map: Option<&'a mut M>,
+    whole: Option<&'a mut M>,
     cell: &'a mut EntriesCell<M>,
     state: &'a mut FieldState,
-    raw: &RawRecord,
+    raw: &'a RawRecord,
     schema: &'static Schema,
     index: usize,
     decode: DecodeFn<M::Value>,
 ) -> EntriesMut<'a, M> {
-    let map = match map {
-        Some(map) => map,
-        None => {
-            force(&cell.map, raw, schema, index, decode);
-            cell.map.get_mut().expect("decoded above")
-        }
-    };
     EntriesMut {
-        map,
-        changes: &mut cell.changes,
+        whole,
+        cell,
         state,
-        index,
-        info: &schema.fields()[index],
+        source: source(raw, schema, index, decode),
     }
 }
 
@@ -283,7 +410,10 @@ pub fn entries_set<M: EntryMap>(
     };
     match whole {
         Some(map) => *map = value,
-        None => cell.map = OnceLock::from(value),
+        None => {
+            cell.map = OnceLock::from(value);
+            *cell.partial() = Partial::default();
+        }
     }
     state.mark_replaced(index);
     Ok(())
@@ -320,7 +450,7 @@ pub fn entries_take<M: EntryMap>(
 /// write of the field's entry prefix), then each changed entry, set or removed.
 #[doc(hidden)]
 pub fn entries_writes<M: EntryMap>(
-    map: Option<&M>,
+    whole: Option<&M>,
     cell: &mut EntriesCell<M>,
     info: &'static FieldInfo,
     encode: impl Fn(&M::Value) -> Result<Vec<u8>, CodecError>,
@@ -329,13 +459,23 @@ pub fn entries_writes<M: EntryMap>(
     let Some(prefix) = info.entry_prefix() else {
         return Ok(());
     };
-    let map = map.or_else(|| cell.map.get());
     let changes = std::mem::take(&mut cell.changes);
+    let map = match (whole, cell.map.get()) {
+        (Some(map), _) | (None, Some(map)) => map,
+        // Only single entries were touched: their values are in the partial map.
+        (None, None) => {
+            &cell
+                .partial
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .map
+        }
+    };
     if changes.cleared {
         out.push((Cow::Borrowed(prefix), None));
     }
     for (suffix, key) in changes.keys {
-        let value = match map.and_then(|map| map.get_entry(&key)) {
+        let value = match map.get_entry(&key) {
             Some(value) => Some(Bytes::from(encode(value)?)),
             None => None,
         };
@@ -399,20 +539,82 @@ fn checked_suffix<K: EntryKey>(info: &FieldInfo, key: &K) -> Result<String, Entr
 ///     .layer(SessionLayer::new(MemoryStore::new(), Key::generate()));
 /// ```
 pub struct EntriesMut<'a, M: EntryMap> {
-    map: &'a mut M,
-    changes: &'a mut EntryChanges<M::Key>,
+    /// The whole struct's map, after `data()`.
+    whole: Option<&'a mut M>,
+    cell: &'a mut EntriesCell<M>,
     state: &'a mut FieldState,
-    index: usize,
-    info: &'static FieldInfo,
+    source: Source<'a, M::Value>,
 }
 
 impl<M: EntryMap> EntriesMut<'_, M> {
-    fn changed(&mut self, suffix: String, key: M::Key) {
-        self.changes.keys.insert(suffix, key);
-        self.state.mark_replaced(self.index);
+    fn info(&self) -> &'static FieldInfo {
+        self.source.info()
     }
 
-    /// Inserts an entry, returning the value it replaced. Only this entry is written.
+    fn changed(&mut self, suffix: String, key: M::Key) {
+        self.cell.changes.keys.insert(suffix, key);
+        self.state.mark_replaced(self.source.index);
+    }
+
+    /// The whole map, decoded (once).
+    fn map(&mut self) -> &mut M {
+        if let Some(map) = self.whole.as_deref_mut() {
+            return map;
+        }
+        whole(
+            &self.cell.map,
+            &self.cell.partial,
+            self.source,
+            &mut Vec::new(),
+        );
+        self.cell.map.get_mut().expect("decoded above")
+    }
+
+    /// Whether the whole map is decoded: single-entry operations then use it.
+    fn is_whole(&self) -> bool {
+        self.whole.is_some() || self.cell.map.get().is_some()
+    }
+
+    /// The map holding entry `suffix` as it stands: the whole map, or the partial one with
+    /// that entry decoded from the store if it was not looked at yet.
+    fn holding(&mut self, key: &M::Key, suffix: &str) -> &mut M {
+        if self.is_whole() {
+            return self.map();
+        }
+        let source = self.source;
+        let partial = self.cell.partial();
+        if !partial.seen.contains_key(suffix) {
+            let value = source.one(suffix);
+            partial.seen.insert(suffix.to_owned(), value.is_some());
+            if let Some(value) = value {
+                partial.map.insert_entry(key.clone(), value);
+            }
+        }
+        &mut partial.map
+    }
+
+    /// How many entries the map holds, without decoding any (the partial map's view of
+    /// the entries it looked at, the store's keys for the others).
+    fn count(&mut self) -> usize {
+        if self.is_whole() {
+            return self.map().entry_count();
+        }
+        let stored: Vec<String> = self
+            .source
+            .stored_suffixes()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let partial = self.cell.partial();
+        let untouched = stored
+            .iter()
+            .filter(|suffix| !partial.seen.contains_key(suffix.as_str()))
+            .count();
+        untouched + partial.seen.values().filter(|present| **present).count()
+    }
+
+    /// Inserts an entry, returning the value it replaced. Only this entry is written, and
+    /// only it is decoded (unless the map already was).
     ///
     /// # Errors
     ///
@@ -424,39 +626,51 @@ impl<M: EntryMap> EntriesMut<'_, M> {
         value: M::Value,
     ) -> Result<Option<M::Value>, EntriesError> {
         let key = key.into();
-        let suffix = checked_suffix(self.info, &key)?;
-        if self.map.get_entry(&key).is_none() && self.map.entry_count() >= self.info.max_entries() {
+        let suffix = checked_suffix(self.info(), &key)?;
+        let present = self.holding(&key, &suffix).get_entry(&key).is_some();
+        if !present && self.count() >= self.info().max_entries() {
             return Err(EntriesError::TooManyEntries {
-                field: self.info.name(),
-                max: self.info.max_entries(),
+                field: self.info().name(),
+                max: self.info().max_entries(),
             });
         }
-        let old = self.map.insert_entry(key.clone(), value);
+        let old = self.holding(&key, &suffix).insert_entry(key.clone(), value);
+        if !self.is_whole() {
+            self.cell.partial().seen.insert(suffix.clone(), true);
+        }
         self.changed(suffix, key);
         Ok(old)
     }
 
-    /// Removes an entry, returning its value. Only this entry is removed from the store.
+    /// Removes an entry, returning its value. Only this entry is removed from the store
+    /// (and decoded).
     pub fn remove<Q: ?Sized + ToOwned<Owned = M::Key>>(&mut self, key: &Q) -> Option<M::Value> {
         let key = key.to_owned();
-        let old = self.map.remove_entry(&key);
+        let suffix = suffix_of(&key);
+        let old = self.holding(&key, &suffix).remove_entry(&key);
+        if !self.is_whole() {
+            self.cell.partial().seen.insert(suffix.clone(), false);
+        }
         // Removed from the store even when it did not decode (and so is not in the map).
-        self.changed(suffix_of(&key), key);
+        self.changed(suffix, key);
         old
     }
 
-    /// The value of an entry, mutably: the entry is marked changed (only it).
+    /// The value of an entry, mutably: the entry is marked changed (only it, and only it
+    /// is decoded).
     pub fn get_mut<Q: ?Sized + ToOwned<Owned = M::Key>>(
         &mut self,
         key: &Q,
     ) -> Option<&mut M::Value> {
         let key = key.to_owned();
-        self.map.get_entry(&key)?;
-        self.changed(suffix_of(&key), key.clone());
-        self.map.get_entry_mut(&key)
+        let suffix = suffix_of(&key);
+        self.holding(&key, &suffix).get_entry(&key)?;
+        self.changed(suffix.clone(), key.clone());
+        self.holding(&key, &suffix).get_entry_mut(&key)
     }
 
-    /// The value of an entry, inserted with `make` when absent; marked changed.
+    /// The value of an entry, inserted with `make` when absent; marked changed (only it,
+    /// and only it is decoded).
     ///
     /// # Errors
     ///
@@ -467,23 +681,24 @@ impl<M: EntryMap> EntriesMut<'_, M> {
         make: impl FnOnce() -> M::Value,
     ) -> Result<&mut M::Value, EntriesError> {
         let key = key.into();
-        if self.map.get_entry(&key).is_none() {
+        let suffix = checked_suffix(self.info(), &key)?;
+        if self.holding(&key, &suffix).get_entry(&key).is_none() {
             self.insert(key.clone(), make())?;
         } else {
-            self.changed(suffix_of(&key), key.clone());
+            self.changed(suffix.clone(), key.clone());
         }
         Ok(self
-            .map
+            .holding(&key, &suffix)
             .get_entry_mut(&key)
             .expect("present or inserted above"))
     }
 
     /// Keeps the entries `keep` says yes to; the others are removed (only they are
-    /// written). An entry `keep` changes in place is not written: change it with
-    /// [`get_mut`](Self::get_mut).
+    /// written). It decodes the whole map. An entry `keep` changes in place is not
+    /// written: change it with [`get_mut`](Self::get_mut).
     pub fn retain(&mut self, mut keep: impl FnMut(&M::Key, &mut M::Value) -> bool) {
         let mut removed = Vec::new();
-        self.map.retain_entries(&mut |key, value| {
+        self.map().retain_entries(&mut |key, value| {
             let kept = keep(key, value);
             if !kept {
                 removed.push(key.clone());
@@ -495,27 +710,42 @@ impl<M: EntryMap> EntriesMut<'_, M> {
         }
     }
 
-    /// Removes every entry. The save removes every entry the store holds for the field at
-    /// that moment, atomically, including entries other requests added since this one
-    /// loaded; entries inserted after the clear, in this request, are written after it.
+    /// Removes every entry (decoding none). The save removes every entry the store holds
+    /// for the field at that moment, atomically, including entries other requests added
+    /// since this one loaded; entries inserted after the clear, in this request, are
+    /// written after it.
     pub fn clear(&mut self) {
-        let empty = M::default();
-        *self.map = empty;
-        self.changes.keys.clear();
-        self.changes.cleared = true;
-        self.state.mark_replaced(self.index);
+        match self.whole.as_deref_mut() {
+            Some(map) => *map = M::default(),
+            None => {
+                self.cell.map = OnceLock::from(M::default());
+                *self.cell.partial() = Partial::default();
+            }
+        }
+        self.cell.changes.keys.clear();
+        self.cell.changes.cleared = true;
+        self.state.mark_replaced(self.source.index);
     }
 }
 
+/// Reads the whole map (decoding it, once).
 impl<M: EntryMap> Deref for EntriesMut<'_, M> {
     type Target = M;
     fn deref(&self) -> &M {
-        self.map
+        match &self.whole {
+            Some(map) => map,
+            None => whole(
+                &self.cell.map,
+                &self.cell.partial,
+                self.source,
+                &mut Vec::new(),
+            ),
+        }
     }
 }
 
 impl<M: EntryMap + fmt::Debug> fmt::Debug for EntriesMut<'_, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.map, f)
+        fmt::Debug::fmt(&**self, f)
     }
 }

@@ -126,6 +126,8 @@ pub trait EntryMap: Default + Send + Sync + 'static {
     fn entries(&self) -> Box<dyn Iterator<Item = (&Self::Key, &Self::Value)> + '_>;
     /// Keeps the entries `keep` says yes to.
     fn retain_entries(&mut self, keep: &mut dyn FnMut(&Self::Key, &mut Self::Value) -> bool);
+    /// Every entry, by value.
+    fn into_entries(self) -> Box<dyn Iterator<Item = (Self::Key, Self::Value)>>;
 }
 
 impl<K: EntryKey + Ord, V: Send + Sync + 'static> EntryMap for BTreeMap<K, V> {
@@ -151,6 +153,9 @@ impl<K: EntryKey + Ord, V: Send + Sync + 'static> EntryMap for BTreeMap<K, V> {
     }
     fn retain_entries(&mut self, keep: &mut dyn FnMut(&K, &mut V) -> bool) {
         self.retain(|k, v| keep(k, v));
+    }
+    fn into_entries(self) -> Box<dyn Iterator<Item = (K, V)>> {
+        Box::new(self.into_iter())
     }
 }
 
@@ -182,6 +187,9 @@ where
     }
     fn retain_entries(&mut self, keep: &mut dyn FnMut(&K, &mut V) -> bool) {
         self.retain(|k, v| keep(k, v));
+    }
+    fn into_entries(self) -> Box<dyn Iterator<Item = (K, V)>> {
+        Box::new(self.into_iter())
     }
 }
 

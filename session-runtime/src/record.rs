@@ -289,6 +289,39 @@ impl RawRecord {
         self.base.as_ref()?.get(key).map(|v| &v[..])
     }
 
+    /// The suffixes of a map field's entries (every key under `prefix`), the unsaved writes
+    /// applied, without reading any value.
+    pub(crate) fn entry_suffixes<'a>(&'a self, prefix: &str) -> Vec<&'a str> {
+        let mut found: BTreeMap<&'a str, bool> = BTreeMap::new();
+        let cleared = self
+            .overlay
+            .as_ref()
+            .is_some_and(|o| o.get(prefix).is_some_and(Option::is_none));
+        if let (Some(base), false) = (&self.base, cleared) {
+            for key in base.keys() {
+                if let Some(suffix) = key.as_str().strip_prefix(prefix) {
+                    found.insert(suffix, true);
+                }
+            }
+        }
+        if let Some(overlay) = &self.overlay {
+            let after = overlay.range::<str, _>((
+                std::ops::Bound::Excluded(prefix),
+                std::ops::Bound::Unbounded,
+            ));
+            for (key, value) in after {
+                let Some(suffix) = key.strip_prefix(prefix) else {
+                    break;
+                };
+                found.insert(suffix, value.is_some());
+            }
+        }
+        found
+            .into_iter()
+            .filter_map(|(suffix, present)| present.then_some(suffix))
+            .collect()
+    }
+
     /// The entries of a `#[session(entries)]` map field: every key under `prefix` (the
     /// field's store key and `#`), as the suffix after it and the value (opened), the
     /// unsaved writes applied, in suffix order.
