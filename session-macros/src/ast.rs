@@ -16,6 +16,8 @@ const NO_FIELDS: &str = "`SessionData` needs at least one named field: each fiel
 /// A schema: one struct with named fields.
 pub(crate) struct Schema<'a> {
     pub(crate) ident: &'a Ident,
+    /// Type and const parameters are allowed: a schema's store keys never depend on them.
+    pub(crate) generics: &'a syn::Generics,
     pub(crate) vis: &'a Visibility,
     pub(crate) attrs: ContainerAttrs,
     pub(crate) fields: Vec<Field<'a>>,
@@ -102,14 +104,17 @@ impl<'a> Schema<'a> {
             return None;
         }
 
-        if !input.generics.params.is_empty() {
+        if let Some(lifetime) = input.generics.lifetimes().next() {
             cx.error_spanned_by(
-                &input.generics.params,
-                "`SessionData` does not support generic parameters: a session schema is stored \
-                 by name and must be one concrete type; use concrete field types, e.g. a type alias \
-                 `type MyData = Generic<u64>;` as a field type",
+                lifetime,
+                "`SessionData` does not support lifetime parameters: a session's fields are \
+                 decoded into values of their own on every load; use owned types (`String`, \
+                 not `&'a str`)",
             );
-        } else if let Some(clause) = &input.generics.where_clause {
+        } else if let (true, Some(clause)) = (
+            input.generics.params.is_empty(),
+            &input.generics.where_clause,
+        ) {
             cx.error_spanned_by(
                 clause,
                 "`SessionData` takes no `where` clause: a schema without generic parameters is \
@@ -131,6 +136,7 @@ impl<'a> Schema<'a> {
             .collect();
         Some(Schema {
             ident: &input.ident,
+            generics: &input.generics,
             vis: &input.vis,
             attrs,
             fields,

@@ -13,6 +13,12 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
     let krate = runtime_path(Some(schema));
     let private = quote!(#krate::__private);
     let ident = schema.ident;
+    // A generic schema (its store keys never depend on the parameters): every generated
+    // impl takes the struct's generics, plus the bounds its fields' types need.
+    let generics = with_field_bounds(schema, &private);
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let self_ty = quote!(#ident #ty_generics);
+    let is_generic = !schema.generics.params.is_empty();
     let vis = schema.vis;
     let fields_ty = fields_ident(ident);
     let version = schema.version();
@@ -76,7 +82,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .filter(|(field, _)| field.attrs.skip.is_none() && field.attrs.index.is_some())
         .collect();
     let index_arms = indexed.iter().map(|(field, index)| {
-        let ty = self_as(field.ty, ident);
+        let ty = self_as(field.ty, &self_ty);
         let getter = getter_ident(field);
         let call = quote_spanned!(field.ty.span()=> #private::index_term::<#ty>(#fields_ty::#getter(self)));
         quote!(#index => #call,)
@@ -92,7 +98,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         }
     });
     let index_handles = indexed.iter().map(|(field, index)| {
-        let ty = self_as(field.ty, ident);
+        let ty = self_as(field.ty, &self_ty);
         let vis = field.vis;
         let name = field.name();
         let by = format_ident!("by_{}", name, span = field.ident.span());
@@ -103,7 +109,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         quote_spanned! {field.ty.span()=>
             #[doc = #doc]
             #[must_use]
-            #vis fn #by() -> #private::Index<#ident, #ty> {
+            #vis fn #by() -> #private::Index<#self_ty, #ty> {
                 #private::Index::new(#index)
             }
         }
@@ -111,7 +117,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
     let index_impl = (!indexed.is_empty()).then(|| {
         quote! {
             #[allow(non_snake_case)]
-            impl #ident {
+            impl #impl_generics #self_ty #where_clause {
                 #(#index_handles)*
             }
         }
@@ -154,7 +160,11 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .collect();
     // Inside the generated impls `Self` is the accessor type: a field type that says `Self`
     // means the user's struct.
-    let tys: Vec<TokenStream> = schema.fields.iter().map(|f| self_as(f.ty, ident)).collect();
+    let tys: Vec<TokenStream> = schema
+        .fields
+        .iter()
+        .map(|f| self_as(f.ty, &self_ty))
+        .collect();
     let is_entries =
         |field: &Field<'_>| field.attrs.skip.is_none() && field.attrs.entries.is_some();
     let cell_tys: Vec<TokenStream> = schema
@@ -169,7 +179,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             }
         })
         .collect();
-    let schema_ref = quote!(<#ident as #private::SessionData>::SCHEMA);
+    let schema_ref = quote!(<#self_ty as #private::SessionData>::SCHEMA);
     let codec = match &schema.attrs.codec {
         Some(path) => quote!(#path),
         None => quote!(#private::JsonCodec),
@@ -181,7 +191,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .zip(&indices)
         .filter(|(field, _)| field.attrs.skip.is_none() && !is_entries(field))
         .map(|(field, index)| {
-            let ty = self_as(field.ty, ident);
+            let ty = self_as(field.ty, &self_ty);
             let getter = getter_ident(field);
             let call = quote_spanned!(field.ty.span()=> <#ty as #private::Storable>::encode_with::<__C>(#fields_ty::#getter(self)));
             quote!(#index => #call,)
@@ -193,7 +203,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .zip(&indices)
         .filter(|((field, _), _)| is_entries(field))
         .map(|((field, cell), index)| {
-            let ty = self_as(field.ty, ident);
+            let ty = self_as(field.ty, &self_ty);
             let member = field.ident;
             let encode = quote_spanned!(field.ty.span()=> <<#ty as #private::EntryMap>::Value as #private::Storable>::encode_with::<__C>(__value));
             quote! {
@@ -234,7 +244,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .zip(&indices)
         .filter(|((field, _), _)| field.attrs.skip.is_none())
         .map(|((field, cell), index)| {
-            let default = default_expr(field, ident, &private);
+            let default = default_expr(field, &self_ty, &private);
             let decoder = decoder_ident(*index);
             if is_entries(field) {
                 return quote! {
@@ -258,7 +268,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .zip(&indices)
         .map(|((field, cell), index)| {
             let member = field.ident;
-            let default = default_expr(field, ident, &private);
+            let default = default_expr(field, &self_ty, &private);
             if field.attrs.skip.is_some() {
                 quote!(#member: #private::plain_take(&mut self.#cell, || #default))
             } else if is_entries(field) {
@@ -277,7 +287,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .zip(&indices)
         .filter(|(field, _)| field.attrs.skip.is_none())
         .map(|(field, index)| {
-            let ty = self_as(field.ty, ident);
+            let ty = self_as(field.ty, &self_ty);
             // A map stored entry by entry decodes one entry's value at a time.
             let ty = if is_entries(field) {
                 quote_spanned!(field.ty.span()=> <#ty as #private::EntryMap>::Value)
@@ -296,8 +306,8 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
     // hook of another shape is one error there.
     // Every field, stored or not, is shared across threads with the session: one check per
     // field, at its type, instead of errors about the whole struct.
-    let thread_safe = schema.fields.iter().map(|field| {
-        let ty = self_as(field.ty, ident);
+    let thread_safe = schema.fields.iter().filter(|_| !is_generic).map(|field| {
+        let ty = self_as(field.ty, &self_ty);
         quote_spanned!(field.ty.span()=> #private::assert_field::<#ty>();)
     });
     let migrate = schema.attrs.migrate.as_ref().map(|path| {
@@ -324,9 +334,9 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .zip(&indices)
         .map(|((field, cell), index)| {
             if is_entries(field) {
-                entry_accessors(field, ident, cell, *index, &private, &schema_ref)
+                entry_accessors(field, &self_ty, cell, *index, &private, &schema_ref)
             } else {
-                accessors(field, ident, cell, *index, &private, &schema_ref)
+                accessors(field, &self_ty, cell, *index, &private, &schema_ref)
             }
         });
     let doc = format!(
@@ -339,16 +349,16 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         #[allow(unused_qualifications)]
         const _: () = {
             #[doc = #doc]
-            #vis struct #fields_ty {
+            #vis struct #fields_ty #impl_generics #where_clause {
                 __raw: #private::RawRecord,
                 __state: #private::FieldState,
-                __whole: ::core::option::Option<#ident>,
+                __whole: ::core::option::Option<#self_ty>,
                 #( #cells: #cell_tys, )*
             }
 
             #[automatically_derived]
-            impl #private::SchemaFields for #fields_ty {
-                type Data = #ident;
+            impl #impl_generics #private::SchemaFields for #fields_ty #ty_generics #where_clause {
+                type Data = #self_ty;
 
                 #[inline]
                 fn from_record(__raw: #private::RawRecord, __state: #private::FieldState) -> Self {
@@ -388,7 +398,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                     __errors
                 }
 
-                fn data(&mut self) -> &#ident {
+                fn data(&mut self) -> &#self_ty {
                     if self.__whole.is_none() {
                         let __whole = #ident { #(#whole_fields),* };
                         self.__whole = ::core::option::Option::Some(__whole);
@@ -399,7 +409,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                     }
                 }
 
-                fn into_data(mut self) -> #ident {
+                fn into_data(mut self) -> #self_ty {
                     let _ = <Self as #private::SchemaFields>::data(&mut self);
                     match self.__whole {
                         ::core::option::Option::Some(__whole) => __whole,
@@ -416,7 +426,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             // Field names are the user's: `#[allow(non_snake_case)]` on their struct does not
             // reach these.
             #[allow(non_snake_case)]
-            impl #fields_ty {
+            impl #impl_generics #fields_ty #ty_generics #where_clause {
                 #(#accessors)*
                 #(#decoders)*
             }
@@ -426,8 +436,8 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             };
 
             #[automatically_derived]
-            impl #private::SessionData for #ident {
-                type Fields = #fields_ty;
+            impl #impl_generics #private::SessionData for #self_ty #where_clause {
+                type Fields = #fields_ty #ty_generics;
                 type Codec = #codec;
                 const SCHEMA: &'static #private::Schema = &#private::Schema::new(
                     #name,
@@ -452,8 +462,8 @@ fn getter_ident(field: &Field<'_>) -> syn::Ident {
     syn::Ident::new_raw_if_needed(&field.name(), field.ident.span())
 }
 
-fn default_expr(field: &Field<'_>, ident: &syn::Ident, private: &TokenStream) -> TokenStream {
-    let ty = self_as(field.ty, ident);
+fn default_expr(field: &Field<'_>, self_ty: &TokenStream, private: &TokenStream) -> TokenStream {
+    let ty = self_as(field.ty, self_ty);
     match &field.attrs.default {
         Some(path) => quote_spanned!(path.span()=> #path()),
         None => {
@@ -462,33 +472,86 @@ fn default_expr(field: &Field<'_>, ident: &syn::Ident, private: &TokenStream) ->
     }
 }
 
-/// The tokens of `ty` with every `Self` replaced by `ident`, spans kept.
-fn self_as(ty: &syn::Type, ident: &syn::Ident) -> TokenStream {
-    fn replace(tokens: TokenStream, ident: &syn::Ident) -> TokenStream {
-        tokens
-            .into_iter()
-            .map(|tree| match tree {
+/// The tokens of `ty` with every `Self` replaced by the struct's type (with its generics),
+/// spans kept.
+fn self_as(ty: &syn::Type, self_ty: &TokenStream) -> TokenStream {
+    fn replace(tokens: TokenStream, self_ty: &TokenStream) -> TokenStream {
+        let mut out = TokenStream::new();
+        for tree in tokens {
+            match tree {
                 TokenTree::Ident(word) if word == "Self" => {
-                    let mut named = ident.clone();
-                    named.set_span(word.span());
-                    TokenTree::Ident(named)
+                    out.extend(self_ty.clone().into_iter().map(|mut tree| {
+                        tree.set_span(word.span());
+                        tree
+                    }));
                 }
                 TokenTree::Group(group) => {
-                    let mut inner =
-                        proc_macro2::Group::new(group.delimiter(), replace(group.stream(), ident));
+                    let mut inner = proc_macro2::Group::new(
+                        group.delimiter(),
+                        replace(group.stream(), self_ty),
+                    );
                     inner.set_span(group.span());
-                    TokenTree::Group(inner)
+                    out.extend([TokenTree::Group(inner)]);
                 }
-                other => other,
-            })
-            .collect()
+                other => out.extend([other]),
+            }
+        }
+        out
     }
-    replace(ty.to_token_stream(), ident)
+    replace(ty.to_token_stream(), self_ty)
+}
+
+/// The struct's generics with the bounds the generated code needs of its fields' types
+/// (stored, thread-safe, with a default, indexable), and `'static` for every type
+/// parameter. A schema without parameters gets nothing added: its field types are checked
+/// one by one, at the field, instead.
+fn with_field_bounds(schema: &Schema<'_>, private: &TokenStream) -> syn::Generics {
+    let mut generics = schema.generics.clone();
+    if generics.params.is_empty() {
+        return generics;
+    }
+    let ident = schema.ident;
+    let (_, ty_generics, _) = schema.generics.split_for_impl();
+    let self_ty = quote!(#ident #ty_generics);
+    let mut predicates: Vec<TokenStream> = Vec::new();
+    for param in schema.generics.type_params() {
+        let name = &param.ident;
+        predicates.push(quote!(#name: 'static));
+    }
+    for field in &schema.fields {
+        let ty = self_as(field.ty, &self_ty);
+        predicates.push(quote!(#ty: #private::SessionField));
+        if field.attrs.skip.is_some() {
+            if field.attrs.default.is_none() {
+                predicates.push(quote!(#ty: #private::FieldDefault));
+            }
+            continue;
+        }
+        if field.attrs.entries.is_some() {
+            predicates.push(quote!(#ty: #private::EntryMap));
+            predicates.push(quote!(<#ty as #private::EntryMap>::Value: #private::Storable));
+            continue;
+        }
+        predicates.push(quote!(#ty: #private::Storable));
+        if field.attrs.default.is_none() {
+            predicates.push(quote!(#ty: #private::FieldDefault));
+        }
+        if field.attrs.index.is_some() {
+            predicates.push(quote!(#ty: #private::IndexValue));
+        }
+    }
+    let clause = generics.make_where_clause();
+    for predicate in predicates {
+        clause
+            .predicates
+            .push(syn::parse2(predicate).expect("a where predicate"));
+    }
+    generics
 }
 
 fn accessors(
     field: &Field<'_>,
-    ident: &syn::Ident,
+    self_ty: &TokenStream,
     cell: &syn::Ident,
     index: usize,
     private: &TokenStream,
@@ -496,7 +559,7 @@ fn accessors(
 ) -> TokenStream {
     let member = field.ident;
     let vis = field.vis;
-    let ty = self_as(field.ty, ident);
+    let ty = self_as(field.ty, self_ty);
     let name = field.name();
     let [_, set, mutable, take] = valid::accessor_names(&name);
     let span = member.span();
@@ -504,7 +567,7 @@ fn accessors(
     let set = syn::Ident::new(&set, span);
     let mutable = syn::Ident::new(&mutable, span);
     let take = syn::Ident::new(&take, span);
-    let default = default_expr(field, ident, private);
+    let default = default_expr(field, self_ty, private);
     let persisted = field.attrs.skip.is_none();
     let (mark_replaced, mark_set, mark_removed) = if persisted {
         (
@@ -595,7 +658,7 @@ fn accessors(
 /// entry-tracking handle to change it, and whole replacement and removal.
 fn entry_accessors(
     field: &Field<'_>,
-    ident: &syn::Ident,
+    self_ty: &TokenStream,
     cell: &syn::Ident,
     index: usize,
     private: &TokenStream,
@@ -603,7 +666,7 @@ fn entry_accessors(
 ) -> TokenStream {
     let member = field.ident;
     let vis = field.vis;
-    let ty = self_as(field.ty, ident);
+    let ty = self_as(field.ty, self_ty);
     let name = field.name();
     let [_, set, mutable, take] = valid::accessor_names(&name);
     let span = member.span();

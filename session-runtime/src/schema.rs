@@ -83,6 +83,36 @@ use crate::{
 /// # fn main() {}
 /// ```
 ///
+/// # Generic schemas
+///
+/// A schema may be generic over types (a login crate's user ID, say): its store keys never
+/// depend on the parameters, and the derive asks of them what the fields need (stored,
+/// thread-safe, a default) where the schema is used. Every instance shares the schema's
+/// keys and version key, so an app uses one instance per namespace: a second one
+/// (`Login<String>` next to `Login<u64>`) is refused with
+/// [`SessionError::SchemaConflict`](crate::SessionError::SchemaConflict). Lifetime
+/// parameters are not supported (fields are decoded into owned values).
+///
+/// ```
+/// use serde::{de::DeserializeOwned, Serialize};
+/// use session_runtime::{SessionData, TypedSession};
+///
+/// #[derive(SessionData)]
+/// #[session(namespace = "login")]
+/// pub struct Login<Id> {
+///     pub user: Option<Id>,
+/// }
+///
+/// async fn login<Id>(mut session: TypedSession<Login<Id>>, id: Id)
+/// where
+///     Id: Serialize + DeserializeOwned + Send + Sync + 'static,
+/// {
+///     session.set_user(Some(id));
+///     session.regenerate();
+/// }
+/// # fn main() {}
+/// ```
+///
 /// # Threads
 ///
 /// A request's extractors share the session across threads, so every field must be `Send`

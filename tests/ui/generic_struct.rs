@@ -1,8 +1,8 @@
 use session_runtime::SessionData;
 
 #[derive(SessionData)]
-struct Wrapper<T> {
-    value: T,
+struct Borrowing<'a> {
+    name: std::borrow::Cow<'a, str>,
 }
 
 fn main() {}
