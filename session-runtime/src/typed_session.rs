@@ -31,6 +31,13 @@ use crate::{
 /// when the handler returns), so an extractor sees the changes of another one only if it
 /// was extracted after that one was dropped.
 ///
+/// Extracting again is the cheap handle: the record is loaded once per request, whatever
+/// extracts it (a middleware, the handler, an extractor of your own such as a
+/// `CurrentUser` built on `TypedSession::from_request_parts`), so there is no need to keep
+/// a handle in the request's extensions. `TypedSession` is not `Clone`: a clone would hold
+/// a second copy of this handle's unsaved changes, and the two would overwrite each other.
+/// `examples/auth.rs` builds a small login layer this way.
+///
 /// When the store fails, the extractor rejects the request with a `503` (see
 /// [`SessionError`]). A page that can do without the session takes
 /// `Result<TypedSession<T>, SessionError>` instead, and keeps answering while the store is
