@@ -31,6 +31,9 @@ pub(crate) struct ContainerAttrs {
     pub(crate) namespace: Option<LitStr>,
     pub(crate) codec: Option<Path>,
     pub(crate) krate: Option<Path>,
+    /// `accessors = "Name"`: the accessor type gets this name, next to the struct, so that
+    /// its methods show in the crate's docs.
+    pub(crate) accessors: Option<Ident>,
 }
 
 /// One named field.
@@ -333,6 +336,24 @@ impl ContainerAttrs {
                         Err(_) => cx.error_spanned_by(
                             &lit,
                             "`crate` expects a path in a string, e.g. `crate = \"my_sessions\"`",
+                        ),
+                    }
+                } else if meta.path.is_ident(symbol::ACCESSORS) {
+                    let lit: LitStr = value_as(
+                        &meta,
+                        symbol::ACCESSORS,
+                        "a string literal, e.g. `accessors = \"CartAccessors\"`",
+                    )?;
+                    match lit.parse::<Ident>() {
+                        Ok(name) => {
+                            if out.accessors.is_some() {
+                                duplicate(cx, &meta, symbol::ACCESSORS);
+                            }
+                            out.accessors = Some(name);
+                        }
+                        Err(_) => cx.error_spanned_by(
+                            &lit,
+                            "`accessors` expects a type name in a string, e.g. `accessors = \"CartAccessors\"`",
                         ),
                     }
                 } else {

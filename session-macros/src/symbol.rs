@@ -12,7 +12,8 @@ pub(crate) const MIGRATE: &str = "migrate";
 pub(crate) const NAMESPACE: &str = "namespace";
 pub(crate) const CODEC: &str = "codec";
 pub(crate) const CRATE: &str = "crate";
-pub(crate) const CONTAINER_KEYS: &[&str] = &[VERSION, MIGRATE, NAMESPACE, CODEC, CRATE];
+pub(crate) const ACCESSORS: &str = "accessors";
+pub(crate) const CONTAINER_KEYS: &[&str] = &[VERSION, MIGRATE, NAMESPACE, CODEC, CRATE, ACCESSORS];
 
 // Field attributes.
 pub(crate) const RENAME: &str = "rename";

@@ -48,6 +48,8 @@ pub mod decode;
 mod entries;
 mod entry_map;
 mod error;
+#[cfg(doc)]
+pub mod example;
 mod expiry;
 mod generated;
 mod id;

@@ -39,6 +39,10 @@ use crate::{
 ///   [`JsonCodec`](crate::JsonCodec)); the migration hook then takes `&mut RawFields<path>`.
 ///   The runtime's own metadata (versions, times) stays decimal text whatever the codec.
 /// - `crate = "path"`: where to find this crate if it was renamed in `Cargo.toml`.
+/// - `accessors = "Name"`: names the generated accessor type and puts it next to the
+///   struct (with the struct's visibility), so that its methods show in the crate's docs
+///   and other code can name it. Without it the type is out of reach. The accessors of an
+///   example schema are documented at `session_runtime::example::CartAccessors`.
 ///
 /// On a field:
 /// - `rename = "k"`: the store key (default: the field's name).

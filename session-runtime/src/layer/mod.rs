@@ -107,6 +107,23 @@ impl SessionLayer {
     /// let layer = SessionLayer::new(MemoryStore::new(), Key::generate());
     /// # let _ = layer;
     /// ```
+    ///
+    /// The layer's type does not name the store, so the store can be chosen at run time
+    /// (from configuration, say) without a generic function around the app:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use session_runtime::{Key, MemoryStore, SessionLayer};
+    ///
+    /// let shared = Arc::new(MemoryStore::new()); // kept for an admin task, say
+    /// let key = Key::generate();
+    /// let layer: SessionLayer = if std::env::var_os("SESSIONS_SHARED").is_some() {
+    ///     SessionLayer::new(Arc::clone(&shared), key)
+    /// } else {
+    ///     SessionLayer::new(MemoryStore::new(), key) // another store type, the same layer type
+    /// };
+    /// # let _ = layer;
+    /// ```
     pub fn new<S: SessionStore>(store: S, key: Key) -> Self {
         Self {
             shared: Arc::new(Shared::new(Arc::new(store), Config::new(key))),
