@@ -74,6 +74,9 @@ pub(crate) const RESERVED_METHODS: &[&str] = &[
     // error that would hide the accessor) and `Debug` (once `fmt::Debug` is imported).
     "drop",
     "fmt",
+    // `Clone`, which `TypedSession` implements (a new handle on the request's session).
+    "clone",
+    "clone_from",
     // Traits every type implements: `Into` and `TryInto` (in the prelude), and `Borrow`,
     // `BorrowMut` and `Any` (once imported). Method lookup tries `TypedSession` itself
     // before the accessors behind its `Deref`, so these would win.

@@ -33,10 +33,10 @@ use crate::{
 ///
 /// Extracting again is the cheap handle: the record is loaded once per request, whatever
 /// extracts it (a middleware, the handler, an extractor of your own such as a
-/// `CurrentUser` built on `TypedSession::from_request_parts`), so there is no need to keep
-/// a handle in the request's extensions. `TypedSession` is not `Clone`: a clone would hold
-/// a second copy of this handle's unsaved changes, and the two would overwrite each other.
-/// `examples/auth.rs` builds a small login layer this way.
+/// `CurrentUser` built on `TypedSession::from_request_parts`); `examples/auth.rs` builds a
+/// small login layer this way. A clone is such a handle too, to keep in the request's
+/// extensions or move into a task: it starts from what the request's handles handed over,
+/// without this handle's unsaved changes (see [`Clone`](#impl-Clone-for-TypedSession%3CT%3E)).
 ///
 /// When the store fails, the extractor rejects the request with a `503` (see
 /// [`SessionError`]). A page that can do without the session takes
@@ -458,6 +458,40 @@ impl<T: SessionData> Drop for TypedSession<T> {
     }
 }
 
+/// A new handle on the request's session, as cheap as extracting again (no store round
+/// trip): it reads the session as the request's handles have handed it over, and starts
+/// with no changes of its own. Changes this handle has not handed over yet (by dropping or
+/// [`save`](TypedSession::save)) are not in the clone, as they are not in a second
+/// extractor's. A clone can be kept in the request's extensions, for a middleware's
+/// handlers to take, or moved into a task.
+///
+/// ```
+/// # use axum::{extract::Request, middleware::Next, response::Response};
+/// # use session_runtime::{SessionData, TypedSession};
+/// #[derive(SessionData)]
+/// struct Auth { user: Option<String> }
+///
+/// /// Middleware: loads the session once and hands a handle to the handlers.
+/// async fn with_session(auth: TypedSession<Auth>, mut request: Request, next: Next) -> Response {
+///     request.extensions_mut().insert(auth.clone());
+///     drop(auth);
+///     next.run(request).await
+/// }
+/// # fn main() {}
+/// ```
+impl<T: SessionData> Clone for TypedSession<T> {
+    fn clone(&self) -> Self {
+        let (fields, stored_version, handle) = self.session.extract_loaded::<T>();
+        Self {
+            session: self.session.clone(),
+            fields,
+            stored_version,
+            destroys: self.session.destroys(),
+            handle,
+        }
+    }
+}
+
 impl<T: SessionData> fmt::Debug for TypedSession<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TypedSession")
@@ -536,6 +570,8 @@ mod tests {
             "deref_mut",
             "drop",
             "fmt",
+            "clone",
+            "clone_from",
             "into",
             "try_into",
             "borrow",
@@ -549,16 +585,17 @@ mod tests {
             "impl<T: SessionData> DerefMut for TypedSession<T>",
             "impl<T: SessionData> Drop for TypedSession<T>",
             "impl<T: SessionData> fmt::Debug for TypedSession<T>",
+            "impl<T: SessionData> Clone for TypedSession<T>",
             // `from_request_parts` takes no `self`: it cannot be called as a method.
             "impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for TypedSession<T>",
         ] {
             assert!(source.contains(implemented), "{implemented}");
         }
-        // The inherent impl and the five above: any other trait impl must have its methods
+        // The inherent impl and the six above: any other trait impl must have its methods
         // added above and to the list.
         assert_eq!(
             source.matches("\nimpl<").count(),
-            6,
+            7,
             "TypedSession implements a new trait: reserve its methods"
         );
     }

@@ -48,6 +48,34 @@ impl RequestSession {
         Ok((decoded.fields, decoded.stored_version, handle))
     }
 
+    /// A new handle of schema `T` on what is loaded already (a `TypedSession<T>` of this
+    /// request exists, so its keys are): [`extract`](Self::extract) without the load. Read
+    /// leniently: the view held what the first handle decoded, plus handed-over writes this
+    /// code encoded.
+    pub(crate) fn extract_loaded<T: SessionData>(&self) -> (Box<T::Fields>, Option<u32>, Handle) {
+        let mut state = self.state();
+        let view = state.view();
+        let (fields, stored_version) = match decode::decode::<T>(&view, DecodePolicy::Lenient) {
+            Ok(decoded) => {
+                state.pending.extend(decoded.extra);
+                (decoded.fields, decoded.stored_version)
+            }
+            Err(_) => (
+                Box::new(<T::Fields as crate::schema::SchemaFields>::from_record(
+                    view,
+                    crate::changes::FieldState::new(),
+                )),
+                None,
+            ),
+        };
+        state.handles += 1;
+        let handle = Handle {
+            id: state.handles,
+            seen: state.generation,
+        };
+        (fields, stored_version, handle)
+    }
+
     async fn ensure_loaded<T: SessionData>(&self, headers: &HeaderMap) -> Result<(), SessionError> {
         let schema = T::SCHEMA;
         // First load of the request: find the cookie and read this schema's keys plus metadata.
