@@ -38,13 +38,18 @@ pub(crate) struct Config {
 /// written or removed, no regenerate, no destroy, no new session, no cookie (a cookie an
 /// explicit `save()` decided still goes out). Whatever the policy, a request whose handler
 /// panicked saves nothing either.
+///
+/// A cancelled request saves nothing: a timeout outside the session layer drops the save
+/// with the request, and one inside it answers `408 Request Timeout` (tower-http's
+/// `TimeoutLayer`), which every policy but [`Always`](Self::Always) refuses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SavePolicy {
     /// Save whatever the handler answered.
     Always,
     /// Save unless the response is a server error (`5xx`), as Django does: a handler that
-    /// failed half-way does not leave half its changes. The default.
+    /// failed half-way does not leave half its changes; nor a `408 Request Timeout`, the
+    /// answer for a handler a timeout cancelled. The default.
     #[default]
     NotOnServerError,
     /// Save only on success: not on a client error (`4xx`) either.
@@ -56,7 +61,9 @@ impl SavePolicy {
     pub(crate) fn saves(self, status: http::StatusCode) -> bool {
         match self {
             Self::Always => true,
-            Self::NotOnServerError => !status.is_server_error(),
+            Self::NotOnServerError => {
+                !status.is_server_error() && status != http::StatusCode::REQUEST_TIMEOUT
+            }
             Self::NotOnError => !status.is_server_error() && !status.is_client_error(),
         }
     }

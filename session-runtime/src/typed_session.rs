@@ -455,6 +455,7 @@ impl<T: SessionData> Drop for TypedSession<T> {
         forget_changes_from_before_a_destroy(self);
         self.session
             .release::<T>(&mut self.fields, &mut self.stored_version, self.handle);
+        self.session.handle_dropped();
     }
 }
 
@@ -482,6 +483,7 @@ impl<T: SessionData> Drop for TypedSession<T> {
 impl<T: SessionData> Clone for TypedSession<T> {
     fn clone(&self) -> Self {
         let (fields, stored_version, handle) = self.session.extract_loaded::<T>();
+        self.session.handle_made();
         Self {
             session: self.session.clone(),
             fields,
@@ -518,6 +520,7 @@ impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for TypedSession<T> {
             return Err(SessionError::Store(crate::StoreError::unsupported_index()));
         }
         let (fields, stored_version, handle) = session.extract::<T>(&parts.headers).await?;
+        session.handle_made();
         let destroys = session.destroys();
         Ok(Self {
             session,

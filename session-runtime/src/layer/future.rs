@@ -75,6 +75,8 @@ where
                     }
                     if !session.shared().config.save_policy.saves(response.status()) {
                         session.abandon();
+                    } else {
+                        session.warn_of_live_handles();
                     }
                     vary_on_cookie(response.headers_mut());
                     // Only a request that changed something (or needs a refresh) pays for the

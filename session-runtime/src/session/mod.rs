@@ -110,6 +110,8 @@ struct Inner {
     /// Nothing this request has not saved yet is saved: its handler panicked, or the save
     /// policy refuses its response.
     abandoned: AtomicBool,
+    /// How many `TypedSession`s of this request are alive.
+    live: AtomicU32,
     /// How many times the session was destroyed in this request. Changes an extractor made
     /// before a destroy belong to the session that ended: it compares this with the count
     /// it last saw, and drops them.
@@ -313,9 +315,35 @@ impl RequestSession {
             used: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
+            live: AtomicU32::new(0),
             destroys: AtomicU32::new(0),
             state: Mutex::new(State::default()),
         }))
+    }
+
+    /// A `TypedSession` of this request was made.
+    pub(crate) fn handle_made(&self) {
+        self.0.live.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A `TypedSession` of this request was dropped.
+    pub(crate) fn handle_dropped(&self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// After the handler: a handle still alive (moved into a task, an upgrade, a clone kept
+    /// somewhere) holds its changes until it is dropped, and the session is saved without
+    /// them. Said once per request, before the save.
+    pub(crate) fn warn_of_live_handles(&self) {
+        let live = self.0.live.load(Ordering::Acquire);
+        if live > 0 {
+            tracing::warn!(
+                live,
+                "a TypedSession is still alive after the handler returned (moved into a task or \
+                 an upgrade?): the session is saved now without the changes it holds; call \
+                 `save().await` on it before moving it, and after changing it later"
+            );
+        }
     }
 
     /// How many times the session was destroyed in this request so far.
