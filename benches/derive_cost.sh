@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # What `#[derive(SessionData)]` costs to compile, against serde's derives on the same
 # 60-field struct: the rebuild time of a crate holding the struct after a touch (median of
-# five), and the lines the derive expands to (rustc's `-Zunpretty=expanded`, enabled on
+# nine interleaved rounds, `ROUNDS=n` for another count), and the lines the derive expands to (rustc's `-Zunpretty=expanded`, enabled on
 # stable with RUSTC_BOOTSTRAP=1, minus the struct alone).
 #
 #   bash benches/derive_cost.sh
 #
-# Variants: `plain` (the struct, no derive), `ours` (SessionData), `serde` (Serialize and
-# Deserialize), `serde+json` (serde plus a serde_json round trip of the struct).
+# Variants: `plain` (the struct, no derive), `ours` (SessionData), `ours-used` (SessionData
+# and a decode and encode of every field, as a request would), `serde` (Serialize and
+# Deserialize), `serde-json` (serde plus a serde_json round trip of the struct).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -53,32 +54,51 @@ TOML
 
 make_crate plain "" ""
 make_crate ours "#[derive(session_runtime::SessionData)]" ""
+make_crate ours-used "#[derive(session_runtime::SessionData)]" \
+    "pub fn round_trip(raw: &session_runtime::__private::RawRecord) -> usize {
+    use session_runtime::{decode, DecodePolicy, __private::SchemaFields};
+    let mut read = decode::decode::<Big>(raw, DecodePolicy::Strict).unwrap();
+    let _ = read.fields.data();
+    for i in 0..60 { read.fields.state_mut().mark_set(i); }
+    let mut out = Vec::new();
+    decode::collect_changes::<Big>(&mut read.fields, None, &mut out).unwrap();
+    out.len()
+}"
 make_crate serde "#[derive(serde::Serialize, serde::Deserialize, Default)]" ""
 make_crate serde-json "#[derive(serde::Serialize, serde::Deserialize, Default)]" \
     "pub fn round_trip(big: &Big) -> Big { serde_json::from_str(&serde_json::to_string(big).unwrap()).unwrap() }"
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-rebuild_ms() { # dir
+build_ms() { # dir: one rebuild after a touch
+    touch "$1/src/lib.rs"
+    local start end
+    start=$(date +%s%N)
     (cd "$1" && cargo build -q 2>/dev/null)
-    for _ in 1 2 3 4 5; do
-        touch "$1/src/lib.rs"
-        local start end
-        start=$(date +%s%N)
-        (cd "$1" && cargo build -q 2>/dev/null)
-        end=$(date +%s%N)
-        echo $(( (end - start) / 1000000 ))
-    done | median
+    end=$(date +%s%N)
+    echo $(( (end - start) / 1000000 ))
 }
 
 expanded_lines() { # dir
     (cd "$1" && RUSTC_BOOTSTRAP=1 cargo rustc -q --lib -- -Zunpretty=expanded 2>/dev/null) | wc -l
 }
 
+variants=(plain ours ours-used serde serde-json)
+rounds=${ROUNDS:-9}
+for variant in "${variants[@]}"; do
+    (cd "$work/$variant" && cargo build -q 2>/dev/null)
+done
+# Interleaved rounds, so that the machine's drift reaches every variant alike.
+for round in $(seq 1 "$rounds"); do
+    for variant in "${variants[@]}"; do
+        echo "$variant $(build_ms "$work/$variant")"
+    done
+done > "$work/times"
+
 printf '%-12s %12s %16s\n' variant "rebuild ms" "expanded lines"
 base_lines=$(expanded_lines "$work/plain")
-for variant in plain ours serde serde-json; do
-    ms=$(rebuild_ms "$work/$variant")
+for variant in "${variants[@]}"; do
+    ms=$(awk -v v="$variant" '$1 == v { print $2 }' "$work/times" | median)
     lines=$(( $(expanded_lines "$work/$variant") - base_lines ))
     printf '%-12s %12s %16s\n' "$variant" "$ms" "$lines"
 done

@@ -11,7 +11,13 @@ use crate::{
 
 pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
     let krate = runtime_path(Some(schema));
-    let private = quote!(#krate::__private);
+    // Inside the block, the runtime's items are reached through a short alias (as serde's
+    // `_serde`); a named accessor type sits outside it, and so spells the whole path.
+    let private = if schema.attrs.accessors.is_some() {
+        quote!(#krate::__private)
+    } else {
+        quote!(__sr)
+    };
     let ident = schema.ident;
     // A generic schema (its store keys never depend on the parameters): every generated
     // impl takes the struct's generics, plus the bounds its fields' types need.
@@ -212,10 +218,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             let encode = quote_spanned!(field.ty.span()=> <<#ty as #private::EntryMap>::Value as #private::Storable>::encode_with::<__C>(__value));
             quote! {
                 #index => {
-                    let __map = match &self.__whole {
-                        ::core::option::Option::Some(__whole) => ::core::option::Option::Some(&__whole.#member),
-                        ::core::option::Option::None => ::core::option::Option::None,
-                    };
+                    let __map = self.__whole.as_ref().map(|__w| &__w.#member);
                     #private::entries_writes(
                         __map,
                         &mut self.#cell,
@@ -248,21 +251,17 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .zip(&indices)
         .filter(|((field, _), _)| field.attrs.skip.is_none())
         .map(|((field, cell), index)| {
-            let default = default_expr(field, &self_ty, &private);
             let decoder = decoder_ident(*index);
             if is_entries(field) {
                 return quote! {
-                    __errors.extend(#private::entries_force(
+                    ::core::iter::Extend::extend(&mut __errors, #private::entries_force(
                         &mut self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder,
                     ));
                 };
             }
+            let slot_fn = slot_ident(*index);
             quote! {
-                if let ::core::option::Option::Some(__error) = #private::lazy_force(
-                    &mut self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder, || #default,
-                ) {
-                    __errors.push(__error);
-                }
+                ::core::iter::Extend::extend(&mut __errors, #private::field_force(&mut self.#cell, &Self::#slot_fn(&self.__raw)));
             }
         });
     let whole_fields = schema
@@ -272,24 +271,22 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         .zip(&indices)
         .map(|((field, cell), index)| {
             let member = field.ident;
-            let default = default_expr(field, &self_ty, &private);
-            if field.attrs.skip.is_some() {
-                quote!(#member: #private::plain_take(&mut self.#cell, || #default))
-            } else if is_entries(field) {
+            if is_entries(field) {
                 let decoder = decoder_ident(*index);
                 quote!(#member: #private::entries_take_map(&mut self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder))
             } else {
-                let decoder = decoder_ident(*index);
-                quote!(#member: #private::lazy_take(&mut self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder, || #default))
+                let slot_fn = slot_ident(*index);
+                quote!(#member: #private::field_take_whole(&mut self.#cell, &Self::#slot_fn(&self.__raw)))
             }
         });
     // One decode function per stored field, spanned at its type: a type that cannot be
     // stored gets one error, at the field.
+    // (A plain field's decoder is named in its slot function only, at its type.)
     let decoders = schema
         .fields
         .iter()
         .zip(&indices)
-        .filter(|(field, _)| field.attrs.skip.is_none())
+        .filter(|(field, _)| is_entries(field))
         .map(|(field, index)| {
             let ty = self_as(field.ty, &self_ty);
             // A map stored entry by entry decodes one entry's value at a time.
@@ -340,7 +337,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             if is_entries(field) {
                 entry_accessors(field, &self_ty, cell, *index, &private, &schema_ref)
             } else {
-                accessors(field, &self_ty, cell, *index, &private, &schema_ref)
+                accessors(field, &self_ty, cell, *index, &private, &schema_ref, &codec)
             }
         });
     let doc = format!(
@@ -359,6 +356,11 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
     };
     // Named by the user (`accessors = "..."`), the type sits next to the struct, where the
     // docs show it; otherwise it is out of reach, inside the block.
+    let alias = if schema.attrs.accessors.is_some() {
+        TokenStream::new()
+    } else {
+        quote!(use #krate::__private as __sr;)
+    };
     let (outside, inside) = if schema.attrs.accessors.is_some() {
         (fields_struct, TokenStream::new())
     } else {
@@ -370,6 +372,8 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         #[doc(hidden)]
         #[allow(unused_qualifications)]
         const _: () = {
+            #alias
+
             #inside
 
             #[automatically_derived]
@@ -406,6 +410,8 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                     }
                 }
 
+                // Codegen only where the schema is used (as serde's generic impls).
+                #[inline]
                 fn decode_all(&mut self) -> ::std::vec::Vec<#private::DecodeError> {
                     let mut __errors = ::std::vec::Vec::new();
                     if self.__whole.is_none() {
@@ -414,6 +420,8 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                     __errors
                 }
 
+                // Codegen only where the schema is used (as serde's generic impls).
+                #[inline]
                 fn data(&mut self) -> &#self_ty {
                     if self.__whole.is_none() {
                         let __whole = #ident { #(#whole_fields),* };
@@ -425,6 +433,8 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                     }
                 }
 
+                // Codegen only where the schema is used (as serde's generic impls).
+                #[inline]
                 fn into_data(mut self) -> #self_ty {
                     let _ = <Self as #private::SchemaFields>::data(&mut self);
                     match self.__whole {
@@ -470,6 +480,10 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
     }
 }
 
+fn slot_ident(index: usize) -> syn::Ident {
+    format_ident!("__slot{}", index)
+}
+
 fn decoder_ident(index: usize) -> syn::Ident {
     format_ident!("__decode_field{}", index)
 }
@@ -478,13 +492,13 @@ fn getter_ident(field: &Field<'_>) -> syn::Ident {
     syn::Ident::new_raw_if_needed(&field.name(), field.ident.span())
 }
 
-fn default_expr(field: &Field<'_>, self_ty: &TokenStream, private: &TokenStream) -> TokenStream {
+/// A field's default as a function (the user's `default = path`, or its type's
+/// `FieldDefault`), spanned at the user's tokens.
+fn default_fn(field: &Field<'_>, self_ty: &TokenStream, private: &TokenStream) -> TokenStream {
     let ty = self_as(field.ty, self_ty);
     match &field.attrs.default {
-        Some(path) => quote_spanned!(path.span()=> #path()),
-        None => {
-            quote_spanned!(field.ty.span()=> <#ty as #private::FieldDefault>::field_default())
-        }
+        Some(path) => quote_spanned!(path.span()=> #path),
+        None => quote_spanned!(field.ty.span()=> <#ty as #private::FieldDefault>::field_default),
     }
 }
 
@@ -572,6 +586,7 @@ fn accessors(
     index: usize,
     private: &TokenStream,
     schema_ref: &TokenStream,
+    codec: &TokenStream,
 ) -> TokenStream {
     let member = field.ident;
     let vis = field.vis;
@@ -583,31 +598,18 @@ fn accessors(
     let set = syn::Ident::new(&set, span);
     let mutable = syn::Ident::new(&mutable, span);
     let take = syn::Ident::new(&take, span);
-    let default = default_expr(field, self_ty, private);
     let persisted = field.attrs.skip.is_none();
-    let (mark_replaced, mark_set, mark_removed) = if persisted {
-        (
-            quote!(self.__state.mark_replaced(#index);),
-            quote!(self.__state.mark_set(#index);),
-            quote!(self.__state.mark_removed(#index);),
-        )
+    let slot_fn = slot_ident(index);
+    // The field's decoder and default are named here only, spanned at the user's tokens:
+    // a type that cannot be stored, or has no default, is one error, at the field.
+    let decode = if persisted {
+        let call =
+            quote_spanned!(field.ty.span()=> <#ty as #private::Storable>::decode_with::<#codec>);
+        quote!(::core::option::Option::Some(#call))
     } else {
-        (TokenStream::new(), TokenStream::new(), TokenStream::new())
+        quote!(::core::option::Option::None)
     };
-    let decoder = decoder_ident(index);
-    let (lazy_get, lazy_get_mut, lazy_take) = if persisted {
-        (
-            quote!(#private::lazy_get(&self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder, || #default)),
-            quote!(#private::lazy_get_mut(&mut self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder, || #default)),
-            quote!(#private::lazy_take(&mut self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder, || #default)),
-        )
-    } else {
-        (
-            quote!(#private::plain_get(&self.#cell, || #default)),
-            quote!(#private::plain_get_mut(&mut self.#cell, || #default)),
-            quote!(#private::plain_take(&mut self.#cell, || #default)),
-        )
-    };
+    let default = default_fn(field, self_ty, private);
     let store_note = if persisted {
         format!("store key `{}`", field.key())
     } else {
@@ -624,48 +626,34 @@ fn accessors(
          Taking a field the store does not have writes nothing (and creates no session)."
     );
     quote! {
+        #[inline]
+        fn #slot_fn(raw: &#private::RawRecord) -> #private::Slot<'_, #ty> {
+            #private::slot(raw, #schema_ref, #index, #decode, #default)
+        }
+
         #[doc = #get_doc]
         #[inline]
         #[must_use]
         #vis fn #get(&self) -> &#ty {
-            match &self.__whole {
-                ::core::option::Option::Some(__whole) => &__whole.#member,
-                ::core::option::Option::None => #lazy_get,
-            }
+            #private::field_get(&self.__whole, |__w| &__w.#member, &self.#cell, &Self::#slot_fn(&self.__raw))
         }
 
         #[doc = #set_doc]
         #[inline]
         #vis fn #set(&mut self, value: #ty) {
-            #mark_replaced
-            match &mut self.__whole {
-                ::core::option::Option::Some(__whole) => __whole.#member = value,
-                ::core::option::Option::None => self.#cell = <::std::sync::OnceLock<#ty> as ::core::convert::From<#ty>>::from(value),
-            }
+            #private::field_set(&mut self.__state, &mut self.__whole, |__w| &mut __w.#member, &mut self.#cell, &Self::#slot_fn(&self.__raw), value)
         }
 
         #[doc = #mut_doc]
         #[inline]
         #vis fn #mutable(&mut self) -> &mut #ty {
-            #mark_set
-            match &mut self.__whole {
-                ::core::option::Option::Some(__whole) => &mut __whole.#member,
-                ::core::option::Option::None => #lazy_get_mut,
-            }
+            #private::field_mut(&mut self.__state, &mut self.__whole, |__w| &mut __w.#member, &mut self.#cell, &Self::#slot_fn(&self.__raw))
         }
 
         #[doc = #take_doc]
         #[inline]
         #vis fn #take(&mut self) -> #ty {
-            #mark_removed
-            match &mut self.__whole {
-                ::core::option::Option::Some(__whole) => ::core::mem::replace(&mut __whole.#member, #default),
-                ::core::option::Option::None => {
-                    let __value = #lazy_take;
-                    self.#cell = <::std::sync::OnceLock<#ty> as ::core::convert::From<#ty>>::from(#default);
-                    __value
-                }
-            }
+            #private::field_take(&mut self.__state, &mut self.__whole, |__w| &mut __w.#member, &mut self.#cell, &Self::#slot_fn(&self.__raw))
         }
     }
 }
@@ -711,10 +699,7 @@ fn entry_accessors(
          for it, including entries other requests added meanwhile."
     );
     let whole = quote! {
-        let __whole = match &mut self.__whole {
-            ::core::option::Option::Some(__whole) => ::core::option::Option::Some(&mut __whole.#member),
-            ::core::option::Option::None => ::core::option::Option::None,
-        };
+        let __whole = self.__whole.as_mut().map(|__w| &mut __w.#member);
     };
     quote! {
         #[doc = #get_doc]

@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    chain::Chain, codec::Codec, error::DecodeError, record::RawRecord, schema::Schema, CodecError,
+    chain::Chain, changes::FieldState, codec::Codec, error::DecodeError, record::RawRecord,
+    schema::Schema, CodecError,
 };
 
 /// Implemented for every type a session field can store: the derive encodes and decodes
@@ -210,4 +211,182 @@ pub fn plain_get_mut<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> 
 #[inline]
 pub fn plain_take<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> F {
     cell.take().unwrap_or_else(default)
+}
+
+// ---- One generic function per accessor kind, so that each generated accessor is one call.
+
+/// Where a field's accessor finds its value: the whole struct once `data()` built it
+/// (`whole`, with the projection to the field), else the field's own cell, decoded from
+/// `raw` on first use (`decode` is `None` for a `skip` field, which is never stored).
+#[doc(hidden)]
+pub struct Slot<'a, F> {
+    raw: &'a RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: Option<DecodeFn<F>>,
+    default: fn() -> F,
+}
+
+impl<F> Slot<'_, F> {
+    fn value<'c>(&self, cell: &'c OnceLock<F>) -> &'c F {
+        match self.decode {
+            Some(decode) => lazy_get(
+                cell,
+                self.raw,
+                self.schema,
+                self.index,
+                decode,
+                self.default,
+            ),
+            None => plain_get(cell, self.default),
+        }
+    }
+}
+
+/// The slot of stored field `index`.
+#[doc(hidden)]
+#[inline]
+pub fn slot<'r, F>(
+    raw: &'r RawRecord,
+    schema: &'static Schema,
+    index: usize,
+    decode: Option<DecodeFn<F>>,
+    default: fn() -> F,
+) -> Slot<'r, F> {
+    Slot {
+        raw,
+        schema,
+        index,
+        decode,
+        default,
+    }
+}
+
+/// `f()`.
+#[doc(hidden)]
+#[inline]
+pub fn field_get<'a, S, F>(
+    whole: &'a Option<S>,
+    member: fn(&S) -> &F,
+    cell: &'a OnceLock<F>,
+    slot: &Slot<'_, F>,
+) -> &'a F {
+    match whole {
+        Some(whole) => member(whole),
+        None => slot.value(cell),
+    }
+}
+
+/// `set_f(value)`: marks the field replaced (when it is stored).
+#[doc(hidden)]
+#[inline]
+pub fn field_set<S, F>(
+    state: &mut FieldState,
+    whole: &mut Option<S>,
+    member: fn(&mut S) -> &mut F,
+    cell: &mut OnceLock<F>,
+    slot: &Slot<'_, F>,
+    value: F,
+) {
+    if slot.decode.is_some() {
+        state.mark_replaced(slot.index);
+    }
+    match whole {
+        Some(whole) => *member(whole) = value,
+        None => *cell = OnceLock::from(value),
+    }
+}
+
+/// `f_mut()`: marks the field changed (when it is stored).
+#[doc(hidden)]
+#[inline]
+pub fn field_mut<'a, S, F>(
+    state: &mut FieldState,
+    whole: &'a mut Option<S>,
+    member: fn(&mut S) -> &mut F,
+    cell: &'a mut OnceLock<F>,
+    slot: &Slot<'_, F>,
+) -> &'a mut F {
+    if slot.decode.is_some() {
+        state.mark_set(slot.index);
+    }
+    match whole {
+        Some(whole) => member(whole),
+        None => match slot.decode {
+            Some(decode) => lazy_get_mut(
+                cell,
+                slot.raw,
+                slot.schema,
+                slot.index,
+                decode,
+                slot.default,
+            ),
+            None => plain_get_mut(cell, slot.default),
+        },
+    }
+}
+
+/// `take_f()`: marks the field removed (when it is stored) and leaves its default.
+#[doc(hidden)]
+#[inline]
+pub fn field_take<S, F>(
+    state: &mut FieldState,
+    whole: &mut Option<S>,
+    member: fn(&mut S) -> &mut F,
+    cell: &mut OnceLock<F>,
+    slot: &Slot<'_, F>,
+) -> F {
+    if slot.decode.is_some() {
+        state.mark_removed(slot.index);
+    }
+    match whole {
+        Some(whole) => std::mem::replace(member(whole), (slot.default)()),
+        None => {
+            let value = match slot.decode {
+                Some(decode) => lazy_take(
+                    cell,
+                    slot.raw,
+                    slot.schema,
+                    slot.index,
+                    decode,
+                    slot.default,
+                ),
+                None => plain_take(cell, slot.default),
+            };
+            *cell = OnceLock::from((slot.default)());
+            value
+        }
+    }
+}
+
+/// Decodes field `slot` into its cell if it is not yet (for `decode_all`): its failure.
+#[doc(hidden)]
+pub fn field_force<F>(cell: &mut OnceLock<F>, slot: &Slot<'_, F>) -> Option<DecodeError> {
+    match slot.decode {
+        Some(decode) => lazy_force(
+            cell,
+            slot.raw,
+            slot.schema,
+            slot.index,
+            decode,
+            slot.default,
+        ),
+        None => None,
+    }
+}
+
+/// The field's value out of its cell (for the whole struct `data()` builds).
+#[doc(hidden)]
+pub fn field_take_whole<F>(cell: &mut OnceLock<F>, slot: &Slot<'_, F>) -> F {
+    match slot.decode {
+        Some(decode) => lazy_take(
+            cell,
+            slot.raw,
+            slot.schema,
+            slot.index,
+            decode,
+            slot.default,
+        ),
+        None => plain_take(cell, slot.default),
+    }
 }
