@@ -241,6 +241,34 @@ impl<F> Slot<'_, F> {
             None => plain_get(cell, self.default),
         }
     }
+
+    fn value_mut<'c>(&self, cell: &'c mut OnceLock<F>) -> &'c mut F {
+        match self.decode {
+            Some(decode) => lazy_get_mut(
+                cell,
+                self.raw,
+                self.schema,
+                self.index,
+                decode,
+                self.default,
+            ),
+            None => plain_get_mut(cell, self.default),
+        }
+    }
+
+    fn take(&self, cell: &mut OnceLock<F>) -> F {
+        match self.decode {
+            Some(decode) => lazy_take(
+                cell,
+                self.raw,
+                self.schema,
+                self.index,
+                decode,
+                self.default,
+            ),
+            None => plain_take(cell, self.default),
+        }
+    }
 }
 
 /// The slot of stored field `index`.
@@ -312,17 +340,7 @@ pub fn field_mut<'a, S, F>(
     }
     match whole {
         Some(whole) => member(whole),
-        None => match slot.decode {
-            Some(decode) => lazy_get_mut(
-                cell,
-                slot.raw,
-                slot.schema,
-                slot.index,
-                decode,
-                slot.default,
-            ),
-            None => plain_get_mut(cell, slot.default),
-        },
+        None => slot.value_mut(cell),
     }
 }
 
@@ -342,17 +360,7 @@ pub fn field_take<S, F>(
     match whole {
         Some(whole) => std::mem::replace(member(whole), (slot.default)()),
         None => {
-            let value = match slot.decode {
-                Some(decode) => lazy_take(
-                    cell,
-                    slot.raw,
-                    slot.schema,
-                    slot.index,
-                    decode,
-                    slot.default,
-                ),
-                None => plain_take(cell, slot.default),
-            };
+            let value = slot.take(cell);
             *cell = OnceLock::from((slot.default)());
             value
         }
@@ -378,15 +386,5 @@ pub fn field_force<F>(cell: &mut OnceLock<F>, slot: &Slot<'_, F>) -> Option<Deco
 /// The field's value out of its cell (for the whole struct `data()` builds).
 #[doc(hidden)]
 pub fn field_take_whole<F>(cell: &mut OnceLock<F>, slot: &Slot<'_, F>) -> F {
-    match slot.decode {
-        Some(decode) => lazy_take(
-            cell,
-            slot.raw,
-            slot.schema,
-            slot.index,
-            decode,
-            slot.default,
-        ),
-        None => plain_take(cell, slot.default),
-    }
+    slot.take(cell)
 }

@@ -289,18 +289,24 @@ impl RawRecord {
         self.base.as_ref()?.get(key).map(|v| &v[..])
     }
 
-    /// The suffixes of a map field's entries (every key under `prefix`), the unsaved writes
-    /// applied, without reading any value.
-    pub(crate) fn entry_suffixes<'a>(&'a self, prefix: &str) -> Vec<&'a str> {
-        let mut found: BTreeMap<&'a str, bool> = BTreeMap::new();
+    /// Every key under `prefix` (a map field's entries), as the suffix after it and what
+    /// `stored` or `written` makes of its value, the unsaved writes applied (a clear of the
+    /// prefix hides the stored ones), in suffix order.
+    fn under<'a, T>(
+        &'a self,
+        prefix: &str,
+        stored: impl Fn(&'a FieldKey, &'a Bytes) -> T,
+        written: impl Fn(&'a Bytes) -> T,
+    ) -> Vec<(&'a str, T)> {
+        let mut found: BTreeMap<&'a str, Option<T>> = BTreeMap::new();
         let cleared = self
             .overlay
             .as_ref()
             .is_some_and(|o| o.get(prefix).is_some_and(Option::is_none));
         if let (Some(base), false) = (&self.base, cleared) {
-            for key in base.keys() {
+            for (key, value) in base.iter() {
                 if let Some(suffix) = key.as_str().strip_prefix(prefix) {
-                    found.insert(suffix, true);
+                    found.insert(suffix, Some(stored(key, value)));
                 }
             }
         }
@@ -313,12 +319,21 @@ impl RawRecord {
                 let Some(suffix) = key.strip_prefix(prefix) else {
                     break;
                 };
-                found.insert(suffix, value.is_some());
+                found.insert(suffix, value.as_ref().map(&written));
             }
         }
         found
             .into_iter()
-            .filter_map(|(suffix, present)| present.then_some(suffix))
+            .filter_map(|(suffix, value)| Some((suffix, value?)))
+            .collect()
+    }
+
+    /// The suffixes of a map field's entries (every key under `prefix`), the unsaved writes
+    /// applied, without reading any value.
+    pub(crate) fn entry_suffixes<'a>(&'a self, prefix: &str) -> Vec<&'a str> {
+        self.under(prefix, |_, _| (), |_| ())
+            .into_iter()
+            .map(|(suffix, ())| suffix)
             .collect()
     }
 
@@ -326,34 +341,11 @@ impl RawRecord {
     /// field's store key and `#`), as the suffix after it and the value (opened), the
     /// unsaved writes applied, in suffix order.
     pub(crate) fn entries<'a>(&'a self, prefix: &str) -> Vec<(&'a str, Opened<'a>)> {
-        let mut found: BTreeMap<&'a str, Option<Opened<'a>>> = BTreeMap::new();
-        let cleared = self
-            .overlay
-            .as_ref()
-            .is_some_and(|o| o.get(prefix).is_some_and(Option::is_none));
-        if let (Some(base), false) = (&self.base, cleared) {
-            for (key, stored) in base.iter() {
-                if let Some(suffix) = key.as_str().strip_prefix(prefix) {
-                    found.insert(suffix, Some(self.open(key, stored)));
-                }
-            }
-        }
-        if let Some(overlay) = &self.overlay {
-            let after = overlay.range::<str, _>((
-                std::ops::Bound::Excluded(prefix),
-                std::ops::Bound::Unbounded,
-            ));
-            for (key, value) in after {
-                let Some(suffix) = key.strip_prefix(prefix) else {
-                    break;
-                };
-                found.insert(suffix, value.as_deref().map(|v| Ok(Cow::Borrowed(v))));
-            }
-        }
-        found
-            .into_iter()
-            .filter_map(|(suffix, value)| Some((suffix, value?)))
-            .collect()
+        self.under(
+            prefix,
+            |key, stored| self.open(key, stored),
+            |written| Ok(Cow::Borrowed(&written[..])),
+        )
     }
 
     /// Every key and value, the unsaved writes applied (sealed values opened).
