@@ -39,6 +39,15 @@ pub struct Auth {
     pub user: Option<String>,
 }
 
+/// A one-time message for the next page ("Added 3 × apples"): set by an action, taken (and
+/// so removed) by the page that shows it.
+#[derive(SessionData, Debug)]
+#[session(namespace = "flash")]
+pub struct Flash {
+    /// The message, until shown.
+    pub message: Option<String>,
+}
+
 /// The logged-in user as the session index knows it: the sessions of one user are listed
 /// by `user`. A schema of its own, so that the demo also runs on the cookie store, which
 /// cannot index (it leaves this schema out: see [`routes_without_index`]).
@@ -108,6 +117,19 @@ pub async fn database_layer(
     Err(format!("DATABASE_URL={url}: use a postgres://, mysql:// or sqlite: URL").into())
 }
 
+/// The demo's error page for a session error (the store is down, say): a page with its
+/// reason and a way back, with the status the layer would have answered.
+pub fn error_page(err: &SessionError) -> axum::response::Response {
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sorry</title>\
+         <style>body{{font-family:sans-serif;max-width:40em;margin:2em auto}}</style></head>\
+         <body><h1>Sorry, that did not work</h1><p id=\"error\">{}</p>\
+         <p><a href=\"/\">Back to the demo</a></p></body></html>",
+        escape(&err.to_string())
+    );
+    (err.status(), Html(page)).into_response()
+}
+
 /// Serves the demo with `layer` on `DEMO_ADDR` (default `127.0.0.1:3000`) until Ctrl-C,
 /// logging through `tracing` (`RUST_LOG` sets the level, default `info`).
 pub async fn serve(layer: SessionLayer) -> Result<(), Box<dyn std::error::Error>> {
@@ -123,7 +145,11 @@ pub async fn serve_routes(
         .with_env_filter(demo_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .try_init();
     // The demo serves plain HTTP on loopback; over HTTPS keep the default `Secure`.
-    let app = routes.layer(layer.with_insecure_cookie_over_http()?);
+    let app = routes.layer(
+        layer
+            .with_insecure_cookie_over_http()?
+            .with_error_response(error_page),
+    );
     let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("demo listening on http://{}", listener.local_addr()?);
@@ -179,14 +205,20 @@ async fn home(
     mut visitor: TypedSession<Visitor>,
     auth: TypedSession<Auth>,
     cart: TypedSession<Cart>,
+    mut flash: TypedSession<Flash>,
 ) -> impl IntoResponse {
     *visitor.visits_mut() += 1;
     let logged_in = auth.user().is_some();
     let mut page = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Typed sessions demo</title>\
-         <style>body{font-family:sans-serif;max-width:40em;margin:2em auto}form{margin:.5em 0}</style>\
+         <style>body{font-family:sans-serif;max-width:40em;margin:2em auto}form{margin:.5em 0}\
+         #flash{background:#eef6ee;border:1px solid #9c9;padding:.4em .8em}</style>\
          </head><body><h1>Typed sessions demo</h1>",
     );
+    // Shown once: taking it removes it from the store with this request's save.
+    if let Some(message) = flash.take_message() {
+        let _ = write!(page, "<p id=\"flash\">{}</p>", escape(&message));
+    }
     let _ = write!(
         page,
         "<p id=\"visits\">You have viewed this page {} time{} in this session.</p>",
@@ -243,13 +275,19 @@ fn private(logged_in: bool, page: Html<String>) -> axum::response::Response {
 /// The login form.
 #[derive(Debug, Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
     user: String,
     remember: Option<String>,
 }
 
-async fn login(mut auth: TypedSession<Auth>, Form(form): Form<LoginForm>) -> impl IntoResponse {
+async fn login(
+    mut auth: TypedSession<Auth>,
+    mut flash: TypedSession<Flash>,
+    Form(form): Form<LoginForm>,
+) -> impl IntoResponse {
     let user = form.user.trim();
     if user.is_empty() || user.len() > 64 {
+        flash.set_message(Some("A name is 1 to 64 characters.".into()));
         return Redirect::to("/");
     }
     auth.set_user(Some(user.to_owned()));
@@ -257,6 +295,15 @@ async fn login(mut auth: TypedSession<Auth>, Form(form): Form<LoginForm>) -> imp
     auth.regenerate();
     if form.remember.is_some() {
         auth.set_idle_timeout(Some(Duration::from_secs(30 * 24 * 60 * 60)));
+        flash.set_message(Some(format!(
+            "Logged in as {user}, remembered for 30 days."
+        )));
+    } else {
+        // Without "remember me", the cookie ends with the browser.
+        auth.set_session_only_cookie(true);
+        flash.set_message(Some(format!(
+            "Logged in as {user} until you close the browser."
+        )));
     }
     Redirect::to("/")
 }
@@ -267,6 +314,7 @@ async fn login_indexed(
     mut account: TypedSession<Account>,
     headers: HeaderMap,
     auth: TypedSession<Auth>,
+    flash: TypedSession<Flash>,
     form: Form<LoginForm>,
 ) -> impl IntoResponse {
     let user = form.user.trim();
@@ -280,7 +328,7 @@ async fn login_indexed(
     }
     // Handed to the index before the login regenerates the ID (both are saved together).
     drop(account);
-    login(auth, form).await
+    login(auth, flash, form).await
 }
 
 /// A short name for the browser behind a `User-Agent`.
@@ -396,33 +444,56 @@ async fn revoke_others(account: TypedSession<Account>) -> Result<Redirect, Sessi
     Ok(Redirect::to("/sessions"))
 }
 
-async fn logout(mut auth: TypedSession<Auth>) -> Redirect {
+async fn logout(mut auth: TypedSession<Auth>, mut flash: TypedSession<Flash>) -> Redirect {
     auth.destroy();
+    // Set after the destroy: it starts the new, anonymous session.
+    flash.set_message(Some(
+        "Logged out: that session is gone from the store.".into(),
+    ));
     Redirect::to("/")
 }
 
 /// The add-to-cart form.
 #[derive(Debug, Deserialize)]
 pub struct AddForm {
+    #[serde(default)]
     name: String,
-    quantity: Option<u32>,
+    /// Text, so that a cleared box is a message, not a rejected form.
+    #[serde(default)]
+    quantity: String,
 }
 
-async fn add_item(mut cart: TypedSession<Cart>, Form(form): Form<AddForm>) -> Redirect {
+async fn add_item(
+    mut cart: TypedSession<Cart>,
+    mut flash: TypedSession<Flash>,
+    Form(form): Form<AddForm>,
+) -> Redirect {
     let name = form.name.trim();
-    let quantity = form.quantity.unwrap_or(1).clamp(1, 999);
-    if name.is_empty() || name.len() > 64 {
-        return Redirect::to("/");
-    }
-    // Only this item's entry is written: a concurrent add of another item keeps its own.
-    if let Ok(line) = cart.items_mut().get_or_insert_with(name, || 0) {
-        *line = line.saturating_add(quantity).min(999);
-    }
+    let quantity = match form.quantity.trim() {
+        "" => Some(1),
+        text => text.parse::<u32>().ok().filter(|q| (1..=999).contains(q)),
+    };
+    let message = match quantity {
+        _ if name.is_empty() || name.len() > 64 => {
+            "An item's name is 1 to 64 characters.".to_owned()
+        }
+        None => "The quantity is a whole number from 1 to 999.".to_owned(),
+        // Only this item's entry is written: a concurrent add of another item keeps its own.
+        Some(quantity) => match cart.items_mut().get_or_insert_with(name, || 0) {
+            Ok(line) => {
+                *line = line.saturating_add(quantity).min(999);
+                format!("Added {quantity} × {name}.")
+            }
+            Err(_) => "The cart holds at most 100 lines: remove some first.".to_owned(),
+        },
+    };
+    flash.set_message(Some(message));
     Redirect::to("/")
 }
 
-async fn clear_cart(mut cart: TypedSession<Cart>) -> Redirect {
+async fn clear_cart(mut cart: TypedSession<Cart>, mut flash: TypedSession<Flash>) -> Redirect {
     cart.items_mut().clear();
+    flash.set_message(Some("The cart is empty.".into()));
     Redirect::to("/")
 }
 

@@ -386,3 +386,120 @@ async fn fifty_concurrent_adds_of_different_items_all_reach_the_cart() {
     }
     assert!(html.contains("<li>1 × first</li>"), "{html}");
 }
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// "Remember me" unchecked gives a cookie that ends with the browser; checked, one for 30
+/// days.
+#[tokio::test]
+async fn remember_me_decides_whether_the_cookie_outlives_the_browser() {
+    let base = serve().await;
+    let client = no_redirects();
+    let set_cookie = |form: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let response = post_form(&client, format!("{base}/login"), form).await;
+            assert!(response.status().is_redirection());
+            response
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .next()
+                .expect("a session cookie")
+        }
+    };
+    let forgotten = set_cookie("user=bob").await;
+    assert!(
+        !forgotten.contains("Max-Age") && !forgotten.contains("Expires"),
+        "{forgotten}"
+    );
+    let remembered = set_cookie("user=bob&remember=yes").await;
+    assert!(remembered.contains("Max-Age=2592000"), "{remembered}");
+}
+
+/// Every action says what it did on the next page, once; a form the user got wrong is a
+/// message on the page, never a raw rejection.
+#[tokio::test]
+async fn actions_give_feedback_once_and_bad_forms_are_messages() {
+    let base = serve().await;
+    let browser = browser();
+    let html = post_form(&browser, format!("{base}/cart/add"), "name=figs&quantity=3")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<p id=\"flash\">Added 3 × figs.</p>"),
+        "{html}"
+    );
+    assert!(
+        !page(&browser, &base).await.contains("id=\"flash\""),
+        "shown once"
+    );
+
+    // A cleared quantity box adds one; a quantity that is not a number is a message.
+    let html = post_form(&browser, format!("{base}/cart/add"), "name=figs&quantity=")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Added 1 × figs.") && html.contains("<li>4 × figs</li>"),
+        "{html}"
+    );
+    let response = post_form(
+        &browser,
+        format!("{base}/cart/add"),
+        "name=figs&quantity=lots",
+    )
+    .await;
+    assert!(response.status().is_success());
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("The quantity is a whole number from 1 to 999."),
+        "{html}"
+    );
+    assert!(html.contains("<li>4 × figs</li>"), "nothing added: {html}");
+    let html = post_form(&browser, format!("{base}/login"), "")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("A name is 1 to 64 characters."), "{html}");
+
+    let html = post_form(&browser, format!("{base}/logout"), "")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Logged out"), "{html}");
+}
+
+/// A session error (the store is down) is a page with a way back, with the layer's status.
+#[test]
+fn session_errors_are_pages() {
+    let err = session_runtime::SessionError::Store(session_runtime::StoreError::backend(
+        "connection refused",
+    ));
+    let response = session_suite::demo::error_page(&err);
+    assert_eq!(response.status(), 503);
+    let body = futures_body(response);
+    assert!(
+        body.contains("<a href=\"/\">Back to the demo</a>"),
+        "{body}"
+    );
+    assert!(body.contains("the session store failed"), "{body}");
+}
+
+fn futures_body(response: axum::response::Response) -> String {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(session_suite::http::text(response))
+}
