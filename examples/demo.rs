@@ -16,7 +16,7 @@
 //! and deletes expired sessions every five minutes.
 
 use session_runtime::{Key, MemoryStore, RedisLayout, RedisStore, SessionLayer};
-use session_suite::demo::{database_layer, serve};
+use session_suite::demo::{database_layer, serve, Watched};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(url) = std::env::var("DATABASE_URL") {
         let (layer, _cleanup, about) = database_layer(&url, key, "demo_").await?;
         println!("{about}");
-        return serve(layer).await;
+        return serve(layer, about).await;
     }
     match std::env::var("REDIS_URL") {
         Ok(url) => {
@@ -40,12 +40,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .await?
                 .with_key_prefix(prefix)
                 .with_layout(layout);
-            println!("sessions in Redis at {url} ({layout:?} layout)");
-            serve(SessionLayer::new(store, key)).await
+            let about = format!("Redis at {url} ({layout:?} layout)");
+            println!("sessions in {about}");
+            serve(SessionLayer::new(Watched(store), key), about).await
         }
         Err(_) => {
             println!("sessions in memory (set REDIS_URL or DATABASE_URL to use a database)");
-            serve(SessionLayer::new(MemoryStore::new(), key)).await
+            serve(
+                SessionLayer::new(Watched(MemoryStore::new()), key),
+                "memory",
+            )
+            .await
         }
     }
 }

@@ -16,7 +16,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = Key::generate();
     session_suite::demo::serve_routes(
         session_suite::demo::routes_without_index(),
-        SessionLayer::new(CookieStore::new(&key), key),
+        SessionLayer::new(session_suite::demo::Watched(CookieStore::new(&key)), key),
+        "the cookie itself (CookieStore: nothing on the server)",
     )
     .await
 }

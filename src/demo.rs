@@ -11,7 +11,7 @@ use std::{
 };
 
 use axum::{
-    extract::Form,
+    extract::{Form, Query},
     http::{header, HeaderMap},
     response::{Html, IntoResponse, Redirect},
     routing::{get, post},
@@ -19,8 +19,10 @@ use axum::{
 };
 use serde::Deserialize;
 use session_runtime::{
-    index::SessionHandle, store::CleanupTask, Key, MySqlStore, PostgresStore, SessionData,
-    SessionError, SessionLayer, SqliteStore, TypedSession,
+    index::SessionHandle,
+    store::{CleanupTask, LoadKeys, Patch, Record, WriteResult},
+    Key, MySqlStore, PostgresStore, SessionData, SessionError, SessionId, SessionLayer,
+    SessionStore, SqliteStore, StoreError, TypedSession,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -37,6 +39,99 @@ pub struct Visitor {
 pub struct Auth {
     /// The user's name, once logged in.
     pub user: Option<String>,
+}
+
+/// What the page shows of the session's own life: the ID it had before login (the ID
+/// changes at login), until shown.
+#[derive(SessionData, Debug)]
+#[session(namespace = "trace")]
+pub struct Trace {
+    /// A short form of the ID before login.
+    pub previous_id: Option<String>,
+}
+
+/// The store the demo runs on, for the page to name.
+#[derive(Debug, Clone)]
+pub struct StoreName(pub String);
+
+/// A store that remembers, per session, which store keys its last write set and removed,
+/// so that the page can show what the last request wrote (and what it left alone). Demo
+/// only: it keeps the last write of at most 1000 sessions.
+#[derive(Clone)]
+pub struct Watched<S>(pub S);
+
+type Writes = (Vec<String>, Vec<String>);
+
+fn last_writes() -> &'static std::sync::Mutex<std::collections::HashMap<String, Writes>> {
+    static LAST: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Writes>>> =
+        std::sync::OnceLock::new();
+    LAST.get_or_init(Default::default)
+}
+
+fn watch(id: &SessionId, patch: &Patch) {
+    let mut last = last_writes()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if last.len() >= 1000 {
+        last.clear();
+    }
+    let set = patch.set.iter().map(|(k, _)| k.to_string()).collect();
+    let removed = patch.remove.iter().map(ToString::to_string).collect();
+    last.insert(id.as_str().to_owned(), (set, removed));
+}
+
+/// The keys the last write of session `id` set and removed, if the demo saw one.
+pub fn last_write(id: &SessionId) -> Option<Writes> {
+    last_writes()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(id.as_str())
+        .cloned()
+}
+
+impl<S: SessionStore> SessionStore for Watched<S> {
+    async fn load(&self, id: &SessionId, keys: LoadKeys<'_>) -> Result<Option<Record>, StoreError> {
+        self.0.load(id, keys).await
+    }
+    async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        let replaced = self.0.create(id, patch).await?;
+        watch(replaced.as_ref().unwrap_or(id), patch);
+        Ok(replaced)
+    }
+    async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
+        let replaced = self.0.save(id, patch).await?;
+        watch(replaced.as_ref().unwrap_or(id), patch);
+        Ok(replaced)
+    }
+    async fn regenerate(&self, old: &SessionId, new: &SessionId, patch: &Patch) -> WriteResult {
+        let replaced = self.0.regenerate(old, new, patch).await?;
+        watch(replaced.as_ref().unwrap_or(new), patch);
+        Ok(replaced)
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.0.delete(id).await
+    }
+    async fn touch(&self, id: &SessionId, expires_at: SystemTime) -> WriteResult {
+        self.0.touch(id, expires_at).await
+    }
+    fn supports_index(&self) -> bool {
+        self.0.supports_index()
+    }
+    async fn find_indexed(
+        &self,
+        index: &str,
+        term: &[u8],
+    ) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        self.0.find_indexed(index, term).await
+    }
+    async fn delete_indexed(
+        &self,
+        id: &SessionId,
+        index: &str,
+        term: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.0.delete_indexed(id, index, term).await
+    }
 }
 
 /// A one-time message for the next page ("Added 3 × apples"): set by an action, taken (and
@@ -87,7 +182,7 @@ pub async fn database_layer(
         store.migrate().await?;
         let cleanup = store.spawn_cleanup(CLEANUP_EVERY);
         return Ok((
-            SessionLayer::new(store, key),
+            SessionLayer::new(Watched(store), key),
             cleanup,
             format!("sessions in PostgreSQL at {url}"),
         ));
@@ -99,7 +194,7 @@ pub async fn database_layer(
         store.migrate().await?;
         let cleanup = store.spawn_cleanup(CLEANUP_EVERY);
         return Ok((
-            SessionLayer::new(store, key),
+            SessionLayer::new(Watched(store), key),
             cleanup,
             format!("sessions in MariaDB/MySQL at {url}"),
         ));
@@ -109,7 +204,7 @@ pub async fn database_layer(
         store.migrate().await?;
         let cleanup = store.spawn_cleanup(CLEANUP_EVERY);
         return Ok((
-            SessionLayer::new(store, key),
+            SessionLayer::new(Watched(store), key),
             cleanup,
             format!("sessions in SQLite at {url}"),
         ));
@@ -132,24 +227,30 @@ pub fn error_page(err: &SessionError) -> axum::response::Response {
 
 /// Serves the demo with `layer` on `DEMO_ADDR` (default `127.0.0.1:3000`) until Ctrl-C,
 /// logging through `tracing` (`RUST_LOG` sets the level, default `info`).
-pub async fn serve(layer: SessionLayer) -> Result<(), Box<dyn std::error::Error>> {
-    serve_routes(routes(), layer).await
+pub async fn serve(
+    layer: SessionLayer,
+    store: impl Into<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    serve_routes(routes(), layer, store).await
 }
 
 /// [`serve`] with other routes: [`routes_without_index`] for a store that cannot index.
 pub async fn serve_routes(
     routes: Router,
     layer: SessionLayer,
+    store: impl Into<String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(demo_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .try_init();
     // The demo serves plain HTTP on loopback; over HTTPS keep the default `Secure`.
-    let app = routes.layer(
-        layer
-            .with_insecure_cookie_over_http()?
-            .with_error_response(error_page),
-    );
+    let app = routes
+        .layer(axum::Extension(StoreName(store.into())))
+        .layer(
+            layer
+                .with_insecure_cookie_over_http()?
+                .with_error_response(error_page),
+        );
     let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("demo listening on http://{}", listener.local_addr()?);
@@ -201,18 +302,153 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// The first characters of an ID: enough to see it change, not enough to use it.
+fn short(id: &SessionId) -> String {
+    let mut short: String = id.as_str().chars().take(8).collect();
+    short.push('…');
+    short
+}
+
+/// The session cookie (`id=...`) in a request's `Cookie` header: its size in bytes.
+fn cookie_size(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .find(|pair| pair.starts_with("id="))
+        .map(str::len)
+}
+
+/// What the page says about the session itself: its ID (and the one before login), the
+/// store, the cookie, and what the last request wrote.
+fn session_panel(
+    auth: &TypedSession<Auth>,
+    previous: Option<String>,
+    headers: &HeaderMap,
+    store: Option<&StoreName>,
+) -> String {
+    let mut panel = String::from("<section id=\"session\"><h2>This session</h2><ul>");
+    match auth.id() {
+        Some(id) => {
+            let _ = write!(
+                panel,
+                "<li id=\"session-id\">ID <code>{}</code>",
+                escape(&short(&id))
+            );
+            if let Some(previous) = previous {
+                let _ = write!(
+                    panel,
+                    " (it was <code id=\"previous-id\">{}</code> before you logged in: a new ID at \
+                     login makes an ID planted before it worthless)",
+                    escape(&previous)
+                );
+            }
+            panel.push_str("</li>");
+        }
+        None => panel.push_str(
+            "<li id=\"session-id\">No session yet: nothing has been written, so nothing is \
+             stored and no cookie was sent.</li>",
+        ),
+    }
+    if let Some(store) = store {
+        let _ = write!(
+            panel,
+            "<li id=\"store\">Stored in: {}</li>",
+            escape(&store.0)
+        );
+    }
+    let metadata = auth.metadata();
+    let expiry = match (metadata.session_only, metadata.expires_at) {
+        (true, _) => "ends when the browser closes".to_owned(),
+        (false, Some(at)) => {
+            let secs = at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .as_secs();
+            format!(
+                "expires in {} h {} min unless used",
+                secs / 3600,
+                secs % 3600 / 60
+            )
+        }
+        (false, None) => "no expiry known".to_owned(),
+    };
+    if let Some(size) = cookie_size(headers) {
+        let _ = write!(
+            panel,
+            "<li id=\"cookie\">Cookie: {size} bytes, {expiry}</li>"
+        );
+    }
+    if let Some((set, removed)) = auth.id().as_ref().and_then(last_write) {
+        let list = |keys: &[String]| {
+            if keys.is_empty() {
+                "nothing".to_owned()
+            } else {
+                keys.iter()
+                    .map(|k| format!("<code>{}</code>", escape(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let _ = write!(
+            panel,
+            "<li id=\"writes\">The last write stored {} and removed {}. Every other field was \
+             left as it was.</li>",
+            list(&set),
+            list(&removed)
+        );
+    }
+    panel.push_str(
+        "</ul><p>What this shows: the session is a typed struct per concern (visits, login, \
+         cart, messages), stored field by field, and the cart item by item. A request writes \
+         only what it changed, so the race below (50 requests at once, each adding another \
+         item) keeps every item, where a store that saves the whole session per request keeps \
+         one.</p></section>",
+    );
+    panel
+}
+
+/// The race: 50 requests at once from the browser, each adding another item.
+const RACE: &str = "<p><button id=\"race\" type=\"button\">Race: add 50 items at once</button> \
+    <span id=\"race-result\"></span></p>\
+    <script>\
+    document.getElementById('race').onclick = async () => {\
+      const round = Date.now() % 100000;\
+      const adds = [...Array(50).keys()].map(i => fetch('/cart/add', {method: 'POST',\
+        headers: {'content-type': 'application/x-www-form-urlencoded'},\
+        body: 'name=race-' + round + '-' + String(i).padStart(2, '0'), redirect: 'manual'}));\
+      await Promise.all(adds);\
+      location.href = '/?race=' + round;\
+    };\
+    </script>";
+
+/// The query of the page after a race: its round.
+#[derive(Debug, Deserialize)]
+pub struct HomeQuery {
+    race: Option<u32>,
+}
+
+#[allow(clippy::too_many_arguments)] // one extractor per schema, as the demo shows
 async fn home(
     mut visitor: TypedSession<Visitor>,
     auth: TypedSession<Auth>,
     cart: TypedSession<Cart>,
     mut flash: TypedSession<Flash>,
+    mut trace: TypedSession<Trace>,
+    headers: HeaderMap,
+    store: Option<axum::Extension<StoreName>>,
+    Query(query): Query<HomeQuery>,
 ) -> impl IntoResponse {
     *visitor.visits_mut() += 1;
     let logged_in = auth.user().is_some();
     let mut page = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Typed sessions demo</title>\
-         <style>body{font-family:sans-serif;max-width:40em;margin:2em auto}form{margin:.5em 0}\
-         #flash{background:#eef6ee;border:1px solid #9c9;padding:.4em .8em}</style>\
+         <style>body{font-family:sans-serif;max-width:44em;margin:2em auto;line-height:1.4}\
+         form{margin:.5em 0}code{background:#f3f3f3;padding:0 .2em}\
+         #flash{background:#eef6ee;border:1px solid #9c9;padding:.4em .8em}\
+         #session{border-top:1px solid #ccc;margin-top:2em;font-size:.95em}</style>\
          </head><body><h1>Typed sessions demo</h1>",
     );
     // Shown once: taking it removes it from the store with this request's save.
@@ -253,9 +489,28 @@ async fn home(
          <input name=\"name\" required maxlength=\"64\" placeholder=\"apples\"> \
          <input name=\"quantity\" type=\"number\" min=\"1\" max=\"999\" value=\"1\"> \
          <button>Add</button></form>\
-         <form method=\"post\" action=\"/cart/clear\"><button>Empty the cart</button></form>\
-         </body></html>",
+         <form method=\"post\" action=\"/cart/clear\"><button>Empty the cart</button></form>",
     );
+    page.push_str(RACE);
+    if let Some(round) = query.race {
+        let prefix = format!("race-{round}-");
+        let kept = cart
+            .items()
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .count();
+        let _ = write!(
+            page,
+            "<p id=\"race-kept\">The race's 50 concurrent requests: {kept} of 50 items are in the cart.</p>"
+        );
+    }
+    page.push_str(&session_panel(
+        &auth,
+        trace.take_previous_id(),
+        &headers,
+        store.as_ref().map(|e| &e.0),
+    ));
+    page.push_str("</body></html>");
     private(logged_in, Html(page))
 }
 
@@ -283,6 +538,7 @@ pub struct LoginForm {
 async fn login(
     mut auth: TypedSession<Auth>,
     mut flash: TypedSession<Flash>,
+    mut trace: TypedSession<Trace>,
     Form(form): Form<LoginForm>,
 ) -> impl IntoResponse {
     let user = form.user.trim();
@@ -290,6 +546,7 @@ async fn login(
         flash.set_message(Some("A name is 1 to 64 characters.".into()));
         return Redirect::to("/");
     }
+    trace.set_previous_id(auth.id().as_ref().map(short));
     auth.set_user(Some(user.to_owned()));
     // A new session ID at login: an ID planted before login is worthless after it.
     auth.regenerate();
@@ -315,6 +572,7 @@ async fn login_indexed(
     headers: HeaderMap,
     auth: TypedSession<Auth>,
     flash: TypedSession<Flash>,
+    trace: TypedSession<Trace>,
     form: Form<LoginForm>,
 ) -> impl IntoResponse {
     let user = form.user.trim();
@@ -328,7 +586,7 @@ async fn login_indexed(
     }
     // Handed to the index before the login regenerates the ID (both are saved together).
     drop(account);
-    login(auth, flash, form).await
+    login(auth, flash, trace, form).await
 }
 
 /// A short name for the browser behind a `User-Agent`.

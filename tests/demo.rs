@@ -503,3 +503,101 @@ fn futures_body(response: axum::response::Response) -> String {
         .unwrap()
         .block_on(session_suite::http::text(response))
 }
+
+/// The page shows the library at work: the session's ID (and the one before login), the
+/// store, the cookie, what the last request wrote, and the race's result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_the_session_at_work() {
+    let app = session_suite::demo::routes()
+        .layer(axum::Extension(session_suite::demo::StoreName(
+            "memory".into(),
+        )))
+        .layer(
+            SessionLayer::new(
+                session_suite::demo::Watched(MemoryStore::new()),
+                Key::generate(),
+            )
+            .with_insecure_cookie_over_http()
+            .unwrap(),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("http://{addr}");
+    let browser = browser();
+
+    let html = page(&browser, &base).await;
+    assert!(html.contains("No session yet"), "{html}");
+    let html = page(&browser, &base).await;
+    assert!(
+        html.contains("<li id=\"store\">Stored in: memory</li>"),
+        "{html}"
+    );
+    assert!(html.contains("<li id=\"cookie\">Cookie: "), "{html}");
+    let id_before = between(&html, "<li id=\"session-id\">ID <code>", "</code>");
+
+    let html = post_form(&browser, format!("{base}/cart/add"), "name=figs")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let writes = between(&html, "<li id=\"writes\">", "</li>");
+    assert!(writes.contains("<code>cart.items#figs</code>"), "{writes}");
+    assert!(writes.contains("<code>flash.message</code>"), "{writes}");
+    assert!(
+        !writes.contains("auth."),
+        "the cart request left the login alone: {writes}"
+    );
+
+    let html = post_form(&browser, format!("{base}/login"), "user=ada")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let previous = between(&html, "<code id=\"previous-id\">", "</code>");
+    let id_after = between(&html, "<li id=\"session-id\">ID <code>", "</code>");
+    assert_eq!(previous, id_before, "{html}");
+    assert_ne!(id_after, id_before, "a new ID at login: {html}");
+    assert!(html.contains("ends when the browser closes"), "{html}");
+
+    // What the race button does: 50 concurrent adds of different items.
+    let adds: Vec<_> = (0..50)
+        .map(|n| {
+            let (browser, base) = (browser.clone(), base.clone());
+            tokio::spawn(async move {
+                post_form(
+                    &browser,
+                    format!("{base}/cart/add"),
+                    &format!("name=race-7-{n:02}"),
+                )
+                .await
+                .status()
+            })
+        })
+        .collect();
+    for add in adds {
+        assert!(add.await.unwrap().is_success());
+    }
+    let html = browser
+        .get(format!("{base}/?race=7"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("50 of 50 items are in the cart"), "{html}");
+    assert!(
+        html.contains("id=\"race\""),
+        "the race button is on the page"
+    );
+}
+
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let from = html
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {html}"))
+        + start.len();
+    let to = html[from..].find(end).expect("the end") + from;
+    &html[from..to]
+}
