@@ -60,33 +60,57 @@ pub struct StoreName(pub String);
 #[derive(Clone)]
 pub struct Watched<S>(pub S);
 
+/// The store keys a request's writes set, and those they removed.
 type Writes = (Vec<String>, Vec<String>);
 
-fn last_writes() -> &'static std::sync::Mutex<std::collections::HashMap<String, Writes>> {
-    static LAST: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Writes>>> =
-        std::sync::OnceLock::new();
+tokio::task_local! {
+    /// The number of the request being served, set by [`numbered`].
+    static REQUEST: u64;
+}
+
+/// Middleware, outside the session layer: numbers each request, so that the demo tells
+/// the writes of one request (an early save and the final one) from the next one's.
+pub async fn numbered(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    REQUEST.scope(number, next.run(request)).await
+}
+
+type Watch = std::collections::HashMap<String, (Option<u64>, Writes)>;
+
+fn last_writes() -> &'static std::sync::Mutex<Watch> {
+    static LAST: std::sync::OnceLock<std::sync::Mutex<Watch>> = std::sync::OnceLock::new();
     LAST.get_or_init(Default::default)
 }
 
 fn watch(id: &SessionId, patch: &Patch) {
+    let request = REQUEST.try_with(|n| *n).ok();
     let mut last = last_writes()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if last.len() >= 1000 {
         last.clear();
     }
-    let set = patch.set.iter().map(|(k, _)| k.to_string()).collect();
-    let removed = patch.remove.iter().map(ToString::to_string).collect();
-    last.insert(id.as_str().to_owned(), (set, removed));
+    let entry = last.entry(id.as_str().to_owned()).or_default();
+    // A later write of the same request adds to its writes; another request's replaces them.
+    if request.is_none() || entry.0 != request {
+        *entry = (request, Writes::default());
+    }
+    let (set, removed) = &mut entry.1;
+    set.extend(patch.set.iter().map(|(k, _)| k.to_string()));
+    removed.extend(patch.remove.iter().map(ToString::to_string));
 }
 
-/// The keys the last write of session `id` set and removed, if the demo saw one.
+/// The keys the last request that wrote session `id` set and removed, if the demo saw it.
 pub fn last_write(id: &SessionId) -> Option<Writes> {
     last_writes()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(id.as_str())
-        .cloned()
+        .map(|(_, writes)| writes.clone())
 }
 
 impl<S: SessionStore> SessionStore for Watched<S> {
@@ -250,7 +274,8 @@ pub async fn serve_routes(
             layer
                 .with_insecure_cookie_over_http()?
                 .with_error_response(error_page),
-        );
+        )
+        .layer(axum::middleware::from_fn(numbered));
     let addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!("demo listening on http://{}", listener.local_addr()?);
@@ -302,6 +327,15 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// Whether a save failed because the session would be too large for its store (a session
+/// kept in a 4 KB cookie, say): the change is dropped and the stored session stays.
+fn too_large(err: &SessionError) -> bool {
+    matches!(
+        err,
+        SessionError::Store(StoreError::Rejected(_)) | SessionError::CookieTooLarge { .. }
+    )
+}
+
 /// The first characters of an ID: enough to see it change, not enough to use it.
 fn short(id: &SessionId) -> String {
     let mut short: String = id.as_str().chars().take(8).collect();
@@ -328,6 +362,7 @@ fn session_panel(
     previous: Option<String>,
     headers: &HeaderMap,
     store: Option<&StoreName>,
+    last: Option<Writes>,
 ) -> String {
     let mut panel = String::from("<section id=\"session\"><h2>This session</h2><ul>");
     match auth.id() {
@@ -381,7 +416,7 @@ fn session_panel(
             "<li id=\"cookie\">Cookie: {size} bytes, {expiry}</li>"
         );
     }
-    if let Some((set, removed)) = auth.id().as_ref().and_then(last_write) {
+    if let Some((set, removed)) = last {
         let list = |keys: &[String]| {
             if keys.is_empty() {
                 "nothing".to_owned()
@@ -428,6 +463,8 @@ const RACE: &str = "<p><button id=\"race\" type=\"button\">Race: add 50 items at
 #[derive(Debug, Deserialize)]
 pub struct HomeQuery {
     race: Option<u32>,
+    /// Set after an add the store refused as too large.
+    full: Option<u8>,
 }
 
 #[allow(clippy::too_many_arguments)] // one extractor per schema, as the demo shows
@@ -441,7 +478,20 @@ async fn home(
     store: Option<axum::Extension<StoreName>>,
     Query(query): Query<HomeQuery>,
 ) -> impl IntoResponse {
+    // The write before this request's own, which the page reports.
+    let last = auth.id().as_ref().and_then(last_write);
     *visitor.visits_mut() += 1;
+    // Saved now, so that a session at its store's size limit still gets its page: the
+    // count then stays where it is, and nothing else is lost.
+    // (A new session is small: it is created after the page, as any other.)
+    let full = match visitor.is_new() {
+        true => false,
+        false => match visitor.save().await {
+            Ok(()) => false,
+            Err(err) if too_large(&err) => true,
+            Err(err) => return error_page(&err),
+        },
+    };
     let logged_in = auth.user().is_some();
     let mut page = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Typed sessions demo</title>\
@@ -454,6 +504,18 @@ async fn home(
     // Shown once: taking it removes it from the store with this request's save.
     if let Some(message) = flash.take_message() {
         let _ = write!(page, "<p id=\"flash\">{}</p>", escape(&message));
+    }
+    if query.full.is_some() {
+        page.push_str(
+            "<p id=\"flash\">The cart is too large for this store (a session kept in a cookie \
+             holds about 4 KB): the item was not added.</p>",
+        );
+    }
+    if full {
+        page.push_str(
+            "<p id=\"full\">This session is at its store's size limit, so this visit was not \
+             counted: empty the cart to make room.</p>",
+        );
     }
     let _ = write!(
         page,
@@ -509,9 +571,10 @@ async fn home(
         trace.take_previous_id(),
         &headers,
         store.as_ref().map(|e| &e.0),
+        last,
     ));
     page.push_str("</body></html>");
-    private(logged_in, Html(page))
+    private(logged_in, Html(page)).into_response()
 }
 
 /// A page with a logged-in user's data is never stored by a cache, the browser's included
@@ -725,28 +788,35 @@ async fn add_item(
     mut cart: TypedSession<Cart>,
     mut flash: TypedSession<Flash>,
     Form(form): Form<AddForm>,
-) -> Redirect {
+) -> axum::response::Response {
     let name = form.name.trim();
     let quantity = match form.quantity.trim() {
         "" => Some(1),
         text => text.parse::<u32>().ok().filter(|q| (1..=999).contains(q)),
     };
-    let message = match quantity {
-        _ if name.is_empty() || name.len() > 64 => {
-            "An item's name is 1 to 64 characters.".to_owned()
-        }
-        None => "The quantity is a whole number from 1 to 999.".to_owned(),
+    let refused = match quantity {
+        _ if name.is_empty() || name.len() > 64 => "An item's name is 1 to 64 characters.",
+        None => "The quantity is a whole number from 1 to 999.",
         // Only this item's entry is written: a concurrent add of another item keeps its own.
         Some(quantity) => match cart.items_mut().get_or_insert_with(name, || 0) {
             Ok(line) => {
                 *line = line.saturating_add(quantity).min(999);
-                format!("Added {quantity} × {name}.")
+                flash.set_message(Some(format!("Added {quantity} × {name}.")));
+                // Handed over, and saved now with the item: a session too large for its
+                // store (a 4 KB cookie) is refused here, and the stored one stays as it
+                // was; the refusal is said in the address, as the session has no room.
+                drop(flash);
+                return match cart.save().await {
+                    Ok(()) => Redirect::to("/").into_response(),
+                    Err(err) if too_large(&err) => Redirect::to("/?full=1").into_response(),
+                    Err(err) => error_page(&err),
+                };
             }
-            Err(_) => "The cart holds at most 100 lines: remove some first.".to_owned(),
+            Err(_) => "The cart holds at most 100 lines: remove some first.",
         },
     };
-    flash.set_message(Some(message));
-    Redirect::to("/")
+    flash.set_message(Some(refused.to_owned()));
+    Redirect::to("/").into_response()
 }
 
 async fn clear_cart(mut cart: TypedSession<Cart>, mut flash: TypedSession<Flash>) -> Redirect {

@@ -220,6 +220,22 @@ impl Browser {
         }
     }
 
+    /// The page's source once it contains one of `needles` (polled for up to 20 s).
+    async fn wait_for_any(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let source = self.source().await;
+            if needles.iter().any(|needle| source.contains(needle)) {
+                return source;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "none of {needles:?} appeared in {source}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The browser's session cookie, as WebDriver reports it.
     async fn session_cookie(&self) -> Option<Value> {
         let cookies = call(&self.client, "GET", &format!("{}/cookie", self.base), None).await;
@@ -245,7 +261,8 @@ async fn serve_demo(store: MemoryStore) -> String {
                 .with_insecure_cookie_over_http()
                 .unwrap()
                 .with_error_response(session_suite::demo::error_page),
-        );
+        )
+        .layer(axum::middleware::from_fn(session_suite::demo::numbered));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -361,5 +378,64 @@ async fn the_demo_in_headless_chromium() {
         !stored(id).await,
         "the logged-out session is gone from the store"
     );
+    browser.quit().await;
+}
+
+/// The cookie-store demo in Chromium: a cart too large for a cookie is a message, and the
+/// page keeps loading, with the cart as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cookie_store_demo_survives_a_too_large_cart_in_chromium() {
+    let present =
+        std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
+    if !present {
+        assert!(
+            std::env::var_os("SESSION_TEST_REQUIRE_BROWSER").is_none(),
+            "{CHROMIUM} and {CHROMEDRIVER} are required here"
+        );
+        eprintln!("skipped: no {CHROMIUM} or {CHROMEDRIVER}");
+        return;
+    }
+    let key = Key::generate();
+    let app = session_suite::demo::routes_without_index()
+        .layer(
+            SessionLayer::new(session_runtime::CookieStore::new(&key), key)
+                .with_insecure_cookie_over_http()
+                .unwrap()
+                .with_error_response(session_suite::demo::error_page),
+        )
+        .layer(axum::middleware::from_fn(session_suite::demo::numbered));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    browser.go(&format!("{base}/")).await;
+    let mut refused = None;
+    for n in 0..100 {
+        let name = format!("{n:02}-{}", "y".repeat(60));
+        browser.type_into("input[name=name]", &name).await;
+        browser.click("form[action='/cart/add'] button").await;
+        // The next page, not the one the click left: it names this item, or refuses it.
+        let added = format!("Added 1 × {name}.");
+        let html = browser
+            .wait_for_any(&[added.as_str(), "is too large for this store"])
+            .await;
+        if !html.contains(&added) {
+            refused = Some(n);
+            break;
+        }
+    }
+    let refused = refused.expect("a cookie cannot hold 100 such lines");
+    for _ in 0..2 {
+        browser.go(&format!("{base}/")).await;
+        let html = browser.source().await;
+        assert!(
+            html.contains("Typed sessions demo"),
+            "the page loads: {html}"
+        );
+        assert_eq!(html.matches("<li>1 × ").count(), refused, "{html}");
+    }
+    browser.click("form[action='/cart/clear'] button").await;
+    browser.wait_for("The cart is empty.").await;
     browser.quit().await;
 }

@@ -377,3 +377,36 @@ async fn an_oversized_session_is_a_500_with_a_logged_size_never_a_dropped_cookie
     let response = send(&app, request("GET", "/show", Some(&cookie), String::new())).await;
     assert_eq!(text(response).await, r#"["small"]"#);
 }
+
+/// A save that would need a cookie too large for a browser fails in the handler
+/// (`SessionError::CookieTooLarge` from `save()`), drops that change, and keeps the session
+/// as it was: the handler can answer with a message, and the response carries no cookie.
+#[tokio::test]
+async fn an_early_save_too_large_for_a_cookie_is_refused_and_keeps_the_session() {
+    async fn huge(mut cart: TypedSession<Cart>) -> String {
+        cart.items_mut().push("x".repeat(6000));
+        match cart.save().await {
+            Err(SessionError::CookieTooLarge { size, limit }) => {
+                format!("refused {size} > {limit}")
+            }
+            other => format!("{other:?}"),
+        }
+    }
+    let key = Key::generate();
+    let app = Router::new()
+        .route("/add", post(add))
+        .route("/show", get(show))
+        .route("/huge", post(huge))
+        .layer(SessionLayer::new(CookieStore::new(&key), key.clone()));
+    let response = send(&app, request("POST", "/add", None, "apple")).await;
+    let cookie = cookie_pair(&response);
+    let response = send(&app, request("POST", "/huge", Some(&cookie), "")).await;
+    let status = response.status();
+    let cookies = set_cookies(&response);
+    let body = text(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(cookies.is_empty(), "no cookie for the refused save");
+    assert!(body.starts_with("refused "), "{body}");
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(text(response).await, r#"["apple"]"#);
+}

@@ -519,7 +519,8 @@ async fn the_page_shows_the_session_at_work() {
             )
             .with_insecure_cookie_over_http()
             .unwrap(),
-        );
+        )
+        .layer(axum::middleware::from_fn(session_suite::demo::numbered));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -600,4 +601,67 @@ fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
         + start.len();
     let to = html[from..].find(end).expect("the end") + from;
     &html[from..to]
+}
+
+/// On the cookie store, a cart too large for a 4 KB cookie is a message, and the demo
+/// keeps working: the page loads, the stored cart stays, and emptying it makes room.
+#[tokio::test]
+async fn the_cookie_store_demo_never_bricks() {
+    let key = Key::generate();
+    let app = session_suite::demo::routes_without_index().layer(
+        SessionLayer::new(session_runtime::CookieStore::new(&key), key)
+            .with_insecure_cookie_over_http()
+            .unwrap()
+            .with_error_response(session_suite::demo::error_page),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let browser = browser();
+    page(&browser, &base).await;
+    let mut refused = None;
+    for n in 0..100 {
+        let name = format!("{n:02}-{}", "x".repeat(60));
+        let response = post_form(
+            &browser,
+            format!("{base}/cart/add"),
+            &format!("name={name}"),
+        )
+        .await;
+        let status = response.status();
+        let url = response.url().to_string();
+        let html = response.text().await.unwrap();
+        assert!(status.is_success(), "add {n}: {status} at {url}: {html}");
+        if html.contains("is too large for this store") {
+            assert!(
+                !html.contains(&format!("× {name}</li>")),
+                "not added: {html}"
+            );
+            refused = Some(n);
+            break;
+        }
+    }
+    let refused = refused.expect("a 4 KB cookie cannot hold 100 such lines");
+    // The page still loads, more than once, with the cart as it was.
+    for _ in 0..3 {
+        let response = browser.get(format!("{base}/")).send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let html = response.text().await.unwrap();
+        assert_eq!(html.matches("<li>1 × ").count(), refused, "{html}");
+    }
+    let html = post_form(&browser, format!("{base}/cart/clear"), "")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("The cart is empty.") && html.contains("<i>empty</i>"),
+        "{html}"
+    );
+    let html = post_form(&browser, format!("{base}/cart/add"), "name=plums")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<li>1 × plums</li>"), "{html}");
 }

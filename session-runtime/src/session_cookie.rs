@@ -220,14 +220,10 @@ impl CookieOut {
                     Some(tag) => *tag,
                     None => signer.tag(id.as_str()),
                 };
-                let max_age = max_age.map(|age| age.as_secs());
                 // Built at its exact size: the header value then takes the buffer over
                 // without copying or allocating again.
-                let len = name.len()
-                    + 1
-                    + signed_len(id.as_str())
-                    + max_age.map_or(0, |age| MAX_AGE.len() + decimal_len(age))
-                    + attributes.len();
+                let len = set_cookie_len(name, id, *max_age, attributes);
+                let max_age = max_age.map(|age| age.as_secs());
                 let mut text = String::with_capacity(len);
                 text.push_str(name);
                 text.push('=');
@@ -257,6 +253,21 @@ impl CookieOut {
 }
 
 const MAX_AGE: &str = "; Max-Age=";
+
+/// The length of the `Set-Cookie` header that sends `id`, before it is signed: a save can
+/// tell that the cookie it needs is too large before anything depends on it.
+pub(crate) fn set_cookie_len(
+    name: &str,
+    id: &SessionId,
+    max_age: Option<std::time::Duration>,
+    attributes: &str,
+) -> usize {
+    name.len()
+        + 1
+        + signed_len(id.as_str())
+        + max_age.map_or(0, |age| MAX_AGE.len() + decimal_len(age.as_secs()))
+        + attributes.len()
+}
 
 /// The number of decimal digits of `n`.
 fn decimal_len(n: u64) -> usize {

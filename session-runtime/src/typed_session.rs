@@ -295,6 +295,11 @@ impl<T: SessionData> TypedSession<T> {
     /// Those fail with [`SessionError::ResponseSent`] without being written (a `destroy()`
     /// made before them still ends the old session).
     ///
+    /// On a store that keeps the session in the cookie, a save that would need a cookie
+    /// larger than browsers accept fails with [`SessionError::CookieTooLarge`]: the changes
+    /// saved with it are dropped, and the browser keeps the session it had, so the handler
+    /// can answer with a message ("the cart is full") instead of a 500.
+    ///
     /// ```
     /// # use axum::{routing::post, Router};
     /// # use session_runtime::{Key, MemoryStore, SessionData, SessionError, SessionLayer, TypedSession};

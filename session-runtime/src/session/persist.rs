@@ -103,6 +103,24 @@ impl RequestSession {
         let Some(cookie_id) = self.write(&snapshot, &patch, max_age).await? else {
             return Ok(());
         };
+        // A store that keeps the session in the cookie gave it a value too large for a
+        // browser: the save fails here, before the request takes it for saved, and the
+        // browser keeps the cookie it has (the session as it was). `TypedSession::save`
+        // surfaces it to the handler.
+        if let Some(id) = &cookie_id {
+            let size = crate::session_cookie::set_cookie_len(
+                &self.config().cookie.name,
+                id,
+                max_age,
+                &self.shared().cookie_attributes,
+            );
+            if size > crate::session_cookie::MAX_COOKIE_LEN {
+                return Err(SessionError::CookieTooLarge {
+                    size,
+                    limit: crate::session_cookie::MAX_COOKIE_LEN,
+                });
+            }
+        }
 
         // A store that keeps the session in the cookie itself gave it a new value: after the
         // response, that value has nowhere to go, so the change is not kept anywhere.
