@@ -299,6 +299,7 @@ pub fn routes() -> Router {
         .route("/sessions", get(sessions))
         .route("/sessions/revoke", post(revoke))
         .route("/sessions/revoke-others", post(revoke_others))
+        .fallback(not_found)
 }
 
 /// The demo's routes without the session index, for a store that cannot keep it (the
@@ -310,6 +311,20 @@ pub fn routes_without_index() -> Router {
         .route("/logout", post(logout))
         .route("/cart/add", post(add_item))
         .route("/cart/clear", post(clear_cart))
+        .fallback(not_found)
+}
+
+/// A page for an address the demo does not have, with a way back.
+async fn not_found() -> impl IntoResponse {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        Html(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Not found</title>\
+             <style>body{font-family:sans-serif;max-width:40em;margin:2em auto}</style></head>\
+             <body><h1>There is no such page</h1><p><a href=\"/\">Back to the demo</a></p>\
+             </body></html>",
+        ),
+    )
 }
 
 fn escape(text: &str) -> String {

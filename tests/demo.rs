@@ -665,3 +665,20 @@ async fn the_cookie_store_demo_never_bricks() {
         .unwrap();
     assert!(html.contains("<li>1 × plums</li>"), "{html}");
 }
+
+/// An address the demo does not have is a page with a way back, not an empty 404.
+#[tokio::test]
+async fn an_unknown_address_is_a_page_with_a_way_back() {
+    let base = serve().await;
+    let response = browser()
+        .get(format!("{base}/no/such/page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("<a href=\"/\">Back to the demo</a>"),
+        "{html}"
+    );
+}
