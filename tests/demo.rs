@@ -51,6 +51,19 @@ async fn post_form(client: &reqwest::Client, url: String, form: &str) -> reqwest
         .unwrap()
 }
 
+/// A form posted, and the page it leads to.
+async fn post_html(client: &reqwest::Client, url: String, form: &str) -> String {
+    post_form(client, url, form).await.text().await.unwrap()
+}
+
+/// Serves `app` on a free port: its base URL.
+async fn serve_app(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
 #[tokio::test]
 async fn the_demo_counts_logs_in_fills_the_cart_and_logs_out() {
     let base = serve().await;
@@ -92,28 +105,16 @@ async fn the_demo_counts_logs_in_fills_the_cart_and_logs_out() {
         "name=apples&quantity=2",
     )
     .await;
-    let html = post_form(&browser, format!("{base}/cart/add"), "name=pears")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/cart/add"), "name=pears").await;
     assert!(
         html.contains("<li>5 × apples</li>") && html.contains("<li>1 × pears</li>"),
         "{html}"
     );
 
-    let html = post_form(&browser, format!("{base}/cart/clear"), "")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/cart/clear"), "").await;
     assert!(html.contains("<i>empty</i>"));
 
-    let html = post_form(&browser, format!("{base}/logout"), "")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/logout"), "").await;
     assert!(html.contains("name=\"user\""), "login form again");
     assert!(html.contains("viewed this page 1 time in"), "a new session");
 }
@@ -133,11 +134,7 @@ async fn your_sessions(base: &str) {
     let laptop = browser();
     let phone = browser_as("Mozilla/5.0 (Linux; Android 14) Chrome/126.0 Mobile Safari/537.36");
     for browser in [&laptop, &phone] {
-        let html = post_form(browser, format!("{base}/login"), &format!("user={user}"))
-            .await
-            .text()
-            .await
-            .unwrap();
+        let html = post_html(browser, format!("{base}/login"), &format!("user={user}")).await;
         assert!(html.contains("Your sessions"), "{html}");
     }
     let listing = laptop.get(format!("{base}/sessions")).send().await.unwrap();
@@ -158,15 +155,12 @@ async fn your_sessions(base: &str) {
     );
     let others = handles(&html);
     assert_eq!(others.len(), 1, "one other browser to sign out: {html}");
-    let html = post_form(
+    let html = post_html(
         &laptop,
         format!("{base}/sessions/revoke"),
         &format!("handle={}", others[0]),
     )
-    .await
-    .text()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(html.matches("class=\"session\"").count(), 1, "{html}");
     assert!(
         page(&phone, base).await.contains("name=\"user\""),
@@ -175,11 +169,7 @@ async fn your_sessions(base: &str) {
 
     let tablet = browser_as("Mozilla/5.0 (iPad; CPU OS 17_0) Safari/604.1");
     post_form(&tablet, format!("{base}/login"), &format!("user={user}")).await;
-    let html = post_form(&laptop, format!("{base}/sessions/revoke-others"), "")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&laptop, format!("{base}/sessions/revoke-others"), "").await;
     assert_eq!(html.matches("class=\"session\"").count(), 1, "{html}");
     assert!(
         page(&tablet, base).await.contains("name=\"user\""),
@@ -241,11 +231,7 @@ async fn the_demo_runs_on_redis_too() {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let browser = browser();
         page(&browser, &base).await;
-        let html = post_form(&browser, format!("{base}/cart/add"), "name=figs&quantity=2")
-            .await
-            .text()
-            .await
-            .unwrap();
+        let html = post_html(&browser, format!("{base}/cart/add"), "name=figs&quantity=2").await;
         assert!(html.contains("<li>2 × figs</li>"), "{layout:?}: {html}");
         assert!(html.contains("viewed this page 2 times"), "{layout:?}");
         your_sessions(&base).await;
@@ -285,11 +271,7 @@ async fn the_demo_runs_on_postgres_mysql_and_sqlite() {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let browser = browser();
         page(&browser, &base).await;
-        let html = post_form(&browser, format!("{base}/cart/add"), "name=figs&quantity=2")
-            .await
-            .text()
-            .await
-            .unwrap();
+        let html = post_html(&browser, format!("{base}/cart/add"), "name=figs&quantity=2").await;
         assert!(html.contains("<li>2 × figs</li>"), "{about}: {html}");
         assert!(html.contains("viewed this page 2 times"), "{about}");
         your_sessions(&base).await;
@@ -311,31 +293,17 @@ async fn the_demo_runs_on_the_cookie_store_too() {
             .with_insecure_cookie_over_http()
             .unwrap(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = serve_app(app).await;
     let browser = browser();
     page(&browser, &base).await;
-    let html = post_form(&browser, format!("{base}/login"), "user=bo")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/login"), "user=bo").await;
     assert!(html.contains("Logged in as <b>bo</b>"), "{html}");
-    let html = post_form(&browser, format!("{base}/cart/add"), "name=plums")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/cart/add"), "name=plums").await;
     assert!(
         html.contains("<li>1 × plums</li>") && html.contains("viewed this page 3 times"),
         "{html}"
     );
-    let html = post_form(&browser, format!("{base}/logout"), "")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/logout"), "").await;
     assert!(html.contains("viewed this page 1 time in"), "{html}");
 }
 
@@ -430,11 +398,7 @@ async fn remember_me_decides_whether_the_cookie_outlives_the_browser() {
 async fn actions_give_feedback_once_and_bad_forms_are_messages() {
     let base = serve().await;
     let browser = browser();
-    let html = post_form(&browser, format!("{base}/cart/add"), "name=figs&quantity=3")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/cart/add"), "name=figs&quantity=3").await;
     assert!(
         html.contains("<p id=\"flash\">Added 3 × figs.</p>"),
         "{html}"
@@ -445,11 +409,7 @@ async fn actions_give_feedback_once_and_bad_forms_are_messages() {
     );
 
     // A cleared quantity box adds one; a quantity that is not a number is a message.
-    let html = post_form(&browser, format!("{base}/cart/add"), "name=figs&quantity=")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/cart/add"), "name=figs&quantity=").await;
     assert!(
         html.contains("Added 1 × figs.") && html.contains("<li>4 × figs</li>"),
         "{html}"
@@ -467,18 +427,10 @@ async fn actions_give_feedback_once_and_bad_forms_are_messages() {
         "{html}"
     );
     assert!(html.contains("<li>4 × figs</li>"), "nothing added: {html}");
-    let html = post_form(&browser, format!("{base}/login"), "")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/login"), "").await;
     assert!(html.contains("A name is 1 to 64 characters."), "{html}");
 
-    let html = post_form(&browser, format!("{base}/logout"), "")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/logout"), "").await;
     assert!(html.contains("Logged out"), "{html}");
 }
 
@@ -521,10 +473,7 @@ async fn the_page_shows_the_session_at_work() {
             .unwrap(),
         )
         .layer(axum::middleware::from_fn(session_suite::demo::numbered));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let base = format!("http://{addr}");
+    let base = serve_app(app).await;
     let browser = browser();
 
     let html = page(&browser, &base).await;
@@ -537,11 +486,7 @@ async fn the_page_shows_the_session_at_work() {
     assert!(html.contains("<li id=\"cookie\">Cookie: "), "{html}");
     let id_before = between(&html, "<li id=\"session-id\">ID <code>", "</code>");
 
-    let html = post_form(&browser, format!("{base}/cart/add"), "name=figs")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/cart/add"), "name=figs").await;
     let writes = between(&html, "<li id=\"writes\">", "</li>");
     assert!(writes.contains("<code>cart.items#figs</code>"), "{writes}");
     assert!(writes.contains("<code>flash.message</code>"), "{writes}");
@@ -550,11 +495,7 @@ async fn the_page_shows_the_session_at_work() {
         "the cart request left the login alone: {writes}"
     );
 
-    let html = post_form(&browser, format!("{base}/login"), "user=ada")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/login"), "user=ada").await;
     let previous = between(&html, "<code id=\"previous-id\">", "</code>");
     let id_after = between(&html, "<li id=\"session-id\">ID <code>", "</code>");
     assert_eq!(previous, id_before, "{html}");
@@ -614,9 +555,7 @@ async fn the_cookie_store_demo_never_bricks() {
             .unwrap()
             .with_error_response(session_suite::demo::error_page),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = serve_app(app).await;
     let browser = browser();
     page(&browser, &base).await;
     let mut refused = None;
@@ -649,20 +588,12 @@ async fn the_cookie_store_demo_never_bricks() {
         let html = response.text().await.unwrap();
         assert_eq!(html.matches("<li>1 × ").count(), refused, "{html}");
     }
-    let html = post_form(&browser, format!("{base}/cart/clear"), "")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/cart/clear"), "").await;
     assert!(
         html.contains("The cart is empty.") && html.contains("<i>empty</i>"),
         "{html}"
     );
-    let html = post_form(&browser, format!("{base}/cart/add"), "name=plums")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = post_html(&browser, format!("{base}/cart/add"), "name=plums").await;
     assert!(html.contains("<li>1 × plums</li>"), "{html}");
 }
 
