@@ -152,3 +152,18 @@ impl Browser {
         )
     }
 }
+
+/// The text of `html` between the first `start` and the `end` after it (a page's element,
+/// for tests that read the demo's pages).
+///
+/// # Panics
+///
+/// When `start`, or `end` after it, is not in `html`.
+pub fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let from = html
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {html}"))
+        + start.len();
+    let to = html[from..].find(end).expect("the end") + from;
+    &html[from..to]
+}

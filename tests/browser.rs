@@ -13,6 +13,7 @@ use std::{
 
 use serde_json::{json, Value};
 use session_runtime::{store::LoadKeys, Key, MemoryStore, SessionLayer, SessionStore};
+use session_suite::http::between;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -267,15 +268,6 @@ async fn serve_demo(store: MemoryStore) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
-}
-
-fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
-    let from = html
-        .find(start)
-        .unwrap_or_else(|| panic!("{start} in {html}"))
-        + start.len();
-    let to = html[from..].find(end).expect("the end") + from;
-    &html[from..to]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

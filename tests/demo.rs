@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use session_runtime::{Key, MemoryStore, SessionLayer};
+use session_suite::http::between;
 
 async fn serve() -> String {
     let app = session_suite::demo::routes().layer(
@@ -533,15 +534,6 @@ async fn the_page_shows_the_session_at_work() {
         html.contains("id=\"race\""),
         "the race button is on the page"
     );
-}
-
-fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
-    let from = html
-        .find(start)
-        .unwrap_or_else(|| panic!("{start} in {html}"))
-        + start.len();
-    let to = html[from..].find(end).expect("the end") + from;
-    &html[from..to]
 }
 
 /// On the cookie store, a cart too large for a 4 KB cookie is a message, and the demo

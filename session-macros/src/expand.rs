@@ -579,6 +579,18 @@ fn with_field_bounds(schema: &Schema<'_>, private: &TokenStream) -> syn::Generic
     generics
 }
 
+/// The four accessors' names of a field (`f`, `set_f`, `f_mut`, `take_f`), at its span.
+fn accessor_idents(field: &Field<'_>) -> [syn::Ident; 4] {
+    let [_, set, mutable, take] = valid::accessor_names(&field.name());
+    let span = field.ident.span();
+    [
+        getter_ident(field),
+        syn::Ident::new(&set, span),
+        syn::Ident::new(&mutable, span),
+        syn::Ident::new(&take, span),
+    ]
+}
+
 fn accessors(
     field: &Field<'_>,
     self_ty: &TokenStream,
@@ -592,12 +604,7 @@ fn accessors(
     let vis = field.vis;
     let ty = self_as(field.ty, self_ty);
     let name = field.name();
-    let [_, set, mutable, take] = valid::accessor_names(&name);
-    let span = member.span();
-    let get = getter_ident(field);
-    let set = syn::Ident::new(&set, span);
-    let mutable = syn::Ident::new(&mutable, span);
-    let take = syn::Ident::new(&take, span);
+    let [get, set, mutable, take] = accessor_idents(field);
     let persisted = field.attrs.skip.is_none();
     let slot_fn = slot_ident(index);
     // The field's decoder and default are named here only, spanned at the user's tokens:
@@ -672,12 +679,7 @@ fn entry_accessors(
     let vis = field.vis;
     let ty = self_as(field.ty, self_ty);
     let name = field.name();
-    let [_, set, mutable, take] = valid::accessor_names(&name);
-    let span = member.span();
-    let get = getter_ident(field);
-    let set = syn::Ident::new(&set, span);
-    let mutable = syn::Ident::new(&mutable, span);
-    let take = syn::Ident::new(&take, span);
+    let [get, set, mutable, take] = accessor_idents(field);
     let decoder = decoder_ident(index);
     let key = field.key();
     let get_doc = format!(

@@ -599,16 +599,12 @@ impl<M: EntryMap> EntriesMut<'_, M> {
         if self.is_whole() {
             return self.map().entry_count();
         }
-        let stored: Vec<String> = self
-            .source
-            .stored_suffixes()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        // The suffixes borrow the record, not this handle.
+        let stored = self.source.stored_suffixes();
         let partial = self.cell.partial();
         let untouched = stored
             .iter()
-            .filter(|suffix| !partial.seen.contains_key(suffix.as_str()))
+            .filter(|suffix| !partial.seen.contains_key(**suffix))
             .count();
         untouched + partial.seen.values().filter(|present| **present).count()
     }

@@ -131,9 +131,8 @@ fn decode_or_default<F>(
     }
 }
 
-#[doc(hidden)]
 #[inline]
-pub fn lazy_get<'a, F>(
+fn lazy_get<'a, F>(
     cell: &'a OnceLock<F>,
     raw: &RawRecord,
     schema: &'static Schema,
@@ -144,9 +143,8 @@ pub fn lazy_get<'a, F>(
     cell.get_or_init(|| decode_or_default(raw, schema, index, decode, default).0)
 }
 
-#[doc(hidden)]
 #[inline]
-pub fn lazy_get_mut<'a, F>(
+fn lazy_get_mut<'a, F>(
     cell: &'a mut OnceLock<F>,
     raw: &RawRecord,
     schema: &'static Schema,
@@ -159,9 +157,8 @@ pub fn lazy_get_mut<'a, F>(
     cell.get_mut().expect("initialized by lazy_force")
 }
 
-#[doc(hidden)]
 #[inline]
-pub fn lazy_take<F>(
+fn lazy_take<F>(
     cell: &mut OnceLock<F>,
     raw: &RawRecord,
     schema: &'static Schema,
@@ -175,8 +172,7 @@ pub fn lazy_take<F>(
     }
 }
 
-#[doc(hidden)]
-pub fn lazy_force<F>(
+fn lazy_force<F>(
     cell: &mut OnceLock<F>,
     raw: &RawRecord,
     schema: &'static Schema,
@@ -192,32 +188,29 @@ pub fn lazy_force<F>(
     error
 }
 
-#[doc(hidden)]
 #[inline]
-pub fn plain_get<F>(cell: &OnceLock<F>, default: impl FnOnce() -> F) -> &F {
+fn plain_get<F>(cell: &OnceLock<F>, default: impl FnOnce() -> F) -> &F {
     cell.get_or_init(default)
 }
 
-#[doc(hidden)]
 #[inline]
-pub fn plain_get_mut<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> &mut F {
+fn plain_get_mut<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> &mut F {
     if cell.get().is_none() {
         *cell = OnceLock::from(default());
     }
     cell.get_mut().expect("initialized above")
 }
 
-#[doc(hidden)]
 #[inline]
-pub fn plain_take<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> F {
+fn plain_take<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> F {
     cell.take().unwrap_or_else(default)
 }
 
 // ---- One generic function per accessor kind, so that each generated accessor is one call.
 
-/// Where a field's accessor finds its value: the whole struct once `data()` built it
-/// (`whole`, with the projection to the field), else the field's own cell, decoded from
-/// `raw` on first use (`decode` is `None` for a `skip` field, which is never stored).
+/// How a field's accessor reaches its value when the whole struct was not built: the
+/// field's own cell, decoded from `raw` on first use (`decode` is `None` for a `skip`
+/// field, which is never stored), or its default.
 #[doc(hidden)]
 pub struct Slot<'a, F> {
     raw: &'a RawRecord,

@@ -121,8 +121,7 @@ pub mod __private {
     pub use crate::error::DecodeError;
     pub use crate::generated::{
         assert_field, field_force, field_get, field_mut, field_set, field_take, field_take_whole,
-        lazy_force, lazy_get, lazy_get_mut, lazy_take, plain_get, plain_get_mut, plain_take, slot,
-        DecodeFn, FieldDefault, SessionField, Slot, Storable,
+        slot, DecodeFn, FieldDefault, SessionField, Slot, Storable,
     };
     pub use crate::index::{index_term, Index, IndexValue};
     pub use crate::meta::{

@@ -26,54 +26,48 @@ const MAX_CANDIDATES: usize = 4;
 /// the current key (to send it again without signing again).
 type Candidate = (SessionId, bool, Option<[u8; 32]>);
 
+/// A new `TypedSession`'s parts: its fields, the schema's stored version, its number.
+type NewHandle<T> = (Box<<T as SessionData>::Fields>, Option<u32>, Handle);
+
 impl RequestSession {
     /// Loads what schema `T` needs and decodes it.
     pub(crate) async fn extract<T: SessionData>(
         &self,
         headers: &HeaderMap,
-    ) -> Result<(Box<T::Fields>, Option<u32>, Handle), SessionError> {
+    ) -> Result<NewHandle<T>, SessionError> {
         self.0.used.store(true, Ordering::Release);
         crate::registry::check::<T>()?;
         self.ensure_loaded::<T>(headers).await?;
-        let mut state = self.state();
-        let view = state.view();
-        let decoded = decode::decode::<T>(&view, self.config().decode_policy)
-            .map_err(SessionError::Decode)?;
-        state.pending.extend(decoded.extra);
-        state.handles += 1;
-        let handle = Handle {
-            id: state.handles,
-            seen: state.generation,
-        };
-        Ok((decoded.fields, decoded.stored_version, handle))
+        self.new_handle::<T>(self.config().decode_policy)
+            .map_err(SessionError::Decode)
     }
 
     /// A new handle of schema `T` on what is loaded already (a `TypedSession<T>` of this
     /// request exists, so its keys are): [`extract`](Self::extract) without the load. Read
-    /// leniently: the view held what the first handle decoded, plus handed-over writes this
-    /// code encoded.
-    pub(crate) fn extract_loaded<T: SessionData>(&self) -> (Box<T::Fields>, Option<u32>, Handle) {
-        let mut state = self.state();
-        let view = state.view();
-        let (fields, stored_version) = match decode::decode::<T>(&view, DecodePolicy::Lenient) {
-            Ok(decoded) => {
-                state.pending.extend(decoded.extra);
-                (decoded.fields, decoded.stored_version)
-            }
-            Err(_) => (
-                Box::new(<T::Fields as crate::schema::SchemaFields>::from_record(
-                    view,
+    /// leniently (which never fails): the view held what the first handle decoded, plus
+    /// handed-over writes this code encoded.
+    pub(crate) fn extract_loaded<T: SessionData>(&self) -> NewHandle<T> {
+        self.new_handle::<T>(DecodePolicy::Lenient)
+            .unwrap_or_else(|_| {
+                let mut state = self.state();
+                let fields = <T::Fields as crate::schema::SchemaFields>::from_record(
+                    state.view(),
                     crate::changes::FieldState::new(),
-                )),
-                None,
-            ),
-        };
-        state.handles += 1;
-        let handle = Handle {
-            id: state.handles,
-            seen: state.generation,
-        };
-        (fields, stored_version, handle)
+                );
+                (Box::new(fields), None, state.next_handle())
+            })
+    }
+
+    /// Decodes `T` from the loaded record and this request's writes, and numbers the new
+    /// handle.
+    fn new_handle<T: SessionData>(
+        &self,
+        policy: DecodePolicy,
+    ) -> Result<NewHandle<T>, crate::DecodeError> {
+        let mut state = self.state();
+        let decoded = decode::decode::<T>(&state.view(), policy)?;
+        state.pending.extend(decoded.extra);
+        Ok((decoded.fields, decoded.stored_version, state.next_handle()))
     }
 
     async fn ensure_loaded<T: SessionData>(&self, headers: &HeaderMap) -> Result<(), SessionError> {

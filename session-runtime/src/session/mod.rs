@@ -290,6 +290,15 @@ impl State {
             || !self.errors.is_empty()
     }
 
+    /// Numbers a new handle, and notes the writes it has seen.
+    fn next_handle(&mut self) -> Handle {
+        self.handles += 1;
+        Handle {
+            id: self.handles,
+            seen: self.generation,
+        }
+    }
+
     /// What schemas decode from: the loaded record with this request's unsaved writes.
     fn view(&self) -> RawRecord {
         let base = self.loaded.as_ref().and_then(|l| l.base.clone());
