@@ -234,6 +234,27 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): its connections stay open and nothing answers, as a
+    /// server that hangs or a network that drops every packet.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a server frozen by [`RedisServer::pause`] go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("a running server");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Starts the server again on the same port and directory.
     pub fn restart(&mut self) {
         self.kill();

@@ -451,6 +451,124 @@ async fn a_redis_restart_gives_503s_then_recovers_without_losing_acknowledged_wr
     assert_eq!(text(response).await, "4");
 }
 
+/// How many times the server ran `command`, from `INFO commandstats`.
+fn calls(url: &str, command: &str) -> u64 {
+    let stats = info(url, "commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// Once a call finds Redis down, the others fail at once without being sent: with probes an
+/// hour apart, a restarted server receives nothing from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_calls_are_not_sent_until_a_probe_is_due() {
+    if !can_start_servers("outage") {
+        return;
+    }
+    let (_guard, logs) = session_suite::logs::capture();
+    let mut server = RedisServer::start();
+    let store = RedisStore::connect(server.url())
+        .await
+        .unwrap()
+        .with_outage_probe(Duration::from_secs(3600), Duration::from_millis(500));
+    let app = app(store);
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let cookie = cookie_pair(&response);
+
+    server.kill();
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    server.restart();
+    let commands = ["hgetall", "ping", "evalsha", "eval", "set"];
+    // The harness's own PING, that saw the server up.
+    let before = commands.map(|command| calls(&server.url(), command));
+    for (method, uri, body) in [("GET", "/show", ""), ("POST", "/add", "b")] {
+        for _ in 0..5 {
+            let response = send(&app, request(method, uri, Some(&cookie), body)).await;
+            assert_eq!(
+                response.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{method} {uri}: no probe is due, so Redis is still taken for down"
+            );
+        }
+    }
+    let response = send(&app, request("POST", "/add", None, "new")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    for (command, before) in commands.into_iter().zip(before) {
+        assert_eq!(
+            calls(&server.url(), command),
+            before,
+            "the restarted server received a {command} while the store took it for down"
+        );
+    }
+    assert_eq!(
+        logs.text()
+            .matches("Redis is down: failing calls at once")
+            .count(),
+        1,
+        "the outage is logged once, not per call"
+    );
+}
+
+/// A server that stops answering (frozen: its connections open, nothing answered) costs one
+/// call its response timeout; the calls after it are not sent (only the probes' `PING`s
+/// are), and once it answers again the same store serves, with every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stops_answering_costs_one_timeout_then_probes_find_it_back() {
+    if !can_start_servers("frozen") {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::connect(server.url()).await.unwrap();
+    let app = app(store);
+    let response = send(&app, request("POST", "/add", None, "a")).await;
+    let cookie = cookie_pair(&response);
+    let response = send(&app, request("POST", "/add", Some(&cookie), "b")).await;
+    assert_eq!(text(response).await, "2");
+    let (reads, writes) = (
+        calls(&server.url(), "hgetall"),
+        calls(&server.url(), "evalsha"),
+    );
+
+    server.pause();
+    // The first call waits for its response timeout and finds Redis down.
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    for round in 0..10 {
+        let response = send(&app, request("POST", "/add", Some(&cookie), "lost")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{round}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.resume();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+        if response.status() == StatusCode::OK {
+            break text(response).await;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(std::time::Instant::now() < deadline, "did not recover");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(body, r#"["a", "b"]"#, "nothing written while down");
+    // The frozen server received the first call's read, then only PINGs: none of the ten
+    // writes (each would have read the session first).
+    assert_eq!(
+        calls(&server.url(), "hgetall"),
+        reads + 2,
+        "the read that met the freeze and the one that recovered"
+    );
+    assert_eq!(calls(&server.url(), "evalsha"), writes, "no write was sent");
+    assert!(calls(&server.url(), "ping") >= 1, "the probes' PINGs");
+}
+
 #[derive(SessionData)]
 struct Big21 {
     counter: u64,

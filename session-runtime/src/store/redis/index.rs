@@ -249,8 +249,7 @@ impl RedisStore {
                     invocation.invoke_async(&mut conn).await
                 }
             })
-            .await
-            .map_err(backend)?;
+            .await?;
         let deleted = matches!(reply.first(), Some(Value::Int(1)));
         if self.clustered() {
             let mut terms = reply.into_iter().skip(1);
@@ -285,8 +284,7 @@ impl RedisStore {
                         .await
                 }
             })
-            .await
-            .map_err(backend)?;
+            .await?;
         let ids: Vec<SessionId> = members.into_iter().map(SessionId::from_store).collect();
         let records = if self.clustered() {
             // The sessions live on many nodes: one load each.
@@ -331,8 +329,7 @@ impl RedisStore {
                 let pipe = &pipe;
                 async move { pipe.query_async(&mut conn).await }
             })
-            .await
-            .map_err(backend)?;
+            .await?;
         // A log due for compaction is compacted by its own session's next load.
         keys.iter()
             .zip(replies)

@@ -7,6 +7,7 @@
 mod cluster;
 mod conn;
 mod hash;
+mod health;
 mod index;
 mod layout;
 mod log;
@@ -14,10 +15,7 @@ mod sentinel;
 
 use std::{
     fmt,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -32,6 +30,7 @@ use redis::{
 use self::{
     conn::{backend, connection_infos, is_tls, tls_ready, Conn},
     hash::HashLayout,
+    health::{Admission, Health, Probe, Unreachable},
     layout::{outcome, Command, Layout, Write},
     log::LogLayout,
     sentinel::SentinelConn,
@@ -66,9 +65,20 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 ///   dies between the steps, the record stays aside until its TTL: no live session gets
 ///   data it should not have.
 /// - The connection reconnects by itself after Redis restarts ([`ConnectionManager`], or the
-///   cluster client's own reconnection); while Redis is down, store calls fail fast and the
-///   layer answers `503`. Through Sentinels ([`RedisStore::connect_sentinel`]) it follows
-///   failovers to the new master.
+///   cluster client's own reconnection), and the layer answers `503` while it cannot.
+///   Through Sentinels ([`RedisStore::connect_sentinel`]) it follows failovers to the new
+///   master.
+/// - **Fail-fast** (one server): once a call finds Redis down (the connection refused, or
+///   no answer within the timeout), calls fail at once, without waiting for a connection,
+///   and every 25 ms one call probes Redis first with a `PING` (waiting at most 500 ms);
+///   the first probe that is answered ends the outage. So during an outage a request gets
+///   its `503` at once (only the probes wait, on a server that does not answer), and a
+///   restarted Redis serves again within about 25 ms of the first request after it is
+///   back. [`RedisStore::with_outage_probe`] sets both durations.
+/// - **A write answered `503` may still have run**: when the connection drops between
+///   sending a write and reading its reply, the store cannot tell whether Redis applied it,
+///   and says it failed. A write is never sent twice, so a retried request applies its
+///   change at most once more, as if the user had sent it again.
 ///
 /// The expiry is kept both as the key's TTL and as a hidden `__exp` hash field (written in the
 /// same `HSET` as the changed fields), so a load knows when the session expires without a
@@ -126,9 +136,10 @@ pub struct RedisStore {
     conn: Conn,
     prefix: Arc<str>,
     layout: RedisLayout,
-    /// When a command last succeeded (ms since the epoch), shared by clones: after a pause,
-    /// a write first checks the connection (see [`RedisStore::checked`]).
-    last_ok: Arc<AtomicU64>,
+    /// When Redis last answered and whether it is known to be down, shared by clones.
+    health: Arc<Health>,
+    /// How calls probe Redis while it is down (see [`RedisStore::with_outage_probe`]).
+    probe: Probe,
     /// The most bytes one session may hold; 0 for no limit.
     max_session_bytes: usize,
 }
@@ -247,8 +258,9 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
+            // One attempt per reconnection: while Redis is down, the store's probe paces
+            // the attempts, and no call waits through a reconnection's back-off.
+            .set_number_of_retries(0);
         let manager = client
             .get_connection_manager_with_config(config)
             .await
@@ -277,7 +289,8 @@ impl RedisStore {
         Self {
             conn: Conn::Single(manager),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
-            last_ok: Arc::default(),
+            health: Arc::default(),
+            probe: Probe::default(),
             max_session_bytes: 0,
             layout: RedisLayout::Hash,
         }
@@ -324,7 +337,8 @@ impl RedisStore {
         Self {
             conn: Conn::Cluster(conn),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
-            last_ok: Arc::default(),
+            health: Arc::default(),
+            probe: Probe::default(),
             max_session_bytes: 0,
             layout: RedisLayout::Hash,
         }
@@ -390,7 +404,8 @@ impl RedisStore {
         Ok(Self {
             conn: Conn::Sentinel(conn),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
-            last_ok: Arc::default(),
+            health: Arc::default(),
+            probe: Probe::default(),
             max_session_bytes: 0,
             layout: RedisLayout::Hash,
         })
@@ -437,6 +452,41 @@ impl RedisStore {
     #[must_use]
     pub fn with_max_session_bytes(mut self, max: usize) -> Self {
         self.max_session_bytes = max;
+        self
+    }
+
+    /// How calls behave while Redis is down (a single server; default: probe every 25 ms,
+    /// each probe waiting at most 500 ms). Once a call finds Redis down (its connection
+    /// refused or timed out), calls fail at once with [`StoreError::Backend`] (the layer
+    /// answers `503`) instead of each waiting to connect; at most one call every `every`
+    /// first sends a `PING`, and if Redis answers within `timeout` the outage is over and
+    /// that call proceeds. A shorter `every` recovers sooner after Redis is back, at the
+    /// cost of a connection attempt per probe while it is not; `timeout` bounds how long the
+    /// probing request waits on a server that accepts connections but does not answer (keep
+    /// it above the network's round trip). `Duration::ZERO` for `every` turns fail-fast off:
+    /// every call then tries to reach Redis, and waits for its connection timeout (1 s) on a
+    /// server that does not answer.
+    ///
+    /// Clusters and Sentinel-managed stores do not probe: their clients handle failing
+    /// nodes themselves (and [`RedisStore::connect_sentinel`] fails fast for 100 ms after a
+    /// failed attempt to reach the Sentinels).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), session_runtime::StoreError> {
+    /// use session_runtime::RedisStore;
+    /// use std::time::Duration;
+    ///
+    /// // Redis across a WAN: probe less often, and give a probe longer.
+    /// let store = RedisStore::connect("rediss://redis.example.net:6380")
+    ///     .await?
+    ///     .with_outage_probe(Duration::from_millis(100), Duration::from_secs(1));
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_outage_probe(mut self, every: Duration, timeout: Duration) -> Self {
+        self.probe = Probe { every, timeout };
         self
     }
 
@@ -490,16 +540,77 @@ impl RedisStore {
         self.conn.clone()
     }
 
-    /// Notes that Redis answered.
-    fn answered(&self) {
-        self.last_ok
-            .store(crate::meta::to_millis(SystemTime::now()), Ordering::Relaxed);
+    /// The outage policy in effect: probing is for a single server (a cluster's client and
+    /// the Sentinel connection handle their nodes' failures themselves).
+    fn probe(&self) -> Probe {
+        match self.conn {
+            Conn::Single(_) => self.probe,
+            Conn::Cluster(_) | Conn::Sentinel(_) => Probe {
+                every: Duration::ZERO,
+                ..self.probe
+            },
+        }
     }
 
-    /// Runs a command that is safe to run twice (a read, a refresh, a delete): if the
-    /// connection turns out to have been dropped (Redis's idle `timeout`, a proxy, `CLIENT
-    /// KILL`, a restart), again on a fresh one (at most twice), so the request does not fail.
-    async fn idempotent<T, F, Fut>(&self, run: F) -> Result<T, redis::RedisError>
+    /// Notes the outcome of a call that went to Redis.
+    fn note<T>(&self, result: &Result<T, redis::RedisError>) {
+        match result {
+            Ok(_) => self.health.answered(),
+            Err(err) => self.health.failed(err, self.probe()),
+        }
+    }
+
+    /// Before a call: while Redis is known to be down, fails at once, except for one call
+    /// every `probe.every`, which first checks Redis with a `PING` bounded by
+    /// `probe.timeout`.
+    async fn gate(&self) -> Result<(), StoreError> {
+        let _guard = match self.health.admit() {
+            Admission::Go => return Ok(()),
+            Admission::Refuse => return Err(StoreError::backend(Unreachable)),
+            Admission::Probe(guard) => guard,
+        };
+        let ping =
+            |mut conn: Conn| async move { redis::cmd("PING").query_async::<()>(&mut conn).await };
+        let check = async {
+            // The first PING may meet the connection that failed and only start a new one;
+            // the second waits for that one.
+            match ping(self.conn()).await {
+                Err(err) if err.is_connection_dropped() => ping(self.conn()).await,
+                result => result,
+            }
+        };
+        let probe = self.probe();
+        match tokio::time::timeout(probe.timeout, check).await {
+            Ok(Ok(())) => {
+                self.health.answered();
+                Ok(())
+            }
+            Ok(Err(err)) => {
+                self.health.hold_off(probe.every);
+                Err(backend(err))
+            }
+            Err(_elapsed) => {
+                self.health.hold_off(probe.every);
+                Err(StoreError::backend(Unreachable))
+            }
+        }
+    }
+
+    /// Runs a command that is safe to run twice (a read, a refresh, a delete), unless Redis
+    /// is known to be down ([`RedisStore::gate`]): if the connection turns out to have been
+    /// dropped (Redis's idle `timeout`, a proxy, `CLIENT KILL`, a restart), again on a fresh
+    /// one (at most twice), so the request does not fail.
+    async fn idempotent<T, F, Fut>(&self, run: F) -> Result<T, StoreError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: std::future::Future<Output = Result<T, redis::RedisError>>,
+    {
+        self.gate().await?;
+        self.retrying(run).await.map_err(backend)
+    }
+
+    /// [`RedisStore::idempotent`] without the gate.
+    async fn retrying<T, F, Fut>(&self, run: F) -> Result<T, redis::RedisError>
     where
         F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = Result<T, redis::RedisError>>,
@@ -509,7 +620,7 @@ impl RedisStore {
         // meet the dead one again, so it gets a second retry, a moment later.
         for pause in [Duration::ZERO, Duration::from_millis(10)] {
             match &result {
-                Err(err) if err.is_connection_dropped() => {
+                Err(err) if err.is_connection_dropped() && !err.is_connection_refusal() => {
                     tracing::debug!(error = %Chain(err), "the Redis connection was dropped; trying again");
                     if !pause.is_zero() {
                         tokio::time::sleep(pause).await;
@@ -519,9 +630,7 @@ impl RedisStore {
                 _ => break,
             }
         }
-        if result.is_ok() {
-            self.answered();
-        }
+        self.note(&result);
         result
     }
 
@@ -529,12 +638,10 @@ impl RedisStore {
     /// a proxy) closed while idle is found dead before the write is sent, never after.
     /// A write is not retried itself: once sent, it may have run.
     async fn checked(&self) -> Result<(), StoreError> {
-        let now = crate::meta::to_millis(SystemTime::now());
-        let idle = now.saturating_sub(self.last_ok.load(Ordering::Relaxed));
-        if idle < crate::meta::duration_millis(IDLE_CHECK) {
+        if self.health.idle() < IDLE_CHECK {
             return Ok(());
         }
-        self.idempotent(
+        self.retrying(
             |mut conn| async move { redis::cmd("PING").query_async::<()>(&mut conn).await },
         )
         .await
@@ -553,16 +660,15 @@ impl RedisStore {
         if let Command::Script(invocation) = &mut command {
             self.push_tail(invocation, key, tail);
         }
+        self.gate().await?;
         self.checked().await?;
         self.before_write(tail).await?;
-        let result = match send(&command, &mut self.conn()).await {
+        let sent = send(&command, &mut self.conn()).await;
+        self.note(&sent);
+        match sent {
             Ok(code) => outcome(self.after_write(tail, key, code).await),
             Err(err) => Err(backend(err)),
-        };
-        if !matches!(result, Err(StoreError::Backend(_))) {
-            self.answered();
         }
-        result
     }
 
     /// Sends a write that is safe to run twice (a refresh), retried on a dropped
@@ -581,8 +687,7 @@ impl RedisStore {
                 let command = &command;
                 async move { send(command, &mut conn).await }
             })
-            .await
-            .map_err(backend)?;
+            .await?;
         outcome(self.after_write(tail, key, code).await)
     }
 }
@@ -626,8 +731,7 @@ impl SessionStore for RedisStore {
                 let command = &command;
                 async move { command.query_async(&mut conn).await }
             })
-            .await
-            .map_err(backend)?;
+            .await?;
         let (record, follow_up) = layout.read(&key, reply)?;
         if let Some(compaction) = follow_up {
             // The read has what it needs; a failed compaction is left to a later one.
