@@ -15,6 +15,8 @@
 //! counter must equal the updates that were answered `200` (no lost update). Client
 //! commands per update (round trips: scripts' own commands left out) come from `MONITOR`
 //! over 100 sequential updates. Each figure is the median of the rounds.
+//! `REDIS_LOAD_ONLY=ours/log,21,32` runs one case (subject, fields, clients) and prints no
+//! figures, to watch the server meanwhile (`strace`, `perf`).
 
 #[allow(dead_code)] // shared with the other benches
 mod routes;
@@ -256,8 +258,19 @@ fn main() {
         "| fields | clients | subject | updates/s | / tower-sessions | Redis CPU µs/update | app CPU µs/update | bytes to Redis | bytes from Redis | Redis commands run | client commands |"
     );
     println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // `REDIS_LOAD_ONLY=<subject>,<fields>,<clients>`: one case only, nothing printed (to
+    // watch Redis meanwhile, with `strace` or `perf`).
+    let only = std::env::var("REDIS_LOAD_ONLY").ok();
+    let only: Option<Vec<String>> = only.map(|o| o.split(',').map(str::to_owned).collect());
     for fields in [21, 200] {
-        let apps: Vec<Router> = SUBJECTS
+        if only.as_ref().is_some_and(|o| o[1] != fields.to_string()) {
+            continue;
+        }
+        let subjects: Vec<&str> = SUBJECTS
+            .into_iter()
+            .filter(|s| only.as_ref().is_none_or(|o| o[0] == *s))
+            .collect();
+        let apps: Vec<Router> = subjects
             .iter()
             .map(|subject| rt.block_on(app(subject, &url, fields)))
             .collect();
@@ -266,15 +279,21 @@ fn main() {
             .map(|app| rt.block_on(round_trips(app, server.port())))
             .collect();
         for clients in [8, 32, 64] {
-            let mut runs: Vec<Vec<Run>> = vec![Vec::new(); SUBJECTS.len()];
+            if only.as_ref().is_some_and(|o| o[2] != clients.to_string()) {
+                continue;
+            }
+            let mut runs: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
             for _ in 0..rounds {
                 for (i, app) in apps.iter().enumerate() {
                     runs[i].push(rt.block_on(run(app, &url, clients, seconds)));
                 }
             }
+            if only.is_some() {
+                continue;
+            }
             let med = |i: usize, f: fn(&Run) -> f64| median(runs[i].iter().map(f).collect());
             let theirs = med(2, |r| r.per_second);
-            for (i, subject) in SUBJECTS.iter().enumerate() {
+            for (i, subject) in subjects.iter().enumerate() {
                 let rate = med(i, |r| r.per_second);
                 println!(
                     "| {fields} | {clients} | {subject} | {rate:.0} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} |",
