@@ -11,6 +11,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+use crate::routes::plain;
 use axum::{
     extract::FromRequestParts,
     http::{header, request::Parts, HeaderValue, Request},
@@ -22,7 +23,6 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use crate::routes::plain;
 use rustc_hash::FxBuildHasher;
 use sha2::Sha256;
 use tower::{Layer, Service};
@@ -361,4 +361,3 @@ pub fn floor_app(verify: bool) -> (FloorService<Router>, String) {
         .with_state(());
     (FloorLayer(shared).layer(router), cookie)
 }
-

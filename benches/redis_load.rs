@@ -10,13 +10,15 @@
 //! a private `redis-server` pinned to CPU 1 and pins itself (app and clients, on one
 //! current-thread runtime) to CPU 0. Per run it reads from `INFO`: the server's CPU time
 //! (`used_cpu_user` + `used_cpu_sys`), the bytes it received and sent, and the commands it
-//! executed (`total_commands_processed`: those a script runs included); and its own CPU
+//! executed (`total_commands_processed`: those a script runs included), and the time spent
+//! executing the commands clients sent (`INFO commandstats`, `usec`: the rest of Redis's CPU
+//! is networking and its event loop); and its own CPU
 //! time from `/proc/self/stat`. After each run every client reads its session back: the
 //! counter must equal the updates that were answered `200` (no lost update). Client
 //! commands per update (round trips: scripts' own commands left out) come from `MONITOR`
 //! over 100 sequential updates. Each figure is the median of the rounds.
-//! `REDIS_LOAD_ONLY=ours/log,21,32` runs one case (subject, fields, clients) and prints no
-//! figures, to watch the server meanwhile (`strace`, `perf`).
+//! `REDIS_LOAD_ONLY=ours/log,21,32` runs one case (subject, fields, clients) only, e.g. to
+//! watch the server meanwhile (`perf record -p <redis pid>`).
 
 #[allow(dead_code)] // shared with the other benches
 mod routes;
@@ -51,7 +53,8 @@ async fn app(subject: &str, url: &str, fields: usize) -> Router {
             ours_router(fields, store)
         }
         _ => {
-            let pool = Pool::new(Config::from_url(url).unwrap(), None, None, None, 2).unwrap();
+            let pool =
+                Pool::new(Config::from_url(url).unwrap(), None, None, None, ts_pool()).unwrap();
             let _connection = pool.connect();
             pool.wait_for_connect().await.unwrap();
             ts_router(fields, TsRedisStore::new(pool))
@@ -82,7 +85,12 @@ struct Info {
     input: u64,
     output: u64,
     commands: u64,
+    /// Microseconds spent executing the commands clients send (`INFO commandstats`).
+    command_us: u64,
 }
+
+/// The commands the subjects send; a script's own commands are inside its `evalsha` time.
+const CLIENT_COMMANDS: [&str; 6] = ["get", "set", "hgetall", "evalsha", "eval", "ping"];
 
 fn info(conn: &mut redis::Connection) -> Info {
     let text: String = redis::cmd("INFO").arg("everything").query(conn).unwrap();
@@ -98,6 +106,18 @@ fn info(conn: &mut redis::Connection) -> Info {
         input: field("total_net_input_bytes").parse().unwrap(),
         output: field("total_net_output_bytes").parse().unwrap(),
         commands: field("total_commands_processed").parse().unwrap(),
+        command_us: CLIENT_COMMANDS
+            .iter()
+            .filter_map(|command| {
+                let stats = text
+                    .lines()
+                    .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:")))?;
+                stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("usec="))
+                    .and_then(|usec| usec.parse::<u64>().ok())
+            })
+            .sum(),
     }
 }
 
@@ -120,6 +140,7 @@ struct Run {
     bytes_in: f64,
     bytes_out: f64,
     commands: f64,
+    command_us: f64,
 }
 
 async fn run(app: &Router, url: &str, clients: usize, seconds: f64) -> Run {
@@ -168,6 +189,7 @@ async fn run(app: &Router, url: &str, clients: usize, seconds: f64) -> Run {
         bytes_in: per((after.input - before.input) as f64),
         bytes_out: per((after.output - before.output) as f64),
         commands: per((after.commands - before.commands) as f64),
+        command_us: per((after.command_us - before.command_us) as f64),
     }
 }
 
@@ -255,9 +277,9 @@ fn main() {
          session; Redis on CPU 1, the app and its clients on CPU 0; medians of the rounds"
     );
     println!(
-        "| fields | clients | subject | updates/s | / tower-sessions | Redis CPU µs/update | app CPU µs/update | bytes to Redis | bytes from Redis | Redis commands run | client commands |"
+        "| fields | clients | subject | updates/s | / tower-sessions | Redis CPU µs/update | of which in commands | app CPU µs/update | bytes to Redis | bytes from Redis | Redis commands run | client commands |"
     );
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     // `REDIS_LOAD_ONLY=<subject>,<fields>,<clients>`: one case only, nothing printed (to
     // watch Redis meanwhile, with `strace` or `perf`).
     let only = std::env::var("REDIS_LOAD_ONLY").ok();
@@ -288,17 +310,18 @@ fn main() {
                     runs[i].push(rt.block_on(run(app, &url, clients, seconds)));
                 }
             }
-            if only.is_some() {
-                continue;
-            }
             let med = |i: usize, f: fn(&Run) -> f64| median(runs[i].iter().map(f).collect());
-            let theirs = med(2, |r| r.per_second);
+            let theirs = subjects
+                .iter()
+                .position(|s| *s == "tower-sessions")
+                .map_or(f64::NAN, |i| med(i, |r| r.per_second));
             for (i, subject) in subjects.iter().enumerate() {
                 let rate = med(i, |r| r.per_second);
                 println!(
-                    "| {fields} | {clients} | {subject} | {rate:.0} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} |",
+                    "| {fields} | {clients} | {subject} | {rate:.0} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} |",
                     rate / theirs,
                     med(i, |r| r.redis_us),
+                    med(i, |r| r.command_us),
                     med(i, |r| r.app_us),
                     med(i, |r| r.bytes_in),
                     med(i, |r| r.bytes_out),
@@ -310,4 +333,12 @@ fn main() {
         // Between field counts: the sessions of the last size go.
         redis::cmd("FLUSHALL").query::<()>(&mut admin).unwrap();
     }
+}
+
+/// tower-sessions' pool size: 2 connections (`REDIS_LOAD_TS_POOL` to change it).
+fn ts_pool() -> usize {
+    std::env::var("REDIS_LOAD_TS_POOL")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2)
 }

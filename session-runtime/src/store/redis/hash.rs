@@ -90,7 +90,7 @@ local function apply(key)
   end
   local upto = math.min(first + 995, last)
   for i = first, upto do meta[#meta + 1] = ARGV[i] end
-  redis.call('HSET', key, unpack(meta))
+  local fresh = redis.call('HSET', key, unpack(meta)) * 2 == #meta
   first = upto + 1
   while first <= last do
     upto = math.min(first + 999, last)
@@ -101,7 +101,7 @@ local function apply(key)
     redis.call('HDEL', key, unpack(dels, i, math.min(i + 999, #dels)))
   end
   redis.call('PEXPIRE', key, ARGV[1])
-  return true
+  return true, fresh
 end
 ";
 
@@ -109,13 +109,22 @@ end
 /// record's expiry field, set again before the move.
 const GUARD: &str = "redis.call('HSET', KEYS[1], '__exp', ARGV[2])";
 
-/// Save: refuses (0) when the session is gone, so a late save never resurrects it.
+/// Save: refuses (0) when the session is gone, so a late save never resurrects it. A live
+/// session always holds `__exp`, so a first `HSET` (which sets it) that added every field it
+/// wrote made a new key: the script deletes it again in the same atomic step, and answers
+/// 0, which spares an `EXISTS` (kept when a size limit is set, which reads the record
+/// first).
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&indexed(
         &format!(
             "{APPLY}
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if not apply(KEYS[1]) then return -2 end
+if ARGV[3] ~= '0' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local applied, fresh = apply(KEYS[1])
+if not applied then return -2 end
+if fresh then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
 return 1"
         ),
         1,

@@ -65,16 +65,23 @@ end
 /// Save (and touch): refuses (0) when the session is gone; an expiry already past deletes
 /// the record. `APPEND` is the first write: Redis refuses a script over `maxmemory` only at
 /// its first write, and only if that command may grow memory (as `APPEND` may, and
-/// `PEXPIRE` may not).
+/// `PEXPIRE` may not). `APPEND` also tells whether the session existed: a live log holds at
+/// least its header, so an append that makes a log exactly its entries' length made a new
+/// key, which the script deletes again in the same atomic step (no reader sees it); that
+/// spares an `EXISTS`. The TTL goes to `PEXPIRE` as the string it came as (a Lua number
+/// would be formatted again).
 static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&indexed(
-        "local ttl = tonumber(ARGV[1])
-if ttl == 0 then return redis.call('DEL', KEYS[1]) end
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local limit = tonumber(ARGV[3])
-if limit > 0 and redis.call('STRLEN', KEYS[1]) + #ARGV[2] > limit then return -2 end
-redis.call('APPEND', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ttl)
+        "if ARGV[1] == '0' then return redis.call('DEL', KEYS[1]) end
+if ARGV[3] ~= '0' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+  if redis.call('STRLEN', KEYS[1]) + #ARGV[2] > tonumber(ARGV[3]) then return -2 end
+end
+if redis.call('APPEND', KEYS[1], ARGV[2]) == #ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1",
         1,
     ))
