@@ -520,6 +520,21 @@ pub fn info(url: &str, section: &str) -> String {
         .unwrap_or_default()
 }
 
+/// How many times the server at `url` ran `command`, from `INFO commandstats`.
+pub fn command_calls(url: &str, command: &str) -> u64 {
+    let stats = info(url, "commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map_or(0, |rest| {
+            rest.split(',')
+                .next()
+                .and_then(|calls| calls.parse().ok())
+                .unwrap_or(0)
+        })
+}
+
 /// Waits until `done` holds, failing the test after `limit`.
 pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();

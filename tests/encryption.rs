@@ -225,6 +225,14 @@ async fn dump<S: SessionStore>(raw: &Raw, store: &S, ids: &[SessionId]) -> Vec<(
                             .query_async(&mut conn)
                             .await
                             .map(|v: Vec<u8>| vec![v]),
+                        "list" => {
+                            redis::cmd("LRANGE")
+                                .arg(&key)
+                                .arg(0)
+                                .arg(-1)
+                                .query_async(&mut conn)
+                                .await
+                        }
                         "zset" => {
                             redis::cmd("ZRANGE")
                                 .arg(&key)

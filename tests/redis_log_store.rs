@@ -1,4 +1,4 @@
-//! `RedisStore` with `RedisLayout::Log` (one string per session that writes append to)
+//! `RedisStore` with `RedisLayout::Log` (one list per session that writes append to)
 //! against real Redis servers: the shared one, with a unique key prefix, and private ones
 //! this test starts (a cluster, and a server whose traffic it counts).
 
@@ -43,12 +43,20 @@ async fn raw_connection() -> MultiplexedConnection {
     .unwrap()
 }
 
-async fn strlen(conn: &mut MultiplexedConnection, key: &str) -> usize {
-    redis::cmd("STRLEN")
+/// A log's items, as Redis holds them.
+async fn items(conn: &mut MultiplexedConnection, key: &str) -> Vec<Vec<u8>> {
+    redis::cmd("LRANGE")
         .arg(key)
+        .arg(0)
+        .arg(-1)
         .query_async(conn)
         .await
         .unwrap()
+}
+
+/// The bytes a log holds: all its items'.
+async fn strlen(conn: &mut MultiplexedConnection, key: &str) -> usize {
+    items(conn, key).await.iter().map(Vec::len).sum()
 }
 
 async fn pttl(conn: &mut MultiplexedConnection, key: &str) -> i64 {
@@ -146,10 +154,10 @@ fn cart_app(store: RedisStore, policy: DecodePolicy, key: &Key) -> Router {
         )
 }
 
-/// A session is one string; a read leaves it as it is and an update appends only the
-/// changed field and the expiry, not the record.
+/// A session is one list; a read leaves it as it is and an update appends one item, with
+/// only the changed field and the expiry, not the record.
 #[tokio::test]
-async fn a_session_is_one_string_that_an_update_appends_to() {
+async fn a_session_is_one_list_that_an_update_appends_to() {
     let Some(store) = shared_store("log-append").await else {
         return;
     };
@@ -163,7 +171,12 @@ async fn a_session_is_one_string_that_an_update_appends_to() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(kind, "string");
+    assert_eq!(kind, "list");
+    assert_eq!(
+        items(&mut conn, &key).await.len(),
+        2,
+        "a header and the entries"
+    );
     let created = strlen(&mut conn, &key).await;
     assert!(created > 2000, "the record holds the theme: {created}");
 
@@ -176,6 +189,7 @@ async fn a_session_is_one_string_that_an_update_appends_to() {
     );
 
     send(&app, request("POST", "/add", Some(&cookie), "apple")).await;
+    assert_eq!(items(&mut conn, &key).await.len(), 3, "one item more");
     let grown = strlen(&mut conn, &key).await - created;
     assert!(
         (20..80).contains(&grown),
@@ -330,8 +344,8 @@ async fn compactions_never_lose_a_concurrent_write() {
     store.delete(&id).await.unwrap();
 }
 
-/// Strings that are not session logs, written under a session's key: every load either
-/// reads them or fails as `Corrupt`, never panics, and leaves them as they are.
+/// Lists that are not session logs, and a string, written under a session's key: every
+/// load either reads them or fails as `Corrupt`, never panics, and leaves them as they are.
 #[tokio::test]
 async fn a_garbage_log_is_corrupt_never_a_panic() {
     let Some(store) = shared_store("log-garbage").await else {
@@ -344,65 +358,95 @@ async fn a_garbage_log_is_corrupt_never_a_panic() {
         .create(&id, &set(&[("a", "\"x\"".into())], in_an_hour()))
         .await
         .unwrap();
-    let valid: Vec<u8> = redis::cmd("GET")
-        .arg(&key)
-        .query_async(&mut conn)
+    store
+        .save(&id, &set(&[("b", "\"y\"".into())], in_an_hour()))
         .await
         .unwrap();
-    let header = &valid[..12];
-    let mut cases: Vec<Vec<u8>> = vec![
-        b"a string".to_vec(),
-        Vec::new(),
-        header[..5].to_vec(),
-        [header, b"+"].concat(),
-        [header, b"+\x05ab"].concat(),
-        [header, b"+\x01a\x0a\"x\""].concat(),
-        [header, b"*\x01a"].concat(),
-        [header, b"+\x02\xff\xfe\x01x"].concat(),
-        [header, b"+\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f"].concat(),
-        [header, b"+\x01a\xff\xff\xff\xff\xff\xff\xff\xff\x7f"].concat(),
-        [header, b"E\x01\x02"].concat(),
-        valid[..valid.len() - 1].to_vec(),
+    let valid = items(&mut conn, &key).await;
+    assert_eq!(valid.len(), 3);
+    let header = valid[0].clone();
+    let entries = |item: &[u8]| vec![header.clone(), item.to_vec()];
+    let mut cases: Vec<Vec<Vec<u8>>> = vec![
+        vec![b"a string".to_vec()],
+        vec![Vec::new()],
+        vec![header[..5].to_vec(), valid[1].clone()],
+        vec![valid[1].clone(), header.clone()],
+        entries(b"+"),
+        entries(b"+\x05ab"),
+        entries(b"+\x01a\x0a\"x\""),
+        entries(b"*\x01a"),
+        entries(b"+\x02\xff\xfe\x01x"),
+        entries(b"+\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f"),
+        entries(b"+\x01a\xff\xff\xff\xff\xff\xff\xff\xff\x7f"),
+        entries(b"E\x01\x02"),
+        entries(&valid[1][..valid[1].len() - 1]),
     ];
     let mut rng = Rng(0x106_6A5B);
     let byte = |rng: &mut Rng| rng.next_u64().to_le_bytes()[0];
     for _ in 0..300 {
         let mut log = valid.clone();
+        let item = 1 + rng.below(log.len() - 1);
+        let damaged = &mut log[item];
         match rng.below(3) {
             0 => {
-                let at = 12 + rng.below(log.len() - 12);
-                log[at] = byte(&mut rng);
+                let at = rng.below(damaged.len());
+                damaged[at] = byte(&mut rng);
             }
-            1 => log.truncate(12 + rng.below(log.len() - 12)),
+            1 => damaged.truncate(rng.below(damaged.len())),
             _ => {
                 let extra = 1 + rng.below(12);
-                log.extend((0..extra).map(|_| byte(&mut rng)));
+                damaged.extend((0..extra).map(|_| byte(&mut rng)));
             }
         }
         cases.push(log);
     }
     let mut corrupt = 0;
     for case in &cases {
-        redis::cmd("SET")
+        redis::cmd("DEL")
             .arg(&key)
-            .arg(&case[..])
             .query_async::<()>(&mut conn)
             .await
             .unwrap();
+        let mut push = redis::cmd("RPUSH");
+        push.arg(&key);
+        for item in case {
+            push.arg(&item[..]);
+        }
+        push.query_async::<()>(&mut conn).await.unwrap();
         match store.load(&id, LoadKeys::All).await {
             Ok(_) => {}
             Err(StoreError::Corrupt(_)) => corrupt += 1,
             Err(other) => panic!("{case:?}: {other:?}"),
         }
-        let left: Vec<u8> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(&left, case, "a load never rewrites what it cannot read");
+        assert_eq!(
+            &items(&mut conn, &key).await,
+            case,
+            "a load never rewrites what it cannot read"
+        );
     }
     // The hand-written cases are all unreadable; most random ones are too.
-    assert!(corrupt >= 12 + 100, "{corrupt} of {} corrupt", cases.len());
+    assert!(corrupt >= 13 + 100, "{corrupt} of {} corrupt", cases.len());
+    // Another program's string under the key is unreadable too, and stays.
+    redis::cmd("SET")
+        .arg(&key)
+        .arg("not a session")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.load(&id, LoadKeys::All).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    let saved = store
+        .save(&id, &set(&[("a", "1".into())], in_an_hour()))
+        .await;
+    assert!(matches!(saved, Err(StoreError::Corrupt(_))), "{saved:?}");
+    let left: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, "not a session");
     store.delete(&id).await.unwrap();
 }
 
@@ -532,4 +576,201 @@ async fn an_update_sends_a_small_flat_number_of_bytes_compactions_included() {
         small_avg.abs_diff(large_avg) <= 20,
         "with compactions: {small_avg} -> {large_avg}"
     );
+}
+
+/// The store as the layer drives it: every write of a session comes right after its load,
+/// which lets the log layout save with plain commands (a session it has just loaded
+/// without index terms).
+#[derive(Clone)]
+struct LoadingFirst(RedisStore);
+
+impl SessionStore for LoadingFirst {
+    async fn load(&self, id: &SessionId, keys: LoadKeys<'_>) -> Result<Option<Record>, StoreError> {
+        self.0.load(id, keys).await
+    }
+
+    async fn create(&self, id: &SessionId, patch: &Patch) -> session_runtime::store::WriteResult {
+        self.0.create(id, patch).await
+    }
+
+    async fn save(&self, id: &SessionId, patch: &Patch) -> session_runtime::store::WriteResult {
+        let _ = self.0.load(id, LoadKeys::All).await;
+        self.0.save(id, patch).await
+    }
+
+    async fn regenerate(
+        &self,
+        old: &SessionId,
+        new: &SessionId,
+        patch: &Patch,
+    ) -> session_runtime::store::WriteResult {
+        let _ = self.0.load(old, LoadKeys::All).await;
+        self.0.regenerate(old, new, patch).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.0.delete(id).await
+    }
+
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires_at: SystemTime,
+    ) -> session_runtime::store::WriteResult {
+        let _ = self.0.load(id, LoadKeys::All).await;
+        self.0.touch(id, expires_at).await
+    }
+
+    fn supports_index(&self) -> bool {
+        self.0.supports_index()
+    }
+
+    async fn find_indexed(
+        &self,
+        index: &str,
+        term: &[u8],
+    ) -> Result<Vec<(SessionId, Record)>, StoreError> {
+        self.0.find_indexed(index, term).await
+    }
+
+    async fn delete_indexed(
+        &self,
+        id: &SessionId,
+        index: &str,
+        term: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.0.delete_indexed(id, index, term).await
+    }
+}
+
+/// The whole contract holds for saves made with plain commands: every write preceded by a
+/// load, as the layer does it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plain_saves_pass_the_conformance_suite() {
+    let Some(store) = shared_store("log-plain-conformance").await else {
+        return;
+    };
+    conformance::run(LoadingFirst(store)).await;
+}
+
+/// The same on a cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plain_saves_pass_the_conformance_suite_on_a_cluster() {
+    if !can_start_servers("log cluster plain conformance") {
+        return;
+    }
+    let cluster = RedisCluster::start(3);
+    let store = RedisStore::connect_cluster(cluster.urls())
+        .await
+        .expect("connect to the cluster")
+        .with_layout(RedisLayout::Log);
+    conformance::run(LoadingFirst(store)).await;
+}
+
+/// A save of a session just loaded without index terms is `RPUSHX` and `PEXPIRE`, no
+/// script; it never resurrects a deleted session. A session with index terms, or one never
+/// loaded, is saved by the script, which keeps the index's scores with the new expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loaded_session_without_index_terms_is_saved_without_a_script() {
+    if !can_start_servers("log plain saves") {
+        return;
+    }
+    let server = RedisServer::start();
+    let url = server.url();
+    let store = RedisStore::connect(url.as_str())
+        .await
+        .unwrap()
+        .with_layout(RedisLayout::Log);
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let count = |command: &str| redis_harness::command_calls(&url, command);
+    let id = SessionId::generate();
+    let key = store.key(&id);
+    store
+        .create(&id, &set(&[("a", "0".into())], in_an_hour()))
+        .await
+        .unwrap();
+    // Never loaded: the script (the first call also loads it into Redis).
+    for n in ["1", "2"] {
+        let scripts = count("evalsha");
+        store
+            .save(&id, &set(&[("a", n.into())], in_an_hour()))
+            .await
+            .unwrap();
+        assert!(count("evalsha") > scripts, "a script ran");
+    }
+    // Loaded, no terms: plain commands, and the fields and the TTL follow.
+    let (scripts, pushes) = (count("evalsha"), count("rpushx"));
+    for n in 2..12 {
+        load(&store, &id).await.expect("the session loads");
+        let later = SystemTime::now() + Duration::from_secs(7200);
+        store
+            .save(&id, &set(&[("a", n.to_string())], later))
+            .await
+            .unwrap();
+    }
+    assert_eq!(count("evalsha"), scripts, "no script");
+    assert_eq!(count("rpushx"), pushes + 10, "ten plain appends");
+    assert_eq!(
+        value(&load(&store, &id).await.unwrap(), "a"),
+        Some("11".into())
+    );
+    assert!(pttl(&mut conn, &key).await > 3_600_000, "the TTL follows");
+    // Deleted after its load: the plain save finds nothing and writes nothing.
+    load(&store, &id).await.expect("the session loads");
+    store.delete(&id).await.unwrap();
+    let late = store
+        .save(&id, &set(&[("a", "late".into())], in_an_hour()))
+        .await;
+    assert!(matches!(late, Err(StoreError::NotFound)), "{late:?}");
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!exists, "a late save does not resurrect the session");
+
+    // A session with an index term: loaded, saved with the script, its score raised.
+    let id = SessionId::generate();
+    let mut with_term = set(&[("a", "0".into())], in_an_hour());
+    with_term.set.push(("__ix.user_id".into(), "42".into()));
+    store.create(&id, &with_term).await.unwrap();
+    let sets: Vec<String> = redis::cmd("KEYS")
+        .arg("session:ix:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let [set_key] = &sets[..] else {
+        panic!("one index set: {sets:?}")
+    };
+    let score = |mut conn: MultiplexedConnection| {
+        let (set_key, member) = (set_key.clone(), id.as_str().to_owned());
+        async move {
+            redis::cmd("ZSCORE")
+                .arg(set_key)
+                .arg(member)
+                .query_async::<f64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let before = score(conn.clone()).await;
+    load(&store, &id).await.expect("the session loads");
+    let scripts = count("evalsha");
+    let later = SystemTime::now() + Duration::from_secs(7200);
+    store
+        .save(&id, &set(&[("a", "1".into())], later))
+        .await
+        .unwrap();
+    assert!(count("evalsha") > scripts, "the script keeps the index");
+    let after = score(conn.clone()).await;
+    assert!(
+        after >= before + 3_000_000.0,
+        "the score follows the expiry: {before} -> {after}"
+    );
+    let found = store.find_indexed("__ix.user_id", b"42").await.unwrap();
+    assert_eq!(found.len(), 1);
 }

@@ -20,8 +20,8 @@ use session_runtime::{
 use session_suite::http::{cookie_pair, id_of, request, send, text};
 use session_suite::{
     redis_harness::{
-        self, bytes_sent_for, can_start_servers, info, shared_redis_url, unique_prefix,
-        RedisCluster, RedisServer, SentinelSetup,
+        self, bytes_sent_for, can_start_servers, command_calls, info, shared_redis_url,
+        unique_prefix, RedisCluster, RedisServer, SentinelSetup,
     },
     Call, Recording,
 };
@@ -451,16 +451,6 @@ async fn a_redis_restart_gives_503s_then_recovers_without_losing_acknowledged_wr
     assert_eq!(text(response).await, "4");
 }
 
-/// How many times the server ran `command`, from `INFO commandstats`.
-fn calls(url: &str, command: &str) -> u64 {
-    let stats = info(url, "commandstats");
-    let prefix = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-}
-
 /// Once a call finds Redis down, the others fail at once without being sent: with probes an
 /// hour apart, a restarted server receives nothing from the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,7 +474,7 @@ async fn while_redis_is_down_calls_are_not_sent_until_a_probe_is_due() {
     server.restart();
     let commands = ["hgetall", "ping", "evalsha", "eval", "set"];
     // The harness's own PING, that saw the server up.
-    let before = commands.map(|command| calls(&server.url(), command));
+    let before = commands.map(|command| command_calls(&server.url(), command));
     for (method, uri, body) in [("GET", "/show", ""), ("POST", "/add", "b")] {
         for _ in 0..5 {
             let response = send(&app, request(method, uri, Some(&cookie), body)).await;
@@ -499,7 +489,7 @@ async fn while_redis_is_down_calls_are_not_sent_until_a_probe_is_due() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     for (command, before) in commands.into_iter().zip(before) {
         assert_eq!(
-            calls(&server.url(), command),
+            command_calls(&server.url(), command),
             before,
             "the restarted server received a {command} while the store took it for down"
         );
@@ -529,8 +519,8 @@ async fn a_redis_that_stops_answering_costs_one_timeout_then_probes_find_it_back
     let response = send(&app, request("POST", "/add", Some(&cookie), "b")).await;
     assert_eq!(text(response).await, "2");
     let (reads, writes) = (
-        calls(&server.url(), "hgetall"),
-        calls(&server.url(), "evalsha"),
+        command_calls(&server.url(), "hgetall"),
+        command_calls(&server.url(), "evalsha"),
     );
 
     server.pause();
@@ -561,12 +551,19 @@ async fn a_redis_that_stops_answering_costs_one_timeout_then_probes_find_it_back
     // The frozen server received the first call's read, then only PINGs: none of the ten
     // writes (each would have read the session first).
     assert_eq!(
-        calls(&server.url(), "hgetall"),
+        command_calls(&server.url(), "hgetall"),
         reads + 2,
         "the read that met the freeze and the one that recovered"
     );
-    assert_eq!(calls(&server.url(), "evalsha"), writes, "no write was sent");
-    assert!(calls(&server.url(), "ping") >= 1, "the probes' PINGs");
+    assert_eq!(
+        command_calls(&server.url(), "evalsha"),
+        writes,
+        "no write was sent"
+    );
+    assert!(
+        command_calls(&server.url(), "ping") >= 1,
+        "the probes' PINGs"
+    );
 }
 
 #[derive(SessionData)]
@@ -749,11 +746,16 @@ async fn runs_as_acl_user(acl: Vec<String>, layout: RedisLayout) {
         let strlen = |mut admin: redis::aio::MultiplexedConnection| {
             let key = key.clone();
             async move {
-                redis::cmd("STRLEN")
+                redis::cmd("LRANGE")
                     .arg(key)
-                    .query_async::<usize>(&mut admin)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async::<Vec<Vec<u8>>>(&mut admin)
                     .await
                     .unwrap()
+                    .iter()
+                    .map(Vec::len)
+                    .sum::<usize>()
             }
         };
         let before = strlen(admin.clone()).await;

@@ -81,10 +81,13 @@ impl RedisStore {
             remove: Vec::new(),
             expires_at: patch.expires_at,
         };
-        let create =
-            self.layout
-                .ops()
-                .write(Write::Create, &[new_key], &full, self.max_session_bytes);
+        let create = self.layout.ops().write(
+            Write::Create,
+            &[new_key],
+            &full,
+            self.max_session_bytes,
+            false,
+        );
         // The new ID joins the sets of every term the session holds (before the write, as
         // any write on a cluster); the old ID leaves them once it is gone for good.
         let tail = Tail {

@@ -50,9 +50,15 @@ impl ConnectionLike for Conn {
 }
 
 /// A Redis error as a store error: `WRONGTYPE` (the session's key holds something other
-/// than a hash) is unreadable data, anything else a backend failure.
+/// than the layout's type), also as a pipeline's answer, is unreadable data, anything else a
+/// backend failure.
 pub(super) fn backend(err: redis::RedisError) -> StoreError {
-    if err.code() == Some("WRONGTYPE") {
+    let wrong_type = err.code() == Some("WRONGTYPE")
+        || err
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "WRONGTYPE"));
+    if wrong_type {
         StoreError::corrupt(err)
     } else {
         StoreError::backend(err)

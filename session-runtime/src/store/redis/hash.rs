@@ -173,7 +173,14 @@ impl Layout for HashLayout {
         Ok((into_record(reply)?, None))
     }
 
-    fn write(&self, write: Write, keys: &[&str], patch: &Patch, limit: usize) -> Command {
+    fn write(
+        &self,
+        write: Write,
+        keys: &[&str],
+        patch: &Patch,
+        limit: usize,
+        _term_free: bool,
+    ) -> Command {
         let script: &'static Script = match write {
             Write::Create => &CREATE,
             Write::Save => &SAVE,
@@ -184,7 +191,7 @@ impl Layout for HashLayout {
         Command::Script(invocation)
     }
 
-    fn touch(&self, key: &str, expires_at: SystemTime) -> Command {
+    fn touch(&self, key: &str, expires_at: SystemTime, _term_free: bool) -> Command {
         let mut invocation = invoke(&TOUCH, &[key]);
         invocation
             .arg(ttl_millis(expires_at))

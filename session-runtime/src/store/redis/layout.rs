@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use redis::{Cmd, Script, ScriptInvocation, Value};
+use redis::{Cmd, Pipeline, Script, ScriptInvocation, Value};
 
 use super::{FieldMap, Patch, Record, StoreError, WriteResult};
 
@@ -20,11 +20,16 @@ pub(super) enum Write {
 pub(super) enum Command {
     /// A script answering one of the codes [`outcome`] reads.
     Script(ScriptInvocation<'static>),
-    /// `SET … NX`: `OK`, or nil when the key is taken.
-    SetIfAbsent(Cmd),
+    /// Plain commands that append to a session that exists (see [`Append`]).
+    Append(Append),
     /// Nothing to send: the write alone would exceed the session size limit.
     TooLarge,
 }
+
+/// A save without a script, for a session known to hold no index terms: a pipeline
+/// answering the session's length after an append that does nothing to a missing one (0:
+/// the session is gone).
+pub(super) struct Append(pub(super) Pipeline);
 
 /// A session layout in Redis.
 pub(super) trait Layout: Sync {
@@ -42,10 +47,20 @@ pub(super) trait Layout: Sync {
     /// The command that makes `write` of `patch` on `keys` (the session's key; for a
     /// regenerate, the old and the new one), atomically; refused (answer -2), changing
     /// nothing, if the session would then hold more than `limit` bytes (0: no limit).
-    fn write(&self, write: Write, keys: &[&str], patch: &Patch, limit: usize) -> Command;
+    /// `term_free`: the session is known to hold no index terms, so the write need not
+    /// keep the session index unless it sets one.
+    fn write(
+        &self,
+        write: Write,
+        keys: &[&str],
+        patch: &Patch,
+        limit: usize,
+        term_free: bool,
+    ) -> Command;
 
-    /// The command that sets a new expiry without rewriting fields.
-    fn touch(&self, key: &str, expires_at: SystemTime) -> Command;
+    /// The command that sets a new expiry without rewriting fields (`term_free` as for
+    /// [`Layout::write`]).
+    fn touch(&self, key: &str, expires_at: SystemTime, term_free: bool) -> Command;
 
     /// The script that moves a session from `key` to `aside` within its slot and returns it
     /// (the first step of a cluster regenerate).

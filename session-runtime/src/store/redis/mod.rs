@@ -1,5 +1,5 @@
 //! `RedisStore`: one Redis hash per session, written field by field with Lua scripts, or, in
-//! the log layout, one string per session that writes append their changed entries to.
+//! the log layout, one list per session that writes append their changed entries to.
 //!
 //! `conn` reaches Redis (one server, a cluster, or through Sentinels), `layout` is what the
 //! two layouts (`hash`, `log`) must answer, and `cluster` is regenerate across slots.
@@ -12,6 +12,7 @@ mod index;
 mod layout;
 mod log;
 mod sentinel;
+mod term_free;
 
 use std::{
     fmt,
@@ -31,9 +32,10 @@ use self::{
     conn::{backend, connection_infos, is_tls, tls_ready, Conn},
     hash::HashLayout,
     health::{Admission, Health, Probe, Unreachable},
-    layout::{outcome, Command, Layout, Write},
+    layout::{outcome, Append, Command, Layout, Write},
     log::LogLayout,
     sentinel::SentinelConn,
+    term_free::TermFree,
 };
 use super::{FieldKey, FieldMap, LoadKeys, Patch, Record, SessionStore, StoreError, WriteResult};
 use crate::{chain::Chain, SessionId};
@@ -84,10 +86,11 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 /// same `HSET` as the changed fields), so a load knows when the session expires without a
 /// second command.
 ///
-/// That is the default layout, [`RedisLayout::Hash`]. For large sessions,
-/// [`RedisLayout::Log`] ([`RedisStore::with_layout`]) keeps a session as one string that
-/// every write appends its changed entries to: a load is one `GET`, whose single reply item
-/// is cheaper to receive than `HGETALL`'s hundreds. Everything above holds for both.
+/// That is the default layout, [`RedisLayout::Hash`]. [`RedisLayout::Log`]
+/// ([`RedisStore::with_layout`]) keeps a session as one list that every write appends an
+/// item of changed entries to: a save is two plain commands instead of a script, and a load
+/// a few items instead of one per field and value, which costs Redis less. Everything above
+/// holds for both.
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), session_runtime::StoreError> {
@@ -142,6 +145,8 @@ pub struct RedisStore {
     probe: Probe,
     /// The most bytes one session may hold; 0 for no limit.
     max_session_bytes: usize,
+    /// The sessions just loaded without index terms, shared by clones.
+    term_free: Arc<TermFree>,
 }
 
 /// How [`RedisStore`] lays a session out in Redis; chosen with [`RedisStore::with_layout`].
@@ -151,15 +156,17 @@ pub struct RedisStore {
 ///
 /// | | [`Hash`](Self::Hash) (default) | [`Log`](Self::Log) |
 /// |---|---|---|
-/// | a session is | a hash, one field per session field | a string, a log of entries |
-/// | a load is | `HGETALL`: one reply item per field and value | `GET`: one reply item |
-/// | a save | `HSET`s and `HDEL`s the changed fields | appends the changed entries |
-/// | readable with `redis-cli` | field by field (`HGET`) | as an opaque string |
+/// | a session is | a hash, one field per session field | a list, a log of writes |
+/// | a load is | `HGETALL`: one reply item per field and value | `LRANGE`: one reply item per write since the last compaction |
+/// | a save | a Lua script that `HSET`s and `HDEL`s the changed fields | `RPUSHX` of the changed entries and `PEXPIRE`, no script |
+/// | readable with `redis-cli` | field by field (`HGET`) | as opaque items |
 /// | extra cost | none | an occasional compaction (below) |
 ///
-/// Choose [`Log`](Self::Log) for large sessions (a hundred fields or more), where parsing
-/// `HGETALL`'s reply item by item is most of a read's time, and [`Hash`](Self::Hash)
-/// otherwise. `BENCHMARKS.md` has the figures.
+/// [`Log`](Self::Log) costs Redis less per request: its common save is two plain commands,
+/// where the hash layout runs a script (Redis's Lua engine costs several times what the
+/// commands do), and a load of a large session is a few items, not one per field and value.
+/// [`Hash`](Self::Hash) keeps each field readable in `redis-cli`. `BENCHMARKS.md` has the
+/// figures.
 ///
 /// The two are not compatible: a store reads only the layout it writes. A session written
 /// under the other layout is unreadable ([`StoreError::Corrupt`]): with the default
@@ -173,19 +180,26 @@ pub enum RedisLayout {
     /// hidden `__exp` field holding the expiry.
     #[default]
     Hash,
-    /// One string per session (`<prefix>{<id>}`): a short header, then the entries every
-    /// write appended (a set entry carries a field's name and value, a remove entry its
-    /// name, and every write appends an expiry entry). A reader keeps each name's last
-    /// entry, and the last expiry.
+    /// One list per session (`<prefix>{<id>}`): a short header item, then one item per
+    /// write, holding the entries it changed (a set entry carries a field's name and value,
+    /// a remove entry its name, and every write appends an expiry entry). A reader keeps
+    /// each name's last entry, and the last expiry.
+    ///
+    /// A save of a session the store has just loaded without index terms (as the layer
+    /// always does) is `RPUSHX` and `PEXPIRE` in one round trip: `RPUSHX` appends only to a
+    /// list that exists, so a late save never resurrects an ended session. Creates,
+    /// regenerates, writes that change or must keep the session index, and writes under a
+    /// size limit run a script, as in the hash layout.
     ///
     /// Replaced entries stay until a load finds that they outweigh the live ones (and
     /// amount to at least 1 KiB): that load writes the session back compacted, in one more
-    /// round trip carrying the whole record, unless the log changed since it was read, in
-    /// which case it leaves it to a later load. A session updated over and over thus costs
-    /// about one entry's size in compaction per update, whatever its size, and takes up to
-    /// about twice its size (plus 1 KiB) in Redis between compactions (the layer loads a
-    /// session before any write, so compaction keeps up). Needs Redis 6.0 or later
-    /// (`SET … KEEPTTL`).
+    /// round trip carrying the whole record. Once the items written since the last
+    /// compaction pass 20, a load merges just those into one (a round trip carrying only
+    /// their live entries). A compaction keeps the items appended since the load read the
+    /// log, and stands down if another compaction came first. A session updated over and
+    /// over thus costs about one entry's size in compaction per update, whatever its size,
+    /// and takes up to about twice its size (plus 1 KiB) in Redis between compactions (the
+    /// layer loads a session before any write, so compaction keeps up).
     Log,
 }
 
@@ -290,6 +304,7 @@ impl RedisStore {
             conn: Conn::Single(manager),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
             health: Arc::default(),
+            term_free: Arc::default(),
             probe: Probe::default(),
             max_session_bytes: 0,
             layout: RedisLayout::Hash,
@@ -338,6 +353,7 @@ impl RedisStore {
             conn: Conn::Cluster(conn),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
             health: Arc::default(),
+            term_free: Arc::default(),
             probe: Probe::default(),
             max_session_bytes: 0,
             layout: RedisLayout::Hash,
@@ -405,6 +421,7 @@ impl RedisStore {
             conn: Conn::Sentinel(conn),
             prefix: Arc::from(Self::DEFAULT_PREFIX),
             health: Arc::default(),
+            term_free: Arc::default(),
             probe: Probe::default(),
             max_session_bytes: 0,
             layout: RedisLayout::Hash,
@@ -702,14 +719,13 @@ fn tail<'a>(patch: &'a Patch, id: &'a SessionId) -> index::Tail<'a> {
 }
 
 /// Sends one write command and reads its answer as a write script's code (see
-/// [`outcome`]): `SET … NX` answers 1 or -1, a write too large to send -2.
+/// [`outcome`]): an [`Append`] answers 0 or 1, a write too large to send -2.
 async fn send(command: &Command, conn: &mut Conn) -> redis::RedisResult<i64> {
     match command {
         Command::Script(invocation) => invocation.invoke_async(conn).await,
-        Command::SetIfAbsent(cmd) => {
-            cmd.query_async::<Option<()>>(conn)
-                .await
-                .map(|set| if set.is_some() { 1 } else { -1 })
+        Command::Append(Append(pipe)) => {
+            let (len,): (i64,) = pipe.query_async(conn).await?;
+            Ok(i64::from(len > 0))
         }
         Command::TooLarge => Ok(-2),
     }
@@ -733,6 +749,13 @@ impl SessionStore for RedisStore {
             })
             .await?;
         let (record, follow_up) = layout.read(&key, reply)?;
+        if let Some(record) = &record {
+            let has_terms = record
+                .fields
+                .keys()
+                .any(|key| key.starts_with(crate::meta::INDEX_KEY_PREFIX));
+            self.term_free.loaded(id, has_terms);
+        }
         if let Some(compaction) = follow_up {
             // The read has what it needs; a failed compaction is left to a later one.
             if let Err(err) = compaction.invoke_async::<i64>(&mut self.conn()).await {
@@ -747,16 +770,25 @@ impl SessionStore for RedisStore {
         let command =
             self.layout
                 .ops()
-                .write(Write::Create, &[&key], patch, self.max_session_bytes);
+                .write(Write::Create, &[&key], patch, self.max_session_bytes, false);
         self.run(command, &key, &tail(patch, id)).await
     }
 
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
         let key = self.key(id);
-        let command = self
-            .layout
-            .ops()
-            .write(Write::Save, &[&key], patch, self.max_session_bytes);
+        let term_free = if patch.touches_index() {
+            self.term_free.forget(id);
+            false
+        } else {
+            self.term_free.is_term_free(id)
+        };
+        let command = self.layout.ops().write(
+            Write::Save,
+            &[&key],
+            patch,
+            self.max_session_bytes,
+            term_free,
+        );
         self.run(command, &key, &tail(patch, id)).await
     }
 
@@ -772,6 +804,7 @@ impl SessionStore for RedisStore {
             &[&old_key, &new_key],
             patch,
             self.max_session_bytes,
+            false,
         );
         self.run(command, &new_key, &tail(patch, new)).await
     }
@@ -784,7 +817,9 @@ impl SessionStore for RedisStore {
         let key = self.key(id);
         let refresh = Patch::expiry_only(expires_at);
         self.run_idempotent(
-            self.layout.ops().touch(&key, expires_at),
+            self.layout
+                .ops()
+                .touch(&key, expires_at, self.term_free.is_term_free(id)),
             &key,
             &tail(&refresh, id),
         )
