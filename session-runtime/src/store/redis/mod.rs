@@ -452,8 +452,10 @@ impl RedisStore {
     /// with [`StoreError::Rejected`] (the request answers `500`, the cause is logged) and
     /// writes nothing. In the hash layout the size is the fields' names and values, kept in
     /// a hidden `__bytes` field: each write then costs Redis two more commands per changed
-    /// field. In the log layout it is the log's length (dead entries included, so up to
-    /// about twice the session's between compactions), checked in constant time.
+    /// field. In the log layout it is the log's length (every item's, dead entries
+    /// included, so up to about twice the session's between compactions), which the write's
+    /// script sums item by item: under a limit every log-layout save runs a script that
+    /// reads the whole session inside Redis, instead of the plain `RPUSHX` + `PEXPIRE`.
     ///
     /// ```no_run
     /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
