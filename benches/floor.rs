@@ -36,10 +36,12 @@
 //! Every subject is measured in every round, one after the other, so a slow phase of the
 //! host falls on all of them alike; ratios are of medians within this one run.
 
+mod measure;
 #[allow(dead_code)] // shared with the other benches
 mod routes;
 mod schemas;
 
+use measure::median;
 use std::time::Instant;
 
 use routes::{bare_router, filled, ours_router, ours_wrapped, request, send, ts_router, App};
@@ -106,11 +108,6 @@ fn time_route<A: App>(
         std::hint::black_box(rt.block_on(send(app, request(method, uri, cookie))));
     }
     start.elapsed().as_nanos() as f64 / count as f64
-}
-
-fn median(mut rounds: Vec<f64>) -> f64 {
-    rounds.sort_by(f64::total_cmp);
-    rounds[rounds.len() / 2]
 }
 
 /// One subject: a name and a closure that times one case on it.

@@ -11,10 +11,12 @@
 //! and runs the `read` and `read_update` cases at 1, 21 and 200 fields, with the sessions
 //! and routes of `cargo bench --bench sessions`.
 
+mod measure;
 #[allow(dead_code)] // shared with the other benches
 mod routes;
 mod schemas;
 
+use measure::median;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -51,11 +53,6 @@ fn batch(rt: &Runtime, app: &Router, method: &str, uri: &str, cookie: &str, n: u
         std::hint::black_box(rt.block_on(send(app, request(method, uri, Some(cookie)))));
     }
     start.elapsed() / n
-}
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
 }
 
 fn main() {

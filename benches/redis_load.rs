@@ -20,10 +20,12 @@
 //! `REDIS_LOAD_ONLY=ours/log,21,32` runs one case (subject, fields, clients) only, e.g. to
 //! watch the server meanwhile (`perf record -p <redis pid>`).
 
+mod measure;
 #[allow(dead_code)] // shared with the other benches
 mod routes;
 mod schemas;
 
+use measure::{median, pin_process};
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
@@ -234,20 +236,6 @@ async fn round_trips(app: &Router, port: u16) -> f64 {
     commands as f64 / 100.0
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
-fn pin(pid: u32, cpu: u32) {
-    let status = Command::new("taskset")
-        .args(["-a", "-cp", &cpu.to_string(), &pid.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .expect("taskset");
-    assert!(status.success(), "taskset");
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
@@ -266,8 +254,8 @@ fn main() {
         .trim()
         .parse()
         .unwrap();
-    pin(redis_pid, 1);
-    pin(std::process::id(), 0);
+    pin_process(redis_pid, 1);
+    pin_process(std::process::id(), 0);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -12,10 +12,12 @@
 //! and runs the `new_session`, `read` and `read_update` cases at 1, 21 and 200 fields, with
 //! the sessions and routes of `cargo bench --bench sessions`.
 
+mod measure;
 #[allow(dead_code)] // shared with the other benches
 mod routes;
 mod schemas;
 
+use measure::median;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -66,11 +68,6 @@ fn batch(
         std::hint::black_box(rt.block_on(send(app, request(method, uri, cookie))));
     }
     start.elapsed() / n
-}
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
 }
 
 /// Bytes Redis reads per read+update request, over `n` requests.

@@ -26,10 +26,12 @@
 //! tower-sessions' stores run with sqlx's default pool settings, as its docs build them;
 //! ours with `connect()`'s. Each subject has tables of its own, dropped at the end.
 
+mod measure;
 #[allow(dead_code)] // shared with the other benches
 mod routes;
 mod schemas;
 
+use measure::median;
 use std::{
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -315,11 +317,6 @@ fn traffic(rt: &Runtime, proxy_rt: &Runtime, backend: Backend, url: &str, made: 
             println!("| {case} | {fields} | {} |", cells.join(" | "));
         }
     }
-}
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort();
-    xs[xs.len() / 2]
 }
 
 /// Time per request, one at a time, interleaved.

@@ -15,14 +15,16 @@
 
 #[allow(dead_code)] // shared with the other benches
 mod floor_layer;
+mod measure;
 #[allow(dead_code)] // shared with the other benches
 mod routes;
 mod schemas;
 
+use measure::{median, pin_thread};
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    process::{Command, Stdio},
+    process::Command,
     sync::mpsc,
 };
 
@@ -34,15 +36,6 @@ use session_runtime::MemoryStore;
 struct Served {
     port: u16,
     tid: u32,
-}
-
-fn pin(tid: u32, cpu: u32) {
-    let status = Command::new("taskset")
-        .args(["-cp", &cpu.to_string(), &tid.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .expect("taskset");
-    assert!(status.success(), "taskset");
 }
 
 fn this_thread() -> u32 {
@@ -76,7 +69,7 @@ where
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let tid = this_thread();
-        pin(tid, 0);
+        pin_thread(tid, 0);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -189,11 +182,6 @@ fn wrk(
         p99_us: micros(value("99%")),
         cpu_us: (cpu_after - cpu_before) * 1e6 / requests,
     }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn main() {
