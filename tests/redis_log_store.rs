@@ -689,10 +689,34 @@ async fn a_loaded_session_without_index_terms_is_saved_without_a_script() {
     let count = |command: &str| redis_harness::command_calls(&url, command);
     let id = SessionId::generate();
     let key = store.key(&id);
+    // A create is plain commands too; a second create of the ID is refused and changes
+    // nothing, and no temporary key is left behind.
     store
         .create(&id, &set(&[("a", "0".into())], in_an_hour()))
         .await
         .unwrap();
+    let taken = store
+        .create(&id, &set(&[("a", "other".into())], in_an_hour()))
+        .await;
+    assert!(matches!(taken, Err(StoreError::Collision)), "{taken:?}");
+    assert_eq!(count("evalsha"), 0, "no script for a create");
+    assert_eq!(count("renamenx"), 2);
+    // Read through another store: this one must not have loaded the session yet.
+    let reader = RedisStore::connect(url.as_str())
+        .await
+        .unwrap()
+        .with_layout(RedisLayout::Log);
+    assert_eq!(
+        value(&load(&reader, &id).await.unwrap(), "a"),
+        Some("0".into())
+    );
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, [key.clone()], "only the session's key");
+    assert!(pttl(&mut conn, &key).await > 3_500_000, "with its TTL");
     // Never loaded: the script (the first call also loads it into Redis).
     for n in ["1", "2"] {
         let scripts = count("evalsha");

@@ -22,6 +22,8 @@ pub(super) enum Command {
     Script(ScriptInvocation<'static>),
     /// Plain commands that append to a session that exists (see [`Append`]).
     Append(Append),
+    /// Plain commands that create a session under a free ID (see [`PlainCreate`]).
+    Create(PlainCreate),
     /// Nothing to send: the write alone would exceed the session size limit.
     TooLarge,
 }
@@ -30,6 +32,12 @@ pub(super) enum Command {
 /// answering the session's length after an append that does nothing to a missing one (0:
 /// the session is gone).
 pub(super) struct Append(pub(super) Pipeline);
+
+/// A create without a script: a pipeline that writes the record under a temporary key of
+/// its own (same slot), gives it its TTL, moves it to the session's key only if that key is
+/// free (`RENAMENX`, atomic), and deletes the temporary key if it is still there; it
+/// answers the `RENAMENX` (1: created, 0: the ID is taken, nothing written to it).
+pub(super) struct PlainCreate(pub(super) Pipeline);
 
 /// A session layout in Redis.
 pub(super) trait Layout: Sync {

@@ -15,9 +15,11 @@
 //!
 //! A save is `RPUSHX` (which appends only to a list that exists, so a save never resurrects
 //! an ended session) and `PEXPIRE`, pipelined: plain commands, no script, which is what
-//! makes this layout cheaper for Redis than the hash layout's scripted saves. The scripts
-//! remain for what plain commands cannot do atomically: creating (refusing a taken ID),
-//! regenerating, writes that change the session index, and writes under a size limit.
+//! makes this layout cheaper for Redis than the hash layout's scripted saves. A create is
+//! plain commands too: the record is written under a temporary key and moved to the
+//! session's with `RENAMENX`, which refuses a taken ID. The scripts remain for what plain
+//! commands cannot do atomically: regenerating, writes that change or must keep the session
+//! index, writes under a size limit, and writes whose expiry has passed.
 //!
 //! Replaced entries stay in the log until a load finds that they outweigh the live ones, or
 //! that the log has grown past [`COMPACT_ITEMS`] items. That load then writes the record
@@ -41,7 +43,7 @@ use redis::{Cmd, Pipeline, Script, ScriptInvocation, Value};
 use super::{
     layout::{
         create_script, indexed, invoke, regenerate_script, ttl_millis, Append, Command, Layout,
-        Write,
+        PlainCreate, Write,
     },
     FieldKey, FieldMap, Patch, Record, StoreError,
 };
@@ -122,7 +124,8 @@ return 1"
 /// item appended to the old log (it holds no entries), before the move.
 const GUARD: &str = "redis.call('RPUSHX', KEYS[1], '')";
 
-/// Create: refuses (-1) when the ID is taken.
+/// Create, when it sets index terms, runs under a size limit, or carries an expiry already
+/// past; others are [`PlainCreate`]'s plain commands. Refuses (-1) when the ID is taken.
 static CREATE: LazyLock<Script> = LazyLock::new(|| create_script(&APPLY));
 
 /// Regenerate on one server: an atomic move (RENAMENX) plus the appended entries.
@@ -584,6 +587,11 @@ impl Layout for LogLayout {
         ) {
             return Command::Append(append(key, entries, ttl));
         }
+        if let (Write::Create, [key], 0, false, true) =
+            (write, keys, limit, patch.touches_index(), ttl > 0)
+        {
+            return Command::Create(plain_create(key, &entries, ttl));
+        }
         let script: &'static Script = match write {
             Write::Create => &CREATE,
             Write::Save => &SAVE,
@@ -614,6 +622,27 @@ impl Layout for LogLayout {
             .map(|items| Log::parse(items).map(|log| log.fields))
             .transpose()
     }
+}
+
+/// A create as plain commands (see [`PlainCreate`]): `entries` begin with the header,
+/// which becomes the list's first item. The temporary key shares the session key's hash
+/// tag, so the commands also work on a cluster, and carries a random suffix, so two
+/// creates never share one.
+fn plain_create(key: &str, entries: &[u8], ttl: u64) -> PlainCreate {
+    let mut suffix = [0_u8; 8];
+    rand::thread_rng().fill_bytes(&mut suffix);
+    let temporary = format!("{key}~{:016x}", u64::from_le_bytes(suffix));
+    let (header, entries) = entries.split_at(HEADER_LEN);
+    let mut pipe = Pipeline::with_capacity(4);
+    pipe.cmd("RPUSH")
+        .arg(&temporary)
+        .arg(header)
+        .arg(entries)
+        .ignore();
+    pipe.cmd("PEXPIRE").arg(&temporary).arg(ttl).ignore();
+    pipe.cmd("RENAMENX").arg(&temporary).arg(key);
+    pipe.cmd("DEL").arg(&temporary).ignore();
+    PlainCreate(pipe)
 }
 
 /// A save as plain commands: `RPUSHX` (nothing when the session is gone), then `PEXPIRE`.

@@ -32,7 +32,7 @@ use self::{
     conn::{backend, connection_infos, is_tls, tls_ready, Conn},
     hash::HashLayout,
     health::{Admission, Health, Probe, Unreachable},
-    layout::{outcome, Append, Command, Layout, Write},
+    layout::{outcome, Append, Command, Layout, PlainCreate, Write},
     log::LogLayout,
     sentinel::SentinelConn,
     term_free::TermFree,
@@ -187,9 +187,10 @@ pub enum RedisLayout {
     ///
     /// A save of a session the store has just loaded without index terms (as the layer
     /// always does) is `RPUSHX` and `PEXPIRE` in one round trip: `RPUSHX` appends only to a
-    /// list that exists, so a late save never resurrects an ended session. Creates,
-    /// regenerates, writes that change or must keep the session index, and writes under a
-    /// size limit run a script, as in the hash layout.
+    /// list that exists, so a late save never resurrects an ended session. A create is
+    /// plain commands too (written under a temporary key, then `RENAMENX`, which refuses a
+    /// taken ID). Regenerates, writes that change or must keep the session index, and
+    /// writes under a size limit run a script, as in the hash layout.
     ///
     /// Replaced entries stay until a load finds that they outweigh the live ones (and
     /// amount to at least 1 KiB): that load writes the session back compacted, in one more
@@ -721,13 +722,18 @@ fn tail<'a>(patch: &'a Patch, id: &'a SessionId) -> index::Tail<'a> {
 }
 
 /// Sends one write command and reads its answer as a write script's code (see
-/// [`outcome`]): an [`Append`] answers 0 or 1, a write too large to send -2.
+/// [`outcome`]): an [`Append`] answers 0 or 1, a [`PlainCreate`] 1 or -1, a write too
+/// large to send -2.
 async fn send(command: &Command, conn: &mut Conn) -> redis::RedisResult<i64> {
     match command {
         Command::Script(invocation) => invocation.invoke_async(conn).await,
         Command::Append(Append(pipe)) => {
             let (len,): (i64,) = pipe.query_async(conn).await?;
             Ok(i64::from(len > 0))
+        }
+        Command::Create(PlainCreate(pipe)) => {
+            let (moved,): (i64,) = pipe.query_async(conn).await?;
+            Ok(if moved == 1 { 1 } else { -1 })
         }
         Command::TooLarge => Ok(-2),
     }
