@@ -715,7 +715,7 @@ async fn a_loaded_session_without_index_terms_is_saved_without_a_script() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(keys, [key.clone()], "only the session's key");
+    assert_eq!(keys, std::slice::from_ref(&key), "only the session's key");
     assert!(pttl(&mut conn, &key).await > 3_500_000, "with its TTL");
     // Never loaded: the script (the first call also loads it into Redis).
     for n in ["1", "2"] {
