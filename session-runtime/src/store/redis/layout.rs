@@ -41,6 +41,12 @@ pub(super) struct PlainCreate(pub(super) Pipeline);
 
 /// A session layout in Redis.
 pub(super) trait Layout: Sync {
+    /// Whether some of its writes are plain commands that cannot keep the session index,
+    /// for sessions known to hold no index terms (the `term_free` of [`Layout::write`]).
+    fn plain_writes(&self) -> bool {
+        false
+    }
+
     /// The command that reads a whole session.
     fn load(&self, key: &str) -> Cmd;
 

@@ -323,47 +323,37 @@ fn take(log: &Bytes, at: &mut usize, len: usize) -> Result<Bytes, StoreError> {
     Ok(bytes)
 }
 
-/// One entry of a log item.
-enum Entry {
-    Set(Bytes, Bytes),
-    Remove(Bytes),
+/// One entry of a log item; names borrow from the item.
+enum Entry<'a> {
+    Set(&'a str, Bytes),
+    Remove(&'a str),
     Expiry(u64),
 }
 
-/// Reads the entry at `*at` of `item`, advancing past it.
-fn next_entry(item: &Bytes, at: &mut usize) -> Result<Entry, StoreError> {
-    let tag = item[*at];
-    *at += 1;
-    if tag == EXPIRY {
-        let millis = take(item, at, 8)?;
-        return Ok(Entry::Expiry(u64::from_le_bytes(
-            millis[..].try_into().expect("took 8 bytes"),
-        )));
-    }
-    let name_len = read_len(item, at)?;
-    let name = take(item, at, name_len)?;
-    std::str::from_utf8(&name).map_err(|_| corrupt("a field name is not UTF-8"))?;
-    match tag {
-        SET => {
-            let value_len = read_len(item, at)?;
-            Ok(Entry::Set(name, take(item, at, value_len)?))
-        }
-        REMOVE => Ok(Entry::Remove(name)),
-        _ => Err(corrupt("an entry has an unknown tag")),
-    }
-}
-
-/// Calls `each` with every entry of `item`, in order, and its name (empty for an expiry).
-fn for_each_entry(item: &Bytes, mut each: impl FnMut(Entry, &str)) -> Result<(), StoreError> {
+/// Calls `each` with every entry of `item`, in order.
+fn for_each_entry(item: &Bytes, mut each: impl FnMut(Entry<'_>)) -> Result<(), StoreError> {
     let mut at = 0;
     while at < item.len() {
-        let entry = next_entry(item, &mut at)?;
-        let name = match &entry {
-            Entry::Set(name, _) | Entry::Remove(name) => name.clone(),
-            Entry::Expiry(_) => Bytes::new(),
-        };
-        // Checked by `next_entry`.
-        each(entry, std::str::from_utf8(&name).unwrap_or_default());
+        let tag = item[at];
+        at += 1;
+        if tag == EXPIRY {
+            let millis = take(item, &mut at, 8)?;
+            each(Entry::Expiry(u64::from_le_bytes(
+                millis[..].try_into().expect("took 8 bytes"),
+            )));
+            continue;
+        }
+        let name_len = read_len(item, &mut at)?;
+        let name = take(item, &mut at, name_len)?;
+        let name = std::str::from_utf8(&name).map_err(|_| corrupt("a field name is not UTF-8"))?;
+        match tag {
+            SET => {
+                let value_len = read_len(item, &mut at)?;
+                each(Entry::Set(name, take(item, &mut at, value_len)?));
+            }
+            REMOVE => each(Entry::Remove(name)),
+            _ => return Err(corrupt("an entry has an unknown tag")),
+        }
     }
     Ok(())
 }
@@ -374,19 +364,19 @@ fn read_item(
     fields: &mut FieldMap,
     expires: &mut Option<u64>,
 ) -> Result<(), StoreError> {
-    for_each_entry(item, |entry, name| match entry {
+    for_each_entry(item, |entry| match entry {
         Entry::Expiry(millis) => *expires = Some(millis),
         // A name seen before keeps its key; only a new one is allocated.
-        Entry::Set(_, value) => match fields.get_mut(name) {
+        Entry::Set(name, value) => match fields.get_mut(name) {
             Some(slot) => *slot = value,
             None => {
                 fields.insert(FieldKey::new(name), value);
             }
         },
-        Entry::Remove(_) if crate::store::is_entry_prefix(name) => {
+        Entry::Remove(name) if crate::store::is_entry_prefix(name) => {
             fields.retain(|key, _| !key.starts_with(name));
         }
-        Entry::Remove(_) => {
+        Entry::Remove(name) => {
             fields.remove(name);
         }
     })
@@ -467,13 +457,13 @@ impl Log {
         let mut expires = None;
         for item in &self.items[RECENT..] {
             // Parsed when the log was read, so this cannot fail.
-            let _ = for_each_entry(item, |entry, name| match entry {
+            let _ = for_each_entry(item, |entry| match entry {
                 Entry::Expiry(millis) => expires = Some(millis),
-                Entry::Set(_, value) => {
+                Entry::Set(name, value) => {
                     removes.retain(|removed| removed.as_str() != name);
                     sets.insert(FieldKey::new(name), value);
                 }
-                Entry::Remove(_) => {
+                Entry::Remove(name) => {
                     if crate::store::is_entry_prefix(name) {
                         sets.retain(|key, _| !key.starts_with(name));
                         removes.retain(|removed| !removed.starts_with(name));
@@ -545,6 +535,10 @@ fn log_items(reply: Value) -> Result<Option<Vec<Bytes>>, StoreError> {
 pub(super) struct LogLayout;
 
 impl Layout for LogLayout {
+    fn plain_writes(&self) -> bool {
+        true
+    }
+
     fn load(&self, key: &str) -> Cmd {
         let mut cmd = redis::cmd("LRANGE");
         cmd.arg(key).arg(0).arg(-1);

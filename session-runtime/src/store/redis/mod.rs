@@ -669,6 +669,23 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Whether a write of `patch` to `id` may leave the session index alone: the layout
+    /// writes some sessions with plain commands, this store loaded the session moments ago
+    /// without index terms, and the patch sets none (a patch that does makes the session
+    /// one with terms, as far as this store knows).
+    fn term_free(&self, id: &SessionId, patch: &Patch) -> bool {
+        if !self.layout.ops().plain_writes() {
+            return false;
+        }
+        if patch.touches_index() {
+            self.term_free.forget(id);
+            return false;
+        }
+        self.term_free.is_term_free(id)
+    }
+}
+
 /// After this long without an answer from Redis, a write checks the connection first.
 const IDLE_CHECK: Duration = Duration::from_millis(500);
 
@@ -757,7 +774,7 @@ impl SessionStore for RedisStore {
             })
             .await?;
         let (record, follow_up) = layout.read(&key, reply)?;
-        if let Some(record) = &record {
+        if let (Some(record), true) = (&record, layout.plain_writes()) {
             let has_terms = record
                 .fields
                 .keys()
@@ -784,12 +801,7 @@ impl SessionStore for RedisStore {
 
     async fn save(&self, id: &SessionId, patch: &Patch) -> WriteResult {
         let key = self.key(id);
-        let term_free = if patch.touches_index() {
-            self.term_free.forget(id);
-            false
-        } else {
-            self.term_free.is_term_free(id)
-        };
+        let term_free = self.term_free(id, patch);
         let command = self.layout.ops().write(
             Write::Save,
             &[&key],
@@ -827,7 +839,7 @@ impl SessionStore for RedisStore {
         self.run_idempotent(
             self.layout
                 .ops()
-                .touch(&key, expires_at, self.term_free.is_term_free(id)),
+                .touch(&key, expires_at, self.term_free(id, &refresh)),
             &key,
             &tail(&refresh, id),
         )
