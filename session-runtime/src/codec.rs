@@ -65,12 +65,24 @@ pub struct JsonCodec;
 
 impl Codec for JsonCodec {
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-        serde_json::to_vec(value).map_err(|e| CodecError::new(CodecErrorKind::Encode, e))
+        // A `match`, not `map_err` with a closure: this is compiled once per field type.
+        match serde_json::to_vec(value) {
+            Ok(bytes) => Ok(bytes),
+            Err(error) => Err(json_error(CodecErrorKind::Encode, error)),
+        }
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-        serde_json::from_slice(bytes).map_err(|e| CodecError::new(CodecErrorKind::Decode, e))
+        match serde_json::from_slice(bytes) {
+            Ok(value) => Ok(value),
+            Err(error) => Err(json_error(CodecErrorKind::Decode, error)),
+        }
     }
+}
+
+#[cold]
+fn json_error(kind: CodecErrorKind, error: serde_json::Error) -> CodecError {
+    CodecError::new(kind, error)
 }
 
 /// What went wrong in a [`Codec`].

@@ -1,7 +1,7 @@
 //! Turning a stored record into a schema value (migrating and checking versions on the
 //! way), and a schema's changes back into store writes.
 
-use std::{borrow::Cow, collections::BTreeMap, fmt, sync::Arc};
+use std::{borrow::Cow, collections::BTreeMap, fmt, marker::PhantomData, sync::Arc};
 
 use bytes::Bytes;
 
@@ -9,10 +9,10 @@ pub use crate::error::{DecodeError, EncodeError};
 use crate::{
     chain::Chain,
     changes::FieldState,
-    codec::{Codec, JsonCodec},
-    migrate::RawFields,
+    codec::{Codec, CodecError, JsonCodec},
+    migrate::{MigrationError, RawFields},
     record::{FieldKey, RawRecord},
-    schema::{SchemaFields, SessionData},
+    schema::{Schema, SchemaFields, SessionData},
 };
 
 pub use crate::record::FieldWrite;
@@ -80,7 +80,15 @@ impl<T: SessionData> fmt::Debug for Decoded<T> {
 /// # Ok::<(), decode::DecodeError>(())
 /// ```
 pub fn stored_version<T: SessionData>(stored: &RawRecord) -> Result<Option<u32>, DecodeError> {
-    let Some(bytes) = stored.get(T::SCHEMA.version_key()) else {
+    schema_version(stored, T::SCHEMA)
+}
+
+// The generic entry points of this module are thin: each forwards to a function that is not
+// generic, so that a schema's crate compiles the decoding, migration and encoding logic
+// (and its logging) once, in this crate, not once per schema.
+
+fn schema_version(stored: &RawRecord, schema: &'static Schema) -> Result<Option<u32>, DecodeError> {
+    let Some(bytes) = stored.get(schema.version_key()) else {
         return Ok(None);
     };
     // Versions are written as plain digits; anything else goes through JSON for its error.
@@ -90,7 +98,7 @@ pub fn stored_version<T: SessionData>(stored: &RawRecord) -> Result<Option<u32>,
     JsonCodec::decode::<u32>(bytes)
         .map(Some)
         .map_err(|source| DecodeError::Version {
-            schema: T::SCHEMA.name(),
+            schema: schema.name(),
             source,
         })
 }
@@ -145,13 +153,68 @@ pub fn decode<T: SessionData>(
     stored: &RawRecord,
     policy: DecodePolicy,
 ) -> Result<Decoded<T>, DecodeError> {
-    let schema = T::SCHEMA;
+    let prepared = prepare(stored, policy, T::SCHEMA, &mut |from, before| {
+        let mut raw = RawFields::<T::Codec>::from_map(before);
+        T::migrate(from, &mut raw)?;
+        Ok(raw.into_map())
+    })?;
+    let Prepared {
+        record,
+        state,
+        stored_version,
+        mut extra,
+        issues,
+    } = prepared;
+    let mut fields = Box::new(T::Fields::from_record(record, state));
+    if policy == DecodePolicy::Strict {
+        if let Some(err) = fields.decode_all().into_iter().next() {
+            return Err(err);
+        }
+    }
+    if T::SCHEMA.is_indexed() {
+        repair_index_terms(
+            T::SCHEMA,
+            stored,
+            fields.state(),
+            &|index| fields.index_term(index),
+            &mut extra,
+        );
+    }
+    Ok(Decoded {
+        fields,
+        stored_version,
+        extra,
+        issues,
+    })
+}
+
+/// A schema's migration hook over its raw fields: the map before, the map after.
+type MigrateFn<'a> = dyn FnMut(u32, BTreeMap<String, Vec<u8>>) -> Result<BTreeMap<String, Vec<u8>>, MigrationError>
+    + 'a;
+
+/// What `decode` knows before it builds the fields.
+struct Prepared {
+    record: RawRecord,
+    state: FieldState,
+    stored_version: Option<u32>,
+    extra: Vec<FieldWrite>,
+    issues: Vec<DecodeError>,
+}
+
+/// Checks the stored version against `schema`'s and runs its migration when the record is
+/// older.
+fn prepare(
+    stored: &RawRecord,
+    policy: DecodePolicy,
+    schema: &'static Schema,
+    migrate: &mut MigrateFn<'_>,
+) -> Result<Prepared, DecodeError> {
     let current = schema.version();
     let mut issues = Vec::new();
     let mut extra = Vec::new();
     let mut state = FieldState::new();
 
-    let stored_version = match stored_version::<T>(stored) {
+    let stored_version = match schema_version(stored, schema) {
         Ok(v) => v,
         Err(err) if policy == DecodePolicy::Lenient => {
             tracing::warn!(schema = schema.name(), error = %Chain(&err), "ignoring invalid stored schema version");
@@ -182,7 +245,7 @@ pub fn decode<T: SessionData>(
             issues.push(err);
         }
         Some(from) if from < current => {
-            match run_migration::<T>(stored, from, &mut state, &mut extra) {
+            match run_migration(schema, migrate, stored, from, &mut state, &mut extra) {
                 Ok(after) => {
                     record = after;
                     migrated = true;
@@ -196,18 +259,9 @@ pub fn decode<T: SessionData>(
         }
         _ => {}
     }
-
-    let mut fields = Box::new(T::Fields::from_record(record, state));
-    if policy == DecodePolicy::Strict {
-        if let Some(err) = fields.decode_all().into_iter().next() {
-            return Err(err);
-        }
-    }
-    if schema.is_indexed() {
-        repair_index_terms::<T>(stored, &fields, &mut extra);
-    }
-    Ok(Decoded {
-        fields,
+    Ok(Prepared {
+        record,
+        state,
         stored_version: if migrated {
             Some(current)
         } else {
@@ -222,22 +276,23 @@ pub fn decode<T: SessionData>(
 /// session stored before the field was `#[session(index)]` (it becomes findable on its
 /// next request), or one whose term was lost. Fields this request already changes write
 /// their term anyway.
-fn repair_index_terms<T: SessionData>(
+fn repair_index_terms(
+    schema: &'static Schema,
     stored: &RawRecord,
-    fields: &T::Fields,
+    state: &FieldState,
+    index_term: &dyn Fn(usize) -> Option<String>,
     extra: &mut Vec<FieldWrite>,
 ) {
-    for (index, info) in T::SCHEMA.fields().iter().enumerate() {
-        if info.index_key().is_empty() || fields.state().is_changed(index) {
+    for (index, info) in schema.fields().iter().enumerate() {
+        if info.index_key().is_empty() || state.is_changed(index) {
             continue;
         }
         let stored_term = stored.get(info.index_key());
         if stored_term.is_none() && stored.get(info.store_key()).is_none() {
             continue;
         }
-        let term = fields
-            .index_term(index)
-            .filter(|term| term.len() <= crate::index::term::MAX_INDEX_TERM_LEN);
+        let term =
+            index_term(index).filter(|term| term.len() <= crate::index::term::MAX_INDEX_TERM_LEN);
         if term.as_deref().map(str::as_bytes) != stored_term {
             extra.push((Cow::Borrowed(info.index_key()), term.map(Bytes::from)));
         }
@@ -247,13 +302,14 @@ fn repair_index_terms<T: SessionData>(
 /// Runs the hook on the namespace's raw fields; marks touched schema fields in `state`,
 /// records writes to other keys (and the new version) in `extra`, and returns the record
 /// as the migration left it.
-fn run_migration<T: SessionData>(
+fn run_migration(
+    schema: &'static Schema,
+    migrate: &mut MigrateFn<'_>,
     stored: &RawRecord,
     from: u32,
     state: &mut FieldState,
     extra: &mut Vec<FieldWrite>,
 ) -> Result<RawRecord, DecodeError> {
-    let schema = T::SCHEMA;
     let mut all = stored.to_map();
     let before: BTreeMap<String, Vec<u8>> = all
         .iter()
@@ -263,13 +319,11 @@ fn run_migration<T: SessionData>(
                 .map(|local| (local.to_owned(), v.to_vec()))
         })
         .collect();
-    let mut raw = RawFields::from_map(before.clone());
-    T::migrate(from, &mut raw).map_err(|source| DecodeError::Migration {
+    let after = migrate(from, before.clone()).map_err(|source| DecodeError::Migration {
         schema: schema.name(),
         from,
         source,
     })?;
-    let after = raw.into_map();
 
     // A map field's entries (and its key, when a migration turns a whole value into
     // entries) are written as they are, not through the field's change bits.
@@ -355,7 +409,47 @@ pub fn collect_changes<T: SessionData>(
     if fields.state().is_clean() {
         return Ok(());
     }
-    let schema = T::SCHEMA;
+    changes(
+        T::SCHEMA,
+        &mut Encoding::<T::Fields, T::Codec>(fields, PhantomData),
+        stored_version,
+        &mut |write| out.extend([write]),
+    )
+}
+
+/// A schema's fields as `changes` reaches them: one small adapter per schema instead of the
+/// whole of `changes`.
+trait FieldSource {
+    fn state(&self) -> &FieldState;
+    fn encode(&mut self, index: usize) -> Result<Vec<u8>, CodecError>;
+    fn entry_writes(&mut self, index: usize, out: &mut Vec<FieldWrite>) -> Result<(), CodecError>;
+    fn index_term(&self, index: usize) -> Option<String>;
+}
+
+struct Encoding<'a, F, C>(&'a mut F, PhantomData<C>);
+
+impl<F: SchemaFields, C: Codec> FieldSource for Encoding<'_, F, C> {
+    fn state(&self) -> &FieldState {
+        self.0.state()
+    }
+    fn encode(&mut self, index: usize) -> Result<Vec<u8>, CodecError> {
+        self.0.encode_field::<C>(index)
+    }
+    fn entry_writes(&mut self, index: usize, out: &mut Vec<FieldWrite>) -> Result<(), CodecError> {
+        self.0.entry_writes::<C>(index, out)
+    }
+    fn index_term(&self, index: usize) -> Option<String> {
+        self.0.index_term(index)
+    }
+}
+
+/// The store writes of the changed fields of `fields`, given to `out` one by one.
+fn changes(
+    schema: &'static Schema,
+    fields: &mut dyn FieldSource,
+    stored_version: Option<u32>,
+    out: &mut dyn FnMut(FieldWrite),
+) -> Result<(), EncodeError> {
     // A copy of the change set (no allocation below 64 fields): encoding needs `fields`.
     let changed = fields.state().clone();
     for index in changed.set_fields() {
@@ -363,23 +457,21 @@ pub fn collect_changes<T: SessionData>(
         if info.entry_prefix().is_some() {
             let mut writes = Vec::new();
             fields
-                .entry_writes::<T::Codec>(index, &mut writes)
+                .entry_writes(index, &mut writes)
                 .map_err(|source| EncodeError {
                     schema: schema.name(),
                     field: info.name(),
                     source,
                 })?;
-            out.extend(writes);
+            writes.into_iter().for_each(&mut *out);
             continue;
         }
-        let bytes = fields
-            .encode_field::<T::Codec>(index)
-            .map_err(|source| EncodeError {
-                schema: schema.name(),
-                field: info.name(),
-                source,
-            })?;
-        out.extend([(Cow::Borrowed(info.store_key()), Some(Bytes::from(bytes)))]);
+        let bytes = fields.encode(index).map_err(|source| EncodeError {
+            schema: schema.name(),
+            field: info.name(),
+            source,
+        })?;
+        out((Cow::Borrowed(info.store_key()), Some(Bytes::from(bytes))));
         // The index term goes in the same write as the field.
         if !info.index_key().is_empty() {
             let term = fields
@@ -387,22 +479,22 @@ pub fn collect_changes<T: SessionData>(
                 .map(|term| crate::index::term::check_term(schema.name(), info.name(), term))
                 .transpose()?
                 .map(Bytes::from);
-            out.extend([(Cow::Borrowed(info.index_key()), term)]);
+            out((Cow::Borrowed(info.index_key()), term));
         }
     }
     for index in fields.state().removed_fields() {
         let info = &schema.fields()[index];
-        out.extend([(Cow::Borrowed(info.store_key()), None)]);
+        out((Cow::Borrowed(info.store_key()), None));
         if !info.index_key().is_empty() {
-            out.extend([(Cow::Borrowed(info.index_key()), None)]);
+            out((Cow::Borrowed(info.index_key()), None));
         }
     }
     // Never downgrade: a record of a newer version keeps its version.
     if stored_version.is_none_or(|v| v < schema.version()) {
-        out.extend([(
+        out((
             Cow::Borrowed(schema.version_key()),
             Some(version_bytes(schema.version())),
-        )]);
+        ));
     }
     Ok(())
 }
