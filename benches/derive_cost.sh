@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # What `#[derive(SessionData)]` costs to compile, against serde's derives on the same
-# 60-field struct: the rebuild time of a crate holding the struct after a touch (median of
-# nine interleaved rounds, `ROUNDS=n` for another count), and the lines the derive expands to (rustc's `-Zunpretty=expanded`, enabled on
-# stable with RUSTC_BOOTSTRAP=1, minus the struct alone).
+# 60-field struct: the rebuild time of a crate holding the struct after a touch, both
+# incremental (what an edit-compile loop pays) and with `CARGO_INCREMENTAL=0` (the crate
+# compiled from nothing, as in a clean or release build; dependencies stay built), each the
+# median of nine interleaved rounds (`ROUNDS=n` for another count); and the lines the
+# derive expands to (rustc's `-Zunpretty=expanded`, enabled on stable with
+# RUSTC_BOOTSTRAP=1, minus the struct alone).
 #
 #   bash benches/derive_cost.sh
 #
@@ -13,7 +16,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-export CARGO_TARGET_DIR="$repo/target/derive-cost"
+# One target directory per mode: switching `CARGO_INCREMENTAL` in one would rebuild the
+# workspace's crates each time.
+incremental_target="$repo/target/derive-cost"
+full_target="$repo/target/derive-cost-full"
 
 fields() {
     local types=("u64" "String" "Vec<String>" "Option<u32>" "bool" "std::collections::BTreeMap<String, u32>")
@@ -70,35 +76,47 @@ make_crate serde-json "#[derive(serde::Serialize, serde::Deserialize, Default)]"
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-build_ms() { # dir: one rebuild after a touch
+build() { # dir, mode
+    if [ "$2" = full ]; then
+        (cd "$1" && CARGO_INCREMENTAL=0 CARGO_TARGET_DIR="$full_target" cargo build -q 2>/dev/null)
+    else
+        (cd "$1" && CARGO_TARGET_DIR="$incremental_target" cargo build -q 2>/dev/null)
+    fi
+}
+
+build_ms() { # dir, mode: one rebuild after a touch
     touch "$1/src/lib.rs"
     local start end
     start=$(date +%s%N)
-    (cd "$1" && cargo build -q 2>/dev/null)
+    build "$1" "$2"
     end=$(date +%s%N)
     echo $(( (end - start) / 1000000 ))
 }
 
 expanded_lines() { # dir
-    (cd "$1" && RUSTC_BOOTSTRAP=1 cargo rustc -q --lib -- -Zunpretty=expanded 2>/dev/null) | wc -l
+    (cd "$1" && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$incremental_target" cargo rustc -q --lib -- -Zunpretty=expanded 2>/dev/null) | wc -l
 }
 
 variants=(plain ours ours-used serde serde-json)
 rounds=${ROUNDS:-9}
 for variant in "${variants[@]}"; do
-    (cd "$work/$variant" && cargo build -q 2>/dev/null)
+    build "$work/$variant" incremental
+    build "$work/$variant" full
 done
 # Interleaved rounds, so that the machine's drift reaches every variant alike.
 for round in $(seq 1 "$rounds"); do
     for variant in "${variants[@]}"; do
-        echo "$variant $(build_ms "$work/$variant")"
+        for mode in incremental full; do
+            echo "$variant $mode $(build_ms "$work/$variant" "$mode")"
+        done
     done
 done > "$work/times"
 
-printf '%-12s %12s %16s\n' variant "rebuild ms" "expanded lines"
+printf '%-12s %16s %16s %16s\n' variant "incremental ms" "full ms" "expanded lines"
 base_lines=$(expanded_lines "$work/plain")
 for variant in "${variants[@]}"; do
-    ms=$(awk -v v="$variant" '$1 == v { print $2 }' "$work/times" | median)
+    incremental=$(awk -v v="$variant" '$1 == v && $2 == "incremental" { print $3 }' "$work/times" | median)
+    full=$(awk -v v="$variant" '$1 == v && $2 == "full" { print $3 }' "$work/times" | median)
     lines=$(( $(expanded_lines "$work/$variant") - base_lines ))
-    printf '%-12s %12s %16s\n' "$variant" "$ms" "$lines"
+    printf '%-12s %16s %16s %16s\n' "$variant" "$incremental" "$full" "$lines"
 done

@@ -590,6 +590,58 @@ fn the_whole_struct_reflects_accessor_writes_and_accessors_keep_working_after() 
     assert_eq!(owned.theme, "blue");
 }
 
+#[derive(SessionData, Debug)]
+struct Names {
+    first: String,
+    #[session(skip)]
+    draft: String,
+    second: String,
+    count: u32,
+    third: String,
+}
+
+/// Once `data()` built the whole struct, each accessor reaches its own field in it, also
+/// among fields of one type (stored and skipped alike), and changes only that one.
+#[test]
+fn after_data_each_accessor_reaches_its_own_field_among_fields_of_one_type() {
+    let stored = HashMap::from([
+        ("first".to_owned(), encoded(&"a")),
+        ("second".to_owned(), encoded(&"b")),
+        ("count".to_owned(), encoded(&3u32)),
+        ("third".to_owned(), encoded(&"c")),
+    ]);
+    let mut names = load::<Names>(&stored).fields;
+    names.set_draft("d".into());
+    let _ = names.data();
+    assert_eq!(
+        [names.first(), names.draft(), names.second(), names.third()],
+        ["a", "d", "b", "c"]
+    );
+    assert_eq!(*names.count(), 3);
+    names.second_mut().push('!');
+    names.set_third("z".into());
+    assert_eq!(names.take_first(), "a");
+    *names.count_mut() += 1;
+    assert_eq!(names.take_draft(), "d");
+    let whole = names.data();
+    assert_eq!(
+        (
+            &*whole.first,
+            &*whole.draft,
+            &*whole.second,
+            whole.count,
+            &*whole.third
+        ),
+        ("", "", "b!", 4, "z")
+    );
+    let w = as_map(&writes::<Names>(&mut names, Some(1)));
+    assert_eq!(w.get("first"), Some(&None));
+    assert_eq!(w.get("second"), Some(&Some("\"b!\"".into())));
+    assert_eq!(w.get("third"), Some(&Some("\"z\"".into())));
+    assert_eq!(w.get("count"), Some(&Some("4".into())));
+    assert!(!w.contains_key("draft"), "a skipped field is never written");
+}
+
 fn migrate_badge(from: u32, fields: &mut RawFields<Marked>) -> Result<(), MigrationError> {
     if from < 2 {
         // v1 stored the level as text.

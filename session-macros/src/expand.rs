@@ -218,7 +218,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             let encode = quote_spanned!(field.ty.span()=> <<#ty as #private::EntryMap>::Value as #private::Storable>::encode_with::<__C>(__value));
             quote! {
                 #index => {
-                    let __map = self.__whole.as_ref().map(|__w| &__w.#member);
+                    let __map = self.__core.whole.as_ref().map(|__w| &__w.#member);
                     #private::entries_writes(
                         __map,
                         &mut self.#cell,
@@ -255,13 +255,13 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             if is_entries(field) {
                 return quote! {
                     ::core::iter::Extend::extend(&mut __errors, #private::entries_force(
-                        &mut self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder,
+                        &mut self.#cell, &self.__core.raw, #schema_ref, #index, Self::#decoder,
                     ));
                 };
             }
-            let slot_fn = slot_ident(*index);
+            let def = def_ident(*index);
             quote! {
-                ::core::iter::Extend::extend(&mut __errors, #private::field_force(&mut self.#cell, &Self::#slot_fn(&self.__raw)));
+                ::core::iter::Extend::extend(&mut __errors, #private::field_force(&mut self.#cell, &self.__core.raw, &Self::#def));
             }
         });
     let whole_fields = schema
@@ -273,10 +273,10 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             let member = field.ident;
             if is_entries(field) {
                 let decoder = decoder_ident(*index);
-                quote!(#member: #private::entries_take_map(&mut self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder))
+                quote!(#member: #private::entries_take_map(&mut self.#cell, &self.__core.raw, #schema_ref, #index, Self::#decoder))
             } else {
-                let slot_fn = slot_ident(*index);
-                quote!(#member: #private::field_take_whole(&mut self.#cell, &Self::#slot_fn(&self.__raw)))
+                let def = def_ident(*index);
+                quote!(#member: #private::field_take_whole(&mut self.#cell, &self.__core.raw, &Self::#def))
             }
         });
     // One decode function per stored field, spanned at its type: a type that cannot be
@@ -328,6 +328,43 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             }
         }
     });
+    // The whole struct's fields by index, for the accessors once `data()` built it.
+    let members = schema
+        .fields
+        .iter()
+        .zip(&indices)
+        .filter(|(field, _)| !is_entries(field))
+        .map(|(field, index)| {
+            let member = field.ident;
+            quote!(#index => &__w.#member,)
+        })
+        .collect::<Vec<_>>();
+    let members_mut = schema
+        .fields
+        .iter()
+        .zip(&indices)
+        .filter(|(field, _)| !is_entries(field))
+        .map(|(field, index)| {
+            let member = field.ident;
+            quote!(#index => &mut __w.#member,)
+        });
+    let member_fns = (!members.is_empty()).then(|| {
+        quote! {
+            fn __member(__w: &#self_ty, __index: ::core::primitive::usize) -> &dyn ::core::any::Any {
+                match __index {
+                    #(#members)*
+                    _ => ::core::unreachable!(),
+                }
+            }
+
+            fn __member_mut(__w: &mut #self_ty, __index: ::core::primitive::usize) -> &mut dyn ::core::any::Any {
+                match __index {
+                    #(#members_mut)*
+                    _ => ::core::unreachable!(),
+                }
+            }
+        }
+    });
     let accessors = schema
         .fields
         .iter()
@@ -337,7 +374,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             if is_entries(field) {
                 entry_accessors(field, &self_ty, cell, *index, &private, &schema_ref)
             } else {
-                accessors(field, &self_ty, cell, *index, &private, &schema_ref, &codec)
+                accessors(field, &self_ty, cell, *index, &private, &codec)
             }
         });
     let doc = format!(
@@ -348,9 +385,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
     let fields_struct = quote! {
         #[doc = #doc]
         #vis struct #fields_ty #impl_generics #where_clause {
-            __raw: #private::RawRecord,
-            __state: #private::FieldState,
-            __whole: ::core::option::Option<#self_ty>,
+            __core: #private::Core<#self_ty>,
             #( #cells: #cell_tys, )*
         }
     };
@@ -383,21 +418,19 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                 #[inline]
                 fn from_record(__raw: #private::RawRecord, __state: #private::FieldState) -> Self {
                     Self {
-                        __raw,
-                        __state,
-                        __whole: ::core::option::Option::None,
+                        __core: #private::Core::new(__raw, __state),
                         #( #cells: ::core::default::Default::default(), )*
                     }
                 }
 
                 #[inline]
                 fn state(&self) -> &#private::FieldState {
-                    &self.__state
+                    &self.__core.state
                 }
 
                 #[inline]
                 fn state_mut(&mut self) -> &mut #private::FieldState {
-                    &mut self.__state
+                    &mut self.__core.state
                 }
 
                 fn encode_field<__C: #private::Codec>(
@@ -414,7 +447,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                 #[inline]
                 fn decode_all(&mut self) -> ::std::vec::Vec<#private::DecodeError> {
                     let mut __errors = ::std::vec::Vec::new();
-                    if self.__whole.is_none() {
+                    if self.__core.whole.is_none() {
                         #(#force_all)*
                     }
                     __errors
@@ -423,11 +456,11 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                 // Codegen only where the schema is used (as serde's generic impls).
                 #[inline]
                 fn data(&mut self) -> &#self_ty {
-                    if self.__whole.is_none() {
+                    if self.__core.whole.is_none() {
                         let __whole = #ident { #(#whole_fields),* };
-                        self.__whole = ::core::option::Option::Some(__whole);
+                        self.__core.whole = ::core::option::Option::Some(__whole);
                     }
-                    match &self.__whole {
+                    match &self.__core.whole {
                         ::core::option::Option::Some(__whole) => __whole,
                         ::core::option::Option::None => ::core::unreachable!(),
                     }
@@ -437,7 +470,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                 #[inline]
                 fn into_data(mut self) -> #self_ty {
                     let _ = <Self as #private::SchemaFields>::data(&mut self);
-                    match self.__whole {
+                    match self.__core.whole {
                         ::core::option::Option::Some(__whole) => __whole,
                         ::core::option::Option::None => ::core::unreachable!(),
                     }
@@ -453,6 +486,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             // reach these.
             #[allow(non_snake_case)]
             impl #impl_generics #fields_ty #ty_generics #where_clause {
+                #member_fns
                 #(#accessors)*
                 #(#decoders)*
             }
@@ -480,8 +514,8 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
     }
 }
 
-fn slot_ident(index: usize) -> syn::Ident {
-    format_ident!("__slot{}", index)
+fn def_ident(index: usize) -> syn::Ident {
+    format_ident!("__FIELD{}", index)
 }
 
 fn decoder_ident(index: usize) -> syn::Ident {
@@ -597,26 +631,24 @@ fn accessors(
     cell: &syn::Ident,
     index: usize,
     private: &TokenStream,
-    schema_ref: &TokenStream,
     codec: &TokenStream,
 ) -> TokenStream {
-    let member = field.ident;
     let vis = field.vis;
     let ty = self_as(field.ty, self_ty);
     let name = field.name();
     let [get, set, mutable, take] = accessor_idents(field);
     let persisted = field.attrs.skip.is_none();
-    let slot_fn = slot_ident(index);
+    let def = def_ident(index);
     // The field's decoder and default are named here only, spanned at the user's tokens:
     // a type that cannot be stored, or has no default, is one error, at the field.
-    let decode = if persisted {
-        let call =
-            quote_spanned!(field.ty.span()=> <#ty as #private::Storable>::decode_with::<#codec>);
-        quote!(::core::option::Option::Some(#call))
-    } else {
-        quote!(::core::option::Option::None)
-    };
     let default = default_fn(field, self_ty, private);
+    let def_value = if persisted {
+        let decode =
+            quote_spanned!(field.ty.span()=> <#ty as #private::Storable>::decode_with::<#codec>);
+        quote!(#private::FieldDef::stored(#index, #decode, #default, Self::__member, Self::__member_mut))
+    } else {
+        quote!(#private::FieldDef::skipped(#index, #default, Self::__member, Self::__member_mut))
+    };
     let store_note = if persisted {
         format!("store key `{}`", field.key())
     } else {
@@ -633,34 +665,31 @@ fn accessors(
          Taking a field the store does not have writes nothing (and creates no session)."
     );
     quote! {
-        #[inline]
-        fn #slot_fn(raw: &#private::RawRecord) -> #private::Slot<'_, #ty> {
-            #private::slot(raw, #schema_ref, #index, #decode, #default)
-        }
+        const #def: #private::FieldDef<#self_ty, #ty> = #def_value;
 
         #[doc = #get_doc]
         #[inline]
         #[must_use]
         #vis fn #get(&self) -> &#ty {
-            #private::field_get(&self.__whole, |__w| &__w.#member, &self.#cell, &Self::#slot_fn(&self.__raw))
+            #private::field_get(&self.__core, &self.#cell, &Self::#def)
         }
 
         #[doc = #set_doc]
         #[inline]
         #vis fn #set(&mut self, value: #ty) {
-            #private::field_set(&mut self.__state, &mut self.__whole, |__w| &mut __w.#member, &mut self.#cell, &Self::#slot_fn(&self.__raw), value)
+            #private::field_set(&mut self.__core, &mut self.#cell, &Self::#def, value)
         }
 
         #[doc = #mut_doc]
         #[inline]
         #vis fn #mutable(&mut self) -> &mut #ty {
-            #private::field_mut(&mut self.__state, &mut self.__whole, |__w| &mut __w.#member, &mut self.#cell, &Self::#slot_fn(&self.__raw))
+            #private::field_mut(&mut self.__core, &mut self.#cell, &Self::#def)
         }
 
         #[doc = #take_doc]
         #[inline]
         #vis fn #take(&mut self) -> #ty {
-            #private::field_take(&mut self.__state, &mut self.__whole, |__w| &mut __w.#member, &mut self.#cell, &Self::#slot_fn(&self.__raw))
+            #private::field_take(&mut self.__core, &mut self.#cell, &Self::#def)
         }
     }
 }
@@ -701,35 +730,35 @@ fn entry_accessors(
          for it, including entries other requests added meanwhile."
     );
     let whole = quote! {
-        let __whole = self.__whole.as_mut().map(|__w| &mut __w.#member);
+        let __whole = self.__core.whole.as_mut().map(|__w| &mut __w.#member);
     };
     quote! {
         #[doc = #get_doc]
         #[inline]
         #[must_use]
         #vis fn #get(&self) -> &#ty {
-            match &self.__whole {
+            match &self.__core.whole {
                 ::core::option::Option::Some(__whole) => &__whole.#member,
-                ::core::option::Option::None => #private::entries_get(&self.#cell, &self.__raw, #schema_ref, #index, Self::#decoder),
+                ::core::option::Option::None => #private::entries_get(&self.#cell, &self.__core.raw, #schema_ref, #index, Self::#decoder),
             }
         }
 
         #[doc = #mut_doc]
         #vis fn #mutable(&mut self) -> #private::EntriesMut<'_, #ty> {
             #whole
-            #private::entries_mut(__whole, &mut self.#cell, &mut self.__state, &self.__raw, #schema_ref, #index, Self::#decoder)
+            #private::entries_mut(__whole, &mut self.#cell, &mut self.__core.state, &self.__core.raw, #schema_ref, #index, Self::#decoder)
         }
 
         #[doc = #set_doc]
         #vis fn #set(&mut self, value: #ty) -> ::core::result::Result<(), #private::EntriesError> {
             #whole
-            #private::entries_set(__whole, &mut self.#cell, &mut self.__state, #schema_ref, #index, value)
+            #private::entries_set(__whole, &mut self.#cell, &mut self.__core.state, #schema_ref, #index, value)
         }
 
         #[doc = #take_doc]
         #vis fn #take(&mut self) -> #ty {
             #whole
-            #private::entries_take(__whole, &mut self.#cell, &mut self.__state, &self.__raw, #schema_ref, #index, Self::#decoder)
+            #private::entries_take(__whole, &mut self.#cell, &mut self.__core.state, &self.__core.raw, #schema_ref, #index, Self::#decoder)
         }
     }
 }

@@ -1,13 +1,18 @@
 //! What the derive's generated code calls (through `__private`): the diagnostic traits
 //! that point a missing bound at the user's field, and the lazy accessor helpers.
 
-use std::sync::OnceLock;
+use std::{any::Any, borrow::Cow, sync::OnceLock};
 
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    chain::Chain, changes::FieldState, codec::Codec, error::DecodeError, record::RawRecord,
-    schema::Schema, CodecError,
+    chain::Chain,
+    changes::FieldState,
+    codec::Codec,
+    error::DecodeError,
+    record::RawRecord,
+    schema::{Schema, SessionData},
+    CodecError,
 };
 
 /// Implemented for every type a session field can store: the derive encodes and decodes
@@ -81,19 +86,16 @@ impl<T: Default> FieldDefault for T {
 /// stored is reported once, at the field.
 pub type DecodeFn<F> = fn(&[u8]) -> Result<F, CodecError>;
 
-/// Decodes field `index` of `schema` from `raw`, or gives its default when absent. A value
-/// that fails to decode gives the default too, and the failure is returned.
-fn decode_or_default<F>(
-    raw: &RawRecord,
+/// The stored bytes of field `index`, `None` when absent. Not generic, so that the lookup and
+/// its logging are compiled once, not once per field type.
+fn stored_bytes<'r>(
+    raw: &'r RawRecord,
     schema: &'static Schema,
     index: usize,
-    decode: DecodeFn<F>,
-    default: impl FnOnce() -> F,
-) -> (F, Option<DecodeError>) {
+) -> Result<Option<Cow<'r, [u8]>>, DecodeError> {
     let info = &schema.fields()[index];
-    let bytes = match raw.value(info.store_key()) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return (default(), None),
+    match raw.value(info.store_key()) {
+        Ok(bytes) => Ok(bytes),
         Err(_) => {
             tracing::warn!(
                 schema = schema.name(),
@@ -101,283 +103,288 @@ fn decode_or_default<F>(
                 key = info.store_key(),
                 "session field's stored value does not open (sealed for another session or field, under a key this layer does not have, or written in clear); using its default"
             );
-            return (
-                default(),
-                Some(DecodeError::Sealed {
-                    key: info.store_key().to_owned(),
-                }),
-            );
-        }
-    };
-    match decode(&bytes) {
-        Ok(value) => (value, None),
-        Err(source) => {
-            tracing::warn!(
-                schema = schema.name(),
-                field = info.name(),
-                key = info.store_key(),
-                error = %Chain(&source),
-                "session field failed to decode; using its default"
-            );
-            (
-                default(),
-                Some(DecodeError::Field {
-                    schema: schema.name(),
-                    field: info.name(),
-                    source,
-                }),
-            )
+            Err(DecodeError::Sealed {
+                key: info.store_key().to_owned(),
+            })
         }
     }
 }
 
-#[inline]
-fn lazy_get<'a, F>(
-    cell: &'a OnceLock<F>,
-    raw: &RawRecord,
-    schema: &'static Schema,
-    index: usize,
-    decode: DecodeFn<F>,
-    default: impl FnOnce() -> F,
-) -> &'a F {
-    cell.get_or_init(|| decode_or_default(raw, schema, index, decode, default).0)
-}
-
-#[inline]
-fn lazy_get_mut<'a, F>(
-    cell: &'a mut OnceLock<F>,
-    raw: &RawRecord,
-    schema: &'static Schema,
-    index: usize,
-    decode: DecodeFn<F>,
-    default: impl FnOnce() -> F,
-) -> &'a mut F {
-    // A decode failure was logged by `decode_or_default`; the default stands in.
-    let _ = lazy_force(cell, raw, schema, index, decode, default);
-    cell.get_mut().expect("initialized by lazy_force")
-}
-
-#[inline]
-fn lazy_take<F>(
-    cell: &mut OnceLock<F>,
-    raw: &RawRecord,
-    schema: &'static Schema,
-    index: usize,
-    decode: DecodeFn<F>,
-    default: impl FnOnce() -> F,
-) -> F {
-    match cell.take() {
-        Some(value) => value,
-        None => decode_or_default(raw, schema, index, decode, default).0,
+/// Logs and wraps the decode failure of field `index` (not generic, for the same reason).
+#[cold]
+fn decode_failed(schema: &'static Schema, index: usize, source: CodecError) -> DecodeError {
+    let info = &schema.fields()[index];
+    tracing::warn!(
+        schema = schema.name(),
+        field = info.name(),
+        key = info.store_key(),
+        error = %Chain(&source),
+        "session field failed to decode; using its default"
+    );
+    DecodeError::Field {
+        schema: schema.name(),
+        field: info.name(),
+        source,
     }
-}
-
-fn lazy_force<F>(
-    cell: &mut OnceLock<F>,
-    raw: &RawRecord,
-    schema: &'static Schema,
-    index: usize,
-    decode: DecodeFn<F>,
-    default: impl FnOnce() -> F,
-) -> Option<DecodeError> {
-    if cell.get().is_some() {
-        return None;
-    }
-    let (value, error) = decode_or_default(raw, schema, index, decode, default);
-    *cell = OnceLock::from(value);
-    error
-}
-
-#[inline]
-fn plain_get<F>(cell: &OnceLock<F>, default: impl FnOnce() -> F) -> &F {
-    cell.get_or_init(default)
-}
-
-#[inline]
-fn plain_get_mut<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> &mut F {
-    if cell.get().is_none() {
-        *cell = OnceLock::from(default());
-    }
-    cell.get_mut().expect("initialized above")
-}
-
-#[inline]
-fn plain_take<F>(cell: &mut OnceLock<F>, default: impl FnOnce() -> F) -> F {
-    cell.take().unwrap_or_else(default)
 }
 
 // ---- One generic function per accessor kind, so that each generated accessor is one call.
 
-/// How a field's accessor reaches its value when the whole struct was not built: the
-/// field's own cell, decoded from `raw` on first use (`decode` is `None` for a `skip`
-/// field, which is never stored), or its default.
+/// What every accessor of the generated type shares: the stored record, which fields
+/// changed, and the whole struct once `data()` built it (the fields' cells are empty then).
 #[doc(hidden)]
-pub struct Slot<'a, F> {
-    raw: &'a RawRecord,
-    schema: &'static Schema,
-    index: usize,
-    decode: Option<DecodeFn<F>>,
-    default: fn() -> F,
+pub struct Core<S> {
+    #[doc(hidden)]
+    pub raw: RawRecord,
+    #[doc(hidden)]
+    pub state: FieldState,
+    #[doc(hidden)]
+    pub whole: Option<S>,
 }
 
-impl<F> Slot<'_, F> {
-    fn value<'c>(&self, cell: &'c OnceLock<F>) -> &'c F {
-        match self.decode {
-            Some(decode) => lazy_get(
-                cell,
-                self.raw,
-                self.schema,
-                self.index,
-                decode,
-                self.default,
-            ),
-            None => plain_get(cell, self.default),
-        }
-    }
-
-    fn value_mut<'c>(&self, cell: &'c mut OnceLock<F>) -> &'c mut F {
-        match self.decode {
-            Some(decode) => lazy_get_mut(
-                cell,
-                self.raw,
-                self.schema,
-                self.index,
-                decode,
-                self.default,
-            ),
-            None => plain_get_mut(cell, self.default),
-        }
-    }
-
-    fn take(&self, cell: &mut OnceLock<F>) -> F {
-        match self.decode {
-            Some(decode) => lazy_take(
-                cell,
-                self.raw,
-                self.schema,
-                self.index,
-                decode,
-                self.default,
-            ),
-            None => plain_take(cell, self.default),
+impl<S> Core<S> {
+    /// Accessors over `raw`, nothing decoded yet.
+    #[doc(hidden)]
+    #[inline]
+    pub fn new(raw: RawRecord, state: FieldState) -> Self {
+        Self {
+            raw,
+            state,
+            whole: None,
         }
     }
 }
 
-/// The slot of stored field `index`.
+/// What a field's accessors know of it at compile time: generated as one constant per
+/// field, so that a field costs its crate four one-call accessors and this constant.
+///
+/// `decode` is `None` for a `skip` field, which is never stored; `member` and
+/// `member_mut` reach field `index` in the whole struct, once `data()` built it: one
+/// function for every field of the struct, instead of one closure per field and accessor.
 #[doc(hidden)]
-#[inline]
-pub fn slot<'r, F>(
-    raw: &'r RawRecord,
-    schema: &'static Schema,
+pub struct FieldDef<S, F> {
     index: usize,
     decode: Option<DecodeFn<F>>,
     default: fn() -> F,
-) -> Slot<'r, F> {
-    Slot {
-        raw,
-        schema,
-        index,
-        decode,
-        default,
+    member: Member<S>,
+    member_mut: MemberMut<S>,
+}
+
+/// Field `index` of the whole struct `S`.
+#[doc(hidden)]
+pub type Member<S> = fn(&S, usize) -> &dyn Any;
+
+/// Field `index` of the whole struct `S`, mutably.
+#[doc(hidden)]
+pub type MemberMut<S> = fn(&mut S, usize) -> &mut dyn Any;
+
+impl<S, F> FieldDef<S, F> {
+    /// Stored field `index`, decoded with `decode`.
+    #[doc(hidden)]
+    pub const fn stored(
+        index: usize,
+        decode: DecodeFn<F>,
+        default: fn() -> F,
+        member: Member<S>,
+        member_mut: MemberMut<S>,
+    ) -> Self {
+        Self {
+            index,
+            decode: Some(decode),
+            default,
+            member,
+            member_mut,
+        }
+    }
+
+    /// Field `index`, never stored (`#[session(skip)]`).
+    #[doc(hidden)]
+    pub const fn skipped(
+        index: usize,
+        default: fn() -> F,
+        member: Member<S>,
+        member_mut: MemberMut<S>,
+    ) -> Self {
+        Self {
+            index,
+            decode: None,
+            default,
+            member,
+            member_mut,
+        }
+    }
+}
+
+impl<S: SessionData, F: Any> FieldDef<S, F> {
+    /// The field's value from `raw` (or its default), and the failure that gave the default
+    /// instead of a stored value. The one generic decode path, so that each field type
+    /// compiles it once.
+    fn decode(&self, raw: &RawRecord) -> (F, Option<DecodeError>) {
+        let Some(decode) = self.decode else {
+            return ((self.default)(), None);
+        };
+        let error = match stored_bytes(raw, S::SCHEMA, self.index) {
+            Ok(Some(bytes)) => match decode(&bytes) {
+                Ok(value) => return (value, None),
+                Err(source) => decode_failed(S::SCHEMA, self.index, source),
+            },
+            Ok(None) => return ((self.default)(), None),
+            Err(error) => error,
+        };
+        ((self.default)(), Some(error))
+    }
+
+    /// The cell's value, decoded into it on first use. Every path that fills a cell comes
+    /// through here (one `OnceLock` initializer per field type): `value` goes in as is when
+    /// given, and a decode failure is left in `error`.
+    fn fill<'c>(
+        &self,
+        raw: &RawRecord,
+        cell: &'c OnceLock<F>,
+        value: Option<F>,
+        error: &mut Option<DecodeError>,
+    ) -> &'c F {
+        cell.get_or_init(|| match value {
+            Some(value) => value,
+            None => {
+                let (value, failure) = self.decode(raw);
+                *error = failure;
+                value
+            }
+        })
+    }
+
+    /// The field in the whole struct.
+    fn member<'w>(&self, whole: &'w S) -> &'w F {
+        match (self.member)(whole, self.index).downcast_ref() {
+            Some(value) => value,
+            None => unreachable!(
+                "field {} of {} has its own type",
+                self.index,
+                S::SCHEMA.name()
+            ),
+        }
+    }
+
+    /// The field in the whole struct, mutably.
+    fn member_mut<'w>(&self, whole: &'w mut S) -> &'w mut F {
+        match (self.member_mut)(whole, self.index).downcast_mut() {
+            Some(value) => value,
+            None => unreachable!(
+                "field {} of {} has its own type",
+                self.index,
+                S::SCHEMA.name()
+            ),
+        }
+    }
+
+    /// The value out of the cell, or decoded when the cell is empty.
+    fn take(&self, raw: &RawRecord, cell: &mut OnceLock<F>) -> F {
+        match cell.take() {
+            Some(value) => value,
+            None => self.decode(raw).0,
+        }
     }
 }
 
 /// `f()`.
 #[doc(hidden)]
 #[inline]
-pub fn field_get<'a, S, F>(
-    whole: &'a Option<S>,
-    member: fn(&S) -> &F,
+pub fn field_get<'a, S: SessionData, F: Any>(
+    core: &'a Core<S>,
     cell: &'a OnceLock<F>,
-    slot: &Slot<'_, F>,
+    def: &FieldDef<S, F>,
 ) -> &'a F {
-    match whole {
-        Some(whole) => member(whole),
-        None => slot.value(cell),
+    match &core.whole {
+        Some(whole) => def.member(whole),
+        // A decode failure was logged; the default stands in.
+        None => def.fill(&core.raw, cell, None, &mut None),
     }
 }
 
 /// `set_f(value)`: marks the field replaced (when it is stored).
 #[doc(hidden)]
 #[inline]
-pub fn field_set<S, F>(
-    state: &mut FieldState,
-    whole: &mut Option<S>,
-    member: fn(&mut S) -> &mut F,
+pub fn field_set<S: SessionData, F: Any>(
+    core: &mut Core<S>,
     cell: &mut OnceLock<F>,
-    slot: &Slot<'_, F>,
+    def: &FieldDef<S, F>,
     value: F,
 ) {
-    if slot.decode.is_some() {
-        state.mark_replaced(slot.index);
+    if def.decode.is_some() {
+        core.state.mark_replaced(def.index);
     }
-    match whole {
-        Some(whole) => *member(whole) = value,
-        None => *cell = OnceLock::from(value),
+    match &mut core.whole {
+        Some(whole) => *def.member_mut(whole) = value,
+        None => {
+            let _ = cell.take();
+            def.fill(&core.raw, cell, Some(value), &mut None);
+        }
     }
 }
 
 /// `f_mut()`: marks the field changed (when it is stored).
 #[doc(hidden)]
 #[inline]
-pub fn field_mut<'a, S, F>(
-    state: &mut FieldState,
-    whole: &'a mut Option<S>,
-    member: fn(&mut S) -> &mut F,
+pub fn field_mut<'a, S: SessionData, F: Any>(
+    core: &'a mut Core<S>,
     cell: &'a mut OnceLock<F>,
-    slot: &Slot<'_, F>,
+    def: &FieldDef<S, F>,
 ) -> &'a mut F {
-    if slot.decode.is_some() {
-        state.mark_set(slot.index);
+    if def.decode.is_some() {
+        core.state.mark_set(def.index);
     }
-    match whole {
-        Some(whole) => member(whole),
-        None => slot.value_mut(cell),
+    match &mut core.whole {
+        Some(whole) => def.member_mut(whole),
+        None => {
+            def.fill(&core.raw, cell, None, &mut None);
+            match cell.get_mut() {
+                Some(value) => value,
+                None => unreachable!("filled above"),
+            }
+        }
     }
 }
 
 /// `take_f()`: marks the field removed (when it is stored) and leaves its default.
 #[doc(hidden)]
 #[inline]
-pub fn field_take<S, F>(
-    state: &mut FieldState,
-    whole: &mut Option<S>,
-    member: fn(&mut S) -> &mut F,
+pub fn field_take<S: SessionData, F: Any>(
+    core: &mut Core<S>,
     cell: &mut OnceLock<F>,
-    slot: &Slot<'_, F>,
+    def: &FieldDef<S, F>,
 ) -> F {
-    if slot.decode.is_some() {
-        state.mark_removed(slot.index);
+    if def.decode.is_some() {
+        core.state.mark_removed(def.index);
     }
-    match whole {
-        Some(whole) => std::mem::replace(member(whole), (slot.default)()),
+    match &mut core.whole {
+        Some(whole) => std::mem::replace(def.member_mut(whole), (def.default)()),
         None => {
-            let value = slot.take(cell);
-            *cell = OnceLock::from((slot.default)());
+            let value = def.take(&core.raw, cell);
+            def.fill(&core.raw, cell, Some((def.default)()), &mut None);
             value
         }
     }
 }
 
-/// Decodes field `slot` into its cell if it is not yet (for `decode_all`): its failure.
+/// Decodes field `def` into its cell if it is not yet (for `decode_all`): its failure.
 #[doc(hidden)]
-pub fn field_force<F>(cell: &mut OnceLock<F>, slot: &Slot<'_, F>) -> Option<DecodeError> {
-    match slot.decode {
-        Some(decode) => lazy_force(
-            cell,
-            slot.raw,
-            slot.schema,
-            slot.index,
-            decode,
-            slot.default,
-        ),
-        None => None,
-    }
+pub fn field_force<S: SessionData, F: Any>(
+    cell: &mut OnceLock<F>,
+    raw: &RawRecord,
+    def: &FieldDef<S, F>,
+) -> Option<DecodeError> {
+    let mut error = None;
+    def.fill(raw, cell, None, &mut error);
+    error
 }
 
 /// The field's value out of its cell (for the whole struct `data()` builds).
 #[doc(hidden)]
-pub fn field_take_whole<F>(cell: &mut OnceLock<F>, slot: &Slot<'_, F>) -> F {
-    slot.take(cell)
+pub fn field_take_whole<S: SessionData, F: Any>(
+    cell: &mut OnceLock<F>,
+    raw: &RawRecord,
+    def: &FieldDef<S, F>,
+) -> F {
+    def.take(raw, cell)
 }

@@ -121,7 +121,7 @@ pub mod __private {
     pub use crate::error::DecodeError;
     pub use crate::generated::{
         assert_field, field_force, field_get, field_mut, field_set, field_take, field_take_whole,
-        slot, DecodeFn, FieldDefault, SessionField, Slot, Storable,
+        Core, DecodeFn, FieldDef, FieldDefault, Member, MemberMut, SessionField, Storable,
     };
     pub use crate::index::{index_term, Index, IndexValue};
     pub use crate::meta::{
