@@ -87,7 +87,10 @@ pub fn stored_version<T: SessionData>(stored: &RawRecord) -> Result<Option<u32>,
 // generic, so that a schema's crate compiles the decoding, migration and encoding logic
 // (and its logging) once, in this crate, not once per schema.
 
-fn schema_version(stored: &RawRecord, schema: &'static Schema) -> Result<Option<u32>, DecodeError> {
+pub(crate) fn schema_version(
+    stored: &RawRecord,
+    schema: &'static Schema,
+) -> Result<Option<u32>, DecodeError> {
     let Some(bytes) = stored.get(schema.version_key()) else {
         return Ok(None);
     };

@@ -517,13 +517,7 @@ impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for TypedSession<T> {
             .get::<RequestSession>()
             .cloned()
             .ok_or(SessionError::MissingLayer)?;
-        if T::SCHEMA.is_indexed() && !session.shared().store.supports_index() {
-            tracing::error!(
-                schema = T::SCHEMA.name(),
-                "a schema with an indexed field was used with a store that does not keep the session index"
-            );
-            return Err(SessionError::Store(crate::StoreError::unsupported_index()));
-        }
+        check_index_support(&session, T::SCHEMA)?;
         let (fields, stored_version, handle) = session.extract::<T>(&parts.headers).await?;
         session.handle_made();
         let destroys = session.destroys();
@@ -535,6 +529,22 @@ impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for TypedSession<T> {
             handle,
         })
     }
+}
+
+/// A schema with an indexed field needs a store that keeps the index. Not generic, like the
+/// rest of the extraction.
+fn check_index_support(
+    session: &RequestSession,
+    schema: &'static crate::Schema,
+) -> Result<(), SessionError> {
+    if schema.is_indexed() && !session.shared().store.supports_index() {
+        tracing::error!(
+            schema = schema.name(),
+            "a schema with an indexed field was used with a store that does not keep the session index"
+        );
+        return Err(SessionError::Store(crate::StoreError::unsupported_index()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

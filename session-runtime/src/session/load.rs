@@ -13,7 +13,7 @@ use crate::{
     expiry::Lifetime,
     key::Rejected,
     meta::{from_millis, parse_u64, CREATED_KEY, DATA_KEY_KEY, IDLE_TIMEOUT_KEY},
-    schema::SessionData,
+    schema::{Schema, SessionData},
     session_cookie::{request_values, CookieOut, MAX_COOKIE_LEN},
     store::LoadKeys,
     DecodePolicy, SessionError, SessionId, StoreError,
@@ -37,7 +37,7 @@ impl RequestSession {
     ) -> Result<NewHandle<T>, SessionError> {
         self.0.used.store(true, Ordering::Release);
         crate::registry::check::<T>()?;
-        self.ensure_loaded::<T>(headers).await?;
+        self.ensure_loaded(T::SCHEMA, headers).await?;
         self.new_handle::<T>(self.config().decode_policy)
             .map_err(SessionError::Decode)
     }
@@ -70,8 +70,13 @@ impl RequestSession {
         Ok((decoded.fields, decoded.stored_version, state.next_handle()))
     }
 
-    async fn ensure_loaded<T: SessionData>(&self, headers: &HeaderMap) -> Result<(), SessionError> {
-        let schema = T::SCHEMA;
+    /// Loads `schema`'s keys (and the session's metadata on the request's first load). Not
+    /// generic: the load, its logging and its future are compiled once, not once per schema.
+    async fn ensure_loaded(
+        &self,
+        schema: &'static Schema,
+        headers: &HeaderMap,
+    ) -> Result<(), SessionError> {
         // First load of the request: find the cookie and read this schema's keys plus metadata.
         let first = self.state().loaded.is_none();
         if first {
@@ -200,10 +205,10 @@ impl RequestSession {
         // A migration needs every key of the schema's namespace.
         let full: Option<SessionId> = {
             let state = self.state();
-            let version = decode::stored_version::<T>(&state.view()).ok().flatten();
+            let version = decode::schema_version(&state.view(), schema).ok().flatten();
             let loaded = state.loaded.as_ref().expect("set above");
             match &loaded.id {
-                Some(id) if !loaded.complete && decode::needs_full_record::<T>(version) => {
+                Some(id) if !loaded.complete && version.is_some_and(|v| v < schema.version()) => {
                     Some(id.clone())
                 }
                 _ => None,

@@ -447,82 +447,12 @@ impl RequestSession {
             return;
         }
         let mut state = self.state();
-        // Only writes other handles made since this one read can be newer: none in the
-        // common request with one handle, which then skips the check.
-        let others_wrote = state
-            .changed_at
-            .values()
-            .any(|&(at, by)| at > handle.seen && by != handle.id);
-        for (index, info) in T::SCHEMA
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|_| others_wrote)
-        {
-            let changed_since = state
-                .changed_at
-                .get(info.store_key())
-                .is_some_and(|&(at, by)| at > handle.seen && by != handle.id);
-            let fields_state = fields.state_mut();
-            if changed_since && fields_state.is_changed(index) && !fields_state.is_replaced(index) {
-                fields_state.forget(index);
-                tracing::warn!(
-                    schema = T::SCHEMA.name(),
-                    field = info.name(),
-                    "a session field was changed through two handles in one request, the \
-                     later from what it read before the other's change: that stale change is \
-                     dropped; keep one TypedSession per schema across `next.run()`, or set the \
-                     field with `set_`"
-                );
-            }
-        }
+        drop_stale_changes(&state, T::SCHEMA, fields.state_mut(), handle);
         let mut writes = Vec::new();
         let result = collect_changes::<T>(fields, *stored_version, &mut writes);
         fields.state_mut().clear();
         match result {
-            Ok(()) => {
-                state.loaded.get_or_insert_with(Loaded::fresh);
-                if !writes.is_empty() {
-                    state.generation += 1;
-                    // Another handle can only be stale against these writes if it exists:
-                    // with one handle so far, there is nothing to record (a handle taken
-                    // later reads them).
-                    if state.handles > 1 {
-                        let generation = state.generation;
-                        for (key, _) in &writes {
-                            if let Cow::Borrowed(key) = key {
-                                state.changed_at.insert(key, (generation, handle.id));
-                            }
-                        }
-                    }
-                }
-                let version_key = T::SCHEMA.version_key();
-                let mut version = None;
-                for (key, value) in writes {
-                    if key == version_key {
-                        version = Some((key, value));
-                    } else {
-                        state.queue(key, value);
-                    }
-                }
-                // The version describes the schema's fields written with it: with none left
-                // to write (all taken again), it waits too, so a new session that only set
-                // and took fields is not created.
-                if let Some((key, value)) = version {
-                    let fields_written = T::SCHEMA
-                        .fields()
-                        .iter()
-                        .any(|field| state.writes_field(field));
-                    if fields_written {
-                        state.pending.insert(key, value);
-                        if stored_version.is_none_or(|v| v < T::SCHEMA.version()) {
-                            *stored_version = Some(T::SCHEMA.version());
-                        }
-                    } else {
-                        state.pending.remove(&key);
-                    }
-                }
-            }
+            Ok(()) => queue_writes(&mut state, T::SCHEMA, writes, stored_version, handle),
             Err(err) => state.errors.push(SessionError::Encode(err)),
         }
     }
@@ -614,5 +544,90 @@ impl RequestSession {
             expires_at,
             loaded.lifetime.idle_timeout(),
         )
+    }
+}
+
+/// Forgets the changes of `fields` that another handle of the request made stale (see
+/// [`RequestSession::flush`]). Not generic: compiled once, not once per schema.
+fn drop_stale_changes(
+    state: &State,
+    schema: &'static Schema,
+    fields: &mut crate::changes::FieldState,
+    handle: Handle,
+) {
+    // Only writes other handles made since this one read can be newer: none in the
+    // common request with one handle, which then skips the check.
+    let others_wrote = state
+        .changed_at
+        .values()
+        .any(|&(at, by)| at > handle.seen && by != handle.id);
+    for (index, info) in schema.fields().iter().enumerate().filter(|_| others_wrote) {
+        let changed_since = state
+            .changed_at
+            .get(info.store_key())
+            .is_some_and(|&(at, by)| at > handle.seen && by != handle.id);
+        if changed_since && fields.is_changed(index) && !fields.is_replaced(index) {
+            fields.forget(index);
+            tracing::warn!(
+                schema = schema.name(),
+                field = info.name(),
+                "a session field was changed through two handles in one request, the \
+                 later from what it read before the other's change: that stale change is \
+                 dropped; keep one TypedSession per schema across `next.run()`, or set the \
+                 field with `set_`"
+            );
+        }
+    }
+}
+
+/// Queues a handle's writes (its schema's version last, and only with fields to go with
+/// it). Not generic: compiled once, not once per schema.
+fn queue_writes(
+    state: &mut State,
+    schema: &'static Schema,
+    writes: Vec<crate::record::FieldWrite>,
+    stored_version: &mut Option<u32>,
+    handle: Handle,
+) {
+    state.loaded.get_or_insert_with(Loaded::fresh);
+    if !writes.is_empty() {
+        state.generation += 1;
+        // Another handle can only be stale against these writes if it exists:
+        // with one handle so far, there is nothing to record (a handle taken
+        // later reads them).
+        if state.handles > 1 {
+            let generation = state.generation;
+            for (key, _) in &writes {
+                if let Cow::Borrowed(key) = key {
+                    state.changed_at.insert(key, (generation, handle.id));
+                }
+            }
+        }
+    }
+    let version_key = schema.version_key();
+    let mut version = None;
+    for (key, value) in writes {
+        if key == version_key {
+            version = Some((key, value));
+        } else {
+            state.queue(key, value);
+        }
+    }
+    // The version describes the schema's fields written with it: with none left
+    // to write (all taken again), it waits too, so a new session that only set
+    // and took fields is not created.
+    if let Some((key, value)) = version {
+        let fields_written = schema
+            .fields()
+            .iter()
+            .any(|field| state.writes_field(field));
+        if fields_written {
+            state.pending.insert(key, value);
+            if stored_version.is_none_or(|v| v < schema.version()) {
+                *stored_version = Some(schema.version());
+            }
+        } else {
+            state.pending.remove(&key);
+        }
     }
 }
