@@ -303,3 +303,58 @@ async fn derives_without_the_prelude_under_shadowed_primitives_and_clashing_user
         ["crumbs.name", "crumbs.parent"]
     );
 }
+
+/// Fields named like the derive's own items of other derives and of earlier versions
+/// (`__slot0`, `__member`, `__FIELD0`, `__core`): only `__sr_*` is kept for the derive, so
+/// these compile and keep their own values.
+pub mod internal_looking_names {
+    #![allow(non_snake_case, clippy::pub_underscore_fields)] // the user's own struct
+
+    /// A schema whose fields look like generated names.
+    #[derive(session_runtime::SessionData)]
+    pub struct Internal {
+        /// Looks like a slot function.
+        #[session(rename = "slot0")]
+        pub __slot0: u8,
+        /// Looks like a member function.
+        #[session(rename = "member")]
+        pub __member: u8,
+        /// Looks like a field constant.
+        #[session(rename = "field0")]
+        pub __FIELD0: u8,
+        /// Looks like the accessor type's shared state.
+        #[session(rename = "core")]
+        pub __core: u8,
+    }
+}
+
+#[test]
+fn fields_named_like_generated_items_keep_their_own_values() {
+    use internal_looking_names::Internal;
+    use session_runtime::{__private::SchemaFields, decode, DecodePolicy};
+
+    let mut fields = decode::decode::<Internal>(
+        &session_runtime::__private::RawRecord::default(),
+        DecodePolicy::Lenient,
+    )
+    .unwrap()
+    .fields;
+    fields.set___slot0(1);
+    fields.set___member(2);
+    fields.set___FIELD0(3);
+    fields.set___core(4);
+    assert_eq!(
+        (
+            *fields.__slot0(),
+            *fields.__member(),
+            *fields.__FIELD0(),
+            *fields.__core()
+        ),
+        (1, 2, 3, 4)
+    );
+    let whole = fields.into_data();
+    assert_eq!(
+        (whole.__slot0, whole.__member, whole.__FIELD0, whole.__core),
+        (1, 2, 3, 4)
+    );
+}

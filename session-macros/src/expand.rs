@@ -350,14 +350,14 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         });
     let member_fns = (!members.is_empty()).then(|| {
         quote! {
-            fn __member(__w: &#self_ty, __index: ::core::primitive::usize) -> &dyn ::core::any::Any {
+            fn __sr_member(__w: &#self_ty, __index: ::core::primitive::usize) -> &dyn ::core::any::Any {
                 match __index {
                     #(#members)*
                     _ => ::core::unreachable!(),
                 }
             }
 
-            fn __member_mut(__w: &mut #self_ty, __index: ::core::primitive::usize) -> &mut dyn ::core::any::Any {
+            fn __sr_member_mut(__w: &mut #self_ty, __index: ::core::primitive::usize) -> &mut dyn ::core::any::Any {
                 match __index {
                     #(#members_mut)*
                     _ => ::core::unreachable!(),
@@ -483,8 +483,9 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
             #index_impl
 
             // Field names are the user's: `#[allow(non_snake_case)]` on their struct does not
-            // reach these.
-            #[allow(non_snake_case)]
+            // reach these. The derive's own items here are named `__sr_*`, a prefix no
+            // field's accessor may take.
+            #[allow(non_snake_case, non_upper_case_globals)]
             impl #impl_generics #fields_ty #ty_generics #where_clause {
                 #member_fns
                 #(#accessors)*
@@ -515,11 +516,11 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
 }
 
 fn def_ident(index: usize) -> syn::Ident {
-    format_ident!("__FIELD{}", index)
+    format_ident!("__sr_field{}", index)
 }
 
 fn decoder_ident(index: usize) -> syn::Ident {
-    format_ident!("__decode_field{}", index)
+    format_ident!("__sr_decode{}", index)
 }
 
 fn getter_ident(field: &Field<'_>) -> syn::Ident {
@@ -645,9 +646,9 @@ fn accessors(
     let def_value = if persisted {
         let decode =
             quote_spanned!(field.ty.span()=> <#ty as #private::Storable>::decode_with::<#codec>);
-        quote!(#private::FieldDef::stored(#index, #decode, #default, Self::__member, Self::__member_mut))
+        quote!(#private::FieldDef::stored(#index, #decode, #default, Self::__sr_member, Self::__sr_member_mut))
     } else {
-        quote!(#private::FieldDef::skipped(#index, #default, Self::__member, Self::__member_mut))
+        quote!(#private::FieldDef::skipped(#index, #default, Self::__sr_member, Self::__sr_member_mut))
     };
     let store_note = if persisted {
         format!("store key `{}`", field.key())

@@ -47,6 +47,11 @@ pub(crate) const RESERVED_KEY_PREFIX: &str = "__";
 /// `tests/schema.rs` (`the_derive_and_the_runtime_agree_on_reserved_keys`) ties them.
 pub(crate) const NAMESPACE_SEPARATOR: char = '.';
 
+/// The prefix of the names the derive gives its own items in the generated accessor type
+/// (each field's constant, the whole struct's member functions, map fields' decoders): no
+/// field may generate an accessor that starts with it.
+pub(crate) const GENERATED_PREFIX: &str = "__sr_";
+
 /// Methods that `TypedSession<T>` has itself, through its own trait impls, or that every
 /// type gets from a trait of the prelude or of `std` that code commonly imports. A generated accessor with one of these names would be shadowed when called on a
 /// `TypedSession`, so such a field is a compile error instead.

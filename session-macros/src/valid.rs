@@ -251,6 +251,19 @@ fn check_accessors(cx: &mut Ctxt, schema: &Schema<'_>) {
     let mut owners: BTreeMap<String, (String, Span)> = BTreeMap::new();
     for field in &schema.fields {
         let name = field.name();
+        // The getter and `_mut` carry the field's name first: one error for both.
+        if name.starts_with(symbol::GENERATED_PREFIX) {
+            cx.error_spanned_by(
+                field.ident,
+                format!(
+                    "field `{name}` would generate the accessor `{name}()`, and names starting \
+                     with `{prefix}` are the derive's own; rename the Rust field and keep its store \
+                     key with `#[session(rename = \"{key}\")]`",
+                    prefix = symbol::GENERATED_PREFIX,
+                    key = field.key()
+                ),
+            );
+        }
         for accessor in accessor_names(&name) {
             if symbol::RESERVED_METHODS.contains(&accessor.as_str()) {
                 cx.error_spanned_by(
