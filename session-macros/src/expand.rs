@@ -329,25 +329,19 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
         }
     });
     // The whole struct's fields by index, for the accessors once `data()` built it.
-    let members = schema
+    let (members, members_mut): (Vec<_>, Vec<_>) = schema
         .fields
         .iter()
         .zip(&indices)
         .filter(|(field, _)| !is_entries(field))
         .map(|(field, index)| {
             let member = field.ident;
-            quote!(#index => &__w.#member,)
+            (
+                quote!(#index => &__w.#member,),
+                quote!(#index => &mut __w.#member,),
+            )
         })
-        .collect::<Vec<_>>();
-    let members_mut = schema
-        .fields
-        .iter()
-        .zip(&indices)
-        .filter(|(field, _)| !is_entries(field))
-        .map(|(field, index)| {
-            let member = field.ident;
-            quote!(#index => &mut __w.#member,)
-        });
+        .unzip();
     let member_fns = (!members.is_empty()).then(|| {
         quote! {
             fn __sr_member(__w: &#self_ty, __index: ::core::primitive::usize) -> &dyn ::core::any::Any {

@@ -188,13 +188,7 @@ impl<S, F> FieldDef<S, F> {
         member: Member<S>,
         member_mut: MemberMut<S>,
     ) -> Self {
-        Self {
-            index,
-            decode: Some(decode),
-            default,
-            member,
-            member_mut,
-        }
+        Self::skipped(index, default, member, member_mut).decoded_by(decode)
     }
 
     /// Field `index`, never stored (`#[session(skip)]`).
@@ -212,6 +206,11 @@ impl<S, F> FieldDef<S, F> {
             member,
             member_mut,
         }
+    }
+
+    const fn decoded_by(mut self, decode: DecodeFn<F>) -> Self {
+        self.decode = Some(decode);
+        self
     }
 }
 
