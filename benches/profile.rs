@@ -8,12 +8,12 @@
 //! ```
 //!
 //! The per-request cost is the difference of the two totals divided by 2000 (set-up
-//! cancels out). Cases, on a 21-field schema and the memory store: `bare` (no session
-//! layer, no cookie), `bare-cookie` (no layer, the session cookie sent), `noop-layer` (a
-//! pass-through layer, the cookie sent), `no-session`, `read`, `update` and `new`; the
-//! same four with the layer wrapped around the whole router with a `wrapped-` prefix
-//! (`wrapped-read`, ...), and on tower-sessions' memory store with a `ts-` or
-//! `ts-wrapped-` prefix.
+//! cancels out). Cases, on a 21-field schema (a third argument picks 1 or 200 fields) and
+//! the memory store: `bare` (no session layer, no cookie), `bare-cookie` (no layer, the
+//! session cookie sent), `noop-layer` (a pass-through layer, the cookie sent),
+//! `no-session`, `read`, `update` and `new`; the same four with the layer wrapped around
+//! the whole router with a `wrapped-` prefix (`wrapped-read`, ...), and on tower-sessions'
+//! memory store with a `ts-` or `ts-wrapped-` prefix.
 
 mod routes;
 mod schemas;
@@ -29,10 +29,12 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(case), Some(count)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
         eprintln!(
-            "usage: profile <bare|bare-cookie|noop-layer|[ts-][wrapped-]<no-session|read|update|new>> <requests>"
+            "usage: profile <bare|bare-cookie|noop-layer|[ts-][wrapped-]<no-session|read|update|new>> <requests> [fields: 1, 21 (default) or 200]"
         );
         std::process::exit(2);
     };
+    // The session's field count: 1, 21 (the default) or 200.
+    let fields: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(21);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("a runtime");
@@ -44,20 +46,20 @@ fn main() {
         "ts" => match request_case.strip_prefix("wrapped-") {
             Some(rest) => run(
                 &rt,
-                ts_wrapped(21, tower_sessions::MemoryStore::default()),
+                ts_wrapped(fields, tower_sessions::MemoryStore::default()),
                 rest,
                 count,
             ),
             None => run(
                 &rt,
-                ts_router(21, tower_sessions::MemoryStore::default()),
+                ts_router(fields, tower_sessions::MemoryStore::default()),
                 request_case,
                 count,
             ),
         },
         "wrapped" => run(
             &rt,
-            ours_wrapped(21, MemoryStore::new()),
+            ours_wrapped(fields, MemoryStore::new()),
             request_case,
             count,
         ),
@@ -67,7 +69,7 @@ fn main() {
             "noop-layer" => run_with_cookie_of(&rt, noop_layer_router(), count),
             _ => run(
                 &rt,
-                ours_router(21, MemoryStore::new()),
+                ours_router(fields, MemoryStore::new()),
                 request_case,
                 count,
             ),
@@ -75,7 +77,7 @@ fn main() {
     }
 }
 
-/// Sends `count` requests of one case to `app`, which holds a 21-field session.
+/// Sends `count` requests of one case to `app`, which holds a session of the schema it was built for.
 fn run<A: App>(rt: &Runtime, app: A, case: &str, count: usize) {
     let (method, uri, with_cookie) = match case {
         "no-cookie" => ("GET", "/plain", false),
