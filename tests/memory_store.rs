@@ -329,3 +329,46 @@ async fn a_ten_megabyte_field_is_refused_by_default() {
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(store.is_empty());
 }
+
+/// A full store whose shards hold a few new sessions and many established ones evicts
+/// every new one first, then the established ones closest to expiry: those that expire
+/// last all survive, even though every new session expires later than any of them.
+#[tokio::test]
+async fn a_full_store_evicts_its_few_new_sessions_then_the_established_closest_to_expiry() {
+    let store = MemoryStore::new().with_max_sessions(1_600);
+    let now = SystemTime::now();
+    let mut established = Vec::new();
+    for i in 0..1_500u64 {
+        let id = SessionId::generate();
+        store
+            .create(&id, &patch(now + Duration::from_secs(3_600 + i)))
+            .await
+            .unwrap();
+        assert!(store.load(&id, LoadKeys::All).await.unwrap().is_some());
+        established.push(id);
+    }
+    let mut fresh = Vec::new();
+    for _ in 0..300 {
+        let id = SessionId::generate();
+        store
+            .create(&id, &patch(now + Duration::from_secs(7_200)))
+            .await
+            .unwrap();
+        fresh.push(id);
+    }
+    assert!(store.len() <= 1_600 + 16, "bounded: {}", store.len());
+    for id in &established[1_200..] {
+        assert!(
+            store.load(id, LoadKeys::All).await.unwrap().is_some(),
+            "an established session expiring late was evicted"
+        );
+    }
+    let mut earliest_evicted = 0;
+    for id in &established[..100] {
+        earliest_evicted += usize::from(store.load(id, LoadKeys::All).await.unwrap().is_none());
+    }
+    assert!(
+        earliest_evicted > 0,
+        "the new sessions alone did not make room, so established ones closest to expiry went"
+    );
+}

@@ -17,7 +17,9 @@ use crate::record::FieldKey;
 use crate::SessionId;
 
 const SHARDS: usize = 16;
-/// Every this many writes to a shard, its expired records are swept.
+/// A shard's expired records are swept once it has taken this many writes, or as many as
+/// it holds records if that is more: a sweep visits every record, so each write pays for
+/// about one visit however large the shard is.
 const SWEEP_EVERY: u32 = 1024;
 /// New records whose values take at most this many bytes keep them in the same allocation
 /// as their reference count.
@@ -330,8 +332,12 @@ impl Shard {
     }
 
     fn note_write(&mut self, now: SystemTime) {
-        self.writes = self.writes.wrapping_add(1);
-        if self.writes % SWEEP_EVERY == 0 {
+        self.writes = self.writes.saturating_add(1);
+        let due = u32::try_from(self.records.len())
+            .unwrap_or(u32::MAX)
+            .max(SWEEP_EVERY);
+        if self.writes >= due {
+            self.writes = 0;
             self.remove_where(|e| !e.is_live(now));
         }
     }
@@ -340,12 +346,27 @@ impl Shard {
     /// if that is not enough, an eighth of the shard goes in one pass, so the O(n) work
     /// happens once per `max / 8` creates, not on every one: first the sessions never used
     /// again since their creation (a flood of new visitors evicts itself, not the visitors
-    /// who came back), closest to expiry first, then established ones the same way.
+    /// who came back), closest to expiry first, then established ones the same way. Two
+    /// passes over the shard: one drops the expired and notes when the others expire, one
+    /// removes the chosen.
     fn reserve(&mut self, max: usize, now: SystemTime) {
         if self.records.len() < max {
             return;
         }
-        self.remove_where(|e| !e.is_live(now));
+        let mut fresh = Vec::new();
+        let mut established = Vec::new();
+        self.remove_where(|e| {
+            if !e.is_live(now) {
+                return true;
+            }
+            if e.established {
+                established.push(e.expires_at);
+            } else {
+                fresh.push(e.expires_at);
+            }
+            false
+        });
+        self.writes = 0; // that was a sweep
         if self.records.len() < max {
             return;
         }
@@ -353,50 +374,51 @@ impl Shard {
         let evict = (max / 8)
             .max(self.records.len() + 1 - max)
             .min(self.records.len());
-        let fresh = self.records.values().filter(|e| !e.established).count();
-        if fresh >= evict {
-            self.evict_closest_to_expiry(evict, |e| !e.established);
+        if evict == 0 {
+            return;
+        }
+        if fresh.len() >= evict {
+            let mut cut = Cutoff::of(&mut fresh, evict);
+            self.remove_where(|e| !e.established && cut.takes(e.expires_at));
         } else {
-            self.remove_where(|e| !e.established);
-            self.evict_closest_to_expiry(evict - fresh, |_| true);
+            // Every fresh record, and the established ones that expire first.
+            let mut cut = Cutoff::of(&mut established, evict - fresh.len());
+            self.remove_where(|e| !e.established || cut.takes(e.expires_at));
+        }
+    }
+}
+
+/// Which of a set of records an eviction removes, by expiry: every one that expires before
+/// the `n`th-earliest expiry, and of those that expire exactly then only as many as make up
+/// `n`, so that sessions sharing one expiry are not all dropped at once.
+struct Cutoff {
+    at: SystemTime,
+    ties: usize,
+}
+
+impl Cutoff {
+    /// The cutoff that takes the `n` (at least 1, at most `expiries.len()`) earliest.
+    fn of(expiries: &mut [SystemTime], n: usize) -> Self {
+        let (earlier, at, _) = expiries.select_nth_unstable(n - 1);
+        let at = *at;
+        // Only the partition's left side can hold earlier expiries.
+        let before = earlier.iter().filter(|&&e| e < at).count();
+        Self {
+            at,
+            ties: n - before,
         }
     }
 
-    /// Removes the `evict` records among those `eligible` that expire first.
-    fn evict_closest_to_expiry(&mut self, evict: usize, eligible: impl Fn(&Entry) -> bool) {
-        if evict == 0 {
-            return;
-        }
-        let mut expiries: Vec<SystemTime> = self
-            .records
-            .values()
-            .filter(|e| eligible(e))
-            .map(|e| e.expires_at)
-            .collect();
-        let evict = evict.min(expiries.len());
-        if evict == 0 {
-            return;
-        }
-        let (earlier, cutoff, _) = expiries.select_nth_unstable(evict - 1);
-        let cutoff = *cutoff;
-        // Everything before the cutoff goes, and of the records expiring exactly at it only
-        // as many as make up `evict`: sessions sharing one expiry are not all dropped at once.
-        // (Only the partition's left side can hold earlier expiries.)
-        let before = earlier.iter().filter(|&&at| at < cutoff).count();
-        let mut at_cutoff = evict - before;
-        self.remove_where(|e| {
-            if !eligible(e) {
-                return false;
+    /// Whether the record expiring at `expires_at` goes (asked once per record).
+    fn takes(&mut self, expires_at: SystemTime) -> bool {
+        match expires_at.cmp(&self.at) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Equal if self.ties > 0 => {
+                self.ties -= 1;
+                true
             }
-            match e.expires_at.cmp(&cutoff) {
-                std::cmp::Ordering::Less => true,
-                std::cmp::Ordering::Equal if at_cutoff > 0 => {
-                    at_cutoff -= 1;
-                    true
-                }
-                _ => false,
-            }
-        });
+            _ => false,
+        }
     }
 }
 
