@@ -124,7 +124,12 @@ pub(crate) fn schema_version(
 /// assert!(!decode::needs_full_record::<Cart>(None)); // a new session
 /// ```
 pub fn needs_full_record<T: SessionData>(stored_version: Option<u32>) -> bool {
-    stored_version.is_some_and(|v| v < T::SCHEMA.version())
+    schema_needs_full_record(T::SCHEMA, stored_version)
+}
+
+/// [`needs_full_record`] for `schema`.
+pub(crate) fn schema_needs_full_record(schema: &Schema, stored_version: Option<u32>) -> bool {
+    stored_version.is_some_and(|v| v < schema.version())
 }
 
 /// Reads `T` from a record.

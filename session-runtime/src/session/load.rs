@@ -208,7 +208,9 @@ impl RequestSession {
             let version = decode::schema_version(&state.view(), schema).ok().flatten();
             let loaded = state.loaded.as_ref().expect("set above");
             match &loaded.id {
-                Some(id) if !loaded.complete && version.is_some_and(|v| v < schema.version()) => {
+                Some(id)
+                    if !loaded.complete && decode::schema_needs_full_record(schema, version) =>
+                {
                     Some(id.clone())
                 }
                 _ => None,

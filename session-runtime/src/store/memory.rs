@@ -374,9 +374,6 @@ impl Shard {
         let evict = (max / 8)
             .max(self.records.len() + 1 - max)
             .min(self.records.len());
-        if evict == 0 {
-            return;
-        }
         if fresh.len() >= evict {
             let mut cut = Cutoff::of(&mut fresh, evict);
             self.remove_where(|e| !e.established && cut.takes(e.expires_at));
