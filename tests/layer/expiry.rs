@@ -182,6 +182,50 @@ async fn reads_refresh_the_expiry_at_most_once_per_interval() {
     assert!(writes(&store.take_calls()).is_empty());
 }
 
+#[tokio::test]
+async fn writes_push_the_expiry_out_on_the_same_schedule_as_reads() {
+    let store = store();
+    let app = app_with(
+        SessionLayer::new(store.clone(), Key::generate())
+            .with_expiry_refresh_interval(Duration::from_millis(300)),
+    );
+    let cookie = started(&app).await;
+    let id = id_of(&cookie);
+    let expiry = |record: Option<Record>| record.unwrap().expires_at.unwrap();
+    let first = expiry(stored(&store, &id).await);
+
+    // Within the interval a write keeps the stored expiry, and the cookie it sends agrees.
+    let response = send(&app, request("POST", "/add", Some(&cookie), "b")).await;
+    assert_eq!(expiry(stored(&store, &id).await), first, "the expiry stays");
+    let max_age: u64 = attribute(&set_cookies(&response)[0], "Max-Age")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ttl = remaining(&stored(&store, &id).await.unwrap());
+    assert!(max_age.abs_diff(ttl.as_secs()) <= 1, "{max_age} vs {ttl:?}");
+    let response = send(&app, request("GET", "/show", Some(&cookie), "")).await;
+    assert_eq!(
+        text(response).await,
+        r#"["apple", "b"]|"#,
+        "the write landed"
+    );
+
+    // Once it has passed, a write moves the expiry out.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    send(&app, request("POST", "/add", Some(&cookie), "c")).await;
+    let moved = expiry(stored(&store, &id).await);
+    assert!(
+        moved >= first + Duration::from_millis(300),
+        "{moved:?} vs {first:?}"
+    );
+
+    // A write that changes the session's own idle timeout sets the expiry it asks for,
+    // within the interval all the same.
+    send(&app, request("POST", "/remember", Some(&cookie), "")).await;
+    let ttl = remaining(&stored(&store, &id).await.unwrap());
+    assert!(ttl > Duration::from_secs(29 * 24 * 3600), "{ttl:?}");
+}
+
 /// Regression: with an idle timeout shorter than the refresh interval (60 s by default),
 /// reads never refreshed the expiry, so a session that was only read ended while in use.
 #[tokio::test]

@@ -6,7 +6,10 @@ use std::{
 };
 
 use super::{created, field, in_a_minute, load_all, patch};
-use crate::{store::LoadKeys, SessionId, SessionStore, StoreError};
+use crate::{
+    store::{LoadKeys, Record},
+    SessionId, SessionStore, StoreError,
+};
 
 /// A created record loads with its fields and an expiry; an unknown ID loads nothing.
 ///
@@ -498,6 +501,117 @@ pub async fn concurrent_patches_to_different_fields_survive<S: SessionStore>(sto
         );
     }
     assert_eq!(field(&record, "start"), Some("1"));
+}
+
+/// A save whose expiry is the one the record already has (what a layer sends between two
+/// refreshes of the expiry) applies like any other: to one field or several, new or
+/// existing, also 50 of them at once to different fields; a save with a later expiry then
+/// still moves it; and after a delete or once expired, such a save fails with `NotFound`
+/// and brings nothing back.
+///
+/// ```
+/// use std::sync::Arc;
+/// use session_runtime::{conformance, MemoryStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// conformance::saves_that_keep_the_expiry(Arc::new(MemoryStore::new())).await;
+/// # });
+/// ```
+pub async fn saves_that_keep_the_expiry<S: SessionStore>(store: Arc<S>) {
+    let id = created(&*store, &[("a", "1")], in_a_minute()).await;
+    // The expiry as the store reports it (it may round it), as a layer gets it. A store
+    // that does not report expiry never gets a kept one from the layer.
+    let Some(expires_at) = load_all(&*store, &id).await.and_then(|r| r.expires_at) else {
+        return;
+    };
+    let kept = |record: &Record| record.expires_at.expect("the store reported an expiry");
+    for (set, what) in [
+        (&[("a", "10")][..], "an existing field"),
+        (&[("b", "2")][..], "a new field"),
+        (&[("a", "11"), ("c", "3")][..], "several fields"),
+    ] {
+        let saved = store.save(&id, &patch(set, &[], expires_at)).await;
+        assert!(
+            matches!(saved, Ok(None)),
+            "a save of {what} that keeps the expiry succeeds, got {saved:?}"
+        );
+        let record = load_all(&*store, &id).await.expect("still there");
+        for (key, value) in set {
+            assert_eq!(
+                field(&record, key),
+                Some(*value),
+                "a save of {what} keeps {key}"
+            );
+        }
+        assert_eq!(kept(&record), expires_at, "the expiry stays as it was");
+    }
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let (store, id) = (Arc::clone(&store), id.clone());
+            tokio::spawn(async move {
+                let key = format!("field{n}");
+                store
+                    .save(&id, &patch(&[(&key, "x")], &[], expires_at))
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .expect("writer task")
+            .expect("a concurrent save that keeps the expiry succeeds");
+    }
+    let record = load_all(&*store, &id).await.expect("still there");
+    for n in 0..50 {
+        assert_eq!(
+            field(&record, &format!("field{n}")),
+            Some("x"),
+            "concurrent saves that keep the expiry must all survive (field{n} lost)"
+        );
+    }
+    let later = expires_at + Duration::from_secs(30);
+    store
+        .save(&id, &patch(&[("a", "12")], &[], later))
+        .await
+        .expect("a save with a later expiry");
+    let record = load_all(&*store, &id).await.expect("still there");
+    assert!(
+        kept(&record) > expires_at,
+        "a save with a later expiry moves it"
+    );
+    let expires_at = kept(&record);
+    store.delete(&id).await.expect("delete");
+    let saved = store
+        .save(&id, &patch(&[("a", "13")], &[], expires_at))
+        .await;
+    assert!(
+        matches!(saved, Err(StoreError::NotFound)),
+        "a save that keeps the expiry after delete must fail with NotFound, got {saved:?}"
+    );
+    assert!(
+        load_all(&*store, &id).await.is_none(),
+        "a save that keeps the expiry must not resurrect a deleted session"
+    );
+    let id = created(
+        &*store,
+        &[("a", "1")],
+        SystemTime::now() + Duration::from_millis(200),
+    )
+    .await;
+    let expires_at = kept(&load_all(&*store, &id).await.expect("created record loads"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let saved = store
+        .save(&id, &patch(&[("a", "2")], &[], expires_at))
+        .await;
+    assert!(
+        matches!(saved, Err(StoreError::NotFound)),
+        "a save that keeps the expiry after expiry must fail with NotFound, got {saved:?}"
+    );
+    assert!(
+        load_all(&*store, &id).await.is_none(),
+        "a save that keeps the expiry must not resurrect an expired session"
+    );
 }
 
 /// A removed key ending in `#` removes every key under it (a map field's clear), before the

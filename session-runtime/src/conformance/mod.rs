@@ -118,6 +118,11 @@ pub async fn check<S: SessionStore>(store: S) -> Result<(), Violations> {
         )
         .await;
     suite
+        .check("saves_that_keep_the_expiry", |s| async move {
+            saves_that_keep_the_expiry(s).await;
+        })
+        .await;
+    suite
         .check("a_clear_racing_entry_writes_is_atomic", |s| async move {
             a_clear_racing_entry_writes_is_atomic(s).await;
         })

@@ -338,9 +338,10 @@ impl SessionLayer {
         self.with_cookie(|c| c.partitioned = true)
     }
 
-    /// How long a session lives without requests (default 24 hours). Each write, and each
-    /// read once per refresh interval, pushes the expiry out again. At most 400 days, the
-    /// longest lifetime browsers give a cookie: a longer timeout means 400 days.
+    /// How long a session lives without requests (default 24 hours). Requests push the
+    /// expiry out again, once per refresh interval
+    /// ([`with_expiry_refresh_interval`](Self::with_expiry_refresh_interval)). At most 400
+    /// days, the longest lifetime browsers give a cookie: a longer timeout means 400 days.
     ///
     /// ```
     /// use std::time::Duration;
@@ -383,10 +384,15 @@ impl SessionLayer {
         self.with(|c| c.expiry.persistent_cookie = false)
     }
 
-    /// How often a read-only request may refresh the session's expiry (default 60 s): a
-    /// read pushes the expiry out only once it has moved at least this far. Never more than
+    /// How often a request may refresh the session's expiry (default 60 s): a read or a
+    /// write pushes the expiry out only once it has moved at least this far. Never more than
     /// a quarter of the session's idle timeout, so a request always leaves the session at
-    /// least three quarters of its idle timeout to live.
+    /// least three quarters of its idle timeout to live. In between, a read writes nothing
+    /// and a write keeps the stored expiry (a SQL store then writes only the changed fields'
+    /// rows, not the session's); a cookie a write sends carries the `Max-Age` left.
+    /// A write that changes the session's own idle timeout
+    /// ([`TypedSession::set_idle_timeout`](crate::TypedSession::set_idle_timeout)), or its
+    /// ID, sets the expiry afresh.
     ///
     /// ```
     /// use std::time::Duration;

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::{RequestSession, Snapshot};
 use crate::{
     chain::Chain,
-    meta::{to_millis, CREATED_KEY},
+    meta::{to_millis, CREATED_KEY, IDLE_TIMEOUT_KEY},
     session_cookie::CookieOut,
     store::Patch,
     SessionError, SessionId, StoreError,
@@ -74,7 +74,23 @@ impl RequestSession {
 
         let now = SystemTime::now();
         let expiry = &self.config().expiry;
-        let (expires_at, max_age) = expiry.expires_at(snapshot.created, snapshot.lifetime, now);
+        let (mut expires_at, mut max_age) =
+            expiry.expires_at(snapshot.created, snapshot.lifetime, now);
+        // A write to a stored session pushes its expiry out on the same schedule as a read:
+        // once the expiry would gain the refresh interval. Until then the stored expiry
+        // stays (so a store need not rewrite it), and a cookie sent says the same.
+        let kept = snapshot.expires_at.filter(|current| {
+            snapshot.id.is_some()
+                && !snapshot.regenerate
+                && !snapshot.stale_record
+                && !snapshot.pending.contains_key(IDLE_TIMEOUT_KEY)
+                && *current <= expires_at
+                && !expiry.refresh_due(Some(*current), expires_at, snapshot.lifetime.idle_timeout())
+        });
+        if let Some(current) = kept {
+            expires_at = current;
+            max_age = max_age.map(|_| current.duration_since(now).unwrap_or_default());
+        }
         let mut patch = Patch::expiry_only(expires_at);
         for (key, value) in std::mem::take(&mut snapshot.pending) {
             match value {

@@ -31,13 +31,20 @@ const DEADLOCK: u16 = 1213;
 /// session and one row per field (InnoDB), so a request writes only the fields it changed.
 ///
 /// - **Load** is one query (the session's row joined with its fields).
-/// - **Save** is one round trip: the whole transaction (`START TRANSACTION`; an `UPDATE`
-///   of the expiry that checks the session is live, locks its row and takes its numeric
-///   key; a `DELETE` of the removed fields if any; one `INSERT ... ON DUPLICATE KEY UPDATE`
-///   of the changed ones; `COMMIT`) sent as one multi-statement query, with every value in
-///   it as a hex literal (`X'..'`), so nothing a session holds is ever parsed as SQL. A save
-///   of more than 64 KiB of values (or 1000 fields) runs instead as a transaction of
-///   prepared statements: four or five round trips. Only the changed fields travel.
+/// - **Save** of one field that keeps the session's expiry (what the layer sends between
+///   two refreshes of the expiry, see
+///   [`with_expiry_refresh_interval`](crate::SessionLayer::with_expiry_refresh_interval))
+///   is one prepared statement: an `INSERT ... SELECT ... ON DUPLICATE KEY UPDATE` that
+///   writes the field's row only if the session's row is live and has that expiry (the
+///   field's foreign key holds the session's row against a concurrent delete). Any other
+///   save (or that one, when it finds the session gone or its expiry moved) is one round
+///   trip: the whole transaction (`START TRANSACTION`; an `UPDATE` of the expiry that
+///   checks the session is live, locks its row and takes its numeric key; a `DELETE` of
+///   the removed fields if any; one `INSERT ... ON DUPLICATE KEY UPDATE` of the changed
+///   ones; `COMMIT`) sent as one multi-statement query, with every value in it as a hex
+///   literal (`X'..'`), so nothing a session holds is ever parsed as SQL. A save of more
+///   than 64 KiB of values (or 1000 fields) runs instead as a transaction of prepared
+///   statements: four or five round trips. Only the changed fields travel.
 /// - **Create** never overwrites a live session; **regenerate** changes the ID on the
 ///   session's row (its field rows hang off a numeric key, so none is rewritten); **touch**
 ///   is one `UPDATE` of the expiry; **delete** removes the row and, by cascade, its fields.
@@ -125,6 +132,8 @@ struct Statements {
     load: String,
     insert_record: String,
     save_record: String,
+    /// A save of one field that keeps the stored expiry.
+    save_kept: String,
     regenerate_record: String,
     touch: String,
     delete: String,
@@ -175,6 +184,7 @@ impl Statements {
                 "UPDATE {r} SET expires_at = ?, record = LAST_INSERT_ID(record) \
                  WHERE id = ? AND expires_at > ?"
             ),
+            save_kept: save_kept(r, f),
             regenerate_record: format!(
                 "UPDATE {r} SET id = ?, expires_at = ?, record = LAST_INSERT_ID(record) \
                  WHERE id = ? AND expires_at > ?"
@@ -278,10 +288,32 @@ impl Statements {
     }
 }
 
+/// A save of one field that keeps the session's stored expiry, as one statement: the field
+/// is upserted only if the session's row is live and has that expiry, so the row need not be
+/// written and no transaction spans two statements. The field's foreign key holds a shared
+/// lock on the session's row until the statement commits, so a concurrent delete waits for
+/// it and then takes the new row with it. When no row matches (the session is gone, or its
+/// expiry is not the one the patch keeps) nothing is written, and the whole save runs.
+/// One field only: more rows (a `UNION ALL`, a derived table) make the server build a
+/// temporary table for every statement, which costs more than the transaction it saves.
+/// Placeholders: the name, the value, the ID, the expiry, now.
+fn save_kept(records: &str, fields: &str) -> String {
+    format!(
+        "INSERT INTO {fields} (record, name, value) SELECT r.record, ?, ? FROM {records} r \
+         WHERE r.id = ? AND r.expires_at = ? AND r.expires_at > ? {UPSERT}"
+    )
+}
+
 /// Saves whose values take at most this many bytes go as one multi-statement round trip
 /// (their values hex-encoded, so twice as long in the query); larger ones as a transaction
 /// of prepared statements, well under the server's `max_allowed_packet`.
 const BATCH_MAX_BYTES: usize = 64 * 1024;
+
+/// Whether `patch` may be tried as a save that writes only its field's row: it sets one
+/// field and removes none.
+fn keeps_fields(patch: &Patch) -> bool {
+    patch.remove.is_empty() && patch.set.len() == 1
+}
 
 /// Whether `patch` is small enough for a one-trip save.
 fn batched(patch: &Patch) -> bool {
@@ -480,10 +512,14 @@ impl MySqlStore {
         let mut deadlocks = 0;
         loop {
             let result = match step {
-                Step::Save(id) if self.one_trip && batched(patch) => {
-                    retried(|attempt| self.save_in_one_trip(id, patch, attempt)).await
+                Step::Save(id) if keeps_fields(patch) => {
+                    match retried(|attempt| self.save_kept(id, patch, attempt)).await {
+                        Ok(true) => Ok(Outcome::Done),
+                        Ok(false) => self.save_whole(id, patch).await,
+                        Err(e) => Err(e),
+                    }
                 }
-                Step::Save(_) => retried(|attempt| self.transact(step, patch, attempt)).await,
+                Step::Save(id) => self.save_whole(id, patch).await,
                 _ => self.transact(step, patch, 0).await,
             };
             match result {
@@ -491,6 +527,36 @@ impl MySqlStore {
                 result => return result.map_err(|e| self.error(e)),
             }
         }
+    }
+
+    /// A save that writes the session's row too: in one trip or as a transaction.
+    async fn save_whole(&self, id: &SessionId, patch: &Patch) -> Result<Outcome, sqlx::Error> {
+        let step = Step::Save(id);
+        if self.one_trip && batched(patch) {
+            retried(|attempt| self.save_in_one_trip(id, patch, attempt)).await
+        } else {
+            retried(|attempt| self.transact(step, patch, attempt)).await
+        }
+    }
+
+    /// A save that keeps the stored expiry (see [`save_kept`]): whether it applied.
+    async fn save_kept(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        attempt: usize,
+    ) -> Result<bool, sqlx::Error> {
+        let (name, value) = &patch.set[0];
+        let query = sqlx::query(AssertSqlSafe(self.sql.save_kept.as_str()))
+            .bind(name.as_ref())
+            .bind(&value[..])
+            .bind(id.as_str())
+            .bind(millis(patch.expires_at))
+            .bind(millis(std::time::SystemTime::now()));
+        let mut conn = self.conns.get(attempt > 0).await?;
+        let done = query.execute(&mut *conn).await?;
+        self.conns.put(conn);
+        Ok(done.rows_affected() > 0)
     }
 
     /// A save as one round trip: the whole transaction sent as one multi-statement text

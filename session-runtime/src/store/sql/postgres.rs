@@ -24,8 +24,12 @@ const MIGRATE_LOCK: i64 = 0x7365_7373_696f_6e73; // "sessions"
 /// - **Load** is one query (the session's row joined with its fields).
 /// - **Save** is one statement, so one round trip: a data-modifying CTE that checks the
 ///   session is live (and locks its row), deletes the removed fields, upserts the changed
-///   ones and sets the expiry. Only the changed fields travel: an update of one field sends
-///   the same few hundred bytes whatever the session's size.
+///   ones and sets the expiry. When the expiry is the one stored (the layer keeps it
+///   between two refreshes, see
+///   [`with_expiry_refresh_interval`](crate::SessionLayer::with_expiry_refresh_interval)),
+///   the session's row is only locked against deletion, not rewritten. Only the changed
+///   fields travel: an update of one field sends the same few hundred bytes whatever the
+///   session's size.
 /// - **Create** is one statement and never overwrites a live session; **regenerate** is one
 ///   statement that changes the ID on the session's row (its field rows hang off a numeric
 ///   key, so none is rewritten); **touch** updates the expiry only; **delete** removes the
@@ -146,6 +150,22 @@ impl Statements {
                 "DELETE FROM {f} WHERE record = (SELECT record FROM s) AND (name = ANY(${names}::text[])                  OR EXISTS (SELECT 1 FROM UNNEST(${names}::text[]) AS p(prefix)                  WHERE right(p.prefix, 1) = '#' AND left(name, length(p.prefix)) = p.prefix))                  AND NOT (name = ANY(${sets}::text[]))"
             )
         };
+        // The save's CTEs up to `s`, the live session's record key ($1 the ID, $2 the new
+        // expiry, $3 now). The session's row is written only when the expiry changes: a
+        // write within the layer's refresh interval keeps it, and then the row is only
+        // locked against deletion (`FOR KEY SHARE`: a concurrent delete waits, then takes
+        // the new field rows with it), which spares a new row version and its index entries
+        // on every save. `k` locks the row only when `m` did not write it, so a row whose
+        // expiry a concurrent save has just set to $2 still counts as live.
+        let live = |r: &str| {
+            format!(
+                "WITH m AS (UPDATE {r} SET expires_at = $2 \
+                 WHERE id = $1 AND expires_at > $3 AND expires_at <> $2 RETURNING record), \
+                 k AS (SELECT record FROM {r} WHERE id = $1 AND expires_at > $3 \
+                 AND NOT EXISTS (SELECT 1 FROM m) FOR KEY SHARE), \
+                 s AS (SELECT record FROM m UNION ALL SELECT record FROM k),"
+            )
+        };
         let schema = match prefix.split_once('.') {
             Some((schema, _)) => format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\";\n"),
             None => String::new(),
@@ -165,16 +185,12 @@ impl Statements {
                 upsert(3, 4)
             ),
             save: format!(
-                "WITH s AS (UPDATE {r} SET expires_at = $2 WHERE id = $1 AND expires_at > $3 \
-                 RETURNING record), d AS ({}), u AS ({}) SELECT record FROM s",
+                "{} d AS ({}), u AS ({}) SELECT record FROM s",
+                live(r),
                 removal(4, 5),
                 upsert(5, 6)
             ),
-            save_sets_only: format!(
-                "WITH s AS (UPDATE {r} SET expires_at = $2 WHERE id = $1 AND expires_at > $3 \
-                 RETURNING record), u AS ({}) SELECT record FROM s",
-                upsert(5, 6)
-            ),
+            save_sets_only: format!("{} u AS ({}) SELECT record FROM s", live(r), upsert(5, 6)),
             regenerate: format!(
                 "WITH s AS (UPDATE {r} SET id = $7, expires_at = $2 \
                  WHERE id = $1 AND expires_at > $3 RETURNING record), \
