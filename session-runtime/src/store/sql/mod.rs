@@ -243,9 +243,8 @@ impl<'a> Rows<'a> {
 /// The sessions of a `find_indexed` query, from its rows (ID, expiry, field name, value),
 /// which come grouped by session.
 fn indexed_records<'r>(
-    rows: impl Iterator<Item = (&'r str, i64, Option<&'r str>, Option<Vec<u8>>)>,
+    rows: impl Iterator<Item = (&'r str, i64, Option<&'r str>, Option<&'r [u8]>)>,
 ) -> Vec<(SessionId, Record)> {
-    type FieldRow<'r> = (Option<&'r str>, Option<Vec<u8>>);
     let mut found: Vec<(SessionId, i64, Vec<FieldRow<'r>>)> = Vec::new();
     for (id, expires_at, name, value) in rows {
         match found.last_mut() {
@@ -255,19 +254,31 @@ fn indexed_records<'r>(
     }
     found
         .into_iter()
-        .map(|(id, expires_at, fields)| (id, record_from(expires_at, fields.into_iter())))
+        .map(|(id, expires_at, fields)| (id, record_from(expires_at, &fields)))
         .collect()
 }
 
-fn record_from<'r>(
-    expires_at: i64,
-    rows: impl Iterator<Item = (Option<&'r str>, Option<Vec<u8>>)>,
-) -> Record {
-    let mut fields = FieldMap::default();
+/// A field row as a query returns it: name and value, both `NULL` for a session without
+/// fields (the left join's one row).
+type FieldRow<'r> = (Option<&'r str>, Option<&'r [u8]>);
+
+/// The record of a session's expiry and its field rows. The values are copied into one
+/// buffer that the record's values share, so a load allocates once for all of them.
+fn record_from(expires_at: i64, rows: &[FieldRow<'_>]) -> Record {
+    let mut fields = FieldMap::with_capacity_and_hasher(rows.len(), rustc_hash::FxBuildHasher);
+    let all: usize = rows.iter().filter_map(|(_, v)| v.map(<[u8]>::len)).sum();
+    let mut buffer = Vec::with_capacity(all);
+    for (_, value) in rows {
+        buffer.extend_from_slice(value.unwrap_or_default());
+    }
+    let buffer = Bytes::from(buffer);
+    let mut at = 0;
     for (name, value) in rows {
-        if let (Some(name), Some(value)) = (name, value) {
-            fields.insert(FieldKey::new(name), Bytes::from(value));
+        let len = value.map_or(0, <[u8]>::len);
+        if let (Some(name), Some(_)) = (name, value) {
+            fields.insert(FieldKey::new(name), buffer.slice(at..at + len));
         }
+        at += len;
     }
     Record {
         fields: Arc::new(fields),
@@ -578,16 +589,21 @@ mod tests {
     fn rows_become_a_complete_record() {
         let record = record_from(
             1_700_000_000_000,
-            [(Some("a"), Some(b"1".to_vec())), (None, None)].into_iter(),
+            &[
+                (Some("a"), Some(&b"1"[..])),
+                (None, None),
+                (Some("b"), Some(&b"22"[..])),
+            ],
         );
         assert!(record.complete);
-        assert_eq!(record.fields.len(), 1);
+        assert_eq!(record.fields.len(), 2);
         assert_eq!(&record.fields["a"][..], b"1");
+        assert_eq!(&record.fields["b"][..], b"22");
         assert_eq!(
             record.expires_at,
             from_millis(1_700_000_000_000),
             "the expiry is known"
         );
-        assert_eq!(record_from(-5, std::iter::empty()).expires_at, None);
+        assert_eq!(record_from(-5, &[]).expires_at, None);
     }
 }

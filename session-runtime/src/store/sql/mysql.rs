@@ -721,11 +721,11 @@ impl SessionStore for MySqlStore {
         let mut fields = Vec::with_capacity(rows.len());
         for row in &rows {
             let name: Option<&[u8]> = row.try_get(1).map_err(|e| self.error(e))?;
-            let value: Option<Vec<u8>> = row.try_get(2).map_err(|e| self.error(e))?;
+            let value: Option<&[u8]> = row.try_get(2).map_err(|e| self.error(e))?;
             // A name that is not UTF-8 was not written by the store: no field reads it.
             fields.push((name.and_then(|n| std::str::from_utf8(n).ok()), value));
         }
-        Ok(Some(record_from(expires_at, fields.into_iter())))
+        Ok(Some(record_from(expires_at, &fields)))
     }
 
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
@@ -805,7 +805,7 @@ impl SessionStore for MySqlStore {
             let id: &str = row.try_get(0).map_err(|e| self.error(e))?;
             let expires_at: i64 = row.try_get(1).map_err(|e| self.error(e))?;
             let name: Option<&[u8]> = row.try_get(2).map_err(|e| self.error(e))?;
-            let value: Option<Vec<u8>> = row.try_get(3).map_err(|e| self.error(e))?;
+            let value: Option<&[u8]> = row.try_get(3).map_err(|e| self.error(e))?;
             found.push((
                 id,
                 expires_at,

@@ -542,10 +542,15 @@ impl SessionStore for PostgresStore {
         let expires_at: i64 = first.try_get(0).map_err(|e| self.error(e))?;
         let fields = rows
             .iter()
-            .map(|row| Ok((row.try_get::<Option<&str>, _>(1)?, row.try_get(2)?)))
+            .map(|row| {
+                Ok((
+                    row.try_get::<Option<&str>, _>(1)?,
+                    row.try_get::<Option<&[u8]>, _>(2)?,
+                ))
+            })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(|e| self.error(e))?;
-        Ok(Some(record_from(expires_at, fields.into_iter())))
+        Ok(Some(record_from(expires_at, &fields)))
     }
 
     async fn create(&self, id: &SessionId, patch: &Patch) -> WriteResult {
