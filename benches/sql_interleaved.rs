@@ -360,15 +360,21 @@ fn latency(rt: &Runtime, backend: Backend, url: &str, rounds: usize, n: u32, mad
     }
 }
 
-/// Updates with 32 concurrent clients, each on a session of its own, at 21 fields.
+/// Updates with 32 concurrent clients, each on a session of its own, at 21 fields: the
+/// subjects take turns, `seconds` each, for `SQL_BENCH_LOAD_ROUNDS` rounds (default 3), so
+/// that the machine's drift falls on all of them alike; the figures are over all rounds.
 fn load(backend: Backend, url: &str, seconds: u64, made: &mut Vec<Made>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    let rounds: usize = std::env::var("SQL_BENCH_LOAD_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     println!(
-        "\n### {}: 32 concurrent clients updating, 21 fields, {seconds} s each\n",
+        "\n### {}: 32 concurrent clients updating, 21 fields, {rounds} interleaved rounds of {seconds} s each\n",
         backend.name()
     );
     println!("| subject | updates/s | p50 | p99 | errors |");
@@ -382,48 +388,62 @@ fn load(backend: Backend, url: &str, seconds: u64, made: &mut Vec<Made>) {
     } else {
         ("POST", "/update")
     };
-    for (name, app) in names(backend).into_iter().zip(apps) {
-        if !only.is_empty() && !name.starts_with(&only) {
-            continue;
+    let subjects: Vec<_> = names(backend)
+        .into_iter()
+        .zip(apps)
+        .filter(|(name, _)| only.is_empty() || name.starts_with(&only))
+        .collect();
+    let mut totals: Vec<(u64, Vec<Duration>)> = vec![(0, Vec::new()); subjects.len()];
+    for _ in 0..rounds {
+        for ((_, app), (errors, latencies)) in subjects.iter().zip(&mut totals) {
+            let (e, l) = rt.block_on(run_clients(app, method, path, seconds));
+            *errors += e;
+            latencies.extend(l);
         }
-        let (done, errors, mut latencies) = rt.block_on(async {
-            let deadline = Instant::now() + Duration::from_secs(seconds);
-            let clients: Vec<_> = (0..32)
-                .map(|_| {
-                    let app = app.clone();
-                    tokio::spawn(async move {
-                        let cookie = filled(&app).await;
-                        let (mut latencies, mut errors) = (Vec::new(), 0u64);
-                        while Instant::now() < deadline {
-                            let start = Instant::now();
-                            let answer = send(&app, request(method, path, Some(&cookie))).await;
-                            latencies.push(start.elapsed());
-                            if answer.is_none() {
-                                errors += 1;
-                            }
-                        }
-                        (latencies, errors)
-                    })
-                })
-                .collect();
-            let (mut all, mut errors) = (Vec::new(), 0);
-            for client in clients {
-                let (latencies, e) = client.await.unwrap();
-                all.extend(latencies);
-                errors += e;
-            }
-            (all.len(), errors, all)
-        });
+    }
+    for ((name, _), (errors, mut latencies)) in subjects.iter().zip(totals) {
         latencies.sort();
         let at =
             |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
         println!(
             "| {name} | {:.0} | {:.1} ms | {:.1} ms | {errors} |",
-            done as f64 / seconds as f64,
+            latencies.len() as f64 / (seconds as f64 * rounds as f64),
             at(0.5).as_secs_f64() * 1e3,
             at(0.99).as_secs_f64() * 1e3
         );
     }
+}
+
+/// 32 clients, each on a session of its own, sending `method path` for `seconds`: the
+/// errors and every request's latency.
+async fn run_clients(app: &Router, method: &str, path: &str, seconds: u64) -> (u64, Vec<Duration>) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let clients: Vec<_> = (0..32)
+        .map(|_| {
+            let app = app.clone();
+            let (method, path) = (method.to_owned(), path.to_owned());
+            tokio::spawn(async move {
+                let cookie = filled(&app).await;
+                let (mut latencies, mut errors) = (Vec::new(), 0u64);
+                while Instant::now() < deadline {
+                    let start = Instant::now();
+                    let answer = send(&app, request(&method, &path, Some(&cookie))).await;
+                    latencies.push(start.elapsed());
+                    if answer.is_none() {
+                        errors += 1;
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for client in clients {
+        let (latencies, e) = client.await.unwrap();
+        all.extend(latencies);
+        errors += e;
+    }
+    (errors, all)
 }
 
 fn main() {
