@@ -474,33 +474,50 @@ pub async fn writes_with_a_past_expiry_end_the_record<S: SessionStore>(store: &S
 /// ```
 pub async fn concurrent_patches_to_different_fields_survive<S: SessionStore>(store: Arc<S>) {
     let id = created(&*store, &[("start", "1")], in_a_minute()).await;
+    let record = fifty_concurrent_saves(&store, &id, None).await;
+    assert_eq!(field(&record, "start"), Some("1"));
+}
+
+/// Saves `field0` to `field49` of session `id` at once, each with the expiry given (`None`:
+/// a minute from the save), checks that every one succeeded and survived, and returns the
+/// record.
+async fn fifty_concurrent_saves<S: SessionStore>(
+    store: &Arc<S>,
+    id: &SessionId,
+    expires_at: Option<SystemTime>,
+) -> Record {
     let tasks: Vec<_> = (0..50)
         .map(|n| {
-            let (store, id) = (Arc::clone(&store), id.clone());
+            let (store, id) = (Arc::clone(store), id.clone());
             tokio::spawn(async move {
                 let key = format!("field{n}");
                 let value = n.to_string();
+                let expires_at = expires_at.unwrap_or_else(in_a_minute);
                 store
-                    .save(&id, &patch(&[(&key, &value)], &[], in_a_minute()))
+                    .save(&id, &patch(&[(&key, &value)], &[], expires_at))
                     .await
                     .map(|_| ())
             })
         })
         .collect();
+    let what = match expires_at {
+        None => "concurrent patches to different fields",
+        Some(_) => "concurrent saves to different fields that keep the expiry",
+    };
     for task in tasks {
-        task.await
-            .expect("writer task")
-            .expect("a concurrent save succeeds");
+        if let Err(err) = task.await.expect("writer task") {
+            panic!("{what}: each succeeds, got {err:?}");
+        }
     }
-    let record = load_all(&*store, &id).await.expect("still there");
+    let record = load_all(&**store, id).await.expect("still there");
     for n in 0..50 {
         assert_eq!(
             field(&record, &format!("field{n}")),
             Some(n.to_string().as_str()),
-            "concurrent patches to different fields must all survive (field{n} lost)"
+            "{what} must all survive (field{n} lost)"
         );
     }
-    assert_eq!(field(&record, "start"), Some("1"));
+    record
 }
 
 /// A save whose expiry is the one the record already has (what a layer sends between two
@@ -545,31 +562,7 @@ pub async fn saves_that_keep_the_expiry<S: SessionStore>(store: Arc<S>) {
         }
         assert_eq!(kept(&record), expires_at, "the expiry stays as it was");
     }
-    let tasks: Vec<_> = (0..50)
-        .map(|n| {
-            let (store, id) = (Arc::clone(&store), id.clone());
-            tokio::spawn(async move {
-                let key = format!("field{n}");
-                store
-                    .save(&id, &patch(&[(&key, "x")], &[], expires_at))
-                    .await
-                    .map(|_| ())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await
-            .expect("writer task")
-            .expect("a concurrent save that keeps the expiry succeeds");
-    }
-    let record = load_all(&*store, &id).await.expect("still there");
-    for n in 0..50 {
-        assert_eq!(
-            field(&record, &format!("field{n}")),
-            Some("x"),
-            "concurrent saves that keep the expiry must all survive (field{n} lost)"
-        );
-    }
+    fifty_concurrent_saves(&store, &id, Some(expires_at)).await;
     let later = expires_at + Duration::from_secs(30);
     store
         .save(&id, &patch(&[("a", "12")], &[], later))
