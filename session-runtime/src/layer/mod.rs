@@ -388,11 +388,11 @@ impl SessionLayer {
     /// write pushes the expiry out only once it has moved at least this far. Never more than
     /// a quarter of the session's idle timeout, so a request always leaves the session at
     /// least three quarters of its idle timeout to live. In between, a read writes nothing
-    /// and a write keeps the stored expiry (a SQL store then writes only the changed fields'
-    /// rows, not the session's); a cookie a write sends carries the `Max-Age` left.
+    /// and a write keeps the stored expiry (the SQL stores then write only the changed
+    /// fields' rows, not the session's); a cookie a write sends carries the `Max-Age` left.
     /// A write that changes the session's own idle timeout
     /// ([`TypedSession::set_idle_timeout`](crate::TypedSession::set_idle_timeout)), or its
-    /// ID, sets the expiry afresh.
+    /// ID, sets the expiry afresh. `Duration::ZERO` makes every request push the expiry out.
     ///
     /// ```
     /// use std::time::Duration;

@@ -30,9 +30,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// - **Load** is one query (the session's row joined with its fields), and loads run
 ///   alongside writes (WAL journal).
 /// - **Save** is one `BEGIN IMMEDIATE` transaction: an `UPDATE ... RETURNING` of the
-///   expiry that checks the session is live, a `DELETE` of the removed fields if any, one
-///   multi-row upsert of the changed ones, `COMMIT`. The statements run in process, so
-///   "round trips" cost no network; only the changed fields are written.
+///   expiry that checks the session is live (when the expiry is the one stored, as the
+///   layer keeps it between two refreshes, a `SELECT` instead, so the session's row is not
+///   rewritten), a `DELETE` of the removed fields if any, one multi-row upsert of the
+///   changed ones, `COMMIT`. The statements run in process, so "round trips" cost no
+///   network; only the changed fields are written.
 /// - **Create** never overwrites a live session; **regenerate** changes the ID on the
 ///   session's row only; **touch** updates the expiry only; **delete** removes the row and,
 ///   by cascade, its fields.
@@ -96,6 +98,8 @@ struct Statements {
     load: String,
     insert_record: String,
     save_record: String,
+    /// The live session's record key, for a save that keeps the expiry.
+    live_record: String,
     regenerate_record: String,
     touch: String,
     delete: String,
@@ -131,10 +135,13 @@ impl Statements {
                 "INSERT INTO {r} (id, expires_at) VALUES (?1, ?2) \
                  ON CONFLICT (id) DO NOTHING RETURNING record"
             ),
+            // Only when the expiry moves: a write within the layer's refresh interval keeps
+            // it, and then `live_record` finds the row without writing it.
             save_record: format!(
                 "UPDATE {r} SET expires_at = ?1 WHERE id = ?2 AND expires_at > ?3 \
-                 RETURNING record"
+                 AND expires_at <> ?1 RETURNING record"
             ),
+            live_record: format!("SELECT record FROM {r} WHERE id = ?1 AND expires_at > ?2"),
             regenerate_record: format!(
                 "UPDATE {r} SET id = ?4, expires_at = ?1 WHERE id = ?2 AND expires_at > ?3 \
                  RETURNING record"
@@ -376,7 +383,17 @@ impl SqliteStore {
                     .bind(new.as_str())
             }
         };
-        let record: i64 = match first.fetch_optional(&mut *tx).await {
+        let mut first = first.fetch_optional(&mut *tx).await;
+        if let (Step::Save(id), Ok(None)) = (step, &first) {
+            // The expiry did not move, or the session is gone: which, without a write (the
+            // writer's lock and `BEGIN IMMEDIATE` keep the row as it is meanwhile).
+            first = sqlx::query(AssertSqlSafe(self.sql.live_record.as_str()))
+                .bind(id.as_str())
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await;
+        }
+        let record: i64 = match first {
             Ok(Some(row)) => row.try_get(0).map_err(err)?,
             Ok(None) => {
                 tx.rollback().await.map_err(err)?;
