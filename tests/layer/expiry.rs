@@ -226,6 +226,26 @@ async fn writes_push_the_expiry_out_on_the_same_schedule_as_reads() {
     assert!(ttl > Duration::from_secs(29 * 24 * 3600), "{ttl:?}");
 }
 
+#[tokio::test]
+async fn with_a_zero_refresh_interval_every_write_pushes_the_expiry_out() {
+    let store = store();
+    let app = app_with(
+        SessionLayer::new(store.clone(), Key::generate())
+            .with_expiry_refresh_interval(Duration::ZERO),
+    );
+    let cookie = started(&app).await;
+    let id = id_of(&cookie);
+    let expiry = |record: Option<Record>| record.unwrap().expires_at.unwrap();
+    let first = expiry(stored(&store, &id).await);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    send(&app, request("POST", "/add", Some(&cookie), "b")).await;
+    let moved = expiry(stored(&store, &id).await);
+    assert!(
+        moved >= first + Duration::from_millis(20),
+        "{moved:?} vs {first:?}"
+    );
+}
+
 /// Regression: with an idle timeout shorter than the refresh interval (60 s by default),
 /// reads never refreshed the expiry, so a session that was only read ended while in use.
 #[tokio::test]
