@@ -452,7 +452,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                 fn data(&mut self) -> &#self_ty {
                     if self.__core.whole.is_none() {
                         let __whole = #ident { #(#whole_fields),* };
-                        self.__core.whole = ::core::option::Option::Some(__whole);
+                        self.__core.whole = ::core::option::Option::Some(::std::boxed::Box::new(__whole));
                     }
                     match &self.__core.whole {
                         ::core::option::Option::Some(__whole) => __whole,
@@ -465,7 +465,7 @@ pub(crate) fn expand(schema: &Schema<'_>) -> TokenStream {
                 fn into_data(mut self) -> #self_ty {
                     let _ = <Self as #private::SchemaFields>::data(&mut self);
                     match self.__core.whole {
-                        ::core::option::Option::Some(__whole) => __whole,
+                        ::core::option::Option::Some(__whole) => *__whole,
                         ::core::option::Option::None => ::core::unreachable!(),
                     }
                 }

@@ -131,7 +131,8 @@ fn decode_failed(schema: &'static Schema, index: usize, source: CodecError) -> D
 // ---- One generic function per accessor kind, so that each generated accessor is one call.
 
 /// What every accessor of the generated type shares: the stored record, which fields
-/// changed, and the whole struct once `data()` built it (the fields' cells are empty then).
+/// changed, and the whole struct once `data()` built it (the fields' cells are empty then),
+/// boxed so that the accessor type, built for every request, stays small.
 #[doc(hidden)]
 pub struct Core<S> {
     #[doc(hidden)]
@@ -139,7 +140,7 @@ pub struct Core<S> {
     #[doc(hidden)]
     pub state: FieldState,
     #[doc(hidden)]
-    pub whole: Option<S>,
+    pub whole: Option<Box<S>>,
 }
 
 impl<S> Core<S> {
