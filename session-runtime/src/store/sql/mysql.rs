@@ -184,7 +184,7 @@ impl Statements {
                 "UPDATE {r} SET expires_at = ?, record = LAST_INSERT_ID(record) \
                  WHERE id = ? AND expires_at > ?"
             ),
-            save_kept: save_kept(r, f),
+            save_kept: save_kept_sql(r, f),
             regenerate_record: format!(
                 "UPDATE {r} SET id = ?, expires_at = ?, record = LAST_INSERT_ID(record) \
                  WHERE id = ? AND expires_at > ?"
@@ -297,7 +297,7 @@ impl Statements {
 /// One field only: more rows (a `UNION ALL`, a derived table) make the server build a
 /// temporary table for every statement, which costs more than the transaction it saves.
 /// Placeholders: the name, the value, the ID, the expiry, now.
-fn save_kept(records: &str, fields: &str) -> String {
+fn save_kept_sql(records: &str, fields: &str) -> String {
     format!(
         "INSERT INTO {fields} (record, name, value) SELECT r.record, ?, ? FROM {records} r \
          WHERE r.id = ? AND r.expires_at = ? AND r.expires_at > ? {UPSERT}"
@@ -539,7 +539,7 @@ impl MySqlStore {
         }
     }
 
-    /// A save that keeps the stored expiry (see [`save_kept`]): whether it applied.
+    /// A save that keeps the stored expiry (see [`save_kept_sql`]): whether it applied.
     async fn save_kept(
         &self,
         id: &SessionId,

@@ -157,15 +157,13 @@ impl Statements {
         // the new field rows with it), which spares a new row version and its index entries
         // on every save. `k` locks the row only when `m` did not write it, so a row whose
         // expiry a concurrent save has just set to $2 still counts as live.
-        let live = |r: &str| {
-            format!(
-                "WITH m AS (UPDATE {r} SET expires_at = $2 \
-                 WHERE id = $1 AND expires_at > $3 AND expires_at <> $2 RETURNING record), \
-                 k AS (SELECT record FROM {r} WHERE id = $1 AND expires_at > $3 \
-                 AND NOT EXISTS (SELECT 1 FROM m) FOR KEY SHARE), \
-                 s AS (SELECT record FROM m UNION ALL SELECT record FROM k),"
-            )
-        };
+        let live = format!(
+            "WITH m AS (UPDATE {r} SET expires_at = $2 \
+             WHERE id = $1 AND expires_at > $3 AND expires_at <> $2 RETURNING record), \
+             k AS (SELECT record FROM {r} WHERE id = $1 AND expires_at > $3 \
+             AND NOT EXISTS (SELECT 1 FROM m) FOR KEY SHARE), \
+             s AS (SELECT record FROM m UNION ALL SELECT record FROM k),"
+        );
         let schema = match prefix.split_once('.') {
             Some((schema, _)) => format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\";\n"),
             None => String::new(),
@@ -185,12 +183,11 @@ impl Statements {
                 upsert(3, 4)
             ),
             save: format!(
-                "{} d AS ({}), u AS ({}) SELECT record FROM s",
-                live(r),
+                "{live} d AS ({}), u AS ({}) SELECT record FROM s",
                 removal(4, 5),
                 upsert(5, 6)
             ),
-            save_sets_only: format!("{} u AS ({}) SELECT record FROM s", live(r), upsert(5, 6)),
+            save_sets_only: format!("{live} u AS ({}) SELECT record FROM s", upsert(5, 6)),
             regenerate: format!(
                 "WITH s AS (UPDATE {r} SET id = $7, expires_at = $2 \
                  WHERE id = $1 AND expires_at > $3 RETURNING record), \
