@@ -427,3 +427,100 @@ where
     }
     false
 }
+
+/// A TCP proxy in front of a database server that counts round trips: each time the server
+/// answers something the app sent since the server's last answer. A pool whose every call
+/// is one statement makes one round trip per call; a pool that pings a connection around a
+/// statement makes more.
+pub struct TripCounter {
+    trips: std::sync::Arc<AtomicU64>,
+    connections: std::sync::Arc<AtomicU64>,
+    port: u16,
+}
+
+impl TripCounter {
+    /// Starts the proxy on a free loopback port, in front of `url`'s host and port.
+    pub async fn start(url: &str) -> Self {
+        use std::sync::{atomic::AtomicBool, Arc};
+        use tokio::{
+            io::{AsyncReadExt, AsyncWriteExt},
+            net::{TcpListener, TcpStream},
+        };
+        let target = host_port(url);
+        let (trips, connections) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let port = listener.local_addr().expect("its address").port();
+        let (counted, opened) = (Arc::clone(&trips), Arc::clone(&connections));
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                opened.fetch_add(1, Ordering::Relaxed);
+                let (trips, target) = (Arc::clone(&counted), target.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    // Set when the app has sent something the server has not answered yet.
+                    let asked = Arc::new(AtomicBool::new(false));
+                    let up_asked = Arc::clone(&asked);
+                    let up = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+                            up_asked.store(true, Ordering::Release);
+                            if server_write.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+                        if asked.swap(false, Ordering::AcqRel) {
+                            trips.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    up.abort();
+                });
+            }
+        });
+        Self {
+            trips,
+            connections,
+            port,
+        }
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    pub fn url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+        let (auth, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let user = auth
+            .rsplit_once('@')
+            .map_or(String::new(), |(user, _)| format!("{user}@"));
+        format!("{scheme}://{user}127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// Round trips so far, over every connection through the proxy.
+    pub fn trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
+    }
+
+    /// Connections opened through the proxy so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// `url`'s `host:port`.
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host.to_owned()
+}

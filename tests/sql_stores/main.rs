@@ -7,6 +7,7 @@
 //! own that it drops at the end.
 
 mod faults;
+mod pool;
 mod specific;
 mod wide;
 

@@ -3,60 +3,70 @@
 //! sqlx's pool pings a connection each time one is handed back (and, unless
 //! `test_before_acquire(false)`, each time one is handed out): a round trip per statement on
 //! top of the statement's own. The store instead keeps the connections it used, checked out,
-//! and reuses them; the pool still bounds their number and opens them. Connections the store
-//! has not needed for a second go back to the pool (a background task returns them), so an
-//! app that shares the pool with the store is not starved, and `Pool::close` is not held up.
-//! A connection that failed is never kept, and one failure to reach the server drops every
-//! kept connection (after a restart they are all dead).
+//! and reuses them; the pool still bounds their number and opens them. When every kept
+//! connection is in use, a call waits both for the pool and for a store call to finish: a
+//! finished call hands its connection straight to the store call that has waited longest,
+//! so a store that is busier than its pool still pays no ping. One in every
+//! [`HANDOFFS_PER_RETURN`] such hand-offs goes back through the pool instead, so that other
+//! users of a shared pool, waiting in its queue, are served while the store is saturated.
+//! Connections the store has not needed for a second go back to the pool (a background task
+//! returns them), so an app that shares the pool with the store is not starved when the
+//! store is idle, and `Pool::close` is not held up. A connection that failed is never kept
+//! nor handed on, and one failure to reach the server drops every kept connection (after a
+//! restart they are all dead).
 
 use std::{
+    collections::VecDeque,
+    future::Future,
+    pin::{pin, Pin},
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc, Mutex, MutexGuard, Weak,
     },
+    task::Poll,
     time::{Duration, Instant},
 };
 
 use sqlx::{pool::PoolConnection, Database, Pool};
+use tokio::sync::oneshot;
 
 /// How long a kept connection may sit unused before it goes back to the pool.
 const IDLE: Duration = Duration::from_secs(1);
 
+/// Of this many connections a finished call could hand straight to a waiting store call,
+/// one goes back through the pool instead (paying its ping), to whoever has waited longest
+/// in the pool's own queue: a store call or another user of the pool.
+pub(super) const HANDOFFS_PER_RETURN: usize = 8;
+
 /// The pool and the connections kept from it.
 pub(super) struct Conns<DB: Database> {
     pool: Pool<DB>,
-    /// Unused connections, last used last; at most `keep`.
-    idle: Mutex<Vec<(PoolConnection<DB>, Instant)>>,
+    state: Mutex<State<DB>>,
     keep: usize,
     /// Whether the task that hands unused connections back runs (started at first use, so
     /// that building a store needs no runtime).
     tending: AtomicBool,
-    /// Calls waiting for the pool: while there are any, a finished call hands its connection
-    /// back to the pool (to them) instead of keeping it.
-    waiting: AtomicUsize,
 }
 
-/// Counts a call waiting for the pool, for as long as it waits (cancelled or not).
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Self(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
+/// What [`Conns`] guards with its lock.
+struct State<DB: Database> {
+    /// Unused connections, last used last; at most `keep`.
+    idle: Vec<(PoolConnection<DB>, Instant)>,
+    /// Store calls waiting for a connection, longest-waiting first. A sender whose call
+    /// stopped waiting (the pool served it first, or it was cancelled) is closed; such
+    /// senders are skipped and pruned.
+    waiting: VecDeque<oneshot::Sender<PoolConnection<DB>>>,
+    /// Hand-offs since a finished call last sent its connection back through the pool.
+    handed: usize,
 }
 
 impl<DB: Database> std::fmt::Debug for Conns<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
         f.debug_struct("Conns")
             .field("pool_size", &self.pool.size())
-            .field("kept", &self.lock().len())
+            .field("kept", &state.idle.len())
+            .field("waiting", &state.waiting.len())
             .field("keep", &self.keep)
             .finish()
     }
@@ -64,7 +74,7 @@ impl<DB: Database> std::fmt::Debug for Conns<DB> {
 
 impl<DB: Database> Drop for Conns<DB> {
     fn drop(&mut self) {
-        let kept = std::mem::take(&mut *self.lock());
+        let kept = std::mem::take(&mut self.lock().idle);
         if tokio::runtime::Handle::try_current().is_ok() {
             // Back to the pool, through its usual return path (which needs a runtime).
             drop(kept);
@@ -84,14 +94,17 @@ pub(super) type Conn<DB> = PoolConnection<DB>;
 
 impl<DB: Database> Conns<DB> {
     /// Keeps up to `keep` of `pool`'s connections between calls (0: none, every call goes
-    /// through the pool).
+    /// through the pool and no connection is handed from call to call).
     pub(super) fn new(pool: Pool<DB>, keep: usize) -> Arc<Self> {
         Arc::new(Self {
             pool,
-            idle: Mutex::new(Vec::new()),
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                waiting: VecDeque::new(),
+                handed: 0,
+            }),
             keep,
             tending: AtomicBool::new(false),
-            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -100,42 +113,100 @@ impl<DB: Database> Conns<DB> {
         &self.pool
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<(PoolConnection<DB>, Instant)>> {
-        self.idle
+    fn lock(&self) -> MutexGuard<'_, State<DB>> {
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A connection: a kept one, or one from the pool. `fresh` skips the kept ones (a retry
+    /// A connection: a kept one, one a finished store call hands over, or one from the
+    /// pool, whichever comes first. `fresh` skips the kept and handed-over ones (a retry
     /// after a dead connection).
     pub(super) async fn get(self: &Arc<Self>, fresh: bool) -> Result<Conn<DB>, sqlx::Error> {
         if fresh {
             self.drop_kept();
-        } else if self.keep > 0 {
-            self.tend();
-            if let Some((conn, _)) = self.lock().pop() {
+            return self.pool.acquire().await;
+        }
+        if self.keep == 0 {
+            return self.pool.acquire().await;
+        }
+        self.tend();
+        let handed = {
+            let mut state = self.lock();
+            if let Some((conn, _)) = state.idle.pop() {
                 return Ok(conn);
             }
+            // With room in the pool, the pool may open a connection for this call: wait for
+            // the pool alone. Raced with a hand-off, a connection being opened would be
+            // dropped half open whenever the hand-off came first, and the pool, below its
+            // size again, would open the next one for the next call, and so on.
+            (self.pool.size() >= self.pool.options().get_max_connections()).then(|| {
+                let (tx, rx) = oneshot::channel();
+                state.waiting.retain(|waiting| !waiting.is_closed());
+                state.waiting.push_back(tx);
+                rx
+            })
+        };
+        let Some(mut handed) = handed else {
+            return self.pool.acquire().await;
+        };
+        let mut acquire = pin!(self.pool.acquire());
+        // Whether a hand-off can still come (a receiver must not be polled once it answered).
+        let mut open = true;
+        let won = std::future::poll_fn(|cx| {
+            if open {
+                match Pin::new(&mut handed).poll(cx) {
+                    Poll::Ready(Ok(conn)) => return Poll::Ready(Ok(conn)),
+                    // Its sender dropped unsent (the store is going away): the pool only.
+                    Poll::Ready(Err(_)) => open = false,
+                    Poll::Pending => {}
+                }
+            }
+            acquire.as_mut().poll(cx)
+        })
+        .await;
+        // Whatever a finished call sent after the pool answered is not lost: it goes to the
+        // next waiting call, or is kept.
+        handed.close();
+        if let Ok(extra) = handed.try_recv() {
+            self.put(extra);
         }
-        let _waiting = Waiting::new(&self.waiting);
-        self.pool.acquire().await
+        won
     }
 
-    /// Keeps `conn` for the next call, after a call that succeeded on it.
-    pub(super) fn put(&self, conn: Conn<DB>) {
-        if self.pool.is_closed() || self.waiting.load(Ordering::Acquire) > 0 {
+    /// Hands `conn` to the store call that has waited longest for one, or keeps it for the
+    /// next call, after a call that succeeded on it.
+    pub(super) fn put(&self, mut conn: Conn<DB>) {
+        if self.pool.is_closed() || self.keep == 0 {
             return;
         }
-        let mut idle = self.lock();
-        if idle.len() < self.keep {
-            idle.push((conn, Instant::now()));
+        let mut state = self.lock();
+        if !state.waiting.is_empty() {
+            if state.handed + 1 >= HANDOFFS_PER_RETURN {
+                state.handed = 0;
+                // Dropped after the lock: back to the pool, to its longest waiter.
+                return;
+            }
+            while let Some(waiting) = state.waiting.pop_front() {
+                match waiting.send(conn) {
+                    Ok(()) => {
+                        state.handed += 1;
+                        return;
+                    }
+                    // That call stopped waiting: try the next one.
+                    Err(back) => conn = back,
+                }
+            }
+        }
+        if state.idle.len() < self.keep {
+            state.idle.push((conn, Instant::now()));
         }
         // Otherwise `conn` drops after the lock: back to the pool.
     }
 
     /// Hands every kept connection back to the pool.
     fn drop_kept(&self) {
-        let kept = std::mem::take(&mut *self.lock());
+        let kept = std::mem::take(&mut self.lock().idle);
         drop(kept);
     }
 
@@ -159,7 +230,7 @@ impl<DB: Database> Conns<DB> {
                 }
                 let Some(conns) = weak.upgrade() else { return };
                 let stale: Vec<_> = {
-                    let mut idle = conns.lock();
+                    let idle = &mut conns.lock().idle;
                     let now = Instant::now();
                     // Oldest first: the connections unused the longest sit at the front.
                     let fresh_from = idle

@@ -414,7 +414,8 @@ impl MySqlStore {
     }
 
     /// How many connections the store keeps checked out between calls (default: the
-    /// pool's maximum; 0 to go through the pool on every call).
+    /// pool's maximum; 0 to go through the pool on every call, paying its ping each time,
+    /// and to hand no connection from call to call).
     pub fn with_kept_connections(mut self, keep: usize) -> Self {
         self.conns = Conns::new(self.conns.pool().clone(), keep);
         self

@@ -102,7 +102,12 @@ const MIGRATE_LOCK: i64 = 0x7365_7373_696f_6e73; // "sessions"
 /// `test_before_acquire(false)` ([`connect`](Self::connect) does): the store keeps the
 /// connections it used between calls, so sqlx's ping on handing a connection back is paid
 /// only when a connection goes back to the pool (after a second unused), not per statement.
-/// An exhausted pool fails a call after the pool's `acquire_timeout` (`503`).
+/// When more calls run at once than the pool has connections, a finished call hands its
+/// connection straight to the store call that has waited longest, again without a ping;
+/// one hand-off in eight goes back through the pool instead (and pays its ping), so that
+/// your app's own queries on the same pool are served while the store keeps every
+/// connection busy. An exhausted pool fails a call after the pool's `acquire_timeout`
+/// (`503`).
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     conns: Arc<Conns<Postgres>>,
@@ -320,8 +325,9 @@ impl PostgresStore {
     }
 
     /// How many connections the store keeps checked out between calls (default: the
-    /// pool's maximum; 0 to go through the pool on every call, paying its ping each time).
-    /// Kept connections unused for a second go back to the pool.
+    /// pool's maximum; 0 to go through the pool on every call, paying its ping each time,
+    /// and to hand no connection from call to call). Kept connections unused for a second
+    /// go back to the pool.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
