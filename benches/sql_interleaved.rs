@@ -317,6 +317,28 @@ fn traffic(rt: &Runtime, proxy_rt: &Runtime, backend: Backend, url: &str, made: 
             println!("| {case} | {fields} | {} |", cells.join(" | "));
         }
     }
+    // The same under load: 32 clients at once on each subject's pool, so that calls wait
+    // for connections (where a pool that pings connections it gets back shows it).
+    let apps = rt.block_on(apps(backend, &proxied, 21, made));
+    let mut cells = Vec::new();
+    for app in &apps {
+        rt.block_on(run_clients(app, "POST", "/update", 1));
+        std::thread::sleep(Duration::from_millis(100));
+        counts.bytes.store(0, Ordering::SeqCst);
+        counts.trips.store(0, Ordering::SeqCst);
+        let (_, latencies) = rt.block_on(run_clients(app, "POST", "/update", 2));
+        std::thread::sleep(Duration::from_millis(100));
+        let n = latencies.len().max(1) as f64;
+        cells.push(format!(
+            "{:.0} | {:.1}",
+            counts.bytes.load(Ordering::SeqCst) as f64 / n,
+            counts.trips.load(Ordering::SeqCst) as f64 / n
+        ));
+    }
+    println!(
+        "| update, 32 clients at once | 21 | {} |",
+        cells.join(" | ")
+    );
 }
 
 /// Time per request, one at a time, interleaved.

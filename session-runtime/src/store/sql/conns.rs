@@ -4,11 +4,12 @@
 //! `test_before_acquire(false)`, each time one is handed out): a round trip per statement on
 //! top of the statement's own. The store instead keeps the connections it used, checked out,
 //! and reuses them; the pool still bounds their number and opens them. When every kept
-//! connection is in use, a call waits both for the pool and for a store call to finish: a
-//! finished call hands its connection straight to the store call that has waited longest,
-//! so a store that is busier than its pool still pays no ping. One in every
-//! [`HANDOFFS_PER_RETURN`] such hand-offs goes back through the pool instead, so that other
-//! users of a shared pool, waiting in its queue, are served while the store is saturated.
+//! connection is in use and the pool has none to open, a call waits both for the pool and
+//! for a store call to finish: a finished call hands its connection straight to the store
+//! call that has waited longest, so a store that is busier than its pool still pays no ping.
+//! At most once per [`RETURN_EVERY`] a connection that could be handed on goes back through
+//! the pool instead, so that other users of a shared pool, waiting in its queue, are served
+//! while the store is saturated.
 //! Connections the store has not needed for a second go back to the pool (a background task
 //! returns them), so an app that shares the pool with the store is not starved when the
 //! store is idle, and `Pool::close` is not held up. A connection that failed is never kept
@@ -33,10 +34,13 @@ use tokio::sync::oneshot;
 /// How long a kept connection may sit unused before it goes back to the pool.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// Of this many connections a finished call could hand straight to a waiting store call,
-/// one goes back through the pool instead (paying its ping), to whoever has waited longest
-/// in the pool's own queue: a store call or another user of the pool.
-pub(super) const HANDOFFS_PER_RETURN: usize = 8;
+/// While store calls wait for connections, a finished call hands its connection back
+/// through the pool (paying its ping) instead of to the next of them once per this much
+/// time: the pool gives it to whoever has waited longest in its own queue, a store call or
+/// another user of the pool. Under a saturating load of thousands of statements a second,
+/// that is one statement in a hundred or fewer; another user of the pool waits about this
+/// long once the store calls queued before it are served.
+pub(super) const RETURN_EVERY: Duration = Duration::from_millis(10);
 
 /// The pool and the connections kept from it.
 pub(super) struct Conns<DB: Database> {
@@ -56,8 +60,9 @@ struct State<DB: Database> {
     /// stopped waiting (the pool served it first, or it was cancelled) is closed; such
     /// senders are skipped and pruned.
     waiting: VecDeque<oneshot::Sender<PoolConnection<DB>>>,
-    /// Hand-offs since a finished call last sent its connection back through the pool.
-    handed: usize,
+    /// When a finished call last sent its connection back through the pool while store
+    /// calls waited.
+    returned_at: Instant,
 }
 
 impl<DB: Database> std::fmt::Debug for Conns<DB> {
@@ -101,7 +106,7 @@ impl<DB: Database> Conns<DB> {
             state: Mutex::new(State {
                 idle: Vec::new(),
                 waiting: VecDeque::new(),
-                handed: 0,
+                returned_at: Instant::now(),
             }),
             keep,
             tending: AtomicBool::new(false),
@@ -182,17 +187,15 @@ impl<DB: Database> Conns<DB> {
         }
         let mut state = self.lock();
         if !state.waiting.is_empty() {
-            if state.handed + 1 >= HANDOFFS_PER_RETURN {
-                state.handed = 0;
+            let now = Instant::now();
+            if now.duration_since(state.returned_at) >= RETURN_EVERY {
+                state.returned_at = now;
                 // Dropped after the lock: back to the pool, to its longest waiter.
                 return;
             }
             while let Some(waiting) = state.waiting.pop_front() {
                 match waiting.send(conn) {
-                    Ok(()) => {
-                        state.handed += 1;
-                        return;
-                    }
+                    Ok(()) => return,
                     // That call stopped waiting: try the next one.
                     Err(back) => conn = back,
                 }

@@ -104,9 +104,9 @@ const MIGRATE_LOCK: i64 = 0x7365_7373_696f_6e73; // "sessions"
 /// only when a connection goes back to the pool (after a second unused), not per statement.
 /// When more calls run at once than the pool has connections, a finished call hands its
 /// connection straight to the store call that has waited longest, again without a ping;
-/// one hand-off in eight goes back through the pool instead (and pays its ping), so that
-/// your app's own queries on the same pool are served while the store keeps every
-/// connection busy. An exhausted pool fails a call after the pool's `acquire_timeout`
+/// at most one connection every 10 ms goes back through the pool instead (and pays its
+/// ping), so that your app's own queries on the same pool are served while the store keeps
+/// every connection busy. An exhausted pool fails a call after the pool's `acquire_timeout`
 /// (`503`).
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
