@@ -32,94 +32,14 @@ mod routes;
 mod schemas;
 
 use measure::median;
-use std::{
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use routes::{filled, ours_router, request, send, ts_router};
 use session_runtime::{MySqlStore, PostgresStore, SqliteStore};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    runtime::Runtime,
-};
+use session_suite::sql_harness::TripCounter;
+use tokio::runtime::Runtime;
 use tower_sessions_sqlx_store as ts;
-
-/// Bytes sent to the server and round trips, over every connection through the proxy.
-#[derive(Default)]
-struct Counts {
-    bytes: AtomicU64,
-    trips: AtomicU64,
-}
-
-/// A TCP proxy to `target` on a free loopback port, counting what crosses it.
-async fn proxy(target: String, counts: Arc<Counts>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((client, _)) = listener.accept().await else {
-                return;
-            };
-            let counts = Arc::clone(&counts);
-            let target = target.clone();
-            tokio::spawn(async move {
-                let Ok(server) = TcpStream::connect(&target).await else {
-                    return;
-                };
-                let _ = client.set_nodelay(true);
-                let _ = server.set_nodelay(true);
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                // Set when the app has sent something the server has not answered yet.
-                let asked = Arc::new(AtomicBool::new(false));
-                let (up_counts, up_asked) = (Arc::clone(&counts), Arc::clone(&asked));
-                let up = tokio::spawn(async move {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    while let Ok(n @ 1..) = client_read.read(&mut buf).await {
-                        up_counts.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                        up_asked.store(true, Ordering::Release);
-                        if server_write.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n @ 1..) = server_read.read(&mut buf).await {
-                    if asked.swap(false, Ordering::AcqRel) {
-                        counts.trips.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if client_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-                up.abort();
-            });
-        }
-    });
-    port
-}
-
-/// `url` with its host and port replaced by the proxy's.
-fn through(url: &str, port: u16) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (auth, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let user = auth
-        .rsplit_once('@')
-        .map_or(String::new(), |(u, _)| format!("{u}@"));
-    format!("{scheme}://{user}127.0.0.1:{port}/{path}")
-}
-
-fn host_port(url: &str) -> String {
-    let rest = url.split_once("://").unwrap().1;
-    let auth = rest.split('/').next().unwrap();
-    auth.rsplit('@').next().unwrap().to_owned()
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Backend {
@@ -287,9 +207,8 @@ fn traffic(rt: &Runtime, proxy_rt: &Runtime, backend: Backend, url: &str, made: 
         .collect();
     println!("| case | fields | {} |", header.join(" | "));
     println!("|---|---:|{}", "---:|---:|".repeat(header.len()));
-    let counts = Arc::new(Counts::default());
-    let port = proxy_rt.block_on(proxy(host_port(url), Arc::clone(&counts)));
-    let proxied = through(url, port);
+    let counter = proxy_rt.block_on(TripCounter::start(url));
+    let proxied = counter.url(url);
     for (case, method, uri) in CASES {
         for fields in [1, 21, 200] {
             let apps = rt.block_on(apps(backend, &proxied, fields, made));
@@ -301,8 +220,7 @@ fn traffic(rt: &Runtime, proxy_rt: &Runtime, backend: Backend, url: &str, made: 
                 }
                 // Let the pool's background pings of the warm-up land before counting.
                 std::thread::sleep(Duration::from_millis(100));
-                counts.bytes.store(0, Ordering::SeqCst);
-                counts.trips.store(0, Ordering::SeqCst);
+                let (bytes, trips) = (counter.bytes(), counter.trips());
                 let n = 200;
                 for _ in 0..n {
                     rt.block_on(send(app, request(method, uri, Some(&cookie))));
@@ -310,8 +228,8 @@ fn traffic(rt: &Runtime, proxy_rt: &Runtime, backend: Backend, url: &str, made: 
                 std::thread::sleep(Duration::from_millis(100));
                 cells.push(format!(
                     "{:.0} | {:.1}",
-                    counts.bytes.load(Ordering::SeqCst) as f64 / f64::from(n),
-                    counts.trips.load(Ordering::SeqCst) as f64 / f64::from(n)
+                    (counter.bytes() - bytes) as f64 / f64::from(n),
+                    (counter.trips() - trips) as f64 / f64::from(n)
                 ));
             }
             println!("| {case} | {fields} | {} |", cells.join(" | "));
@@ -324,15 +242,14 @@ fn traffic(rt: &Runtime, proxy_rt: &Runtime, backend: Backend, url: &str, made: 
     for app in &apps {
         rt.block_on(run_clients(app, "POST", "/update", 1));
         std::thread::sleep(Duration::from_millis(100));
-        counts.bytes.store(0, Ordering::SeqCst);
-        counts.trips.store(0, Ordering::SeqCst);
+        let (bytes, trips) = (counter.bytes(), counter.trips());
         let (_, latencies) = rt.block_on(run_clients(app, "POST", "/update", 2));
         std::thread::sleep(Duration::from_millis(100));
         let n = latencies.len().max(1) as f64;
         cells.push(format!(
             "{:.0} | {:.1}",
-            counts.bytes.load(Ordering::SeqCst) as f64 / n,
-            counts.trips.load(Ordering::SeqCst) as f64 / n
+            (counter.bytes() - bytes) as f64 / n,
+            (counter.trips() - trips) as f64 / n
         ));
     }
     println!(

@@ -428,12 +428,13 @@ where
     false
 }
 
-/// A TCP proxy in front of a database server that counts round trips: each time the server
-/// answers something the app sent since the server's last answer. A pool whose every call
-/// is one statement makes one round trip per call; a pool that pings a connection around a
-/// statement makes more.
+/// A TCP proxy in front of a database server that counts round trips (each time the server
+/// answers something the app sent since the server's last answer) and the bytes the app
+/// sends. A pool whose every call is one statement makes one round trip per call; a pool
+/// that pings a connection around a statement makes more.
 pub struct TripCounter {
     trips: std::sync::Arc<AtomicU64>,
+    bytes: std::sync::Arc<AtomicU64>,
     connections: std::sync::Arc<AtomicU64>,
     port: u16,
 }
@@ -447,14 +448,17 @@ impl TripCounter {
             net::{TcpListener, TcpStream},
         };
         let target = host_port(url);
-        let (trips, connections) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let trips = Arc::new(AtomicU64::new(0));
+        let (bytes, connections) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let port = listener.local_addr().expect("its address").port();
-        let (counted, opened) = (Arc::clone(&trips), Arc::clone(&connections));
+        let (counted, sent) = (Arc::clone(&trips), Arc::clone(&bytes));
+        let opened = Arc::clone(&connections);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 opened.fetch_add(1, Ordering::Relaxed);
-                let (trips, target) = (Arc::clone(&counted), target.clone());
+                let (trips, bytes) = (Arc::clone(&counted), Arc::clone(&sent));
+                let target = target.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&target).await else {
                         return;
@@ -468,6 +472,7 @@ impl TripCounter {
                     let up = tokio::spawn(async move {
                         let mut buf = vec![0u8; 64 * 1024];
                         while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+                            bytes.fetch_add(n as u64, Ordering::Relaxed);
                             up_asked.store(true, Ordering::Release);
                             if server_write.write_all(&buf[..n]).await.is_err() {
                                 return;
@@ -489,6 +494,7 @@ impl TripCounter {
         });
         Self {
             trips,
+            bytes,
             connections,
             port,
         }
@@ -507,6 +513,11 @@ impl TripCounter {
     /// Round trips so far, over every connection through the proxy.
     pub fn trips(&self) -> u64 {
         self.trips.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the app sent so far, over every connection through the proxy.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// Connections opened through the proxy so far.
