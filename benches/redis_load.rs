@@ -8,7 +8,8 @@
 //!
 //! (default 3 rounds of 2 s per subject, client count and field count.) The example starts
 //! a private `redis-server` pinned to CPU 1 and pins itself (app and clients, on one
-//! current-thread runtime) to CPU 0. Per run it reads from `INFO`: the server's CPU time
+//! current-thread runtime; `REDIS_LOAD_RUNTIME=multi`: the multi-thread scheduler with one
+//! worker, as `#[tokio::main]` builds it) to CPU 0. Per run it reads from `INFO`: the server's CPU time
 //! (`used_cpu_user` + `used_cpu_sys`), the bytes it received and sent, and the commands it
 //! executed (`total_commands_processed`: those a script runs included), and the time spent
 //! executing the commands clients sent (`INFO commandstats`, `usec`: the rest of Redis's CPU
@@ -256,13 +257,30 @@ fn main() {
         .unwrap();
     pin_process(redis_pid, 1);
     pin_process(std::process::id(), 0);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    // `REDIS_LOAD_RUNTIME=multi`: Tokio's multi-thread scheduler with one worker (still on
+    // CPU 0), as `#[tokio::main]` builds it, instead of the current-thread one.
+    let multi = std::env::var("REDIS_LOAD_RUNTIME").is_ok_and(|r| r == "multi");
+    let rt = if multi {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
     println!(
         "{rounds} interleaved rounds of {seconds} s; updates of one field, each client its own \
-         session; Redis on CPU 1, the app and its clients on CPU 0; medians of the rounds"
+         session; Redis on CPU 1, the app and its clients on CPU 0 ({} scheduler); medians of \
+         the rounds",
+        if multi {
+            "multi-thread"
+        } else {
+            "current-thread"
+        }
     );
     println!(
         "| fields | clients | subject | updates/s | / tower-sessions | Redis CPU µs/update | of which in commands | app CPU µs/update | bytes to Redis | bytes from Redis | Redis commands run | client commands |"
