@@ -106,8 +106,10 @@ const MIGRATE_LOCK: i64 = 0x7365_7373_696f_6e73; // "sessions"
 /// connection straight to the store call that has waited longest, again without a ping;
 /// at most one connection every 10 ms goes back through the pool instead (and pays its
 /// ping), so that your app's own queries on the same pool are served while the store keeps
-/// every connection busy. An exhausted pool fails a call after the pool's `acquire_timeout`
-/// (`503`).
+/// every connection busy. So the pool's own hooks (`before_acquire`, `after_release`) run
+/// when a connection passes through the pool, not on every store call: the store's
+/// statements need no per-connection set-up. An exhausted pool fails a call after the
+/// pool's `acquire_timeout` (`503`).
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     conns: Arc<Conns<Postgres>>,
