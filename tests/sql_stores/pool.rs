@@ -4,7 +4,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc,
     },
     time::{Duration, SystemTime},
@@ -106,7 +106,7 @@ async fn no_ping_per_call<S: SessionStore + Clone>(store: S, trips: &TripCounter
 }
 
 /// While the store's callers keep every connection busy, another user of the pool still
-/// gets a connection, well within the pool's acquire timeout, again and again.
+/// gets a connection within the pool's acquire timeout, again and again.
 async fn a_shared_pool_still_serves_its_other_users<S: SessionStore + Clone, DB: sqlx::Database>(
     store: S,
     pool: sqlx::Pool<DB>,
@@ -115,14 +115,13 @@ async fn a_shared_pool_still_serves_its_other_users<S: SessionStore + Clone, DB:
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = load_until(&store, &ids, &stop);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let served = AtomicU64::new(0);
     for _ in 0..5 {
+        // Starved, this would fail with `PoolTimedOut` after the pool's 2 s.
         let conn = pool
             .acquire()
             .await
             .expect("the app's own query gets a connection while the store is saturated");
         drop(conn);
-        served.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -130,7 +129,6 @@ async fn a_shared_pool_still_serves_its_other_users<S: SessionStore + Clone, DB:
     for task in tasks {
         loads += task.await.unwrap();
     }
-    assert_eq!(served.load(Ordering::Relaxed), 5);
     assert!(loads > 0, "the store was busy meanwhile");
 }
 
