@@ -173,6 +173,30 @@ async fn cancelled_waits_lose_no_connection<S: SessionStore + Clone>(store: S) {
     }
 }
 
+/// One caller loading a session again and again for 1.5 s, on a pool whose connections
+/// live 300 ms: the store does not keep a connection past that lifetime, so the pool opens
+/// new ones as the old ones retire (kept for good, the first would serve every load).
+async fn kept_connections_retire<S: SessionStore + Clone>(store: S, trips: &TripCounter) {
+    let ids = sessions(&store).await;
+    let opened = trips.connections();
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    let mut loads = 0;
+    while std::time::Instant::now() < until {
+        let record = store.load(&ids[0], LoadKeys::All).await;
+        assert!(
+            record.expect("a load succeeds").is_some(),
+            "the session is there"
+        );
+        loads += 1;
+    }
+    assert!(loads > 100, "the caller ran: {loads} loads");
+    let new = trips.connections() - opened;
+    assert!(
+        new >= 2,
+        "{new} connections opened in 1.5 s of loads on connections that live 300 ms"
+    );
+}
+
 macro_rules! on_server {
     ($module:ident, $store:ident, $options:ty, $url:expr, $server:literal) => {
         mod $module {
@@ -182,10 +206,19 @@ macro_rules! on_server {
                 test: &str,
                 url: &str,
             ) -> Option<($store, sqlx::Pool<<$options as Options>::Db>, Made)> {
+                store_living(test, url, None).await
+            }
+
+            async fn store_living(
+                test: &str,
+                url: &str,
+                lifetime: Option<Duration>,
+            ) -> Option<($store, sqlx::Pool<<$options as Options>::Db>, Made)> {
                 let pool = match <$options>::new()
                     .max_connections(CONNECTIONS)
                     .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(2))
+                    .max_lifetime(lifetime)
                     .connect(url)
                     .await
                 {
@@ -210,6 +243,19 @@ macro_rules! on_server {
                     return;
                 };
                 no_ping_per_call(store, &trips).await;
+                drop(made);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn kept_connections_retire_at_the_pools_max_lifetime() {
+                let trips = TripCounter::start(&$url).await;
+                let url = trips.url(&$url);
+                let lifetime = Some(Duration::from_millis(300));
+                let Some((store, _pool, made)) = store_living("lifetime", &url, lifetime).await
+                else {
+                    return;
+                };
+                kept_connections_retire(store, &trips).await;
                 drop(made);
             }
 

@@ -12,13 +12,15 @@
 //! while the store is saturated.
 //! Connections the store has not needed for a second go back to the pool (a background task
 //! returns them), so an app that shares the pool with the store is not starved when the
-//! store is idle, and `Pool::close` is not held up. A connection that failed is never kept
-//! nor handed on, and one failure to reach the server drops every kept connection (after a
-//! restart they are all dead).
+//! store is idle, and `Pool::close` is not held up. A connection the store has held for the
+//! pool's `max_lifetime` goes back to it (which closes it) instead of being kept or handed
+//! on. A connection that failed is never kept nor handed on, and one failure to reach the
+//! server drops every kept connection (after a restart they are all dead).
 
 use std::{
     collections::VecDeque,
     future::Future,
+    ops::{Deref, DerefMut},
     pin::{pin, Pin},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -55,11 +57,11 @@ pub(super) struct Conns<DB: Database> {
 /// What [`Conns`] guards with its lock.
 struct State<DB: Database> {
     /// Unused connections, last used last; at most `keep`.
-    idle: Vec<(PoolConnection<DB>, Instant)>,
+    idle: Vec<(Conn<DB>, Instant)>,
     /// Store calls waiting for a connection, longest-waiting first. A sender whose call
     /// stopped waiting (the pool served it first, or it was cancelled) is closed; such
     /// senders are skipped and pruned.
-    waiting: VecDeque<oneshot::Sender<PoolConnection<DB>>>,
+    waiting: VecDeque<oneshot::Sender<Conn<DB>>>,
     /// When a finished call last sent its connection back through the pool while store
     /// calls waited.
     returned_at: Instant,
@@ -87,15 +89,49 @@ impl<DB: Database> Drop for Conns<DB> {
             // The store dropped outside a runtime (after `block_on` returned, say): close
             // the connections here, telling the pool they are gone.
             for (conn, _) in kept {
-                drop(conn.detach());
+                drop(conn.conn.detach());
             }
         }
     }
 }
 
 /// A connection checked out for one store call: handed back with [`Conns::put`] after a
-/// call that succeeded; dropped (back to the pool, which checks it) otherwise.
-pub(super) type Conn<DB> = PoolConnection<DB>;
+/// call that succeeded; dropped (back to the pool, which checks it) otherwise. It derefs to
+/// the driver's connection, which runs the statements.
+pub(super) struct Conn<DB: Database> {
+    conn: PoolConnection<DB>,
+    /// When the store took it from the pool (its age is at least that long).
+    since: Instant,
+}
+
+impl<DB: Database> Conn<DB> {
+    fn from_pool(conn: PoolConnection<DB>) -> Self {
+        Self {
+            conn,
+            since: Instant::now(),
+        }
+    }
+
+    /// Closes the connection when it drops, instead of handing it back to the pool (after a
+    /// statement failed part-way through a transaction).
+    pub(super) fn close_on_drop(&mut self) {
+        self.conn.close_on_drop();
+    }
+}
+
+impl<DB: Database> Deref for Conn<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        &self.conn
+    }
+}
+
+impl<DB: Database> DerefMut for Conn<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+}
 
 impl<DB: Database> Conns<DB> {
     /// Keeps up to `keep` of `pool`'s connections between calls (0: none, every call goes
@@ -130,10 +166,10 @@ impl<DB: Database> Conns<DB> {
     pub(super) async fn get(self: &Arc<Self>, fresh: bool) -> Result<Conn<DB>, sqlx::Error> {
         if fresh {
             self.drop_kept();
-            return self.pool.acquire().await;
+            return self.acquire().await;
         }
         if self.keep == 0 {
-            return self.pool.acquire().await;
+            return self.acquire().await;
         }
         self.tend();
         let handed = {
@@ -153,9 +189,9 @@ impl<DB: Database> Conns<DB> {
             })
         };
         let Some(mut handed) = handed else {
-            return self.pool.acquire().await;
+            return self.acquire().await;
         };
-        let mut acquire = pin!(self.pool.acquire());
+        let mut acquire = pin!(self.acquire());
         // Whether a hand-off can still come (a receiver must not be polled once it answered).
         let mut open = true;
         let won = std::future::poll_fn(|cx| {
@@ -179,11 +215,22 @@ impl<DB: Database> Conns<DB> {
         won
     }
 
+    /// A connection from the pool.
+    async fn acquire(&self) -> Result<Conn<DB>, sqlx::Error> {
+        self.pool.acquire().await.map(Conn::from_pool)
+    }
+
     /// Hands `conn` to the store call that has waited longest for one, or keeps it for the
     /// next call, after a call that succeeded on it.
     pub(super) fn put(&self, mut conn: Conn<DB>) {
         if self.pool.is_closed() || self.keep == 0 {
             return;
+        }
+        if let Some(lifetime) = self.pool.options().get_max_lifetime() {
+            if conn.since.elapsed() >= lifetime {
+                // Back to the pool, which closes a connection past its lifetime.
+                return;
+            }
         }
         let mut state = self.lock();
         if !state.waiting.is_empty() {

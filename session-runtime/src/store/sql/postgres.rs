@@ -108,8 +108,10 @@ const MIGRATE_LOCK: i64 = 0x7365_7373_696f_6e73; // "sessions"
 /// ping), so that your app's own queries on the same pool are served while the store keeps
 /// every connection busy. So the pool's own hooks (`before_acquire`, `after_release`) run
 /// when a connection passes through the pool, not on every store call: the store's
-/// statements need no per-connection set-up. An exhausted pool fails a call after the
-/// pool's `acquire_timeout` (`503`).
+/// statements need no per-connection set-up. A connection the store has held for the pool's
+/// `max_lifetime` goes back to the pool, which closes it (its age counted from when the
+/// store took it, so a connection lives at most about twice that). An exhausted pool fails
+/// a call after the pool's `acquire_timeout` (`503`).
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     conns: Arc<Conns<Postgres>>,
