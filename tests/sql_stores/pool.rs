@@ -202,14 +202,9 @@ macro_rules! on_server {
         mod $module {
             use super::*;
 
+            /// A store on tables of its own, through a pool of `CONNECTIONS` to `url` whose
+            /// connections live `lifetime` (`None`: for good).
             async fn store(
-                test: &str,
-                url: &str,
-            ) -> Option<($store, sqlx::Pool<<$options as Options>::Db>, Made)> {
-                store_living(test, url, None).await
-            }
-
-            async fn store_living(
                 test: &str,
                 url: &str,
                 lifetime: Option<Duration>,
@@ -238,7 +233,8 @@ macro_rules! on_server {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_store_busier_than_its_pool_pays_no_ping_per_call() {
                 let trips = TripCounter::start(&$url).await;
-                let Some((store, _pool, made)) = store("no ping per call", &trips.url(&$url)).await
+                let Some((store, _pool, made)) =
+                    store("no ping per call", &trips.url(&$url), None).await
                 else {
                     return;
                 };
@@ -249,9 +245,9 @@ macro_rules! on_server {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn kept_connections_retire_at_the_pools_max_lifetime() {
                 let trips = TripCounter::start(&$url).await;
-                let url = trips.url(&$url);
                 let lifetime = Some(Duration::from_millis(300));
-                let Some((store, _pool, made)) = store_living("lifetime", &url, lifetime).await
+                let Some((store, _pool, made)) =
+                    store("lifetime", &trips.url(&$url), lifetime).await
                 else {
                     return;
                 };
@@ -261,7 +257,7 @@ macro_rules! on_server {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn calls_cancelled_while_waiting_lose_no_connection() {
-                let Some((store, _pool, made)) = store("cancelled waits", &$url).await else {
+                let Some((store, _pool, made)) = store("cancelled waits", &$url, None).await else {
                     return;
                 };
                 cancelled_waits_lose_no_connection(store).await;
@@ -270,7 +266,7 @@ macro_rules! on_server {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_saturated_store_leaves_connections_to_the_pools_other_users() {
-                let Some((store, pool, made)) = store("shared pool", &$url).await else {
+                let Some((store, pool, made)) = store("shared pool", &$url, None).await else {
                     return;
                 };
                 a_shared_pool_still_serves_its_other_users(store, pool).await;

@@ -166,9 +166,8 @@ impl<DB: Database> Conns<DB> {
     pub(super) async fn get(self: &Arc<Self>, fresh: bool) -> Result<Conn<DB>, sqlx::Error> {
         if fresh {
             self.drop_kept();
-            return self.acquire().await;
         }
-        if self.keep == 0 {
+        if fresh || self.keep == 0 {
             return self.acquire().await;
         }
         self.tend();
